@@ -1,0 +1,248 @@
+// Package eventstore holds idlog's append-only event log: the Store contract, the envelope every
+// stored event carries, and the errors adapters return. Adapters live in sub-packages (postgres,
+// sqlite, esdb) and all pass the same conformance suite, eventstoretest.Run.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// MaxEventsPerAppend bounds one append. Postgres packs the index of an event inside its
+// transaction into the low 20 bits of the global position, and no identity command needs more.
+const MaxEventsPerAppend = 10000
+
+// Sentinel errors. Adapters wrap them with context; callers test with errors.Is.
+var (
+	// ErrConcurrency: the stream was not at the expected version.
+	ErrConcurrency = errors.New("eventstore: wrong expected version")
+	// ErrKeyTaken: a unique key the append claims is held by another claim. See KeyTakenError.
+	ErrKeyTaken = errors.New("eventstore: unique key already claimed")
+	// ErrDuplicateEvent: some, but not all, of an append's event ids are already stored, or they
+	// are stored in another stream: the append is neither new nor a faithful retry.
+	ErrDuplicateEvent = errors.New("eventstore: event id already stored by another append")
+	// ErrInvalidAppend: the append itself is malformed (no events, empty type, bad JSON, ...).
+	ErrInvalidAppend = errors.New("eventstore: invalid append")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("eventstore: store is closed")
+)
+
+// KeyTakenError names the unique key that could not be claimed. errors.Is(err, ErrKeyTaken) holds.
+type KeyTakenError struct{ Key string }
+
+func (e *KeyTakenError) Error() string {
+	return fmt.Sprintf("eventstore: unique key %q already claimed", e.Key)
+}
+
+// Is makes errors.Is(err, ErrKeyTaken) true.
+func (e *KeyTakenError) Is(target error) bool { return target == ErrKeyTaken }
+
+// ExpectedVersion is the version a stream must be at for an append to succeed: Any, NoStream, or
+// a positive version (the version of the stream's last event; a stream's first event is version 1).
+type ExpectedVersion int64
+
+const (
+	// Any accepts the stream at whatever version it is, including not existing.
+	Any ExpectedVersion = -1
+	// NoStream requires that the stream has no event yet.
+	NoStream ExpectedVersion = 0
+)
+
+// Exactly expects the stream's last event to be version v. Exactly(0) is NoStream.
+func Exactly(v uint64) ExpectedVersion { return ExpectedVersion(v) }
+
+func (e ExpectedVersion) String() string {
+	switch {
+	case e == Any:
+		return "any"
+	case e == NoStream:
+		return "no stream"
+	case e > 0:
+		return fmt.Sprintf("version %d", int64(e))
+	default:
+		return fmt.Sprintf("invalid expected version %d", int64(e))
+	}
+}
+
+// Metadata travels with every event; the activity log and the audit trail are built from it.
+type Metadata struct {
+	ActorUID       string `json:"actor_uid,omitempty"`
+	ActorRole      string `json:"actor_role,omitempty"`
+	IP             string `json:"ip,omitempty"`
+	UserAgent      string `json:"user_agent,omitempty"`
+	CorrelationID  string `json:"correlation_id,omitempty"`
+	CausationID    string `json:"causation_id,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// ActorSystem is the actor of changes nobody asked for (sign-up bonuses, level changes, ...).
+const ActorSystem = "system"
+
+// NewEvent is an event to append. ID may be left zero; the store then gives it a UUIDv7.
+// Callers that may retry (commands) set it themselves so a retry is recognised as one.
+type NewEvent struct {
+	ID            uuid.UUID
+	Type          string
+	SchemaVersion int
+	Data          json.RawMessage
+	Metadata      Metadata
+}
+
+// Event is a stored event: the envelope of DESIGN.md.
+type Event struct {
+	ID             uuid.UUID
+	StreamID       string
+	StreamVersion  uint64
+	GlobalPosition uint64 // strictly increasing in the global log; not dense
+	Type           string
+	SchemaVersion  int
+	Data           json.RawMessage
+	Metadata       Metadata
+	RecordedAt     time.Time // UTC, microsecond precision
+}
+
+// AppendResult tells where an append landed.
+type AppendResult struct {
+	FirstVersion  uint64 // the stream version of the first appended event
+	LastVersion   uint64 // the stream's version after the append
+	FirstPosition uint64
+	LastPosition  uint64 // wait for followers to reach this to read your own writes
+	RecordedAt    time.Time
+}
+
+// Append is one atomic write to one stream: its events and its unique-key claims and releases are
+// all stored, or none.
+type Append struct {
+	Stream   string
+	Expected ExpectedVersion
+	Events   []NewEvent
+	// Claim reserves unique keys (such as "email:alice@example.com") for this stream. A key already
+	// claimed, by any stream, fails the whole append with a *KeyTakenError.
+	Claim []string
+	// Release frees keys this stream holds, so another append can claim them. Releasing a key the
+	// stream does not hold changes nothing.
+	Release []string
+}
+
+// Filter narrows a read of the global log. The zero Filter matches every event.
+type Filter struct {
+	Types        []string // any of these event types; empty means all
+	StreamPrefix string   // stream ids starting with this; empty means all
+}
+
+// Match reports whether e passes the filter. Adapters that cannot filter server-side use it.
+func (f Filter) Match(e Event) bool {
+	if f.StreamPrefix != "" && (len(e.StreamID) < len(f.StreamPrefix) || e.StreamID[:len(f.StreamPrefix)] != f.StreamPrefix) {
+		return false
+	}
+	if len(f.Types) == 0 {
+		return true
+	}
+	for _, t := range f.Types {
+		if t == e.Type {
+			return true
+		}
+	}
+	return false
+}
+
+// Store is the append-only event log. Implementations are safe for concurrent use.
+//
+// Reads are iterators: they fetch in pages, so memory stays flat for any log size. An iterator
+// that fails yields a zero Event and the error once, then stops. The global log is delivered in
+// global-position order, and a position is only delivered once every event that could still
+// commit below it has committed or failed: a follower that resumes after the last position it saw
+// never misses an event.
+type Store interface {
+	// Append writes a.Events to a.Stream if the stream is at a.Expected. A wrong version returns an
+	// error matching ErrConcurrency and stores nothing. Re-appending events whose ids are all already
+	// stored, in the same stream and order, stores nothing and returns the original result.
+	Append(ctx context.Context, a Append) (AppendResult, error)
+	// ReadStream yields the events of one stream with a version above afterVersion, in order.
+	ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[Event, error]
+	// ReadAll yields the events of the global log after position `after` that pass the filter, up to
+	// the end of the log as it is when the read reaches it, then stops.
+	ReadAll(ctx context.Context, after uint64, f Filter) iter.Seq2[Event, error]
+	// Subscribe is ReadAll that does not stop at the end: it catches up, then follows new events
+	// live, until ctx ends (it then yields ctx's error) or the store closes (ErrClosed).
+	Subscribe(ctx context.Context, after uint64, f Filter) iter.Seq2[Event, error]
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Validate checks an append before any adapter touches storage. Adapters call it first.
+func (a Append) Validate() error {
+	if a.Stream == "" {
+		return fmt.Errorf("%w: empty stream id", ErrInvalidAppend)
+	}
+	if a.Expected < Any {
+		return fmt.Errorf("%w: %s", ErrInvalidAppend, a.Expected)
+	}
+	if len(a.Events) == 0 {
+		return fmt.Errorf("%w: no events for stream %q", ErrInvalidAppend, a.Stream)
+	}
+	if len(a.Events) > MaxEventsPerAppend {
+		return fmt.Errorf("%w: %d events in one append, at most %d", ErrInvalidAppend, len(a.Events), MaxEventsPerAppend)
+	}
+	seen := make(map[uuid.UUID]bool, len(a.Events))
+	for i, e := range a.Events {
+		if e.Type == "" {
+			return fmt.Errorf("%w: event %d has no type", ErrInvalidAppend, i)
+		}
+		if e.SchemaVersion < 1 {
+			return fmt.Errorf("%w: event %d (%s) has schema version %d, want >= 1", ErrInvalidAppend, i, e.Type, e.SchemaVersion)
+		}
+		if !json.Valid(e.Data) {
+			return fmt.Errorf("%w: event %d (%s) data is not valid JSON", ErrInvalidAppend, i, e.Type)
+		}
+		if e.ID != uuid.Nil {
+			if seen[e.ID] {
+				return fmt.Errorf("%w: event id %s appears twice", ErrInvalidAppend, e.ID)
+			}
+			seen[e.ID] = true
+		}
+	}
+	for _, k := range append(append([]string(nil), a.Claim...), a.Release...) {
+		if k == "" {
+			return fmt.Errorf("%w: empty unique key", ErrInvalidAppend)
+		}
+	}
+	return nil
+}
+
+// WithIDs returns the events with every zero id replaced by a new UUIDv7. Adapters call it so the
+// ids are known before the write and a retried append can be recognised.
+func WithIDs(events []NewEvent) ([]NewEvent, error) {
+	out := make([]NewEvent, len(events))
+	for i, e := range events {
+		if e.ID == uuid.Nil {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, fmt.Errorf("eventstore: new event id: %w", err)
+			}
+			e.ID = id
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// Failed is an iterator that yields err once. Adapters return it for calls that cannot start.
+func Failed(err error) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) { yield(Event{}, err) }
+}
+
+// Checkpoints keeps followers' positions (the NATS relay's, for one) in the store's own database,
+// so a follower resumes where it stopped. Projections keep theirs beside their read models instead.
+type Checkpoints interface {
+	// Checkpoint returns the last position saved under name, 0 if none.
+	Checkpoint(ctx context.Context, name string) (uint64, error)
+	// SetCheckpoint saves pos under name.
+	SetCheckpoint(ctx context.Context, name string, pos uint64) error
+}
