@@ -1,0 +1,310 @@
+// Package config holds idlog's run-time configuration: the IDLOG_* environment variables, the
+// command-line flags that override them, and their validation. A bad value is reported with the
+// variable (or flag) that carried it, and a password inside a URL is never printed.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalid matches every *InvalidError.
+var ErrInvalid = errors.New("invalid configuration")
+
+// InvalidError is a bad configuration value. Its message names where the value came from and the
+// value itself, redacted if it may hold a password: invalid IDLOG_HTTP_ADDR "x": want host:port.
+type InvalidError struct {
+	Source string // the environment variable (IDLOG_HTTP_ADDR) or flag (-http-addr)
+	Value  string // as given, except that passwords are replaced by xxxxx
+	Reason string
+}
+
+func (e *InvalidError) Error() string {
+	return fmt.Sprintf("invalid %s %q: %s", e.Source, e.Value, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Config is a validated configuration. Use Load to get one.
+type Config struct {
+	// HTTPAddr is the host:port the HTTP server listens on; port 0 picks a free port.
+	HTTPAddr string
+	// DataDir holds whatever idlog keeps on local disk (the SQLite database by default).
+	DataDir string
+	// DatabaseURL, when set (postgres://...), puts the event store in PostgreSQL.
+	DatabaseURL string
+	// EventStoreURL, when set (esdb://...), puts the event store in EventStoreDB. It wins over
+	// DatabaseURL for the event store.
+	EventStoreURL string
+	// NATSURL names an external NATS server. It is validated now; nothing uses it yet.
+	NATSURL string
+	// LogLevel is the lowest level logged.
+	LogLevel slog.Level
+	// LogFormat is "text" or "json".
+	LogFormat string
+	// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long to finish.
+	ShutdownTimeout time.Duration
+}
+
+// Engine names the backend that holds the event store.
+type Engine string
+
+// The event store engines.
+const (
+	SQLite       Engine = "sqlite"
+	Postgres     Engine = "postgres"
+	EventStoreDB Engine = "eventstoredb"
+)
+
+// sqliteDBFile is the SQLite database's name inside the data directory.
+const sqliteDBFile = "idlog.db"
+
+// EventStore says which engine holds the event store: EventStoreDB if its URL is set, else
+// PostgreSQL if the database URL is set, else SQLite in the data directory.
+func (c Config) EventStore() Engine {
+	switch {
+	case c.EventStoreURL != "":
+		return EventStoreDB
+	case c.DatabaseURL != "":
+		return Postgres
+	default:
+		return SQLite
+	}
+}
+
+// SQLitePath is the SQLite database file inside the data directory.
+func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, sqliteDBFile) }
+
+// LogValue logs the configuration with every URL password replaced, so logging a Config is safe.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("data_dir", c.DataDir),
+		slog.String("database_url", RedactURL(c.DatabaseURL)),
+		slog.String("eventstore_url", RedactURL(c.EventStoreURL)),
+		slog.String("nats_url", RedactURL(c.NATSURL)),
+		slog.String("log_level", c.LogLevel.String()),
+		slog.String("log_format", c.LogFormat),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+	)
+}
+
+// setting is one configurable value: where it comes from and how it is checked.
+type setting struct {
+	env, flag, def, usage string
+	// secret: the value is a URL that may carry a password, shown redacted.
+	secret bool
+	apply  func(c *Config, v string) error
+}
+
+var settings = []setting{
+	{
+		env: "IDLOG_HTTP_ADDR", flag: "http-addr", def: "127.0.0.1:8080",
+		usage: "`host:port` the HTTP server listens on",
+		apply: func(c *Config, v string) error {
+			if err := checkHostPort(v); err != nil {
+				return err
+			}
+			c.HTTPAddr = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_DATA_DIR", flag: "data-dir", def: "./idlog-data",
+		usage: "`directory` for local data (the SQLite database by default)",
+		apply: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				return errors.New("must not be empty")
+			}
+			c.DataDir = filepath.Clean(v)
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_DATABASE_URL", flag: "database-url", secret: true,
+		usage: "PostgreSQL `URL` (postgres://user:password@host:5432/db?sslmode=disable); empty means SQLite in the data directory",
+		apply: func(c *Config, v string) error {
+			if err := checkURL(v, "postgres", "postgresql"); err != nil {
+				return err
+			}
+			c.DatabaseURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_EVENTSTORE_URL", flag: "eventstore-url", secret: true,
+		usage: "EventStoreDB `URL` (esdb://host:2113?tls=false); when set it holds the event store",
+		apply: func(c *Config, v string) error {
+			if err := checkURL(v, "esdb", "esdb+discover"); err != nil {
+				return err
+			}
+			c.EventStoreURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_NATS_URL", flag: "nats-url", secret: true,
+		usage: "NATS `URL` (nats://host:4222); not used yet",
+		apply: func(c *Config, v string) error {
+			// NATS accepts a comma-separated list of servers.
+			for _, u := range strings.Split(v, ",") {
+				if err := checkURL(strings.TrimSpace(u), "nats", "tls", "ws", "wss"); err != nil {
+					return err
+				}
+			}
+			c.NATSURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_LOG_LEVEL", flag: "log-level", def: "info",
+		usage: "lowest `level` logged: debug, info, warn or error",
+		apply: func(c *Config, v string) error {
+			switch strings.ToLower(v) {
+			case "debug":
+				c.LogLevel = slog.LevelDebug
+			case "info":
+				c.LogLevel = slog.LevelInfo
+			case "warn":
+				c.LogLevel = slog.LevelWarn
+			case "error":
+				c.LogLevel = slog.LevelError
+			default:
+				return errors.New("want debug, info, warn or error")
+			}
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_LOG_FORMAT", flag: "log-format", def: "text",
+		usage: "log `format`: text or json",
+		apply: func(c *Config, v string) error {
+			switch v = strings.ToLower(v); v {
+			case "text", "json":
+				c.LogFormat = v
+				return nil
+			}
+			return errors.New("want text or json")
+		},
+	},
+	{
+		env: "IDLOG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", def: "15s",
+		usage: "how long in-flight requests may take to finish on shutdown (`duration`, e.g. 15s)",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 15s or 1m")
+			}
+			if d <= 0 {
+				return errors.New("must be positive")
+			}
+			c.ShutdownTimeout = d
+			return nil
+		},
+	},
+}
+
+// Flags binds the configuration flags to a subcommand's flag set. Call Load after fs.Parse.
+type Flags struct {
+	fs     *flag.FlagSet
+	values map[string]*string // by flag name
+}
+
+// Bind registers every configuration flag on fs. A flag's help names its environment variable.
+func Bind(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, values: make(map[string]*string, len(settings))}
+	for _, s := range settings {
+		usage := fmt.Sprintf("%s (env %s)", s.usage, s.env)
+		// The flag's default stays empty: a value counts only if the flag was given, so the
+		// environment can fill the others. The real default is in the help text.
+		if s.def != "" {
+			usage += fmt.Sprintf(" (default %q)", s.def)
+		}
+		f.values[s.flag] = fs.String(s.flag, "", usage)
+	}
+	return f
+}
+
+// Load builds the configuration from the flags that were given, then the environment (read with
+// getenv, usually os.Getenv; an empty variable counts as unset), then the defaults, and validates
+// every value. All bad values are reported together; each error names its variable or flag and its
+// value, with any password replaced.
+func (f *Flags) Load(getenv func(string) string) (Config, error) {
+	given := map[string]bool{}
+	if f.fs.Parsed() {
+		f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	}
+	var (
+		c    Config
+		errs []error
+	)
+	for _, s := range settings {
+		v, source := s.def, s.env
+		if given[s.flag] {
+			v, source = *f.values[s.flag], "-"+s.flag
+		} else if ev := getenv(s.env); ev != "" {
+			v = ev
+		}
+		if v == "" && s.def == "" {
+			continue // optional and unset
+		}
+		if err := s.apply(&c, v); err != nil {
+			if s.secret {
+				v = RedactURL(v)
+			}
+			errs = append(errs, &InvalidError{Source: source, Value: v, Reason: err.Error()})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func checkHostPort(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:8080 or :8080")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// checkURL accepts an absolute URL with one of the schemes and a host. Its errors never quote the
+// URL, which may hold a password.
+func checkURL(v string, schemes ...string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	ok := false
+	for _, s := range schemes {
+		ok = ok || strings.EqualFold(u.Scheme, s)
+	}
+	if u.Scheme == "" {
+		return fmt.Errorf("want a URL: %s://host...", schemes[0])
+	}
+	if !ok {
+		return fmt.Errorf("scheme %q is not %s", u.Scheme, strings.Join(schemes, " or "))
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	if p := u.Port(); p != "" {
+		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+			return fmt.Errorf("port %q is not a number from 0 to 65535", p)
+		}
+	}
+	return nil
+}
