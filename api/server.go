@@ -1,0 +1,67 @@
+// Package api is idlog's HTTP interface: the router, the health and readiness probes, Prometheus
+// metrics, request ids and access logs, and Barong-style JSON errors. The binary builds the
+// handler with NewServer and owns the listener and its lifecycle.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is a named readiness check. /readyz answers 200 only when every check returns nil.
+type Check struct {
+	Name string
+	// Check reports whether the dependency answers. It must return once ctx is done.
+	Check func(ctx context.Context) error
+}
+
+// Options are what the server needs. The zero value serves the probes and metrics alone.
+type Options struct {
+	// Logger receives access logs and failures. Nil discards them.
+	Logger *slog.Logger
+	// Metrics is where the server registers its collectors and what /metrics serves, so other
+	// parts of the binary can add theirs. Nil gives the server a registry of its own.
+	Metrics *prometheus.Registry
+	// Ready are the readiness checks behind /readyz.
+	Ready []Check
+}
+
+// NewServer returns idlog's HTTP handler. It registers its metrics in o.Metrics, so it is called
+// once per registry.
+func NewServer(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	for _, c := range o.Ready {
+		if c.Name == "" || c.Check == nil {
+			panic("api: a readiness check needs a name and a function")
+		}
+	}
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		WriteError(w, http.StatusNotFound, "route.not_found")
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		WriteError(w, http.StatusMethodNotAllowed, "route.method_not_allowed")
+	})
+	r.Use(recordRoute)
+
+	r.Handle("/healthz", http.HandlerFunc(healthz)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/readyz", readyz(o.Logger, o.Ready)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),
+	})).Methods(http.MethodGet, http.MethodHead)
+
+	// Outermost first: every request gets an id, then is timed and logged, and a panic inside is
+	// answered with a 500 that the timing and the log still see.
+	return withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics), recoverPanics(o.Logger, r)))
+}
