@@ -1,0 +1,453 @@
+// Package postgres is idlog's production event store: PostgreSQL through sqlx and lib/pq.
+//
+// An append is one call of the SQL function idlog_append (migrations/postgres/00001), so it costs
+// one round trip and appends to different streams never wait for each other. Global positions are
+// (transaction id << 20 | index in the append); readers of the global log only read below the
+// oldest transaction still running, so an event that commits late with a lower position is never
+// skipped. The price: followers see an event only once every older write transaction in the
+// cluster has ended, so a long-running write transaction delays them (never loses an event).
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// Options configures a Store.
+type Options struct {
+	// DSN is a lib/pq connection string or postgres:// URL.
+	DSN string
+	// PollInterval bounds how late a subscriber notices events appended by other processes, and
+	// events held back behind a long transaction. Appends through this Store wake subscribers at
+	// once. Default 100ms.
+	PollInterval time.Duration
+	// PageSize is how many events one read query fetches. Default 1000.
+	PageSize int
+	// MaxOpenConns caps the connection pool. Default 16.
+	MaxOpenConns int
+	// BeforeCommit, when set, runs inside each append's transaction before it commits (tests use
+	// it to hold transactions open). Appends then take three round trips instead of one.
+	BeforeCommit func(ctx context.Context, a eventstore.Append)
+}
+
+func (o *Options) validate() error {
+	if o.DSN == "" {
+		return errors.New("postgres: DSN is empty")
+	}
+	if o.PollInterval < 0 {
+		return fmt.Errorf("postgres: poll interval (%v) cannot be negative", o.PollInterval)
+	}
+	if o.PageSize < 0 || o.PageSize > 100000 {
+		return fmt.Errorf("postgres: page size (%d) must be between 1 and 100000", o.PageSize)
+	}
+	if o.MaxOpenConns < 0 {
+		return fmt.Errorf("postgres: max open conns (%d) cannot be negative", o.MaxOpenConns)
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 1000
+	}
+	if o.MaxOpenConns == 0 {
+		o.MaxOpenConns = 16
+	}
+	return nil
+}
+
+// Store is the Postgres event store. It implements eventstore.Store and eventstore.Checkpoints.
+type Store struct {
+	db     *sqlx.DB
+	opts   Options
+	closed atomic.Bool
+	done   chan struct{}
+
+	mu      sync.Mutex
+	appends chan struct{} // closed and replaced after every append: wakes subscribers
+}
+
+var (
+	_ eventstore.Store       = (*Store)(nil)
+	_ eventstore.Checkpoints = (*Store)(nil)
+)
+
+// Open connects, applies pending migrations and returns the store.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open("postgres", o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open %s: %w", Redact(o.DSN), err)
+	}
+	db.SetMaxOpenConns(o.MaxOpenConns)
+	db.SetMaxIdleConns(o.MaxOpenConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %w", Redact(o.DSN), err)
+	}
+	if err := migrations.Up(ctx, db.DB, migrations.Postgres); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{db: db, opts: o, done: make(chan struct{}), appends: make(chan struct{})}, nil
+}
+
+// Redact returns dsn with any password replaced, fit for logs and errors.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "(postgres connection string)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// DB is the store's connection pool, for components that keep their tables in the same database
+// (read models). They must not write to the event store's tables.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Close stops subscribers and closes the pool. It is safe to call more than once.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.done)
+	return s.db.Close()
+}
+
+func (s *Store) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appends
+}
+
+func (s *Store) notify() {
+	s.mu.Lock()
+	close(s.appends)
+	s.appends = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.AppendResult, error) {
+	if s.closed.Load() {
+		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	if err := a.Validate(); err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	events, err := eventstore.WithIDs(a.Events)
+	if err != nil {
+		return eventstore.AppendResult{}, err
+	}
+	n := len(events)
+	ids := make([]string, n)
+	types := make([]string, n)
+	versions := make([]int64, n)
+	data := make([]string, n)
+	meta := make([]string, n)
+	for i, e := range events {
+		ids[i] = e.ID.String()
+		types[i] = e.Type
+		versions[i] = int64(e.SchemaVersion)
+		data[i] = string(e.Data)
+		m, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("postgres: encode metadata: %w", err)
+		}
+		meta[i] = string(m)
+	}
+	claims := slices.Clone(a.Claim)
+	slices.Sort(claims) // a fixed order: two appends claiming the same keys cannot deadlock
+	args := []any{a.Stream, int64(a.Expected), pq.Array(ids), pq.Array(types), pq.Array(versions),
+		pq.Array(data), pq.Array(meta), pq.Array(claims), pq.Array(a.Release)}
+	const q = `SELECT first_version, last_version, first_position, last_position, recorded_at
+		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
+
+	var r appendRow
+	if s.opts.BeforeCommit == nil {
+		err = s.db.QueryRowxContext(ctx, q, args...).StructScan(&r)
+	} else {
+		err = s.appendInTx(ctx, a, q, args, &r)
+	}
+	if err != nil {
+		return eventstore.AppendResult{}, s.appendError(a, err)
+	}
+	s.notify()
+	return r.result(), nil
+}
+
+func (s *Store) appendInTx(ctx context.Context, a eventstore.Append, q string, args []any, r *appendRow) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	if err := tx.QueryRowxContext(ctx, q, args...).StructScan(r); err != nil {
+		return err
+	}
+	s.opts.BeforeCommit(ctx, a)
+	return tx.Commit()
+}
+
+type appendRow struct {
+	FirstVersion  int64     `db:"first_version"`
+	LastVersion   int64     `db:"last_version"`
+	FirstPosition int64     `db:"first_position"`
+	LastPosition  int64     `db:"last_position"`
+	RecordedAt    time.Time `db:"recorded_at"`
+}
+
+func (r appendRow) result() eventstore.AppendResult {
+	return eventstore.AppendResult{
+		FirstVersion:  uint64(r.FirstVersion),
+		LastVersion:   uint64(r.LastVersion),
+		FirstPosition: uint64(r.FirstPosition),
+		LastPosition:  uint64(r.LastPosition),
+		RecordedAt:    r.RecordedAt.UTC(),
+	}
+}
+
+// appendError maps the SQLSTATEs raised by idlog_append to the store's errors.
+func (s *Store) appendError(a eventstore.Append, err error) error {
+	var pe *pq.Error
+	if !errors.As(err, &pe) {
+		if s.closed.Load() {
+			return eventstore.ErrClosed
+		}
+		return fmt.Errorf("postgres: append to %q: %w", a.Stream, err)
+	}
+	switch pe.Code {
+	case "IDL01":
+		actual, _ := strconv.ParseInt(pe.Message, 10, 64)
+		return fmt.Errorf("%w: stream %q expected %s, is at version %d", eventstore.ErrConcurrency, a.Stream, a.Expected, actual)
+	case "IDL02":
+		return &eventstore.KeyTakenError{Key: pe.Message}
+	case "IDL03":
+		return fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, a.Stream)
+	case "23505": // unique_violation: a concurrent append stored these ids or this version first
+		if pe.Constraint == "events_event_id_key" {
+			return fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, a.Stream)
+		}
+		return fmt.Errorf("%w: stream %q: %s", eventstore.ErrConcurrency, a.Stream, pe.Message)
+	case "40P01", "40001": // deadlock or serialization failure: the caller may retry
+		return fmt.Errorf("%w: stream %q: %s", eventstore.ErrConcurrency, a.Stream, pe.Message)
+	}
+	return fmt.Errorf("postgres: append to %q: %w", a.Stream, err)
+}
+
+type eventRow struct {
+	Position      int64     `db:"position"`
+	EventID       uuid.UUID `db:"event_id"`
+	StreamID      string    `db:"stream_id"`
+	StreamVersion int64     `db:"stream_version"`
+	EventType     string    `db:"event_type"`
+	SchemaVersion int       `db:"schema_version"`
+	Data          string    `db:"data"`
+	Metadata      string    `db:"metadata"`
+	RecordedAt    time.Time `db:"recorded_at"`
+}
+
+const eventColumns = `position, event_id, stream_id, stream_version, event_type, schema_version, data::text AS data, metadata::text AS metadata, recorded_at`
+
+func (r *eventRow) event() (eventstore.Event, error) {
+	e := eventstore.Event{
+		ID:             r.EventID,
+		StreamID:       r.StreamID,
+		StreamVersion:  uint64(r.StreamVersion),
+		GlobalPosition: uint64(r.Position),
+		Type:           r.EventType,
+		SchemaVersion:  r.SchemaVersion,
+		Data:           json.RawMessage(r.Data),
+		RecordedAt:     r.RecordedAt.UTC(),
+	}
+	if err := json.Unmarshal([]byte(r.Metadata), &e.Metadata); err != nil {
+		return eventstore.Event{}, fmt.Errorf("postgres: event at position %d: metadata: %w", r.Position, err)
+	}
+	return e, nil
+}
+
+// ReadStream implements eventstore.Store.
+func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
+	const q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
+	return s.pages(ctx, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
+		after := afterVersion
+		if !first {
+			after = last.StreamVersion
+		}
+		var rows []eventRow
+		err := s.db.SelectContext(ctx, &rows, q, stream, int64(after), s.opts.PageSize)
+		return rows, err
+	}, endOfData)
+}
+
+func endOfData(context.Context) (bool, error) { return true, nil }
+func never(context.Context) (bool, error)     { return false, nil }
+
+// ReadAll implements eventstore.Store. It yields every event committed before the call: if an
+// older transaction still holds the read horizon below the newest such event, it waits for it.
+func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	if s.closed.Load() {
+		return eventstore.Failed(eventstore.ErrClosed)
+	}
+	var target int64
+	if err := s.db.GetContext(ctx, &target, `SELECT coalesce(max(position), 0) FROM events`); err != nil {
+		return eventstore.Failed(s.readError(ctx, err))
+	}
+	reached := func(ctx context.Context) (bool, error) {
+		if target <= int64(after) {
+			return true, nil
+		}
+		var horizon int64
+		err := s.db.GetContext(ctx, &horizon, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20`)
+		return horizon > target, err
+	}
+	return s.pages(ctx, s.globalPage(after, f), reached)
+}
+
+// Subscribe implements eventstore.Store.
+func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	return s.pages(ctx, s.globalPage(after, f), never)
+}
+
+// globalPage reads the next page of the global log. Only positions below the oldest running
+// transaction's id are read: see the package comment.
+func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Context, eventstore.Event, bool) ([]eventRow, error) {
+	q := `SELECT ` + eventColumns + ` FROM events
+		WHERE position > $1
+		  AND position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)`
+	args := []any{nil, s.opts.PageSize}
+	if len(f.Types) > 0 {
+		args = append(args, pq.Array(f.Types))
+		q += fmt.Sprintf(" AND event_type = ANY($%d)", len(args))
+	}
+	if f.StreamPrefix != "" {
+		args = append(args, f.StreamPrefix)
+		q += fmt.Sprintf(" AND left(stream_id, length($%d)) = $%[1]d", len(args))
+	}
+	q += " ORDER BY position LIMIT $2"
+	return func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
+		pos := after
+		if !first {
+			pos = last.GlobalPosition
+		}
+		args[0] = int64(pos)
+		var rows []eventRow
+		err := s.db.SelectContext(ctx, &rows, q, args...)
+		return rows, err
+	}
+}
+
+// pages turns a page query into an iterator. After a page that is not full it asks done whether
+// the read is over; if not, it waits for an append through this store or the poll interval, and
+// reads again. done is asked before the page is read, so it never ends a read early.
+func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		var last eventstore.Event
+		first := true
+		for {
+			if s.closed.Load() {
+				yield(eventstore.Event{}, eventstore.ErrClosed)
+				return
+			}
+			if err := ctx.Err(); err != nil {
+				yield(eventstore.Event{}, err)
+				return
+			}
+			wake := s.changed() // taken before the read, so an append during it is not missed
+			over, err := done(ctx)
+			var rows []eventRow
+			if err == nil {
+				rows, err = page(ctx, last, first)
+			}
+			if err != nil {
+				yield(eventstore.Event{}, s.readError(ctx, err))
+				return
+			}
+			for i := range rows {
+				e, err := rows[i].event()
+				if err != nil {
+					yield(eventstore.Event{}, err)
+					return
+				}
+				if !yield(e, nil) {
+					return
+				}
+				last, first = e, false
+			}
+			if len(rows) == s.opts.PageSize {
+				continue
+			}
+			if over {
+				return
+			}
+			timer := time.NewTimer(s.opts.PollInterval)
+			select {
+			case <-wake:
+			case <-timer.C:
+			case <-ctx.Done():
+			case <-s.done:
+			}
+			timer.Stop()
+		}
+	}
+}
+
+func (s *Store) readError(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case s.closed.Load():
+		return eventstore.ErrClosed
+	}
+	return fmt.Errorf("postgres: read events: %w", err)
+}
+
+// Checkpoint implements eventstore.Checkpoints.
+func (s *Store) Checkpoint(ctx context.Context, name string) (uint64, error) {
+	if s.closed.Load() {
+		return 0, eventstore.ErrClosed
+	}
+	var pos int64
+	err := s.db.GetContext(ctx, &pos, `SELECT position FROM checkpoints WHERE name = $1`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: checkpoint %q: %w", name, err)
+	}
+	return uint64(pos), nil
+}
+
+// SetCheckpoint implements eventstore.Checkpoints.
+func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) error {
+	if s.closed.Load() {
+		return eventstore.ErrClosed
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`, name, int64(pos))
+	if err != nil {
+		return fmt.Errorf("postgres: set checkpoint %q: %w", name, err)
+	}
+	return nil
+}
