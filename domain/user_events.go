@@ -1,0 +1,210 @@
+package domain
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The events of a user's stream. Each is a struct value with a stable stored name (EventType,
+// never the Go type name) at schema version 1; RegisterEvents lists them all.
+//
+// What they hold, and what they never hold: passwords only as encoded argon2id hashes, email and
+// reset tokens only as SHA-256 hex hashes, the TOTP secret only as ciphertext. Who did it, from which
+// address and browser is the envelope's metadata, not event data; only LoginFailed names a reason.
+// Times are UTC.
+
+// UserRegistered starts every user's stream.
+type UserRegistered struct {
+	UserID       UserID          `json:"uid"`
+	Email        string          `json:"email"`
+	Username     string          `json:"username,omitempty"`
+	PasswordHash string          `json:"password_hash"`
+	Role         Role            `json:"role"`
+	RefID        UserID          `json:"refid,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty"`
+}
+
+// EmailVerificationRequested: a token to confirm Email was sent; it is valid until ExpiresAt and
+// replaces any earlier one.
+type EmailVerificationRequested struct {
+	Email     string    `json:"email"`
+	TokenHash string    `json:"token_hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// EmailVerified: the user proved they own Email.
+type EmailVerified struct {
+	Email string `json:"email"`
+}
+
+// PasswordChanged: the signed-in user set a new password.
+type PasswordChanged struct {
+	PasswordHash string `json:"password_hash"`
+}
+
+// PasswordResetRequested: a reset token was sent; it is valid until ExpiresAt and replaces any
+// earlier one.
+type PasswordResetRequested struct {
+	TokenHash string    `json:"token_hash"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// PasswordReset: a forgotten password was replaced using a reset token.
+type PasswordReset struct {
+	PasswordHash string `json:"password_hash"`
+}
+
+// EmailChanged: the user's email is now To and no longer verified.
+type EmailChanged struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// UsernameChanged: the user's username is now To (From is empty if they had none).
+type UsernameChanged struct {
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+}
+
+// UserDataUpdated replaces the user's free JSON data (absent: no data).
+type UserDataUpdated struct {
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// SessionStarted: the user signed in. The session is open until SessionEnded or ExpiresAt.
+// OTPStep is the TOTP time step of the code given at sign-in, 0 if two-factor authentication is off.
+type SessionStarted struct {
+	SessionID string    `json:"sid"`
+	At        time.Time `json:"at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	OTPStep   int64     `json:"otp_step,omitempty"`
+}
+
+// LoginFailure says why a sign-in of a known user failed.
+type LoginFailure string
+
+// The reasons of LoginFailed.
+const (
+	LoginFailureInvalidPassword LoginFailure = "invalid_password"
+	LoginFailureMissingOTP      LoginFailure = "missing_otp"
+	LoginFailureInvalidOTP      LoginFailure = "invalid_otp"
+	LoginFailureReplayedOTP     LoginFailure = "replayed_otp"
+	LoginFailureNotActive       LoginFailure = "not_active"
+)
+
+func (r LoginFailure) valid() bool {
+	switch r {
+	case LoginFailureInvalidPassword, LoginFailureMissingOTP, LoginFailureInvalidOTP, LoginFailureReplayedOTP, LoginFailureNotActive:
+		return true
+	}
+	return false
+}
+
+// LoginFailed: a sign-in of this user failed at At. Failures in a row feed throttling.
+type LoginFailed struct {
+	Reason LoginFailure `json:"reason"`
+	At     time.Time    `json:"at"`
+}
+
+// SessionEnd says why a session ended.
+type SessionEnd string
+
+// The reasons of SessionEnded.
+const (
+	SessionEndLogout          SessionEnd = "logout"
+	SessionEndPasswordChanged SessionEnd = "password_changed"
+	SessionEndPasswordReset   SessionEnd = "password_reset"
+	SessionEndStateChanged    SessionEnd = "state_changed"
+	SessionEndAccountDeleted  SessionEnd = "account_deleted"
+)
+
+// SessionEnded: the session is closed; an access token bound to it is refused from now on.
+// Commands that end every session (password change or reset, ban, lock, deletion) record one
+// SessionEnded per open session right after their own event, so a session projection needs to
+// follow only this one event.
+type SessionEnded struct {
+	SessionID string     `json:"sid"`
+	Reason    SessionEnd `json:"reason"`
+}
+
+// OTPSecretGenerated: a new TOTP secret, encrypted by the caller (auth.Sealer), waits to be enabled.
+// It replaces any earlier secret that was not enabled.
+type OTPSecretGenerated struct {
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// OTPEnabled: the user proved the pending secret with a code of time step Step; two-factor
+// authentication is on.
+type OTPEnabled struct {
+	Step int64 `json:"step"`
+}
+
+// OTPVerified: a code of time step Step was accepted outside sign-in (before a sensitive action).
+// It is recorded so that the same code cannot be used again.
+type OTPVerified struct {
+	Step int64 `json:"step"`
+}
+
+// OTPDisabled: the user turned two-factor authentication off with a code of time step Step; the
+// secret is forgotten.
+type OTPDisabled struct {
+	Step int64 `json:"step"`
+}
+
+// UserStateChanged: an administrator moved the account from one state to another.
+type UserStateChanged struct {
+	From   State  `json:"from"`
+	To     State  `json:"to"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// RoleChanged: an administrator gave the user another role.
+type RoleChanged struct {
+	From Role `json:"from"`
+	To   Role `json:"to"`
+}
+
+// UserDeleted: the user deleted their own account; it is in StateDeleted from now on.
+type UserDeleted struct{}
+
+// EventType implementations: the stored names. Never change one; add a new event instead.
+
+func (UserRegistered) EventType() string             { return "UserRegistered" }
+func (EmailVerificationRequested) EventType() string { return "EmailVerificationRequested" }
+func (EmailVerified) EventType() string              { return "EmailVerified" }
+func (PasswordChanged) EventType() string            { return "PasswordChanged" }
+func (PasswordResetRequested) EventType() string     { return "PasswordResetRequested" }
+func (PasswordReset) EventType() string              { return "PasswordReset" }
+func (EmailChanged) EventType() string               { return "EmailChanged" }
+func (UsernameChanged) EventType() string            { return "UsernameChanged" }
+func (UserDataUpdated) EventType() string            { return "UserDataUpdated" }
+func (SessionStarted) EventType() string             { return "SessionStarted" }
+func (LoginFailed) EventType() string                { return "LoginFailed" }
+func (SessionEnded) EventType() string               { return "SessionEnded" }
+func (OTPSecretGenerated) EventType() string         { return "OTPSecretGenerated" }
+func (OTPEnabled) EventType() string                 { return "OTPEnabled" }
+func (OTPVerified) EventType() string                { return "OTPVerified" }
+func (OTPDisabled) EventType() string                { return "OTPDisabled" }
+func (UserStateChanged) EventType() string           { return "UserStateChanged" }
+func (RoleChanged) EventType() string                { return "RoleChanged" }
+func (UserDeleted) EventType() string                { return "UserDeleted" }
+
+// RegisterEvents registers every domain event at its current schema version. Later aggregates and
+// schema versions (with their upcasters) are added here, so that one call wires them all.
+func RegisterEvents(r *Registry) {
+	for _, e := range []Event{
+		UserRegistered{}, EmailVerificationRequested{}, EmailVerified{}, PasswordChanged{},
+		PasswordResetRequested{}, PasswordReset{}, EmailChanged{}, UsernameChanged{},
+		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
+		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
+	} {
+		r.Register(e, 1)
+	}
+}
+
+// NewEventRegistry returns a registry holding every domain event.
+func NewEventRegistry() *Registry {
+	r := NewRegistry()
+	RegisterEvents(r)
+	return r
+}

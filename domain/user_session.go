@@ -1,0 +1,165 @@
+package domain
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+)
+
+// Sign-in, sessions and two-factor authentication commands of the User. See User for what every
+// command method promises.
+
+// maxOTPCiphertext bounds the encrypted TOTP secret (a 20-byte secret sealed is under 100 bytes).
+const maxOTPCiphertext = 1024
+
+// SessionStart is a successful sign-in, as the command layer saw it: the password was verified
+// (auth), and with two-factor authentication on, the code was validated against the user's secret
+// and OTPStep is its time step.
+type SessionStart struct {
+	SessionID string    // a new random id; the access token carries it as "sid"
+	At        time.Time // now
+	ExpiresAt time.Time // when the session ends by itself; after At
+	OTPStep   int64     // the TOTP step of the code given; 0 when two-factor authentication is off
+}
+
+// StartSession opens a session. The user must be active (ErrUserNotActive). With two-factor
+// authentication on, a code is required (ErrOTPRequired) and its step must be after the last
+// accepted one (ErrOTPReplayed); with it off, giving a step is a mistake (ErrOTPNotEnabled).
+// A successful sign-in clears the count of failed ones.
+func (u *User) StartSession(s SessionStart) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if err := checkSessionID(s.SessionID); err != nil {
+		return nil, err
+	}
+	if err := checkTime("start", s.At); err != nil {
+		return nil, err
+	}
+	if !s.ExpiresAt.After(s.At) {
+		return nil, fmt.Errorf("%w: session expiry %s is not after its start %s", ErrInvalidArgument, s.ExpiresAt, s.At)
+	}
+	if _, taken := u.sessions[s.SessionID]; taken {
+		return nil, fmt.Errorf("%w: session id %s is already used", ErrInvalidArgument, s.SessionID)
+	}
+	switch {
+	case u.otpEnabled && s.OTPStep == 0:
+		return nil, ErrOTPRequired
+	case u.otpEnabled:
+		if err := u.checkOTPStep(s.OTPStep); err != nil {
+			return nil, err
+		}
+	case s.OTPStep != 0:
+		return nil, fmt.Errorf("%w: sign-in carried a code step", ErrOTPNotEnabled)
+	}
+	return u.record(SessionStarted{SessionID: s.SessionID, At: s.At.UTC(), ExpiresAt: s.ExpiresAt.UTC(), OTPStep: s.OTPStep}), nil
+}
+
+// FailLogin records a failed sign-in of this user at `at`, whatever its state, for the activity log
+// and for throttling (FailedLogins).
+func (u *User) FailLogin(reason LoginFailure, at time.Time) ([]Event, error) {
+	if !reason.valid() {
+		return nil, fmt.Errorf("%w: login failure reason %q", ErrInvalidArgument, reason)
+	}
+	if err := checkTime("at", at); err != nil {
+		return nil, err
+	}
+	return u.record(LoginFailed{Reason: reason, At: at.UTC()}), nil
+}
+
+// EndSession closes a session: the user signed out. It works in any state, so a session can always
+// be closed; an unknown or already closed session is ErrSessionNotFound.
+func (u *User) EndSession(sid string) ([]Event, error) {
+	if _, ok := u.sessions[sid]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrSessionNotFound, sid)
+	}
+	return u.record(SessionEnded{SessionID: sid, Reason: SessionEndLogout}), nil
+}
+
+// endSessions returns a SessionEnded for every session open at now except keep, in id order so
+// that the same history always gives the same events.
+func (u *User) endSessions(now time.Time, reason SessionEnd, keep string) []Event {
+	var events []Event
+	for _, sid := range u.OpenSessions(now) {
+		if sid != keep {
+			events = append(events, SessionEnded{SessionID: sid, Reason: reason})
+		}
+	}
+	return events
+}
+
+func (u *User) checkOTPStep(step int64) error {
+	if step <= 0 {
+		return fmt.Errorf("%w: TOTP step %d", ErrInvalidArgument, step)
+	}
+	if step <= u.lastOTPStep {
+		return fmt.Errorf("%w: step %d, last accepted %d", ErrOTPReplayed, step, u.lastOTPStep)
+	}
+	return nil
+}
+
+// GenerateOTPSecret stores a new TOTP secret, encrypted by the caller, to be enabled with
+// EnableOTP. It replaces a secret that was generated and not enabled; with two-factor
+// authentication on, it is refused (ErrOTPAlreadyEnabled): disable first.
+func (u *User) GenerateOTPSecret(ciphertext []byte) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if u.otpEnabled {
+		return nil, ErrOTPAlreadyEnabled
+	}
+	if len(ciphertext) == 0 || len(ciphertext) > maxOTPCiphertext {
+		return nil, fmt.Errorf("%w: encrypted secret of %d bytes, want 1-%d", ErrInvalidArgument, len(ciphertext), maxOTPCiphertext)
+	}
+	return u.record(OTPSecretGenerated{Ciphertext: bytes.Clone(ciphertext)}), nil
+}
+
+// EnableOTP turns two-factor authentication on. The command layer validated the user's code
+// against the generated secret (auth), and step is the code's time step: it must be after the last
+// accepted one (ErrOTPReplayed).
+func (u *User) EnableOTP(step int64) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if u.otpEnabled {
+		return nil, ErrOTPAlreadyEnabled
+	}
+	if len(u.otpSecret) == 0 {
+		return nil, ErrOTPSecretMissing
+	}
+	if err := u.checkOTPStep(step); err != nil {
+		return nil, err
+	}
+	return u.record(OTPEnabled{Step: step}), nil
+}
+
+// VerifyOTP accepts a code, of time step step, that the command layer validated, outside sign-in
+// (before a sensitive action), and remembers it so that it cannot be used again.
+func (u *User) VerifyOTP(step int64) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if !u.otpEnabled {
+		return nil, ErrOTPNotEnabled
+	}
+	if err := u.checkOTPStep(step); err != nil {
+		return nil, err
+	}
+	return u.record(OTPVerified{Step: step}), nil
+}
+
+// DisableOTP turns two-factor authentication off with a validated code of time step step, and
+// forgets the secret. The last accepted step is kept: codes are refused as replays up to it even
+// with a new secret, so re-enabling within the same 30 seconds needs the next code.
+func (u *User) DisableOTP(step int64) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if !u.otpEnabled {
+		return nil, ErrOTPNotEnabled
+	}
+	if err := u.checkOTPStep(step); err != nil {
+		return nil, err
+	}
+	return u.record(OTPDisabled{Step: step}), nil
+}
