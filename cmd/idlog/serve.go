@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/eventstore"
+)
+
+var serveCommand = command{name: "serve", summary: "run the HTTP server", run: serve}
+
+func serve(ctx context.Context, env *environment, args []string) error {
+	cfg, err := loadConfig(flag.NewFlagSet("serve", flag.ContinueOnError), args, env)
+	if err != nil {
+		return err
+	}
+	log := newLogger(env.stderr, cfg)
+	log.Info("starting", "config", cfg, "eventstore", cfg.EventStore())
+
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
+	}
+	// Closed after the HTTP server has drained, so no in-flight request loses its store.
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close event store", "error", cfg.RedactError(err))
+		}
+	}()
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := api.NewServer(api.Options{
+		Logger:  log,
+		Metrics: metrics,
+		Ready: []api.Check{
+			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
+		},
+	})
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	if err := serveHTTP(ctx, log, ln, handler, cfg.ShutdownTimeout); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// readinessStream is a stream nobody writes: reading it costs the engine one lookup.
+const readinessStream = "idlog-readiness-probe"
+
+// pingStore checks that the event store answers, through the Store contract alone so every
+// engine is probed the same way.
+func pingStore(ctx context.Context, s eventstore.Store) error {
+	for _, err := range s.ReadStream(ctx, readinessStream, 0) {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveHTTP serves h on ln until ctx ends, then shuts down gracefully: it stops accepting, lets
+// in-flight requests finish for up to timeout, and cuts those still running after it.
+func serveHTTP(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler, timeout time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second, // slow-header clients cannot pin connections
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("shutdown: requests still running after %s were cut: %w", timeout, err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve http: %w", err)
+	}
+	return nil
+}
