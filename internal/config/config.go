@@ -293,7 +293,7 @@ func checkURL(v string, schemes ...string) error {
 		ok = ok || strings.EqualFold(u.Scheme, s)
 	}
 	if u.Scheme == "" {
-		return fmt.Errorf("want a URL: %s://host...", schemes[0])
+		return fmt.Errorf("want a URL such as %s://host:port", schemes[0])
 	}
 	if !ok {
 		return fmt.Errorf("scheme %q is not %s", u.Scheme, strings.Join(schemes, " or "))
