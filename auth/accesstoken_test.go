@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -338,4 +339,32 @@ func decodeParts(t *testing.T, token string) (header, payload map[string]any) {
 		}
 	}
 	return header, payload
+}
+
+// TestSignerAndSealerConcurrently runs under -race: one Signer and one Sealer serve every request.
+func TestSignerAndSealerConcurrently(t *testing.T) {
+	t.Parallel()
+	s, _ := newSigner(t, newKey(t), nil)
+	sl := sealer(t, bytes.Repeat([]byte{1}, auth.KeySize))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 20 {
+				c := alice
+				c.SessionID = fmt.Sprintf("s-%d-%d", i, j)
+				tok, _, err := s.Sign(c)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got, err := s.Verify(tok); err != nil || got.SessionID != c.SessionID {
+					t.Errorf("Verify = %+v, %v", got, err)
+				}
+				if plain, err := sl.Open(sl.Seal([]byte(c.SessionID), nil), nil); err != nil || string(plain) != c.SessionID {
+					t.Errorf("Open = %q, %v", plain, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
