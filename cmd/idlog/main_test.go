@@ -115,17 +115,23 @@ func TestUnreachableDatabaseNeverShowsPassword(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: connections are refused at once
-	env := map[string]string{
-		"IDLOG_DATABASE_URL": "postgres://idlog:hunter2@" + addr + "/idlog?sslmode=disable&connect_timeout=5",
-		"IDLOG_HTTP_ADDR":    "127.0.0.1:0",
+	tests := []struct {
+		env  map[string]string
+		cmds []string
+	}{
+		{map[string]string{"IDLOG_DATABASE_URL": "postgres://idlog:hunter2@" + addr + "/idlog?sslmode=disable&connect_timeout=5"}, []string{"serve", "migrate"}},
+		{map[string]string{"IDLOG_EVENTSTORE_URL": "esdb://admin:hunter2@" + addr + "?tls=false"}, []string{"serve"}},
 	}
-	for _, cmd := range []string{"serve", "migrate"} {
-		code, stdout, stderr := runIdlog(t, env, cmd)
-		if code != 1 || !strings.Contains(stderr, addr) {
-			t.Errorf("idlog %s = %d, stderr %q; want 1 and an error naming %s", cmd, code, stderr, addr)
-		}
-		if strings.Contains(stdout+stderr, "hunter2") {
-			t.Errorf("idlog %s shows the password: %s", cmd, stdout+stderr)
+	for _, tt := range tests {
+		tt.env["IDLOG_HTTP_ADDR"] = "127.0.0.1:0"
+		for _, cmd := range tt.cmds {
+			code, stdout, stderr := runIdlog(t, tt.env, cmd)
+			if code != 1 || !strings.Contains(stderr, addr) {
+				t.Errorf("idlog %s with %v = %d, stderr %q; want 1 and an error naming %s", cmd, tt.env, code, stderr, addr)
+			}
+			if strings.Contains(stdout+stderr, "hunter2") {
+				t.Errorf("idlog %s shows the password: %s", cmd, stdout+stderr)
+			}
 		}
 	}
 }

@@ -27,7 +27,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	log := newLogger(env.stderr, cfg)
 	log.Info("starting", "config", cfg, "eventstore", cfg.EventStore())
 
-	store, err := openStore(ctx, cfg)
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}

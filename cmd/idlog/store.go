@@ -2,20 +2,25 @@ package main
 
 import (
 	"context"
-	"errors"
+	"log/slog"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/esdb"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/internal/config"
 )
 
-// openStore opens the configured event store. The constructors migrate their schema.
-func openStore(ctx context.Context, cfg config.Config) (eventstore.Store, error) {
+// openStore opens the configured event store. The SQL constructors migrate their schema.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (eventstore.Store, error) {
 	// Each case returns a nil interface on error, never a nil *Store inside a non-nil interface.
 	switch cfg.EventStore() {
 	case config.EventStoreDB:
-		return nil, errors.New("the EventStoreDB adapter is not in this build yet")
+		s, err := esdb.Open(ctx, esdb.Options{URL: cfg.EventStoreURL, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case config.Postgres:
 		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL})
 		if err != nil {
