@@ -15,9 +15,15 @@ import (
 	"github.com/idlog/idlog/eventstore"
 )
 
-// scanLimit is how many of a stream's last events are searched for an append's ids when the
-// server cannot say where a retried append landed.
-const scanLimit = 1000
+const (
+	// scanLimit is how many of a stream's last events are searched for an append's ids when the
+	// server cannot say where a retried append landed.
+	scanLimit = 1000
+	// idClockMargin: an event is stored after its UUIDv7 id was made, so a search for ids stops at
+	// events recorded this long before the oldest id's time (twice the clock skew it tolerates
+	// between the idlog processes that make ids and those that append).
+	idClockMargin = 5 * time.Minute
+)
 
 // storedMetadata is the user metadata of every event: the envelope's metadata beside what
 // EventStoreDB has no field for.
@@ -294,12 +300,16 @@ func (op *appendOp) findStored(ctx context.Context) (eventstore.AppendResult, bo
 		want[e.ID] = true
 	}
 	found := map[uuid.UUID]uint64{}
+	oldest := op.oldestPossible()
 	_, err := readStream(ctx, op.c, op.stream, esdbclient.ReadStreamOptions{Direction: esdbclient.Backwards, From: esdbclient.End{}}, scanLimit,
 		func(r *esdbclient.RecordedEvent) bool {
 			if want[r.EventID] {
 				found[r.EventID] = r.EventNumber
+				return len(found) < len(want)
 			}
-			return len(found) < len(want)
+			// Older events cannot be ours: the usual fresh append reads one event here.
+			at := recordedAt(r)
+			return oldest.IsZero() || at.IsZero() || !at.Before(oldest)
 		})
 	if err != nil {
 		return eventstore.AppendResult{}, false, op.s.fail(ctx, op.c, err, "search stream %q for a retried append", op.a.Stream)
@@ -321,6 +331,31 @@ func (op *appendOp) findStored(ctx context.Context) (eventstore.AppendResult, bo
 		return eventstore.AppendResult{}, false, op.duplicate()
 	}
 	return r, true, nil
+}
+
+// oldestPossible is the earliest recorded_at an event of this append can be stored with, zero
+// when an id is not a UUIDv7 (and so tells nothing of when it was made).
+func (op *appendOp) oldestPossible() time.Time {
+	var oldest time.Time
+	for _, e := range op.events {
+		if e.ID.Version() != 7 {
+			return time.Time{}
+		}
+		sec, nsec := e.ID.Time().UnixTime()
+		if t := time.Unix(sec, nsec); oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest.Add(-idClockMargin)
+}
+
+// recordedAt is the recorded_at of a stored event, zero if it has none.
+func recordedAt(r *esdbclient.RecordedEvent) time.Time {
+	var m struct {
+		RecordedAt time.Time `json:"recorded_at"`
+	}
+	_ = json.Unmarshal(r.UserMetadata, &m) // no metadata reads as zero, which the search passes by
+	return m.RecordedAt
 }
 
 func (s *Store) result(first, last *esdbclient.RecordedEvent) (eventstore.AppendResult, error) {

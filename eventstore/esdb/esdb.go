@@ -12,11 +12,12 @@
 // Retries. Our UUIDv7 ids are the EventStoreDB event ids, so the server itself turns a faithful
 // retry with an exact expected version into a no-op. The store adds what the server leaves out:
 // it reads the events back to return the original result, recognises a retry whose expected
-// version is stale by finding its ids among the stream's last 1000 events (scanLimit), and,
-// because the server checks Any appends only against a cache, searches the same window before
-// every Any append. A retry stores nothing, releases of unique keys included. EventStoreDB has no
-// index of event ids across streams: an id reused in another stream, or deeper in the stream than
-// that window, is not recognised as a duplicate.
+// version is stale by finding its ids among the stream's last 1000 events (scanLimit; the search
+// stops early at events recorded well before its UUIDv7 ids were made), and, because the server
+// checks Any appends only against a cache, searches the same window before every Any append. A
+// retry stores nothing, releases of unique keys included. EventStoreDB has no index of event ids
+// across streams: an id reused in another stream, or deeper in the stream than that window, is
+// not recognised as a duplicate.
 //
 // Unique keys. EventStoreDB cannot write two streams atomically, so a key is reserved in a stream
 // of its own, ReservationStream(namespace, key), whose last event says who holds it: KeyClaimed

@@ -4,7 +4,7 @@ package esdb
 var (
 	ExpectedRevision = expectedRevision
 	CheckStreamID    = checkStreamID
-	StreamRegex      = streamRegex
+	ServerFilter     = serverFilter
 	Visible          = visible
 	KeySets          = keySets
 )

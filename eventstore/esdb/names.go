@@ -70,15 +70,18 @@ func expectedRevision(e eventstore.ExpectedVersion) (esdbclient.ExpectedRevision
 	}
 }
 
-// streamRegex is the server-side filter of the global log: streams of the namespace, further
-// narrowed by the caller's prefix. Without either it still keeps out "$" system streams. It avoids
-// look-arounds so that .NET's regex engine (the server's) and Go's read it alike; the adapter's own
-// streams are dropped client-side.
-func streamRegex(namespace, prefix string) string {
-	if namespace+prefix == "" {
-		return `^[^$]`
+// serverFilter is the server-side filter of the global log: streams starting with the namespace
+// and the caller's prefix, or, with neither, any stream but the "$" system streams. It is a regex
+// rather than the filter's prefix list because the server compares prefixes with culture-aware
+// rules, and regex literals byte for byte; it uses only anchors, escapes and a negated class, which
+// the server's .NET engine and Go's read alike. The adapter's own streams and "$" event types are
+// dropped client-side.
+func serverFilter(namespace, prefix string) *esdbclient.SubscriptionFilter {
+	re := `^[^$]`
+	if namespace+prefix != "" {
+		re = "^" + regexp.QuoteMeta(namespace+prefix)
 	}
-	return "^" + regexp.QuoteMeta(namespace+prefix)
+	return &esdbclient.SubscriptionFilter{Type: esdbclient.StreamFilterType, Regex: re}
 }
 
 // visible reports whether an event of EventStoreDB stream esStream with type typ belongs to the

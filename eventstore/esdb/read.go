@@ -192,11 +192,8 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 		}
 		defer end()
 		sub, err := client.SubscribeToAll(ctx, esdbclient.SubscribeToAllOptions{
-			From: allPosition(after),
-			Filter: &esdbclient.SubscriptionFilter{
-				Type:  esdbclient.StreamFilterType,
-				Regex: streamRegex(s.ns, f.StreamPrefix),
-			},
+			From:   allPosition(after),
+			Filter: serverFilter(s.ns, f.StreamPrefix),
 		})
 		if err != nil {
 			yield(eventstore.Event{}, s.fail(ctx, client, err, "subscribe to $all after position %d", after))

@@ -116,7 +116,7 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 	}
 }
 
-func TestStreamRegex(t *testing.T) {
+func TestServerFilter(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		ns, prefix string
@@ -126,13 +126,17 @@ func TestStreamRegex(t *testing.T) {
 		{"t1-", "", []string{"t1-user-1", "t1-idlog-unique-ab"}, []string{"t2-user-1", "$stats-1", "$$t1-user-1", "xt1-user"}},
 		{"t1-", "user_", []string{"t1-user_x"}, []string{"t1-userAx", "t1-user-1"}},
 		{"t1-", "us%r", []string{"t1-us%r-3"}, []string{"t1-user-3"}},
-		{"t.1-", "", []string{"t.1-a"}, []string{"tx1-a"}},
+		{"t.1-", "a+b(", []string{"t.1-a+b(c"}, []string{"tx1-a+b(c", "t.1-aab(c"}},
 		{"", "", []string{"user-1", "idlog-checkpoint-x"}, []string{"$stats-127.0.0.1:2113", "$$user-1"}},
 		{"", "user-", []string{"user-1"}, []string{"wallet-1", "$user-1"}},
 	}
 	for _, c := range cases {
+		f := esdb.ServerFilter(c.ns, c.prefix)
+		if f.Type != esdbclient.StreamFilterType || len(f.Prefixes) != 0 {
+			t.Fatalf("ServerFilter(%q, %q) = %+v, want a stream-name regex", c.ns, c.prefix, f)
+		}
 		// Go's RE2 and the server's .NET engine agree on anchors, escapes and negated classes.
-		re := regexp.MustCompile(esdb.StreamRegex(c.ns, c.prefix))
+		re := regexp.MustCompile(f.Regex)
 		for _, s := range c.match {
 			if !re.MatchString(s) {
 				t.Errorf("regex %s (ns %q, prefix %q) misses %q", re, c.ns, c.prefix, s)
