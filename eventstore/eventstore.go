@@ -246,3 +246,14 @@ type Checkpoints interface {
 	// SetCheckpoint saves pos under name.
 	SetCheckpoint(ctx context.Context, name string, pos uint64) error
 }
+
+// ErrKeyNotClaimed: KeyOwner found no claim of the key.
+var ErrKeyNotClaimed = errors.New("eventstore: unique key not claimed")
+
+// KeyOwners answers which stream holds a unique key. Commands use it to find a user by email or
+// username without reading a read model: the claims are written in the same transaction as the
+// events, so the answer is never behind the log.
+type KeyOwners interface {
+	// KeyOwner returns the stream holding key, or an error matching ErrKeyNotClaimed.
+	KeyOwner(ctx context.Context, key string) (stream string, err error)
+}

@@ -24,6 +24,11 @@ type Features struct {
 	BeforeCommitHook bool
 	// Checkpoints: the store also implements eventstore.Checkpoints.
 	Checkpoints bool
+	// KeyOwners: the store also implements eventstore.KeyOwners.
+	KeyOwners bool
+	// GlobalEventIDs: an event id is unique across the whole log, so appending stored ids to
+	// another stream fails. EventStoreDB only knows ids per stream.
+	GlobalEventIDs bool
 }
 
 // Backend opens stores for the suite.

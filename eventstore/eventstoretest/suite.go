@@ -43,6 +43,7 @@ func Run(t *testing.T, b Backend) {
 		{"SurvivesReopen", testSurvivesReopen},
 		{"Closed", testClosed},
 		{"Checkpoints", testCheckpoints},
+		{"KeyOwners", testKeyOwners},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,9 +311,13 @@ func testIdempotentReappend(t *testing.T, b Backend) {
 		t.Errorf("partial re-append, stored id last: err = %v, want ErrDuplicateEvent", err)
 	}
 	// The same ids in another stream: not a retry either.
-	_, err = s.Append(ctx, eventstore.Append{Stream: streamName("other"), Expected: eventstore.Any, Events: events})
-	if !errors.Is(err, eventstore.ErrDuplicateEvent) && !errors.Is(err, eventstore.ErrConcurrency) {
-		t.Errorf("same ids, other stream: err = %v, want ErrDuplicateEvent", err)
+	if b.Features.GlobalEventIDs {
+		_, err = s.Append(ctx, eventstore.Append{Stream: streamName("other"), Expected: eventstore.Any, Events: events})
+		if !errors.Is(err, eventstore.ErrDuplicateEvent) && !errors.Is(err, eventstore.ErrConcurrency) {
+			t.Errorf("same ids, other stream: err = %v, want ErrDuplicateEvent", err)
+		}
+	} else {
+		t.Log("backend does not declare GlobalEventIDs: the same ids in another stream are not checked")
 	}
 	if got := collect(t, s.ReadAll(ctx, 0, eventstore.Filter{})); len(got) != 3 {
 		t.Errorf("log holds %d events, want 3", len(got))
@@ -857,5 +862,30 @@ func testCheckpoints(t *testing.T, b Backend) {
 	}
 	if got, _ := cp2.Checkpoint(ctx, "other"); got != 11 {
 		t.Errorf("after reopen checkpoint other = %d, want 11", got)
+	}
+}
+
+func testKeyOwners(t *testing.T, b Backend) {
+	if !b.Features.KeyOwners {
+		t.Skip("backend does not declare KeyOwners")
+	}
+	s, _ := newStore(t, b, Hooks{})
+	ko, ok := s.(eventstore.KeyOwners)
+	if !ok {
+		t.Fatal("backend declares KeyOwners but its store does not implement eventstore.KeyOwners")
+	}
+	ctx := testCtx(t)
+	key := "email:" + uuid.NewString()
+	if _, err := ko.KeyOwner(ctx, key); !errors.Is(err, eventstore.ErrKeyNotClaimed) {
+		t.Fatalf("owner of an unclaimed key: err = %v, want ErrKeyNotClaimed", err)
+	}
+	alice := streamName("user")
+	mustAppend(t, s, eventstore.Append{Stream: alice, Expected: eventstore.NoStream, Events: []eventstore.NewEvent{ev("Registered", 1)}, Claim: []string{key}})
+	if got, err := ko.KeyOwner(ctx, key); err != nil || got != alice {
+		t.Fatalf("owner = %q, %v; want %q", got, err, alice)
+	}
+	mustAppend(t, s, eventstore.Append{Stream: alice, Expected: eventstore.Exactly(1), Events: []eventstore.NewEvent{ev("Closed", 1)}, Release: []string{key}})
+	if _, err := ko.KeyOwner(ctx, key); !errors.Is(err, eventstore.ErrKeyNotClaimed) {
+		t.Fatalf("owner of a released key: err = %v, want ErrKeyNotClaimed", err)
 	}
 }

@@ -451,3 +451,21 @@ func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) erro
 	}
 	return nil
 }
+
+var _ eventstore.KeyOwners = (*Store)(nil)
+
+// KeyOwner implements eventstore.KeyOwners.
+func (s *Store) KeyOwner(ctx context.Context, key string) (string, error) {
+	if s.closed.Load() {
+		return "", eventstore.ErrClosed
+	}
+	var stream string
+	err := s.db.GetContext(ctx, &stream, `SELECT stream_id FROM unique_keys WHERE key = $1`, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: %q", eventstore.ErrKeyNotClaimed, key)
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: key owner %q: %w", key, err)
+	}
+	return stream, nil
+}

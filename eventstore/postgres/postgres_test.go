@@ -61,7 +61,7 @@ func open(t testing.TB, o postgres.Options) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, eventstoretest.Backend{
-		Features: eventstoretest.Features{BeforeCommitHook: true, Checkpoints: true},
+		Features: eventstoretest.Features{BeforeCommitHook: true, Checkpoints: true, KeyOwners: true, GlobalEventIDs: true},
 		New: func(t *testing.T, h eventstoretest.Hooks) (eventstore.Store, func(*testing.T) eventstore.Store) {
 			dsn := freshSchema(t)
 			o := postgres.Options{DSN: dsn, BeforeCommit: h.BeforeCommit}

@@ -234,3 +234,21 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (uint64, error) {
 	}
 	return uint64(pos), nil
 }
+
+var _ eventstore.KeyOwners = (*Store)(nil)
+
+// KeyOwner implements eventstore.KeyOwners.
+func (s *Store) KeyOwner(ctx context.Context, key string) (string, error) {
+	if s.isClosed() {
+		return "", errClosed("key owner")
+	}
+	var stream string
+	err := s.rdb.QueryRowContext(ctx, "SELECT stream_id FROM unique_keys WHERE key = ?", key).Scan(&stream)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", fmt.Errorf("%w: %q", eventstore.ErrKeyNotClaimed, key)
+	case err != nil:
+		return "", s.readErr(ctx, "key owner", err)
+	}
+	return stream, nil
+}

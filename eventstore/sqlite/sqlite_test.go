@@ -21,7 +21,7 @@ import (
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	eventstoretest.Run(t, eventstoretest.Backend{
-		Features: eventstoretest.Features{BeforeCommitHook: true, Checkpoints: true},
+		Features: eventstoretest.Features{BeforeCommitHook: true, Checkpoints: true, KeyOwners: true, GlobalEventIDs: true},
 		New: func(t *testing.T, h eventstoretest.Hooks) (eventstore.Store, func(t *testing.T) eventstore.Store) {
 			path := filepath.Join(t.TempDir(), "events.db")
 			o := sqlite.Options{Path: path, BeforeCommit: h.BeforeCommit}
