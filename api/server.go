@@ -32,7 +32,7 @@ type Options struct {
 }
 
 // NewServer returns idlog's HTTP handler. It registers its metrics in o.Metrics, so it is called
-// once per registry.
+// once per registry. A check without a name or function is a wiring mistake and panics.
 func NewServer(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
