@@ -184,17 +184,58 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 	const q = `SELECT first_version, last_version, first_position, last_position, recorded_at
 		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
 
-	var r appendRow
-	if s.opts.BeforeCommit == nil {
-		err = s.db.QueryRowxContext(ctx, q, args...).StructScan(&r)
-	} else {
-		err = s.appendInTx(ctx, a, q, args, &r)
+	for attempt := 0; ; attempt++ {
+		var r appendRow
+		if s.opts.BeforeCommit == nil {
+			err = s.db.QueryRowxContext(ctx, q, args...).StructScan(&r)
+		} else {
+			err = s.appendInTx(ctx, a, q, args, &r)
+		}
+		if err == nil {
+			s.notify()
+			return r.result(), nil
+		}
+		// Any failure may be a retry of an append that is already stored: answer it with the
+		// original result. This costs a query only on the failure path.
+		if orig, stored, lookErr := s.storedAlready(ctx, a.Stream, events); lookErr != nil {
+			return eventstore.AppendResult{}, s.appendError(a, lookErr)
+		} else if stored {
+			return orig, nil
+		}
+		err = s.appendError(a, err)
+		// With Any, losing the race for a version is not the caller's conflict: try again.
+		if a.Expected == eventstore.Any && errors.Is(err, eventstore.ErrConcurrency) && attempt < 20 && ctx.Err() == nil {
+			continue
+		}
+		return eventstore.AppendResult{}, err
 	}
-	if err != nil {
-		return eventstore.AppendResult{}, s.appendError(a, err)
+}
+
+// storedAlready reports whether the events are stored already, as one append to stream in this
+// order; if only some are, or elsewhere, it fails with ErrDuplicateEvent.
+func (s *Store) storedAlready(ctx context.Context, stream string, events []eventstore.NewEvent) (eventstore.AppendResult, bool, error) {
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.ID.String()
 	}
-	s.notify()
-	return r.result(), nil
+	rows, err := s.query(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = ANY($1::uuid[]) ORDER BY position`, pq.Array(ids))
+	if err != nil || len(rows) == 0 {
+		return eventstore.AppendResult{}, false, err
+	}
+	faithful := len(rows) == len(events)
+	for i := 0; faithful && i < len(rows); i++ {
+		r := rows[i]
+		faithful = r.EventID == events[i].ID && r.StreamID == stream && r.StreamVersion == rows[0].StreamVersion+int64(i)
+	}
+	if !faithful {
+		return eventstore.AppendResult{}, false, fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, stream)
+	}
+	last := rows[len(rows)-1]
+	return eventstore.AppendResult{
+		FirstVersion: uint64(rows[0].StreamVersion), LastVersion: uint64(last.StreamVersion),
+		FirstPosition: uint64(rows[0].Position), LastPosition: uint64(last.Position),
+		RecordedAt: rows[0].RecordedAt.UTC(),
+	}, true, nil
 }
 
 func (s *Store) appendInTx(ctx context.Context, a eventstore.Append, q string, args []any, r *appendRow) error {
@@ -243,13 +284,12 @@ func (s *Store) appendError(a eventstore.Append, err error) error {
 		return fmt.Errorf("%w: stream %q expected %s, is at version %d", eventstore.ErrConcurrency, a.Stream, a.Expected, actual)
 	case "IDL02":
 		return &eventstore.KeyTakenError{Key: pe.Message}
-	case "IDL03":
-		return fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, a.Stream)
-	case "23505": // unique_violation: a concurrent append stored these ids or this version first
-		if pe.Constraint == "events_event_id_key" {
+	case "23505": // unique_violation
+		if pe.Constraint == "events_event_id_key" { // and storedAlready found the first id free
 			return fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, a.Stream)
 		}
-		return fmt.Errorf("%w: stream %q: %s", eventstore.ErrConcurrency, a.Stream, pe.Message)
+		// events_stream_version: a concurrent append wrote this version first.
+		return fmt.Errorf("%w: stream %q expected %s, another append got there first", eventstore.ErrConcurrency, a.Stream, a.Expected)
 	case "40P01", "40001": // deadlock or serialization failure: the caller may retry
 		return fmt.Errorf("%w: stream %q: %s", eventstore.ErrConcurrency, a.Stream, pe.Message)
 	}
@@ -257,21 +297,32 @@ func (s *Store) appendError(a eventstore.Append, err error) error {
 }
 
 type eventRow struct {
-	Position      int64     `db:"position"`
-	EventID       uuid.UUID `db:"event_id"`
-	StreamID      string    `db:"stream_id"`
-	StreamVersion int64     `db:"stream_version"`
-	EventType     string    `db:"event_type"`
-	SchemaVersion int       `db:"schema_version"`
-	Data          string    `db:"data"`
-	Metadata      string    `db:"metadata"`
-	RecordedAt    time.Time `db:"recorded_at"`
+	Position      int64
+	EventID       uuid.UUID
+	StreamID      string
+	StreamVersion int64
+	EventType     string
+	SchemaVersion int
+	Data          []byte
+	RecordedAt    time.Time
+	Metadata      eventstore.Metadata
 }
 
-const eventColumns = `position, event_id, stream_id, stream_version, event_type, schema_version, data::text AS data, metadata::text AS metadata, recorded_at`
+// eventColumns reads metadata field by field: decoding its JSON in Go costs more than the rest
+// of a row together.
+const eventColumns = `position, event_id, stream_id, stream_version, event_type, schema_version, data::text, recorded_at,
+	coalesce(metadata->>'actor_uid', ''), coalesce(metadata->>'actor_role', ''), coalesce(metadata->>'ip', ''),
+	coalesce(metadata->>'user_agent', ''), coalesce(metadata->>'correlation_id', ''),
+	coalesce(metadata->>'causation_id', ''), coalesce(metadata->>'idempotency_key', '')`
 
-func (r *eventRow) event() (eventstore.Event, error) {
-	e := eventstore.Event{
+func (r *eventRow) scan(rows *sql.Rows) error {
+	m := &r.Metadata
+	return rows.Scan(&r.Position, &r.EventID, &r.StreamID, &r.StreamVersion, &r.EventType, &r.SchemaVersion, &r.Data, &r.RecordedAt,
+		&m.ActorUID, &m.ActorRole, &m.IP, &m.UserAgent, &m.CorrelationID, &m.CausationID, &m.IdempotencyKey)
+}
+
+func (r *eventRow) event() eventstore.Event {
+	return eventstore.Event{
 		ID:             r.EventID,
 		StreamID:       r.StreamID,
 		StreamVersion:  uint64(r.StreamVersion),
@@ -279,12 +330,27 @@ func (r *eventRow) event() (eventstore.Event, error) {
 		Type:           r.EventType,
 		SchemaVersion:  r.SchemaVersion,
 		Data:           json.RawMessage(r.Data),
+		Metadata:       r.Metadata,
 		RecordedAt:     r.RecordedAt.UTC(),
 	}
-	if err := json.Unmarshal([]byte(r.Metadata), &e.Metadata); err != nil {
-		return eventstore.Event{}, fmt.Errorf("postgres: event at position %d: metadata: %w", r.Position, err)
+}
+
+// query runs a read and scans every row.
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventRow, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
-	return e, nil
+	defer rows.Close()
+	var out []eventRow
+	for rows.Next() {
+		var r eventRow
+		if err := r.scan(rows); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // ReadStream implements eventstore.Store.
@@ -295,9 +361,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint
 		if !first {
 			after = last.StreamVersion
 		}
-		var rows []eventRow
-		err := s.db.SelectContext(ctx, &rows, q, stream, int64(after), s.opts.PageSize)
-		return rows, err
+		return s.query(ctx, q, stream, int64(after), s.opts.PageSize)
 	}, endOfData)
 }
 
@@ -352,9 +416,7 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 			pos = last.GlobalPosition
 		}
 		args[0] = int64(pos)
-		var rows []eventRow
-		err := s.db.SelectContext(ctx, &rows, q, args...)
-		return rows, err
+		return s.query(ctx, q, args...)
 	}
 }
 
@@ -385,11 +447,7 @@ func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last e
 				return
 			}
 			for i := range rows {
-				e, err := rows[i].event()
-				if err != nil {
-					yield(eventstore.Event{}, err)
-					return
-				}
+				e := rows[i].event()
 				if !yield(e, nil) {
 					return
 				}
