@@ -39,12 +39,11 @@ func BenchmarkAppendVsRaw(b *testing.B) {
 			defer db.Close()
 			db.SetMaxOpenConns(16)
 			db.SetMaxIdleConns(16)
-			if _, err := db.Exec(`CREATE TABLE raw_events (
-				position bigserial PRIMARY KEY, event_id uuid NOT NULL UNIQUE, stream_id text COLLATE "C" NOT NULL,
-				stream_version bigint NOT NULL, event_type text NOT NULL, schema_version int NOT NULL,
-				data json NOT NULL, metadata json NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(),
-				UNIQUE (stream_id, stream_version));
-				CREATE INDEX ON raw_events (event_type, position)`); err != nil {
+			// The same shape, constraints and indexes as the store's own table.
+			if _, err := db.Exec(`CREATE TABLE raw_events (LIKE events INCLUDING ALL);
+				CREATE SEQUENCE raw_events_seq OWNED BY raw_events.position;
+				ALTER TABLE raw_events ALTER position SET DEFAULT nextval('raw_events_seq'),
+					ALTER recorded_at SET DEFAULT now()`); err != nil {
 				b.Fatal(err)
 			}
 			ctx := context.Background()
