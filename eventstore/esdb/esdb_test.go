@@ -28,7 +28,7 @@ func TestConformance(t *testing.T) {
 		t.Skip(skipMessage)
 	}
 	eventstoretest.Run(t, eventstoretest.Backend{
-		Features: eventstoretest.Features{Checkpoints: true},
+		Features: eventstoretest.Features{Checkpoints: true, KeyOwners: true},
 		New: func(t *testing.T, _ eventstoretest.Hooks) (eventstore.Store, func(t *testing.T) eventstore.Store) {
 			ns := namespace(t)
 			open := func(t *testing.T) eventstore.Store {
