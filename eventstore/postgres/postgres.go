@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,8 +78,7 @@ type Store struct {
 	closed atomic.Bool
 	done   chan struct{}
 
-	mu      sync.Mutex
-	appends chan struct{} // closed and replaced after every append: wakes subscribers
+	appended eventstore.Signal // rung after every append: wakes subscribers
 }
 
 var (
@@ -107,7 +105,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{db: db, opts: o, done: make(chan struct{}), appends: make(chan struct{})}, nil
+	return &Store{db: db, opts: o, done: make(chan struct{})}, nil
 }
 
 // Redact returns dsn with any password replaced, fit for logs and errors.
@@ -133,19 +131,6 @@ func (s *Store) Close() error {
 	}
 	close(s.done)
 	return s.db.Close()
-}
-
-func (s *Store) changed() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appends
-}
-
-func (s *Store) notify() {
-	s.mu.Lock()
-	close(s.appends)
-	s.appends = make(chan struct{})
-	s.mu.Unlock()
 }
 
 // Append implements eventstore.Store.
@@ -192,7 +177,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 			err = s.appendInTx(ctx, a, q, args, &r)
 		}
 		if err == nil {
-			s.notify()
+			s.appended.Notify()
 			return r.result(), nil
 		}
 		// Any failure may be a retry of an append that is already stored: answer it with the
@@ -436,7 +421,7 @@ func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last e
 				yield(eventstore.Event{}, err)
 				return
 			}
-			wake := s.changed() // taken before the read, so an append during it is not missed
+			wake := s.appended.Changed() // taken before the read, so an append during it is not missed
 			over, err := done(ctx)
 			var rows []eventRow
 			if err == nil {

@@ -63,7 +63,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 		last := clampKey(after)
 		for {
 			// Taken before reading: a commit that lands after the read's snapshot still wakes us.
-			wake := s.changed()
+			wake := s.committed.Changed()
 			var ok bool
 			if last, ok = s.readPages(ctx, pq, last, yield); !ok {
 				return

@@ -91,8 +91,7 @@ type Store struct {
 	closing chan struct{} // closed when Close starts
 	done    chan struct{} // closed when the writer has drained the queue and stopped
 
-	notifyMu sync.Mutex
-	notify   chan struct{} // closed and replaced after every commit
+	committed eventstore.Signal // rung after every commit: wakes subscribers
 }
 
 var (
@@ -178,7 +177,6 @@ func open(ctx context.Context, o Options, path string, wdb *sql.DB) (*Store, err
 		reqs:    make(chan *writeRequest, queueLen),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
-		notify:  make(chan struct{}),
 	}
 	go s.runWriter()
 	return s, nil
@@ -237,19 +235,4 @@ func (s *Store) isClosed() bool {
 
 func errClosed(op string) error {
 	return fmt.Errorf("eventstore/sqlite: %s: %w", op, eventstore.ErrClosed)
-}
-
-// changed returns a channel that is closed at the next commit. Take it before reading, so that a
-// commit between the read and the wait is not missed.
-func (s *Store) changed() <-chan struct{} {
-	s.notifyMu.Lock()
-	defer s.notifyMu.Unlock()
-	return s.notify
-}
-
-func (s *Store) broadcast() {
-	s.notifyMu.Lock()
-	close(s.notify)
-	s.notify = make(chan struct{})
-	s.notifyMu.Unlock()
 }

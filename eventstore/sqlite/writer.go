@@ -105,7 +105,7 @@ func (s *Store) runWriter() {
 			}
 		}
 		if s.w.commitBatch(batch) {
-			s.broadcast()
+			s.committed.Notify()
 		}
 		clear(batch) // drop references to answered requests
 	}
