@@ -1,0 +1,128 @@
+package commands
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+)
+
+// Application gathers every command handler, and the session check the API authenticates with.
+type Application struct {
+	Commands Commands
+	Sessions SessionCheck
+}
+
+// Commands are the handlers, one per command.
+type Commands struct {
+	RegisterUser             RegisterUserHandler
+	RequestEmailVerification RequestEmailVerificationHandler
+	VerifyEmail              VerifyEmailHandler
+	RequestPasswordReset     RequestPasswordResetHandler
+	ResetPassword            ResetPasswordHandler
+	SignIn                   SignInHandler
+	SignOut                  SignOutHandler
+	ChangePassword           ChangePasswordHandler
+	ChangeEmail              ChangeEmailHandler
+	ChangeUsername           ChangeUsernameHandler
+	UpdateUserData           UpdateUserDataHandler
+	DeleteAccount            DeleteAccountHandler
+	GenerateOTPSecret        GenerateOTPSecretHandler
+	EnableOTP                EnableOTPHandler
+	VerifyOTP                VerifyOTPHandler
+	DisableOTP               DisableOTPHandler
+}
+
+// Defaults of CodesConfig.
+const (
+	DefaultEmailTokenTTL = 24 * time.Hour
+	DefaultResetTokenTTL = time.Hour
+)
+
+// CodesConfig sets how long one-shot tokens are valid. The zero value takes the defaults.
+type CodesConfig struct {
+	EmailTokenTTL time.Duration
+	ResetTokenTTL time.Duration
+	// Logger receives failed hand-offs to the Notifier. Nil discards.
+	Logger *slog.Logger
+}
+
+func (c CodesConfig) withDefaults() CodesConfig {
+	if c.EmailTokenTTL <= 0 {
+		c.EmailTokenTTL = DefaultEmailTokenTTL
+	}
+	if c.ResetTokenTTL <= 0 {
+		c.ResetTokenTTL = DefaultResetTokenTTL
+	}
+	return c
+}
+
+func (c CodesConfig) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// Deps are what the handlers need. All are required.
+type Deps struct {
+	Store    eventstore.Store
+	Keys     eventstore.KeyOwners
+	Registry *domain.Registry
+	Hasher   *auth.PasswordHasher
+	Sealer   *auth.Sealer
+	Tokens   TokenSigner
+	Notifier Notifier
+}
+
+// Config tunes the handlers. The zero value takes every default.
+type Config struct {
+	Streams StreamsConfig
+	Codes   CodesConfig
+	SignIn  SignInConfig
+}
+
+// New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
+// that names it.
+func New(d Deps, c Config) (Application, error) {
+	for name, missing := range map[string]bool{
+		"Store": d.Store == nil, "Keys": d.Keys == nil, "Registry": d.Registry == nil, "Hasher": d.Hasher == nil,
+		"Sealer": d.Sealer == nil, "Tokens": d.Tokens == nil, "Notifier": d.Notifier == nil,
+	} {
+		if missing {
+			panic(fmt.Sprintf("commands: New needs Deps.%s", name))
+		}
+	}
+	users, err := NewUserStreams(d.Store, d.Keys, d.Registry, c.Streams)
+	if err != nil {
+		return Application{}, err
+	}
+	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, c.SignIn)
+	if err != nil {
+		return Application{}, err
+	}
+	return Application{
+		Commands: Commands{
+			RegisterUser:             NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes),
+			RequestEmailVerification: NewRequestEmailVerificationHandler(users, d.Notifier, c.Codes),
+			VerifyEmail:              NewVerifyEmailHandler(users),
+			RequestPasswordReset:     NewRequestPasswordResetHandler(users, d.Notifier, c.Codes),
+			ResetPassword:            NewResetPasswordHandler(users, d.Hasher),
+			SignIn:                   signIn,
+			SignOut:                  NewSignOutHandler(users),
+			ChangePassword:           NewChangePasswordHandler(users, d.Hasher),
+			ChangeEmail:              NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes),
+			ChangeUsername:           NewChangeUsernameHandler(users, d.Hasher),
+			UpdateUserData:           NewUpdateUserDataHandler(users),
+			DeleteAccount:            NewDeleteAccountHandler(users, d.Hasher, d.Sealer),
+			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
+			EnableOTP:                NewEnableOTPHandler(users, d.Sealer),
+			VerifyOTP:                NewVerifyOTPHandler(users, d.Sealer),
+			DisableOTP:               NewDisableOTPHandler(users, d.Sealer),
+		},
+		Sessions: NewSessionCheck(users),
+	}, nil
+}

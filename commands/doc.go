@@ -1,0 +1,16 @@
+// Package commands holds idlog's write side: one command type and one handler per file, gathered
+// in Application. A handler loads the user from its event stream, lets the domain decide, and
+// appends the resulting events with the expected stream version; a concurrent change makes it
+// reload and decide again, a bounded number of times (then ErrConflict).
+//
+// Handlers read only the event store, never a read model: a user is found by email or username
+// through the unique keys its appends claimed (eventstore.KeyOwners), which are never behind the
+// log. Passwords, one-shot tokens and TOTP secrets go through package auth; only their hashes or
+// ciphertext reach events, and the plain tokens go to a Notifier, never to a log.
+//
+// Idempotency: a command whose Meta carries an idempotency key claims the unique key
+// "idempotency:<sha256(command, actor, key)>" in the same append as its events, and derives its
+// event ids from the same hash. A retry finds the claim (or loses the race for it) and appends
+// nothing; its result says Replayed, and carries the current state of the user. The HTTP layer
+// keeps the first response to answer such retries with it; see api.
+package commands

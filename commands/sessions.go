@@ -1,0 +1,49 @@
+package commands
+
+import (
+	"context"
+	"errors"
+
+	"github.com/idlog/idlog/domain"
+)
+
+// SessionCheck answers whether a session is open, from the user's event stream: the source of
+// truth, read on every call (the events since the cached version), so a sign-out, a password
+// change or a ban revokes tokens at once, in every process.
+type SessionCheck struct{ users *UserStreams }
+
+// NewSessionCheck returns the check.
+func NewSessionCheck(users *UserStreams) SessionCheck {
+	if users == nil {
+		panic("commands: NewSessionCheck needs users")
+	}
+	return SessionCheck{users: users}
+}
+
+// Session is the user of an open session as they are now, which may differ from what their
+// access token says (an administrator changed their role since, say).
+type Session struct {
+	Role  string
+	Email string
+	Level int
+}
+
+// Open reports whether the user exists, is active, and has the session open now, and then who
+// they are now. An unknown or malformed user id is simply not open.
+func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool, error) {
+	id, err := domain.ParseUserID(uid)
+	if err != nil {
+		return Session{}, false, nil
+	}
+	u, err := c.users.load(ctx, id)
+	if errors.Is(err, ErrUserNotFound) {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, err
+	}
+	if !u.IsActive() || !u.HasSession(sid, c.users.now()) {
+		return Session{}, false, nil
+	}
+	return Session{Role: u.Role().String(), Email: u.Email(), Level: level(u)}, true, nil
+}
