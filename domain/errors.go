@@ -23,6 +23,27 @@ var (
 	ErrRoleInvalid = errors.New("domain: invalid role")
 	// ErrStateInvalid: the name is not one of the states of States().
 	ErrStateInvalid = errors.New("domain: invalid user state")
+	// ErrLabelKeyInvalid: a label key is not 3-255 characters of [a-z0-9_-].
+	ErrLabelKeyInvalid = errors.New("domain: invalid label key")
+	// ErrLabelValueInvalid: a label value is not 3-255 characters of [A-Za-z0-9_-].
+	ErrLabelValueInvalid = errors.New("domain: invalid label value")
+	// ErrLabelScopeInvalid: the scope is not public or private.
+	ErrLabelScopeInvalid = errors.New("domain: invalid label scope")
+	// ErrLabelDescriptionInvalid: a label description is longer than 255 bytes or holds control
+	// characters.
+	ErrLabelDescriptionInvalid = errors.New("domain: invalid label description")
+	// ErrLevelsInvalid: a level ladder is malformed (a key on two rungs, a rung not key=value).
+	ErrLevelsInvalid = errors.New("domain: invalid level ladder")
+	// ErrBalanceInvalid: the name is not one of the wallet balances (free, standard).
+	ErrBalanceInvalid = errors.New("domain: invalid wallet balance")
+	// ErrAmountInvalid: an amount of coins is not a whole number from 1 to MaxCoins, or a credit
+	// would take a balance past MaxCoins.
+	ErrAmountInvalid = errors.New("domain: invalid amount")
+	// ErrWalletReasonInvalid: a wallet movement's reason is not 3-64 characters of [a-z0-9_-].
+	ErrWalletReasonInvalid = errors.New("domain: invalid wallet reason")
+	// ErrWalletReferenceInvalid: a wallet movement's reference is longer than 255 bytes or holds
+	// control characters.
+	ErrWalletReferenceInvalid = errors.New("domain: invalid wallet reference")
 
 	// ErrUnchanged: the command would set a value the user already has (same email, username,
 	// role or state). Nothing is recorded.
@@ -49,6 +70,16 @@ var (
 	ErrOTPReplayed = errors.New("domain: two-factor code already used")
 	// ErrSessionNotFound: no open session has that id.
 	ErrSessionNotFound = errors.New("domain: session not found")
+	// ErrLabelExists: the user holds a label of that key and scope already.
+	ErrLabelExists = errors.New("domain: label already exists")
+	// ErrLabelNotFound: the user holds no label of that key and scope.
+	ErrLabelNotFound = errors.New("domain: label not found")
+	// ErrLabelPrivate: a user tried to create, change or remove a private label (or a label whose
+	// key they hold privately): only administrators may.
+	ErrLabelPrivate = errors.New("domain: private label")
+	// ErrInsufficientFunds: the wallet holds fewer coins than a spend or withdrawal takes. Nothing
+	// is taken.
+	ErrInsufficientFunds = errors.New("domain: insufficient funds")
 
 	// ErrInvalidArgument: the calling code passed a malformed value (empty hash, zero time, bad
 	// session id, ...). It is a bug of the caller, never the user's input.

@@ -10,7 +10,8 @@ import (
 )
 
 // User is the account aggregate: identity, credentials, email verification, two-factor
-// authentication, role, state and open sessions.
+// authentication, role, state, open sessions, labels with the level they grant, and the coin
+// wallet.
 //
 // A User comes from Register (a new user) or RehydrateUser (a stored one); the zero User is not
 // usable. Command methods check the rules against the current state, and on success apply their
@@ -43,6 +44,12 @@ type User struct {
 	failedLogins    int // sign-in failures since the last successful sign-in
 	lastFailedLogin time.Time
 
+	labels map[labelID]labelState
+	level  int    // as last recorded by LevelChanged
+	levels Levels // the ladder label commands use; configuration, not state (see UseLevels)
+
+	wallet Wallet
+
 	version uint64
 }
 
@@ -61,11 +68,16 @@ type NewUser struct {
 	Role         Role            // the zero Role means RoleMember
 	RefID        string          // optional: the id of the user who referred this one
 	Data         json.RawMessage // optional free JSON, at most MaxUserDataBytes
+	// SignupBonus is credited to the free balance at once (WalletCredited, reason signup_bonus)
+	// when above 0. The command layer passes the configured bonus.
+	SignupBonus int64
+	// Levels is the ladder the user's label commands use; the zero Levels means DefaultLevels.
+	Levels Levels
 }
 
-// Register creates a user: active, email not verified, two-factor authentication off. It returns
-// the user and its first event, UserRegistered, to be appended to ID.Stream() with "no stream"
-// expected. Uniqueness of email and username is the command layer's business (unique keys in the
+// Register creates a user: active, email not verified, two-factor authentication off, level 0. It
+// returns the user and its first events, UserRegistered and, with a sign-up bonus, WalletCredited,
+// to be appended to ID.Stream() with "no stream" expected. Uniqueness of email and username is the command layer's business (unique keys in the
 // same append).
 func Register(n NewUser) (*User, []Event, error) {
 	id, err := ParseUserID(string(n.ID))
@@ -102,16 +114,29 @@ func Register(n NewUser) (*User, []Event, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if n.SignupBonus < 0 {
+		return nil, nil, fmt.Errorf("%w: negative sign-up bonus %d", ErrInvalidArgument, n.SignupBonus)
+	}
+	if n.SignupBonus > 0 {
+		if err := checkAmount(n.SignupBonus); err != nil {
+			return nil, nil, err
+		}
+	}
 	u := &User{}
 	events := u.record(UserRegistered{
 		UserID: id, Email: email, Username: username, PasswordHash: n.PasswordHash,
 		Role: role, RefID: refID, Data: data,
 	})
+	u.levels = n.Levels
+	if n.SignupBonus > 0 {
+		events = append(events, u.record(WalletCredited{Balance: BalanceFree, Amount: n.SignupBonus, Reason: WalletReasonSignupBonus})...)
+	}
 	return u, events, nil
 }
 
 // RehydrateUser rebuilds a user from its stored history, oldest first, as decoded by the event
-// registry. The first event must be UserRegistered, and only the first. Events the User does not
+// registry. The first event must be UserRegistered, and only the first. Its label commands use
+// DefaultLevels until UseLevels says otherwise. Events the User does not
 // know (those of other features sharing the stream) are skipped but still count in Version.
 func RehydrateUser(history []Event) (*User, error) {
 	if len(history) == 0 {
@@ -212,6 +237,10 @@ func (u *User) apply(e Event) {
 		u.role = e.To
 	case UserDeleted:
 		u.state = StateDeleted
+	case LabelAdded, LabelUpdated, LabelRemoved, LevelChanged:
+		u.applyLabel(e)
+	case WalletCredited, WalletDebited:
+		u.applyWallet(e)
 	}
 }
 

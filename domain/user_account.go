@@ -59,7 +59,8 @@ func (u *User) RequestEmailVerification(tokenHash string, expiresAt time.Time) (
 
 // VerifyEmail confirms the current email with the hash of the token the user presented. The token
 // must be the last one requested (ErrTokenInvalid) and not expired at now (ErrTokenExpired); it
-// cannot be used twice.
+// cannot be used twice. The user gets the private label email=verified (LabelAdded, or LabelUpdated
+// if the key held another value) and LevelChanged when that raises their level.
 func (u *User) VerifyEmail(tokenHash string, now time.Time) ([]Event, error) {
 	if err := u.requireActive(); err != nil {
 		return nil, err
@@ -70,7 +71,8 @@ func (u *User) VerifyEmail(tokenHash string, now time.Time) ([]Event, error) {
 	if err := checkToken("email", u.emailToken, tokenHash, now); err != nil {
 		return nil, err
 	}
-	return u.record(EmailVerified{Email: u.email}), nil
+	events := u.record(EmailVerified{Email: u.email})
+	return append(events, u.setPrivateLabel(EmailLabelKey, LabelValueVerified)...), nil
 }
 
 // ChangePassword sets a new password hash for a signed-in user (who proved the old password to
@@ -123,6 +125,8 @@ func (u *User) ResetPassword(tokenHash, newHash string, now time.Time) ([]Event,
 
 // ChangeEmail sets a new email address (normalised here). It is not verified until the user
 // confirms it again, and pending email and reset tokens, sent to the old address, are cancelled.
+// The private label email=verified, which spoke of the old address, is removed (LabelRemoved, and
+// LevelChanged when the level drops) until the new address is confirmed.
 // The command layer releases the old address's unique key and claims the new one (EmailChanged
 // holds both).
 func (u *User) ChangeEmail(raw string) ([]Event, error) {
@@ -136,7 +140,8 @@ func (u *User) ChangeEmail(raw string) ([]Event, error) {
 	if email == u.email {
 		return nil, fmt.Errorf("%w: email is already %s", ErrUnchanged, email)
 	}
-	return u.record(EmailChanged{From: u.email, To: email}), nil
+	events := u.record(EmailChanged{From: u.email, To: email})
+	return append(events, u.removePrivateLabel(EmailLabelKey, LabelValueVerified)...), nil
 }
 
 // ChangeUsername sets a new username (normalised here). A username can be changed, not removed.

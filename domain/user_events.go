@@ -11,7 +11,8 @@ import (
 // What they hold, and what they never hold: passwords only as encoded argon2id hashes, email and
 // reset tokens only as SHA-256 hex hashes, the TOTP secret only as ciphertext. Who did it, from which
 // address and browser is the envelope's metadata, not event data; only LoginFailed names a reason.
-// Times are UTC.
+// Times are UTC. Label, level and wallet events live beside their commands (user_labels.go,
+// user_wallet.go).
 
 // UserRegistered starts every user's stream.
 type UserRegistered struct {
@@ -197,6 +198,7 @@ func RegisterEvents(r *Registry) {
 		PasswordResetRequested{}, PasswordReset{}, EmailChanged{}, UsernameChanged{},
 		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
 		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
+		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
 	} {
 		r.Register(e, 1)
 	}

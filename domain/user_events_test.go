@@ -15,10 +15,12 @@ func TestEventRegistryNames(t *testing.T) {
 	r := domain.NewEventRegistry()
 	// Stored names: changing one breaks every stored history, so they are spelled out here.
 	want := []string{
-		"EmailChanged", "EmailVerificationRequested", "EmailVerified", "LoginFailed", "OTPDisabled",
+		"EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
+		"LabelUpdated", "LevelChanged", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordReset",
 		"PasswordResetRequested", "RoleChanged", "SessionEnded", "SessionStarted", "UserDataUpdated",
-		"UserDeleted", "UserRegistered", "UserStateChanged", "UsernameChanged",
+		"UserDeleted", "UserRegistered", "UserStateChanged", "UsernameChanged", "WalletCredited",
+		"WalletDebited",
 	}
 	if got := r.Types(); !slices.Equal(got, want) {
 		t.Fatalf("registered types =\n %v\nwant\n %v", got, want)
@@ -31,12 +33,13 @@ func TestEventRegistryNames(t *testing.T) {
 }
 
 // history runs a life that records every event type, and ends with an email token and a reset
-// token pending, two sessions open and a new OTP secret waiting.
+// token pending, two sessions open, a new OTP secret waiting, level 2 by labels and coins in both
+// balances.
 func history(t *testing.T) (*domain.User, []domain.Event) {
 	t.Helper()
 	u, events, err := domain.Register(domain.NewUser{
 		ID: uid, Email: "alice@example.com", Username: "alice", PasswordHash: hash1,
-		RefID: "ID00000000B2", Data: json.RawMessage(`{"lang":"fr"}`),
+		RefID: "ID00000000B2", Data: json.RawMessage(`{"lang":"fr"}`), SignupBonus: 100,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +55,10 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		disableOTP(5003), genOTP("sealed-2"),
 		signIn("s4", at(11), 0), signIn("s5", at(11), 0), failLogin(domain.LoginFailureInvalidPassword, at(12)),
 		requestEmail("e2", at(60)), requestReset("r2", at(60)),
+		addLabel(domain.ActorAdmin, "email", "verified", domain.ScopePrivate), addLabel(domain.ActorAdmin, "phone", "pending", domain.ScopePrivate),
+		updateLabel(domain.ActorAdmin, "phone", "verified", domain.ScopePrivate), addLabel(domain.ActorUser, "nickname", "ally", domain.ScopePublic),
+		addLabel(domain.ActorUser, "colour", "blue", domain.ScopePublic), removeLabel(domain.ActorUser, "colour", domain.ScopePublic),
+		credit(domain.BalanceStandard, 500, "deposit", "pay-1"), spend(150, "order-1"), withdraw(200, "iban-1"),
 	} {
 		evs, err := c(u)
 		if err != nil {
@@ -104,6 +111,8 @@ func TestRehydrateRoundTrip(t *testing.T) {
 	}
 	mustBe(t, "open sessions", len(rebuilt.OpenSessions(at(11))), 2) // s4, s5; the reset ended s3
 	mustBe(t, "last step", rebuilt.LastOTPStep(), int64(5003))
+	mustBe(t, "level", rebuilt.Level(), 2)
+	mustBe(t, "wallet", rebuilt.Wallet(), domain.Wallet{Free: 0, Standard: 250})
 
 	// State the accessors do not show (pending tokens) must have survived too: the same commands
 	// give the same answers on both.
@@ -117,6 +126,11 @@ func TestRehydrateRoundTrip(t *testing.T) {
 		{"reset token", resetPassword("r2", hash2, at(13)), nil},
 		{"email token", verifyEmail("e2", at(13)), nil},
 		{"sign-in", signIn("s6", at(13), 0), nil},
+		{"spend too much", spend(251, ""), domain.ErrInsufficientFunds},
+		{"spend all", spend(250, ""), nil},
+		{"withdraw after", withdraw(1, ""), domain.ErrInsufficientFunds},
+		{"remove the private label", removeLabel(domain.ActorAdmin, "email", domain.ScopePrivate), nil},
+		{"the user touches a private key", updateLabel(domain.ActorUser, "phone", "nope1", domain.ScopePublic), domain.ErrLabelPrivate},
 	} {
 		ge, gerr := c.cmd(rebuilt)
 		we, werr := c.cmd(live)
@@ -126,10 +140,10 @@ func TestRehydrateRoundTrip(t *testing.T) {
 	}
 }
 
-// labelAdded stands for an event of another feature sharing the user's stream.
-type labelAdded struct{}
+// foreignAdded stands for an event of another feature sharing the user's stream.
+type foreignAdded struct{}
 
-func (labelAdded) EventType() string { return "LabelAdded" }
+func (foreignAdded) EventType() string { return "ForeignAdded" }
 
 func TestRehydrateUserHistoryRules(t *testing.T) {
 	t.Parallel()
@@ -150,7 +164,7 @@ func TestRehydrateUserHistoryRules(t *testing.T) {
 		}
 	}
 
-	u, err := domain.RehydrateUser([]domain.Event{first[0], labelAdded{}, domain.UsernameChanged{To: "bob"}})
+	u, err := domain.RehydrateUser([]domain.Event{first[0], foreignAdded{}, domain.UsernameChanged{To: "bob"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,9 @@ type view struct {
 	OpenSessions    []string
 	FailedLogins    int
 	LastFailedLogin string
+	Level           int
+	Labels          string
+	Wallet          domain.Wallet
 }
 
 func viewOf(u *domain.User) view {
@@ -73,6 +76,7 @@ func viewOf(u *domain.User) view {
 		Data: string(u.Data()), OTPEnabled: u.OTPEnabled(), OTPSecret: u.OTPSecret(),
 		LastOTPStep: u.LastOTPStep(), OpenSessions: u.OpenSessions(at(0)), FailedLogins: n,
 		LastFailedLogin: last.Format(time.RFC3339Nano), Active: u.IsActive(),
+		Level: u.Level(), Labels: fmt.Sprint(u.Labels()), Wallet: u.Wallet(),
 	}
 }
 
@@ -252,8 +256,13 @@ func TestUserCommands(t *testing.T) {
 			when: requestEmail("e2", at(30)), wantErr: domain.ErrEmailAlreadyVerified},
 		{name: "request email verification when banned", given: []cmd{ban}, when: requestEmail("e1", at(30)), wantErr: domain.ErrUserNotActive},
 		{name: "verify email", given: []cmd{requestEmail("e1", at(30))}, when: verifyEmail("e1", at(29)),
-			want:  []domain.Event{domain.EmailVerified{Email: "alice@example.com"}},
-			check: func(t *testing.T, u *domain.User) { mustBe(t, "verified", u.EmailVerified(), true) }},
+			want: []domain.Event{domain.EmailVerified{Email: "alice@example.com"},
+				domain.LabelAdded{Key: "email", Value: "verified", Scope: domain.ScopePrivate},
+				domain.LevelChanged{From: 0, To: 1}},
+			check: func(t *testing.T, u *domain.User) {
+				mustBe(t, "verified", u.EmailVerified(), true)
+				mustBe(t, "level", u.Level(), 1)
+			}},
 		{name: "verify email with a wrong token", given: []cmd{requestEmail("e1", at(30))}, when: verifyEmail("e2", at(1)), wantErr: domain.ErrTokenInvalid},
 		{name: "verify email never requested", when: verifyEmail("e1", at(1)), wantErr: domain.ErrTokenInvalid},
 		{name: "verify email with a replaced token", given: []cmd{requestEmail("e1", at(30)), requestEmail("e2", at(30))},
@@ -314,11 +323,16 @@ func TestUserCommands(t *testing.T) {
 
 		// Email, username, data.
 		{name: "change email unverifies it", given: []cmd{requestEmail("e1", at(30)), verifyEmail("e1", at(1))},
-			when: changeEmail(" New@Example.com"), want: []domain.Event{domain.EmailChanged{From: "alice@example.com", To: "new@example.com"}},
+			when: changeEmail(" New@Example.com"),
+			want: []domain.Event{domain.EmailChanged{From: "alice@example.com", To: "new@example.com"},
+				domain.LabelRemoved{Key: "email", Scope: domain.ScopePrivate}, domain.LevelChanged{From: 1, To: 0}},
 			check: func(t *testing.T, u *domain.User) {
 				mustBe(t, "email", u.Email(), "new@example.com")
 				mustBe(t, "verified", u.EmailVerified(), false)
+				mustBe(t, "level", u.Level(), 0)
 			}},
+		{name: "change an unverified email records no label", when: changeEmail("new@example.com"),
+			want: []domain.Event{domain.EmailChanged{From: "alice@example.com", To: "new@example.com"}}},
 		{name: "change email to the same address", when: changeEmail("ALICE@example.com"), wantErr: domain.ErrUnchanged},
 		{name: "change email to an invalid address", when: changeEmail("new@"), wantErr: domain.ErrEmailInvalid},
 		{name: "change email when banned", given: []cmd{ban}, when: changeEmail("new@example.com"), wantErr: domain.ErrUserNotActive},
