@@ -171,8 +171,8 @@ func TestConcurrentChangesRetry(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if n := len(e.events(t, string(uid))); n != 22 {
-		t.Errorf("%d events, want 2 + 20", n)
+	if n := len(e.events(t, string(uid))); n != 23 {
+		t.Errorf("%d events, want 3 (sign-up) + 20", n)
 	}
 
 	// With one attempt only, some lose, as a typed conflict.
@@ -237,7 +237,7 @@ func TestOTPLifecycle(t *testing.T) {
 		}
 	}
 	got := types(e.events(t, string(uid)))
-	want := []string{"UserRegistered", "EmailVerificationRequested", "OTPSecretGenerated", "OTPEnabled", "OTPVerified", "OTPDisabled", "SessionStarted"}
+	want := []string{"UserRegistered", "WalletCredited", "EmailVerificationRequested", "OTPSecretGenerated", "OTPEnabled", "OTPVerified", "OTPDisabled", "SessionStarted"}
 	if !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}

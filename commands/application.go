@@ -34,6 +34,12 @@ type Commands struct {
 	EnableOTP                EnableOTPHandler
 	VerifyOTP                VerifyOTPHandler
 	DisableOTP               DisableOTPHandler
+	AddLabel                 AddLabelHandler
+	UpdateLabel              UpdateLabelHandler
+	RemoveLabel              RemoveLabelHandler
+	CreditWallet             CreditWalletHandler
+	SpendFromWallet          SpendFromWalletHandler
+	WithdrawFromWallet       WithdrawFromWalletHandler
 }
 
 // Defaults of CodesConfig.
@@ -83,6 +89,7 @@ type Config struct {
 	Streams StreamsConfig
 	Codes   CodesConfig
 	SignIn  SignInConfig
+	Wallet  WalletConfig
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -104,9 +111,13 @@ func New(d Deps, c Config) (Application, error) {
 	if err != nil {
 		return Application{}, err
 	}
+	if err := c.Wallet.validate(); err != nil {
+		return Application{}, err
+	}
+	queue := NewUserQueue()
 	return Application{
 		Commands: Commands{
-			RegisterUser:             NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes),
+			RegisterUser:             NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet),
 			RequestEmailVerification: NewRequestEmailVerificationHandler(users, d.Notifier, c.Codes),
 			VerifyEmail:              NewVerifyEmailHandler(users),
 			RequestPasswordReset:     NewRequestPasswordResetHandler(users, d.Notifier, c.Codes),
@@ -122,6 +133,12 @@ func New(d Deps, c Config) (Application, error) {
 			EnableOTP:                NewEnableOTPHandler(users, d.Sealer),
 			VerifyOTP:                NewVerifyOTPHandler(users, d.Sealer),
 			DisableOTP:               NewDisableOTPHandler(users, d.Sealer),
+			AddLabel:                 NewAddLabelHandler(users),
+			UpdateLabel:              NewUpdateLabelHandler(users),
+			RemoveLabel:              NewRemoveLabelHandler(users),
+			CreditWallet:             NewCreditWalletHandler(users, queue),
+			SpendFromWallet:          NewSpendFromWalletHandler(users, queue),
+			WithdrawFromWallet:       NewWithdrawFromWalletHandler(users, queue),
 		},
 		Sessions: NewSessionCheck(users),
 	}, nil

@@ -82,11 +82,6 @@ func otpStep(sealer *auth.Sealer, u *domain.User, code string, now time.Time) (i
 	return auth.ValidateTOTP(string(secret), code, now)
 }
 
-// level is the account level an access token carries: 1 once the email is confirmed, as in
-// Barong. Later features (phone, identity documents) raise it.
-func level(u *domain.User) int {
-	if u.EmailVerified() {
-		return 1
-	}
-	return 0
-}
+// level is the account level an access token carries: the one the user's private labels grant
+// (email=verified gives 1, as in Barong; see domain.Levels).
+func level(u *domain.User) int { return u.Level() }

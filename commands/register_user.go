@@ -33,15 +33,17 @@ type RegisterUserHandler struct {
 	hasher   *auth.PasswordHasher
 	codes    codeSender
 	emailTTL time.Duration
+	bonus    int64
 }
 
-// NewRegisterUserHandler returns the handler. emailTTL is how long a confirmation token is valid.
-func NewRegisterUserHandler(users *UserStreams, hasher *auth.PasswordHasher, notifier Notifier, codes CodesConfig) RegisterUserHandler {
+// NewRegisterUserHandler returns the handler. codes says how long a confirmation token is valid;
+// wallet how many free coins a new user gets.
+func NewRegisterUserHandler(users *UserStreams, hasher *auth.PasswordHasher, notifier Notifier, codes CodesConfig, wallet WalletConfig) RegisterUserHandler {
 	if users == nil || hasher == nil || notifier == nil {
 		panic("commands: NewRegisterUserHandler needs users, a password hasher and a notifier")
 	}
 	codes = codes.withDefaults()
-	return RegisterUserHandler{users: users, hasher: hasher, codes: codeSender{notifier, codes.logger()}, emailTTL: codes.EmailTokenTTL}
+	return RegisterUserHandler{users: users, hasher: hasher, codes: codeSender{notifier, codes.logger()}, emailTTL: codes.EmailTokenTTL, bonus: wallet.signupBonus()}
 }
 
 // Handle registers the user. A taken email or username is ErrEmailTaken or ErrUsernameTaken;
@@ -87,6 +89,7 @@ func (h RegisterUserHandler) Handle(ctx context.Context, cmd RegisterUser) (Resu
 	o, err := h.users.create(ctx, "RegisterUser", cmd.Meta, func(uid domain.UserID) (*domain.User, change, error) {
 		u, events, err := domain.Register(domain.NewUser{
 			ID: uid, Email: email, Username: username, PasswordHash: hash, Role: cmd.Role, RefID: cmd.RefID, Data: cmd.Data,
+			SignupBonus: h.bonus, Levels: h.users.levels,
 		})
 		if err != nil {
 			return nil, change{}, err

@@ -23,7 +23,7 @@ func TestRegisterUser(t *testing.T) {
 		t.Error("no position to wait for")
 	}
 	events := e.events(t, r.Account.UID)
-	if got := types(events); !slices.Equal(got, []string{"UserRegistered", "EmailVerificationRequested"}) {
+	if got := types(events); !slices.Equal(got, []string{"UserRegistered", "WalletCredited", "EmailVerificationRequested"}) {
 		t.Errorf("events = %v", got)
 	}
 	// The actor of a sign-up is the new user.
@@ -117,8 +117,8 @@ func TestRegisterUserIdempotent(t *testing.T) {
 	if err != nil || !again.Replayed || again.Account.UID != first.Account.UID || again.Position != 0 {
 		t.Fatalf("retry = %+v, %v; want a replay of %s", again, err, first.Account.UID)
 	}
-	if n := len(e.events(t, first.Account.UID)); n != 2 {
-		t.Errorf("%d events after the retry, want 2", n)
+	if n := len(e.events(t, first.Account.UID)); n != 3 {
+		t.Errorf("%d events after the retry, want 3", n)
 	}
 	if e.mail.count() != mails {
 		t.Error("the retry sent another code")

@@ -16,12 +16,16 @@ type Account struct {
 	EmailVerified bool
 	OTP           bool
 	Data          json.RawMessage
+	Level         int
+	Labels        []domain.Label
+	Wallet        domain.Wallet
 }
 
 func accountOf(u *domain.User) Account {
 	return Account{
 		UID: string(u.ID()), Email: u.Email(), Username: u.Username(), Role: u.Role().String(),
 		State: u.State().String(), EmailVerified: u.EmailVerified(), OTP: u.OTPEnabled(), Data: u.Data(),
+		Level: u.Level(), Labels: u.Labels(), Wallet: u.Wallet(),
 	}
 }
 

@@ -40,7 +40,7 @@ func TestSignIn(t *testing.T) {
 		}
 	}
 	got := types(e.events(t, r.Account.UID))
-	want := []string{"UserRegistered", "EmailVerificationRequested", "SessionStarted", "SessionStarted", "SessionStarted", "SessionStarted", "LoginFailed"}
+	want := []string{"UserRegistered", "WalletCredited", "EmailVerificationRequested", "SessionStarted", "SessionStarted", "SessionStarted", "SessionStarted", "LoginFailed"}
 	if !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}

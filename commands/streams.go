@@ -40,6 +40,9 @@ type StreamsConfig struct {
 	CacheSize int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Levels is the ladder of label requirements that gives users their level; the zero Levels
+	// means domain.DefaultLevels.
+	Levels domain.Levels
 }
 
 // UserStreams loads users from their event streams and appends the events they decide, with
@@ -55,6 +58,7 @@ type UserStreams struct {
 	now         func() time.Time
 	maxAttempts int
 	cache       *historyCache
+	levels      domain.Levels
 }
 
 // NewUserStreams returns the users of store. keys finds the stream holding an email or username;
@@ -75,7 +79,10 @@ func NewUserStreams(store eventstore.Store, keys eventstore.KeyOwners, registry 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &UserStreams{store: store, keys: keys, registry: registry, now: cfg.Now, maxAttempts: cfg.MaxAttempts}
+	if cfg.Levels.IsZero() {
+		cfg.Levels = domain.DefaultLevels()
+	}
+	s := &UserStreams{store: store, keys: keys, registry: registry, now: cfg.Now, maxAttempts: cfg.MaxAttempts, levels: cfg.Levels}
 	if cfg.CacheSize > 0 {
 		s.cache = &historyCache{max: cfg.CacheSize, m: map[domain.UserID][]domain.Event{}}
 	}
@@ -84,6 +91,9 @@ func NewUserStreams(store eventstore.Store, keys eventstore.KeyOwners, registry 
 
 // Now is the clock the commands use.
 func (s *UserStreams) Now() time.Time { return s.now() }
+
+// Levels is the level ladder the users' label commands use.
+func (s *UserStreams) Levels() domain.Levels { return s.levels }
 
 // load rebuilds the user from its stream: ErrUserNotFound if the stream has no event.
 func (s *UserStreams) load(ctx context.Context, uid domain.UserID) (*domain.User, error) {
@@ -98,6 +108,7 @@ func (s *UserStreams) load(ctx context.Context, uid domain.UserID) (*domain.User
 	if err != nil {
 		return nil, fmt.Errorf("commands: rebuild user %s: %w", uid, err)
 	}
+	u.UseLevels(s.levels)
 	return u, nil
 }
 
