@@ -75,17 +75,21 @@ func (h RequestEmailVerificationHandler) Handle(ctx context.Context, cmd Request
 	return Result{Replayed: o.replayed}, nil
 }
 
-// padSilence makes a request that found nothing to do last about as long as one that appended,
-// so its duration does not tell whether an address is registered.
-func padSilence(ctx context.Context, pad *latency, start time.Time) {
-	wait := pad.get() - time.Since(start)
-	if wait <= 0 {
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
 		return
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// padSilence makes a request that found nothing to do last about as long as one that appended,
+// so its duration does not tell whether an address is registered.
+func padSilence(ctx context.Context, pad *latency, start time.Time) {
+	sleep(ctx, pad.get()-time.Since(start))
 }

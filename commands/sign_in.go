@@ -135,14 +135,14 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 			slog.String("ip", cmd.IP), slog.String("request_id", cmd.RequestID))
 		return SignInResult{}, &ThrottledError{Scope: ThrottleAddress, RetryAfter: wait}
 	}
-	start := time.Now()
 	uid, known, err := h.findLogin(ctx, cmd.Login)
 	if err != nil {
 		return SignInResult{}, err
 	}
+	start := time.Now()
 	if !known || cmd.Password == "" {
 		h.hasher.DummyVerify(cmd.Password)
-		padSilence(ctx, h.failure, start)
+		sleep(ctx, h.failure.get())
 		h.addresses.fail(cmd.IP, now)
 		return SignInResult{}, ErrInvalidCredentials
 	}
