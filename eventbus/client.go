@@ -104,6 +104,7 @@ type Client struct {
 	nc      *nats.Conn    // nil until the first connection
 	lastErr error         // of the last failed attempt, nil once connected
 	ready   chan struct{} // closed at the first connection
+	tried   chan struct{} // closed after the first attempt, whatever its outcome
 	change  chan struct{} // closed and replaced at every (re)connection
 
 	cancel context.CancelFunc // stops dialLoop
@@ -123,6 +124,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	c := &Client{
 		opts:   o,
 		ready:  make(chan struct{}),
+		tried:  make(chan struct{}),
 		change: make(chan struct{}),
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -187,6 +189,23 @@ func (c *Client) Check(context.Context) error {
 	return fmt.Errorf("%w: %s: %s", ErrNotConnected, c.display, nc.Status())
 }
 
+// connUp returns the connection if NATS answers now, and waits (within ctx) only if the first
+// attempt to connect is still under way: callers serving a request should not wait for a
+// server that is known to be away.
+func (c *Client) connUp(ctx context.Context) (*nats.Conn, error) {
+	select {
+	case <-c.tried:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotConnected, c.display, ctx.Err())
+	}
+	if err := c.Check(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nc, nil
+}
+
 // connected reports whether NATS answers now.
 func (c *Client) connected() bool { return c.Check(context.Background()) == nil }
 
@@ -214,19 +233,23 @@ func (c *Client) dialLoop(ctx context.Context) {
 	defer close(c.done)
 	for attempt := 0; ; attempt++ {
 		nc, err := c.dial()
+		c.mu.Lock()
 		if err == nil {
-			c.mu.Lock()
 			c.nc, c.lastErr = nc, nil
 			close(c.ready)
 			c.signalLocked()
-			c.mu.Unlock()
+		} else {
+			c.lastErr = err
+		}
+		c.mu.Unlock()
+		if attempt == 0 {
+			close(c.tried)
+		}
+		if err == nil {
 			c.opts.Logger.Info("connected to NATS", "url", c.display)
 			return
 		}
 		wait := backoff(c.opts.MinBackoff, c.opts.MaxBackoff, attempt)
-		c.mu.Lock()
-		c.lastErr = err
-		c.mu.Unlock()
 		c.opts.Logger.Warn("cannot connect to NATS, retrying", "error", err, "retry_in", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {

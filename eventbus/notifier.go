@@ -93,9 +93,6 @@ func (n *Notifier) Notify(ctx context.Context, kind, to string, payload map[stri
 		ctx, cancel = context.WithTimeout(ctx, n.opts.Timeout)
 		defer cancel()
 	}
-	if err := n.opts.Client.Check(ctx); err != nil {
-		return err
-	}
 	js, err := n.jetStream(ctx)
 	if err != nil {
 		return err
@@ -137,7 +134,7 @@ func (n *Notifier) Notify(ctx context.Context, kind, to string, payload map[stri
 
 // jetStream returns the JetStream handle, making sure the stream exists first.
 func (n *Notifier) jetStream(ctx context.Context) (jetstream.JetStream, error) {
-	nc, err := n.opts.Client.Conn(ctx)
+	nc, err := n.opts.Client.connUp(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,77 @@
+package eventbus_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
+)
+
+func TestSubject(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ typ, stream, want string }{
+		{"UserRegistered", "user-ID1A2B3C4D5E", "idlog.events.UserRegistered.ID1A2B3C4D5E"},
+		{"LabelAdded", "reservation-email:a.b@example.com", "idlog.events.LabelAdded.reservation-email_a_b_example_com"},
+		{"X", "user-", "idlog.events.X.user-"},
+		{"Odd.Type*", "user-a b>c", "idlog.events.Odd_Type_.a_b_c"},
+		{"", "", "idlog.events._._"},
+		{"T", "user-ünï", "idlog.events.T._n_"},
+	} {
+		if got := eventbus.Subject(eventstore.Event{Type: tt.typ, StreamID: tt.stream}); got != tt.want {
+			t.Errorf("Subject(%q, %q) = %q, want %q", tt.typ, tt.stream, got, tt.want)
+		}
+	}
+}
+
+// Every string the envelope may hold survives the hand-written JSON.
+func TestCloudEventStringsRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"plain", `quote " and backslash \`, "newline\n tab\t cr\r", "\x00\x01\x1f control",
+		"ünïcødé ✓ 🎉", "line\u2028separator\u2029", "bad utf8 \xff\xfe end", "<script>&amp;",
+	} {
+		j := eventbus.ExportAppendString(nil, s)
+		if !json.Valid(j) {
+			t.Errorf("appendString(%q) = %s, not valid JSON", s, j)
+			continue
+		}
+		var got string
+		if err := json.Unmarshal(j, &got); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(s) // encoding/json's reading of the same string
+		var wantS string
+		json.Unmarshal(want, &wantS)
+		if got != wantS {
+			t.Errorf("appendString(%q) decodes to %q, want %q", s, got, wantS)
+		}
+	}
+}
+
+func TestCloudEventDataIsOneLineWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ data, want string }{
+		{`{"a":1}`, `{"a":1}`},
+		{"{\n  \"a\": 1\n}", `{"a":1}`},
+		{`{"password_hash":"$argon2id$x","uid":"ID1"}`, `{"uid":"ID1"}`},
+		{`{"ciphertext":"AAEC","step":3}`, `{"step":3}`},
+		{`{"data":{"password_hash":"kept: the user's own data"}}`, `{"data":{"password_hash":"kept: the user's own data"}}`},
+		{`["password_hash"]`, `["password_hash"]`},
+		{``, `null`},
+	} {
+		b := eventbus.ExportAppendCloudEvent(nil, "idlog", eventstore.Event{Type: "T", StreamID: "user-ID1", Data: json.RawMessage(tt.data)})
+		var ce eventbus.CloudEvent
+		if err := json.Unmarshal(b, &ce); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if string(ce.Data) != tt.want {
+			t.Errorf("data %q is published as %s, want %s", tt.data, ce.Data, tt.want)
+		}
+		for _, c := range b {
+			if c == '\n' {
+				t.Errorf("message %q spans lines", b)
+			}
+		}
+	}
+}
