@@ -1,6 +1,9 @@
 // Package api is idlog's HTTP interface: the router, the health and readiness probes, Prometheus
-// metrics, request ids and access logs, and Barong-style JSON errors. The binary builds the
-// handler with NewServer and owns the listener and its lifecycle.
+// metrics, request ids and access logs, Barong-style JSON errors, and the account routes (sign-up,
+// sign-in, the signed-in user, two-factor authentication, the JWKS) with their bearer middleware
+// (Authenticator, CallerFrom, RequireRole). Errors of the lower layers become statuses and codes in
+// one place, errors_map.go. The binary builds the handler with NewServer and owns the listener and
+// its lifecycle.
 package api
 
 import (
@@ -29,6 +32,11 @@ type Options struct {
 	Metrics *prometheus.Registry
 	// Ready are the readiness checks behind /readyz.
 	Ready []Check
+	// Version is what GET /api/v2/identity/version answers.
+	Version string
+	// Accounts, when set, serves the account routes (sign-up, sign-in, the signed-in user, 2FA)
+	// and the JWKS. Nil serves none of them.
+	Accounts *Accounts
 }
 
 // NewServer returns idlog's HTTP handler. It registers its metrics in o.Metrics, so it is called
@@ -60,6 +68,9 @@ func NewServer(o Options) http.Handler {
 	r.Handle("/metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),
 	})).Methods(http.MethodGet, http.MethodHead)
+	if o.Accounts != nil {
+		newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics).register(r)
+	}
 
 	// Outermost first: every request gets an id, then is timed and logged, and a panic inside is
 	// answered with a 500 that the timing and the log still see.

@@ -1,0 +1,207 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/commands"
+)
+
+// DefaultReadYourWrites bounds how long an answer waits for the read models to show its change.
+const DefaultReadYourWrites = 2 * time.Second
+
+// AccessTokens verifies access tokens and publishes their public keys; *auth.Signer is one.
+type AccessTokens interface {
+	TokenVerifier
+	JWKS() auth.JWKS
+	TTL() time.Duration
+}
+
+// Accounts is what the account routes need: /api/v2/identity, /api/v2/resource,
+// /api/v2/public/users and /.well-known/jwks.json.
+type Accounts struct {
+	App    commands.Application
+	Users  Users
+	Tokens AccessTokens
+	// Projections, when set, is waited for after a command, up to ReadYourWrites (0 means
+	// DefaultReadYourWrites), so that a client reading right after its change sees it. A wait that
+	// times out still answers success: the change is stored.
+	Projections    PositionWaiter
+	ReadYourWrites time.Duration
+	// IdempotencyTTL and IdempotencyEntries bound the cache of first responses (0: the defaults).
+	IdempotencyTTL     time.Duration
+	IdempotencyEntries int
+	// TrustForwardedFor takes the client address from the last X-Forwarded-For entry, as set by
+	// a proxy in front. Without a proxy it must stay off: clients could pick their address and
+	// dodge the sign-in throttle.
+	TrustForwardedFor bool
+}
+
+// accountRoutes serves the account routes.
+type accountRoutes struct {
+	Accounts
+	log     *slog.Logger
+	version string
+	authn   *Authenticator
+	idem    *idempotencyCache
+	lagging prometheus.Counter
+}
+
+func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg prometheus.Registerer) *accountRoutes {
+	if a.Users == nil || a.Tokens == nil {
+		panic("api: Accounts needs Users and Tokens")
+	}
+	if a.ReadYourWrites <= 0 {
+		a.ReadYourWrites = DefaultReadYourWrites
+	}
+	lagging := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "idlog", Subsystem: "http", Name: "read_your_writes_timeouts_total",
+		Help: "Answers sent before the read models showed the change (the wait timed out).",
+	})
+	reg.MustRegister(lagging)
+	return &accountRoutes{
+		Accounts: a, log: log, version: version,
+		authn:   NewAuthenticator(a.Tokens, a.App.Sessions, log),
+		idem:    newIdempotencyCache(a.IdempotencyTTL, a.IdempotencyEntries),
+		lagging: lagging,
+	}
+}
+
+// register adds the account routes to r.
+func (a *accountRoutes) register(r *mux.Router) {
+	get, post, put, del := []string{http.MethodGet, http.MethodHead}, http.MethodPost, http.MethodPut, http.MethodDelete
+	h := func(f http.HandlerFunc) http.Handler { return f }
+	signedIn := a.authn.Middleware
+
+	r.Handle("/.well-known/jwks.json", h(a.jwks)).Methods(get...)
+	r.Handle("/api/v2/public/users/{uid}", h(a.publicUser)).Methods(get...)
+
+	id := r.PathPrefix("/api/v2/identity").Subrouter()
+	id.Handle("/ping", h(a.ping)).Methods(get...)
+	id.Handle("/time", h(a.time)).Methods(get...)
+	id.Handle("/version", h(a.versionInfo)).Methods(get...)
+	id.Handle("/configs", h(a.configs)).Methods(get...)
+	id.Handle("/password/validate", h(a.validatePassword)).Methods(post)
+	id.Handle("/users", a.idem.wrap(h(a.registerUser))).Methods(post)
+	id.Handle("/users/email/generate_code", a.idem.wrap(h(a.requestEmailCode))).Methods(post)
+	id.Handle("/users/email/confirm_code", a.idem.wrap(h(a.confirmEmail))).Methods(post)
+	id.Handle("/users/password/generate_code", a.idem.wrap(h(a.requestResetCode))).Methods(post)
+	id.Handle("/users/password/confirm_code", a.idem.wrap(h(a.resetPassword))).Methods(post)
+	id.Handle("/sessions", a.idem.wrap(h(a.signIn))).Methods(post)
+	id.Handle("/sessions", signedIn(a.idem.wrap(h(a.signOut)))).Methods(del)
+
+	res := r.PathPrefix("/api/v2/resource").Subrouter()
+	res.Use(signedIn)
+	res.Handle("/users/me", h(a.me)).Methods(get...)
+	res.Handle("/users/me", a.idem.wrap(h(a.updateData))).Methods(put)
+	res.Handle("/users/me", a.idem.wrap(h(a.deleteAccount))).Methods(del)
+	res.Handle("/users/password", a.idem.wrap(h(a.changePassword))).Methods(put)
+	res.Handle("/users/email", a.idem.wrap(h(a.changeEmail))).Methods(put)
+	res.Handle("/users/username", a.idem.wrap(h(a.changeUsername))).Methods(put)
+	// Not idempotent on purpose: a replay would have to keep the new secret in memory. A retry
+	// makes another secret, which replaces the first.
+	res.Handle("/otp/generate_qrcode", h(a.generateOTP)).Methods(post)
+	res.Handle("/otp/enable", a.idem.wrap(h(a.enableOTP))).Methods(post)
+	res.Handle("/otp/verify", a.idem.wrap(h(a.verifyOTP))).Methods(post)
+	res.Handle("/otp/disable", a.idem.wrap(h(a.disableOTP))).Methods(post)
+}
+
+// meta is the command metadata of a request: the caller, their address and browser, the request
+// id and the idempotency key.
+func (a *accountRoutes) meta(r *http.Request) commands.Meta {
+	m := commands.Meta{
+		IP: a.clientIP(r), UserAgent: r.UserAgent(), RequestID: RequestID(r.Context()),
+		IdempotencyKey: r.Header.Get(IdempotencyKeyHeader),
+	}
+	if c, ok := CallerFrom(r.Context()); ok {
+		m.ActorUID, m.ActorRole = c.UID, c.Role
+	}
+	return m
+}
+
+func (a *accountRoutes) clientIP(r *http.Request) string {
+	if a.TrustForwardedFor {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			parts := strings.Split(xff[len(xff)-1], ",")
+			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// caughtUp waits, within the bound, for the read models to reach a command's position.
+func (a *accountRoutes) caughtUp(ctx context.Context, position uint64) {
+	if position == 0 || a.Projections == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.ReadYourWrites)
+	defer cancel()
+	if err := a.Projections.WaitFor(ctx, position); err != nil {
+		a.lagging.Inc()
+		a.log.LogAttrs(ctx, slog.LevelWarn, "answering before the read models caught up",
+			slog.String("request_id", RequestID(ctx)), slog.Uint64("position", position), slog.Any("error", err))
+	}
+}
+
+// view is the user as the read model shows them, or as the command left them if the read model
+// has not caught up.
+func (a *accountRoutes) view(ctx context.Context, acct commands.Account) UserView {
+	v, err := a.Users.ByUID(ctx, acct.UID)
+	if err == nil {
+		return v
+	}
+	if !errors.Is(err, ErrUserNotFound) {
+		a.log.LogAttrs(ctx, slog.LevelError, "read the users read model", slog.String("request_id", RequestID(ctx)), slog.Any("error", err))
+	}
+	return viewOfAccount(acct)
+}
+
+// params reads the body, answering 400 or 413 itself when it cannot.
+func (a *accountRoutes) params(w http.ResponseWriter, r *http.Request) (params, bool) {
+	p, err := readParams(r)
+	if err != nil {
+		status, code := errorStatus("", err)
+		WriteError(w, status, code)
+		return nil, false
+	}
+	return p, true
+}
+
+// require answers 422 <scope>.missing_<field> for every empty field, and reports whether all
+// were given.
+func require(w http.ResponseWriter, p params, scope string, fields ...string) bool {
+	var missing []string
+	for _, f := range fields {
+		if p.str(f) == "" {
+			missing = append(missing, scope+".missing_"+f)
+		}
+	}
+	if missing != nil {
+		WriteError(w, http.StatusUnprocessableEntity, missing...)
+		return false
+	}
+	return true
+}
+
+// fail answers a command's error; see errors_map.go.
+func (a *accountRoutes) fail(w http.ResponseWriter, r *http.Request, scope string, err error) {
+	writeCommandError(w, r, a.log, scope, err)
+}
+
+// noStore keeps answers that carry tokens or secrets out of caches.
+func noStore(w http.ResponseWriter) { w.Header().Set("Cache-Control", "no-store") }

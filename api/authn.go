@@ -1,0 +1,137 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/commands"
+)
+
+// Caller is the signed-in user a request comes from, as the bearer middleware found them: the
+// user id and session of a valid token whose session is still open, with the user's current role
+// (not the one in the token, which may be older).
+type Caller struct {
+	UID       string
+	SessionID string
+	Role      string
+	Email     string
+	Level     int
+}
+
+type callerKey struct{}
+
+// CallerFrom returns the caller of an authenticated request: false outside the bearer middleware.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// WithCaller returns ctx carrying c, for handlers tested without the bearer middleware.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// TokenVerifier checks access tokens; *auth.Signer is one.
+type TokenVerifier interface {
+	Verify(token string) (auth.AccessClaims, error)
+}
+
+// SessionChecker tells whether a token's session is still open; commands.SessionCheck is one.
+type SessionChecker interface {
+	Open(ctx context.Context, uid, sid string) (commands.Session, bool, error)
+}
+
+// Authenticator is the bearer middleware: "Authorization: Bearer <access token>".
+type Authenticator struct {
+	tokens   TokenVerifier
+	sessions SessionChecker
+	log      *slog.Logger
+}
+
+// NewAuthenticator returns the middleware's maker. Nil dependencies panic.
+func NewAuthenticator(tokens TokenVerifier, sessions SessionChecker, log *slog.Logger) *Authenticator {
+	if tokens == nil || sessions == nil {
+		panic("api: NewAuthenticator needs a token verifier and a session checker")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Authenticator{tokens: tokens, sessions: sessions, log: log}
+}
+
+// Middleware lets a request through only with a valid access token whose session is open, and
+// puts the Caller in its context (CallerFrom). Otherwise it answers 401: authz.missing_token
+// without a bearer token, jwt.decode_and_verify for a token that fails verification (forged,
+// expired, another algorithm, key or audience), authz.invalid_session for a closed session.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
+			WriteError(w, http.StatusUnauthorized, "authz.missing_token")
+			return
+		}
+		claims, err := a.tokens.Verify(strings.TrimSpace(token))
+		if err != nil {
+			// The reason goes to the log only: a client learns nothing about the keys.
+			a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
+				slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
+			WriteError(w, http.StatusUnauthorized, "jwt.decode_and_verify")
+			return
+		}
+		s, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+		if err != nil {
+			a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
+				slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+			WriteError(w, http.StatusServiceUnavailable, "server.unavailable")
+			return
+		}
+		if !open {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
+			WriteError(w, http.StatusUnauthorized, "authz.invalid_session")
+			return
+		}
+		c := Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level}
+		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
+	})
+}
+
+// cause is the specific reason auth.Signer.Verify wraps with ErrAccessToken, for the log.
+func cause(err error) error {
+	for _, e := range []error{
+		auth.ErrAccessTokenMalformed, auth.ErrAccessTokenAlgorithm, auth.ErrAccessTokenUnknownKey,
+		auth.ErrAccessTokenSignature, auth.ErrAccessTokenExpired, auth.ErrAccessTokenNotYetValid,
+		auth.ErrAccessTokenIssuer, auth.ErrAccessTokenAudience, auth.ErrAccessTokenClaims,
+	} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return err
+}
+
+// RequireRole lets through only callers with one of the roles (domain role names: "admin",
+// "superadmin", ...). Put it after the bearer middleware: without a caller it answers 401, with
+// another role 403 authz.permission_denied.
+func RequireRole(roles ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, ok := CallerFrom(r.Context())
+			if !ok {
+				WriteError(w, http.StatusUnauthorized, "authz.missing_token")
+				return
+			}
+			if !slices.Contains(roles, c.Role) {
+				WriteError(w, http.StatusForbidden, "authz.permission_denied")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

@@ -1,0 +1,128 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+)
+
+// The one place where errors of domain, auth and commands become HTTP statuses and stable error
+// codes. A code is Barong's: <module>.<resource>.<reason>. Most reasons are the same on every
+// route and get the route's scope in front (identity.user.invalid_email on sign-up,
+// resource.user.invalid_email on an email change); a rule with a scope applies to that scope only,
+// and a code without a leading dot is used as it is.
+
+// Scopes of the account routes: the first two parts of their error codes.
+const (
+	scopeIdentityUser     = "identity.user"
+	scopeIdentitySession  = "identity.session"
+	scopeIdentityPassword = "identity.password"
+	scopeResourceUser     = "resource.user"
+	scopeResourcePassword = "resource.password"
+	scopeResourceOTP      = "resource.otp"
+)
+
+type errorRule struct {
+	scope  string // "" for every scope
+	err    error
+	status int
+	code   string // ".reason" is appended to the scope
+}
+
+var errorRules = []errorRule{
+	// Sign-in: Barong's codes and statuses.
+	{scopeIdentitySession, commands.ErrInvalidCredentials, http.StatusUnauthorized, "identity.session.invalid_params"},
+	{scopeIdentitySession, domain.ErrUserNotActive, http.StatusUnauthorized, "identity.session.not_active"},
+	{scopeIdentitySession, domain.ErrOTPRequired, http.StatusForbidden, "identity.session.missing_otp"},
+	{scopeIdentitySession, auth.ErrOTPCodeInvalid, http.StatusForbidden, "identity.session.invalid_otp"},
+	{scopeIdentitySession, domain.ErrOTPReplayed, http.StatusForbidden, "identity.session.invalid_otp"},
+
+	{"", commands.ErrThrottled, http.StatusTooManyRequests, ".too_many_attempts"},
+	{"", commands.ErrEmailTaken, http.StatusConflict, ".email_taken"},
+	{"", commands.ErrUsernameTaken, http.StatusConflict, ".username_taken"},
+	{"", commands.ErrConflict, http.StatusConflict, ".conflict"},
+	{"", commands.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency.key_reused"},
+
+	{"", domain.ErrEmailInvalid, http.StatusUnprocessableEntity, ".invalid_email"},
+	{"", domain.ErrUsernameInvalid, http.StatusUnprocessableEntity, ".invalid_username"},
+	{"", domain.ErrRefIDInvalid, http.StatusUnprocessableEntity, ".invalid_referral_format"},
+	{"", commands.ErrReferrerNotFound, http.StatusUnprocessableEntity, ".referral_doesnt_exist"},
+	{"", domain.ErrDataInvalid, http.StatusUnprocessableEntity, ".invalid_data"},
+	{"", auth.ErrWeakPassword, http.StatusUnprocessableEntity, ".weak_password"},
+	{"", commands.ErrMissingPassword, http.StatusUnprocessableEntity, ".missing_password"},
+	{"", commands.ErrPasswordMismatch, http.StatusUnprocessableEntity, ".passwords_doesnt_match"},
+	{"", commands.ErrSamePassword, http.StatusUnprocessableEntity, ".no_change_provided"},
+	{"", commands.ErrWrongPassword, http.StatusUnprocessableEntity, ".invalid_password"},
+	{"", domain.ErrUnchanged, http.StatusUnprocessableEntity, ".no_change_provided"},
+	{"", domain.ErrTokenInvalid, http.StatusUnprocessableEntity, ".invalid_token"},
+	{"", domain.ErrTokenExpired, http.StatusUnprocessableEntity, ".expired_token"},
+	{"", domain.ErrEmailAlreadyVerified, http.StatusConflict, ".already_verified"},
+
+	{"", domain.ErrOTPAlreadyEnabled, http.StatusConflict, ".already_enabled"},
+	{"", domain.ErrOTPNotEnabled, http.StatusUnprocessableEntity, ".not_enabled"},
+	{"", domain.ErrOTPSecretMissing, http.StatusUnprocessableEntity, ".not_generated"},
+	{"", domain.ErrOTPRequired, http.StatusUnprocessableEntity, ".missing_otp"},
+	{"", auth.ErrOTPCodeInvalid, http.StatusUnprocessableEntity, ".invalid_otp"},
+	{"", domain.ErrOTPReplayed, http.StatusUnprocessableEntity, ".invalid_otp"},
+
+	{"", domain.ErrUserNotActive, http.StatusUnauthorized, ".not_active"},
+	{"", domain.ErrSessionNotFound, http.StatusUnauthorized, "authz.invalid_session"},
+	{"", commands.ErrUserNotFound, http.StatusNotFound, "record.not_found"},
+	{"", ErrUserNotFound, http.StatusNotFound, "record.not_found"},
+
+	{"", errBodyTooLarge, http.StatusRequestEntityTooLarge, "request.body_too_large"},
+	{"", errMalformedBody, http.StatusBadRequest, "request.malformed_body"},
+	{"", eventstore.ErrClosed, http.StatusServiceUnavailable, "server.unavailable"},
+	{"", context.DeadlineExceeded, http.StatusServiceUnavailable, "server.unavailable"},
+	{"", context.Canceled, http.StatusServiceUnavailable, "server.unavailable"},
+}
+
+// errorStatus maps err, on a route of scope, to a status and a code. Unknown errors are 500
+// server.internal_error.
+func errorStatus(scope string, err error) (int, string) {
+	for _, r := range errorRules {
+		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {
+			if strings.HasPrefix(r.code, ".") {
+				return r.status, scope + r.code
+			}
+			return r.status, r.code
+		}
+	}
+	return http.StatusInternalServerError, "server.internal_error"
+}
+
+// writeCommandError answers a failed command. A throttled sign-in says when to retry; errors the
+// client did not cause are logged, and never shown.
+func writeCommandError(w http.ResponseWriter, r *http.Request, log *slog.Logger, scope string, err error) {
+	status, code := errorStatus(scope, err)
+	var throttled *commands.ThrottledError
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", strconv.Itoa(int((throttled.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if status >= 500 {
+		log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", RequestID(r.Context())), slog.String("code", code), slog.Any("error", err))
+	}
+	if errors.Is(err, auth.ErrWeakPassword) {
+		// The rule the password broke, in a sentence, for the person who typed it.
+		reason := err.Error()
+		if i := strings.Index(reason, auth.ErrWeakPassword.Error()+": "); i >= 0 {
+			reason = reason[i+len(auth.ErrWeakPassword.Error())+2:]
+		}
+		WriteJSON(w, status, struct {
+			Errors []string `json:"errors"`
+			Reason string   `json:"reason"`
+		}{[]string{code}, reason})
+		return
+	}
+	WriteError(w, status, code)
+}

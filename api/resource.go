@@ -1,0 +1,168 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/domain"
+)
+
+// Routes of the signed-in user: /api/v2/resource. The bearer middleware ran: the caller is set.
+
+// uidOf is the caller's user id, checked by the session check already.
+func uidOf(c Caller) domain.UserID { return domain.UserID(c.UID) }
+
+func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
+	c, _ := CallerFrom(r.Context())
+	v, err := a.Users.ByUID(r.Context(), c.UID)
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, userJSONOf(v))
+}
+
+// answer waits for the read models and answers with the caller as they show them.
+func (a *accountRoutes) answer(w http.ResponseWriter, r *http.Request, res commands.Result) {
+	a.caughtUp(r.Context(), res.Position)
+	WriteJSON(w, http.StatusOK, userJSONOf(a.view(r.Context(), res.Account)))
+}
+
+func (a *accountRoutes) updateData(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok {
+		return
+	}
+	if !p.present("data") {
+		WriteError(w, http.StatusUnprocessableEntity, scopeResourceUser+".missing_data")
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.UpdateUserData.Handle(r.Context(), commands.UpdateUserData{Meta: a.meta(r), UID: uidOf(c), Data: p.json("data")})
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	a.answer(w, r, res)
+}
+
+func (a *accountRoutes) changePassword(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceUser, "old_password", "new_password", "confirm_password") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.ChangePassword.Handle(r.Context(), commands.ChangePassword{
+		Meta: a.meta(r), UID: uidOf(c), SessionID: c.SessionID,
+		OldPassword: p.str("old_password"), NewPassword: p.str("new_password"), ConfirmPassword: p.str("confirm_password"),
+	})
+	if err != nil {
+		a.fail(w, r, scopeResourcePassword, err)
+		return
+	}
+	a.answer(w, r, res)
+}
+
+func (a *accountRoutes) changeEmail(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceUser, "email", "password") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.ChangeEmail.Handle(r.Context(), commands.ChangeEmail{Meta: a.meta(r), UID: uidOf(c), Email: p.str("email"), Password: p.str("password")})
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	a.answer(w, r, res)
+}
+
+func (a *accountRoutes) changeUsername(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceUser, "username", "password") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.ChangeUsername.Handle(r.Context(), commands.ChangeUsername{Meta: a.meta(r), UID: uidOf(c), Username: p.str("username"), Password: p.str("password")})
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	a.answer(w, r, res)
+}
+
+func (a *accountRoutes) deleteAccount(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceUser, "password") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.DeleteAccount.Handle(r.Context(), commands.DeleteAccount{Meta: a.meta(r), UID: uidOf(c), Password: p.str("password"), OTPCode: p.str("otp_code")})
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	a.caughtUp(r.Context(), res.Position)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// otpSecretJSON carries a new TOTP secret to the authenticator app, once.
+type otpSecretJSON struct {
+	Barcode string `json:"barcode"` // PNG QR code, base64
+	URL     string `json:"url"`     // otpauth://totp/...
+}
+
+func (a *accountRoutes) generateOTP(w http.ResponseWriter, r *http.Request) {
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.GenerateOTPSecret.Handle(r.Context(), commands.GenerateOTPSecret{Meta: a.meta(r), UID: uidOf(c)})
+	if err != nil {
+		a.fail(w, r, scopeResourceOTP, err)
+		return
+	}
+	a.caughtUp(r.Context(), res.Position)
+	noStore(w)
+	WriteJSON(w, http.StatusCreated, otpSecretJSON{Barcode: res.QRCode, URL: res.URL})
+}
+
+func (a *accountRoutes) enableOTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceOTP, "code") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.EnableOTP.Handle(r.Context(), commands.EnableOTP{Meta: a.meta(r), UID: uidOf(c), Code: p.str("code")})
+	if err != nil {
+		a.fail(w, r, scopeResourceOTP, err)
+		return
+	}
+	a.answer(w, r, res)
+}
+
+func (a *accountRoutes) verifyOTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceOTP, "code") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.VerifyOTP.Handle(r.Context(), commands.VerifyOTP{Meta: a.meta(r), UID: uidOf(c), Code: p.str("code")})
+	if err != nil {
+		a.fail(w, r, scopeResourceOTP, err)
+		return
+	}
+	a.caughtUp(r.Context(), res.Position)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *accountRoutes) disableOTP(w http.ResponseWriter, r *http.Request) {
+	p, ok := a.params(w, r)
+	if !ok || !require(w, p, scopeResourceOTP, "code") {
+		return
+	}
+	c, _ := CallerFrom(r.Context())
+	res, err := a.App.Commands.DisableOTP.Handle(r.Context(), commands.DisableOTP{Meta: a.meta(r), UID: uidOf(c), Code: p.str("code")})
+	if err != nil {
+		a.fail(w, r, scopeResourceOTP, err)
+		return
+	}
+	a.answer(w, r, res)
+}
