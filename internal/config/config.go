@@ -45,8 +45,19 @@ type Config struct {
 	// EventStoreURL, when set (esdb://...), puts the event store in EventStoreDB. It wins over
 	// DatabaseURL for the event store.
 	EventStoreURL string
-	// NATSURL names an external NATS server. It is validated now; nothing uses it yet.
+	// NATSURL names an external NATS server for the event relay and notifications. Empty: idlog
+	// runs an embedded NATS server, keeping JetStream's files in DataDir.
 	NATSURL string
+	// NATSPort is where the embedded NATS server listens on 127.0.0.1; 0 picks a free port.
+	NATSPort int
+	// NATSNoListen: the embedded NATS server opens no port; only idlog itself reaches it.
+	NATSNoListen bool
+	// NATSDuplicateWindow is how long JetStream remembers event ids, to drop events republished
+	// after a failure. At least 2 minutes.
+	NATSDuplicateWindow time.Duration
+	// NATSMaxAge and NATSMaxBytes limit what the IDLOG_EVENTS stream keeps; 0 keeps everything.
+	NATSMaxAge   time.Duration
+	NATSMaxBytes int64
 	// LogLevel is the lowest level logged.
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
@@ -81,6 +92,23 @@ func (c Config) EventStore() Engine {
 	}
 }
 
+// natsNoPort is the IDLOG_NATS_PORT value that opens no port.
+const natsNoPort = "none"
+
+// natsDir is JetStream's directory inside the data directory.
+const natsDir = "nats"
+
+// NATSStoreDir is where the embedded NATS server keeps JetStream's files.
+func (c Config) NATSStoreDir() string { return filepath.Join(c.DataDir, natsDir) }
+
+// natsPortString is IDLOG_NATS_PORT in effect: a number, or "none".
+func (c Config) natsPortString() string {
+	if c.NATSNoListen {
+		return natsNoPort
+	}
+	return strconv.Itoa(c.NATSPort)
+}
+
 // SQLitePath is the SQLite database file inside the data directory.
 func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, sqliteDBFile) }
 
@@ -92,6 +120,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", RedactURL(c.DatabaseURL)),
 		slog.String("eventstore_url", RedactURL(c.EventStoreURL)),
 		slog.String("nats_url", RedactURL(c.NATSURL)),
+		slog.String("nats_port", c.natsPortString()),
+		slog.Duration("nats_duplicate_window", c.NATSDuplicateWindow),
+		slog.Duration("nats_max_age", c.NATSMaxAge),
+		slog.Int64("nats_max_bytes", c.NATSMaxBytes),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
@@ -153,7 +185,7 @@ var settings = []setting{
 	},
 	{
 		env: "IDLOG_NATS_URL", flag: "nats-url", secret: true,
-		usage: "NATS `URL` (nats://host:4222); not used yet",
+		usage: "NATS `URL` (nats://user:password@host:4222) for the event relay; empty means an embedded NATS server",
 		apply: func(c *Config, v string) error {
 			// NATS accepts a comma-separated list of servers.
 			for _, u := range strings.Split(v, ",") {
@@ -162,6 +194,65 @@ var settings = []setting{
 				}
 			}
 			c.NATSURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_NATS_PORT", flag: "nats-port", def: "4222",
+		usage: "`port` of the embedded NATS server on 127.0.0.1 (with no IDLOG_NATS_URL); 0 picks a free one, none opens no port",
+		apply: func(c *Config, v string) error {
+			if strings.EqualFold(v, natsNoPort) {
+				c.NATSNoListen = true
+				return nil
+			}
+			p, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				return errors.New("want a port from 0 to 65535, or none")
+			}
+			c.NATSPort = int(p)
+			return nil
+		},
+	},
+	{
+		// Before IDLOG_NATS_MAX_AGE, which must not be shorter.
+		env: "IDLOG_NATS_DUPLICATE_WINDOW", flag: "nats-duplicate-window", def: "2m",
+		usage: "how long JetStream remembers event ids to drop republished events (`duration`, at least 2m)",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 2m or 10m")
+			}
+			if d < 2*time.Minute {
+				return errors.New("must be at least 2m: a relay that restarts within it never stores an event twice")
+			}
+			c.NATSDuplicateWindow = d
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_NATS_MAX_AGE", flag: "nats-max-age", def: "0",
+		usage: "how long the IDLOG_EVENTS stream keeps an event (`duration`, e.g. 720h); 0 keeps every event",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 720h, or 0")
+			}
+			if d < 0 || d > 0 && d < c.NATSDuplicateWindow {
+				return fmt.Errorf("must be 0 or at least IDLOG_NATS_DUPLICATE_WINDOW (%v)", c.NATSDuplicateWindow)
+			}
+			c.NATSMaxAge = d
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_NATS_MAX_BYTES", flag: "nats-max-bytes", def: "0",
+		usage: "most `bytes` the IDLOG_EVENTS stream keeps, the oldest events dropped first; 0 means no limit",
+		apply: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return errors.New("want a number of bytes, or 0")
+			}
+			c.NATSMaxBytes = n
 			return nil
 		},
 	},

@@ -34,11 +34,13 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		HTTPAddr:        "127.0.0.1:8080",
-		DataDir:         "idlog-data",
-		LogLevel:        slog.LevelInfo,
-		LogFormat:       "text",
-		ShutdownTimeout: 15 * time.Second,
+		HTTPAddr:            "127.0.0.1:8080",
+		DataDir:             "idlog-data",
+		NATSPort:            4222,
+		NATSDuplicateWindow: 2 * time.Minute,
+		LogLevel:            slog.LevelInfo,
+		LogFormat:           "text",
+		ShutdownTimeout:     15 * time.Second,
 	}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -48,6 +50,30 @@ func TestDefaults(t *testing.T) {
 	}
 	if got, want := c.SQLitePath(), filepath.Join("idlog-data", "idlog.db"); got != want {
 		t.Errorf("SQLitePath = %q, want %q", got, want)
+	}
+	if got, want := c.NATSStoreDir(), filepath.Join("idlog-data", "nats"); got != want {
+		t.Errorf("NATSStoreDir = %q, want %q", got, want)
+	}
+}
+
+func TestNATSSettings(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, map[string]string{
+		"IDLOG_NATS_PORT": "none", "IDLOG_NATS_DUPLICATE_WINDOW": "5m",
+		"IDLOG_NATS_MAX_AGE": "720h", "IDLOG_NATS_MAX_BYTES": "1073741824",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NATSNoListen || c.NATSDuplicateWindow != 5*time.Minute || c.NATSMaxAge != 720*time.Hour || c.NATSMaxBytes != 1<<30 {
+		t.Errorf("config = %+v, want no port, a 5m window, 720h and 1 GiB", c)
+	}
+	c, err = load(t, nil, "-nats-port", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSNoListen || c.NATSPort != 0 {
+		t.Errorf("config = %+v, want port 0 (any free port)", c)
 	}
 }
 
@@ -67,13 +93,15 @@ func TestGoodValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Config{
-		HTTPAddr:        ":0",
-		DataDir:         "/var/lib/idlog",
-		DatabaseURL:     env["IDLOG_DATABASE_URL"],
-		NATSURL:         env["IDLOG_NATS_URL"],
-		LogLevel:        slog.LevelDebug,
-		LogFormat:       "json",
-		ShutdownTimeout: 90 * time.Second,
+		HTTPAddr:            ":0",
+		DataDir:             "/var/lib/idlog",
+		DatabaseURL:         env["IDLOG_DATABASE_URL"],
+		NATSURL:             env["IDLOG_NATS_URL"],
+		NATSPort:            4222,
+		NATSDuplicateWindow: 2 * time.Minute,
+		LogLevel:            slog.LevelDebug,
+		LogFormat:           "json",
+		ShutdownTimeout:     90 * time.Second,
 	}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -137,6 +165,12 @@ func TestBadValues(t *testing.T) {
 		{env: "IDLOG_DATABASE_URL", value: "dbname=idlog", wantMsg: `invalid IDLOG_DATABASE_URL "dbname=idlog": want a URL`},
 		{env: "IDLOG_EVENTSTORE_URL", value: "http://es:2113", wantMsg: `invalid IDLOG_EVENTSTORE_URL "http://es:2113": scheme "http" is not esdb or esdb+discover`},
 		{env: "IDLOG_NATS_URL", value: "nats://a:4222,http://b", wantMsg: `invalid IDLOG_NATS_URL "nats://a:4222,http://b": scheme "http"`},
+		{env: "IDLOG_NATS_PORT", value: "nats", wantMsg: `invalid IDLOG_NATS_PORT "nats": want a port from 0 to 65535, or none`},
+		{env: "IDLOG_NATS_PORT", value: "65536", wantMsg: `invalid IDLOG_NATS_PORT "65536"`},
+		{env: "IDLOG_NATS_DUPLICATE_WINDOW", value: "1m", wantMsg: `invalid IDLOG_NATS_DUPLICATE_WINDOW "1m": must be at least 2m`},
+		{env: "IDLOG_NATS_MAX_AGE", value: "1m", wantMsg: `invalid IDLOG_NATS_MAX_AGE "1m": must be 0 or at least IDLOG_NATS_DUPLICATE_WINDOW (2m0s)`},
+		{env: "IDLOG_NATS_MAX_AGE", value: "30", wantMsg: `invalid IDLOG_NATS_MAX_AGE "30": want a duration`},
+		{env: "IDLOG_NATS_MAX_BYTES", value: "-1", wantMsg: `invalid IDLOG_NATS_MAX_BYTES "-1": want a number of bytes, or 0`},
 		{env: "IDLOG_LOG_LEVEL", value: "verbose", wantMsg: `invalid IDLOG_LOG_LEVEL "verbose": want debug, info, warn or error`},
 		{env: "IDLOG_LOG_FORMAT", value: "xml", wantMsg: `invalid IDLOG_LOG_FORMAT "xml": want text or json`},
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_SHUTDOWN_TIMEOUT "10": want a duration`},
