@@ -1,0 +1,322 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// Activity is one user-visible event. UID is who acted; TargetUID is the user an administrator
+// acted on (topic admin), empty otherwise. ID is the event's global position, so it is the same
+// after a rebuild, and ordering by it is ordering by commit.
+type Activity struct {
+	ID                                                       int64
+	UID, TargetUID, Topic, Action, Result, UserIP, UserAgent string
+	Data                                                     json.RawMessage // nil when none
+	CreatedAt                                                time.Time
+}
+
+// Activity topics.
+const (
+	TopicSession  = "session"
+	TopicPassword = "password"
+	TopicOTP      = "otp"
+	TopicAccount  = "account"
+	TopicLabel    = "label"
+	TopicWallet   = "wallet"
+	TopicAdmin    = "admin"
+)
+
+// Topics lists every activity topic. Filters accept these, and "all" or "" for any.
+func Topics() []string {
+	return []string{TopicSession, TopicPassword, TopicOTP, TopicAccount, TopicLabel, TopicWallet, TopicAdmin}
+}
+
+// Activity results.
+const (
+	ResultSucceed = "succeed"
+	ResultFailed  = "failed"
+)
+
+// ActivityFilter narrows ActivityView.List. Zero fields do not filter. Email selects the rows of
+// the user (the actor) with that email. AdminOnly keeps the rows where an administrator acted on a
+// user. From and To bound created_at (From included, To excluded). Topic "all" is any topic.
+type ActivityFilter struct {
+	UID, Email, TargetUID, Topic, Action string
+	AdminOnly                            bool
+	From, To                             time.Time
+	Page, Limit                          int
+}
+
+// ActivityView is the activity read model: its projector (a Projector for the Runtime) and its
+// query. It is safe for concurrent use.
+type ActivityView struct {
+	db  *sqlx.DB
+	d   dialect
+	reg *domain.Registry
+}
+
+// NewActivityView returns the activity view over db. A nil db or an unknown dialect is a wiring
+// mistake and panics.
+func NewActivityView(db *sqlx.DB, d migrations.Dialect) *ActivityView {
+	if db == nil {
+		panic("projections: NewActivityView with a nil db")
+	}
+	if err := checkDialect(d); err != nil {
+		panic(err.Error())
+	}
+	return &ActivityView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+}
+
+// ActivityProjector is the activity view's name in checkpoints, status and the command line.
+const ActivityProjector = "activity"
+
+const activityColumns = `id, uid, target_uid, topic, action, result, user_ip, user_agent, data, created_at`
+
+type activityRow struct {
+	ID        int64          `db:"id"`
+	UID       string         `db:"uid"`
+	TargetUID sql.NullString `db:"target_uid"`
+	Topic     string         `db:"topic"`
+	Action    string         `db:"action"`
+	Result    string         `db:"result"`
+	UserIP    string         `db:"user_ip"`
+	UserAgent string         `db:"user_agent"`
+	Data      sql.NullString `db:"data"`
+	CreatedAt sqlTime        `db:"created_at"`
+	Total     int            `db:"total"`
+}
+
+// maxActionLength bounds the action filter; actions are short snake_case words.
+const maxActionLength = 64
+
+// List returns a page of the activity matching f, newest first, and how many rows match in all.
+// A bad filter returns an error matching ErrInvalidFilter.
+func (v *ActivityView) List(ctx context.Context, f ActivityFilter) ([]Activity, int, error) {
+	lim, off, err := page(f.Page, f.Limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := timeRange(f.From, f.To); err != nil {
+		return nil, 0, err
+	}
+	w := where{sql: `generation = (SELECT live FROM projection_generations WHERE name = 'activity')`}
+	for _, id := range []struct{ field, value, column string }{{"uid", f.UID, "uid"}, {"target_uid", f.TargetUID, "target_uid"}} {
+		if id.value == "" {
+			continue
+		}
+		if _, err := domain.ParseUserID(id.value); err != nil {
+			return nil, 0, &FilterError{Field: id.field, Reason: fmt.Sprintf("(%q) is not a user id", id.value)}
+		}
+		w.add(id.column+" = ?", id.value)
+	}
+	switch {
+	case f.Topic == "" || f.Topic == "all":
+	case slices.Contains(Topics(), f.Topic):
+		w.add("topic = ?", f.Topic)
+	default:
+		return nil, 0, &FilterError{Field: "topic", Reason: fmt.Sprintf("(%q) must be all or one of %s", f.Topic, strings.Join(Topics(), ", "))}
+	}
+	if f.Action != "" {
+		if len(f.Action) > maxActionLength {
+			return nil, 0, &FilterError{Field: "action", Reason: fmt.Sprintf("is longer than %d characters", maxActionLength)}
+		}
+		w.add("action = ?", f.Action)
+	}
+	if f.AdminOnly {
+		w.add("target_uid IS NOT NULL")
+	}
+	if f.Email != "" {
+		w.add(`uid IN (SELECT uid FROM users WHERE generation = `+usersLive+` AND email = ?)`, strings.ToLower(strings.TrimSpace(f.Email)))
+	}
+	if !f.From.IsZero() {
+		w.add("created_at >= ?", v.d.time(f.From))
+	}
+	if !f.To.IsZero() {
+		w.add("created_at < ?", v.d.time(f.To))
+	}
+	var rows []activityRow
+	q := v.d.rebind(`SELECT ` + activityColumns + `, count(*) OVER () AS total FROM activity WHERE ` + w.sql +
+		` ORDER BY id DESC LIMIT ? OFFSET ?`)
+	if err := v.db.SelectContext(ctx, &rows, q, append(w.args, lim, off)...); err != nil {
+		return nil, 0, fmt.Errorf("projections: list activity: %w", err)
+	}
+	out := make([]Activity, len(rows))
+	for i, r := range rows {
+		out[i] = Activity{
+			ID: r.ID, UID: r.UID, TargetUID: r.TargetUID.String, Topic: r.Topic, Action: r.Action, Result: r.Result,
+			UserIP: r.UserIP, UserAgent: r.UserAgent, CreatedAt: r.CreatedAt.Time,
+		}
+		if r.Data.Valid {
+			out[i].Data = json.RawMessage(r.Data.String)
+		}
+	}
+	if len(rows) > 0 {
+		return out, rows[0].Total, nil
+	}
+	var total int
+	if err := v.db.GetContext(ctx, &total, v.d.rebind(`SELECT count(*) FROM activity WHERE `+w.sql), w.args...); err != nil {
+		return nil, 0, fmt.Errorf("projections: count activity: %w", err)
+	}
+	return out, total, nil
+}
+
+// Name implements Projector.
+func (v *ActivityView) Name() string { return ActivityProjector }
+
+// activityEvents are the user events that make an activity row.
+var activityEvents = []domain.Event{
+	domain.UserRegistered{}, domain.EmailVerificationRequested{}, domain.EmailVerified{},
+	domain.PasswordChanged{}, domain.PasswordResetRequested{}, domain.PasswordReset{},
+	domain.EmailChanged{}, domain.UsernameChanged{}, domain.UserDataUpdated{},
+	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{},
+	domain.OTPSecretGenerated{}, domain.OTPEnabled{}, domain.OTPVerified{}, domain.OTPDisabled{},
+	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
+}
+
+// Interest implements Projector. An event type this build does not know stops the projector
+// rather than leaving a hole in the activity log.
+func (v *ActivityView) Interest() Interest {
+	return Interest{StreamPrefix: domain.UserStreamPrefix, Types: eventTypes(activityEvents)}
+}
+
+// Tables implements Projector.
+func (v *ActivityView) Tables() []string { return []string{"activity"} }
+
+// Apply implements Projector: one multi-row insert per batch. The primary key (generation, id)
+// would refuse an event applied twice.
+func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+	rows := make([]activityRow, 0, len(events))
+	for _, e := range events {
+		owner, err := domain.UserIDFromStream(e.StreamID)
+		if err != nil {
+			return FailedAt(e, err)
+		}
+		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		if err != nil {
+			return FailedAt(e, err)
+		}
+		row, ok, err := activityOf(e, de, string(owner))
+		if err != nil {
+			return FailedAt(e, err)
+		}
+		if ok {
+			rows = append(rows, row)
+		}
+	}
+	const cols = 11
+	per := maxParams / cols
+	for i := 0; i < len(rows); i += per {
+		part := rows[i:min(i+per, len(rows))]
+		args := make([]any, 0, len(part)*cols)
+		for _, a := range part {
+			args = append(args, tx.Generation, a.ID, a.UID, a.TargetUID, a.Topic, a.Action, a.Result,
+				a.UserIP, a.UserAgent, a.Data, tx.TimeArg(a.CreatedAt.Time))
+		}
+		q := `INSERT INTO activity (generation, ` + activityColumns + `) VALUES ` + placeholders(len(part), cols)
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("write activity: %w", err)
+		}
+	}
+	return nil
+}
+
+// The data of some activity rows. Never a secret: no hash, token or OTP ciphertext.
+type (
+	fromTo struct {
+		From string `json:"from,omitempty"`
+		To   string `json:"to"`
+	}
+	stateData struct {
+		From   string `json:"from"`
+		To     string `json:"to"`
+		Reason string `json:"reason,omitempty"`
+	}
+	reasonData struct {
+		Reason string `json:"reason"`
+	}
+	loginData struct {
+		OTP bool `json:"otp"`
+	}
+)
+
+// activityOf maps an event of owner's stream to its activity row, if it makes one. An event that
+// someone else than the owner caused (an administrator, per the envelope's actor) is an admin
+// row: uid is the actor, target_uid the owner.
+func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow, bool, error) {
+	result := ResultSucceed
+	var topic, action string
+	var data any
+	switch ev := de.(type) {
+	case domain.UserRegistered:
+		topic, action = TopicAccount, "signup"
+	case domain.EmailVerificationRequested:
+		topic, action = TopicAccount, "request_email_verification"
+	case domain.EmailVerified:
+		topic, action = TopicAccount, "verify_email"
+	case domain.EmailChanged:
+		topic, action, data = TopicAccount, "change_email", fromTo{From: ev.From, To: ev.To}
+	case domain.UsernameChanged:
+		topic, action, data = TopicAccount, "change_username", fromTo{From: ev.From, To: ev.To}
+	case domain.UserDataUpdated:
+		topic, action = TopicAccount, "update_data"
+	case domain.UserStateChanged:
+		topic, action, data = TopicAccount, "change_state", stateData{From: ev.From.String(), To: ev.To.String(), Reason: ev.Reason}
+	case domain.RoleChanged:
+		topic, action, data = TopicAccount, "change_role", stateData{From: ev.From.String(), To: ev.To.String()}
+	case domain.UserDeleted:
+		topic, action = TopicAccount, "delete"
+	case domain.PasswordChanged:
+		topic, action = TopicPassword, "change"
+	case domain.PasswordResetRequested:
+		topic, action = TopicPassword, "request_reset"
+	case domain.PasswordReset:
+		topic, action = TopicPassword, "reset"
+	case domain.SessionStarted:
+		topic, action, data = TopicSession, "login", loginData{OTP: ev.OTPStep != 0}
+	case domain.LoginFailed:
+		topic, action, result, data = TopicSession, "login", ResultFailed, reasonData{Reason: string(ev.Reason)}
+	case domain.SessionEnded:
+		topic, action, data = TopicSession, "end_session", reasonData{Reason: string(ev.Reason)}
+		if ev.Reason == domain.SessionEndLogout {
+			action, data = "logout", nil
+		}
+	case domain.OTPSecretGenerated:
+		topic, action = TopicOTP, "generate_secret"
+	case domain.OTPEnabled:
+		topic, action = TopicOTP, "enable"
+	case domain.OTPVerified:
+		topic, action = TopicOTP, "verify"
+	case domain.OTPDisabled:
+		topic, action = TopicOTP, "disable"
+	default:
+		return activityRow{}, false, nil
+	}
+	row := activityRow{
+		ID: int64(e.GlobalPosition), UID: owner, Topic: topic, Action: action, Result: result,
+		UserIP: e.Metadata.IP, UserAgent: e.Metadata.UserAgent, CreatedAt: sqlTime{e.RecordedAt},
+	}
+	if actor := e.Metadata.ActorUID; actor != "" && actor != eventstore.ActorSystem && actor != owner {
+		row.UID, row.TargetUID, row.Topic = actor, sql.NullString{String: owner, Valid: true}, TopicAdmin
+	}
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return activityRow{}, false, err
+		}
+		row.Data = sql.NullString{String: string(b), Valid: true}
+	}
+	return row, true, nil
+}
+
+var _ Projector = (*ActivityView)(nil)

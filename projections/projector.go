@@ -1,0 +1,87 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// Projector keeps read-model tables in step with the event log. The Runtime feeds it the global
+// log in commit order, in batches, each inside a transaction that also moves the projector's
+// checkpoint: Apply's writes and the checkpoint commit together or not at all.
+//
+// Every table a projector writes has a leading `generation` column, and Apply writes only rows
+// of tx.Generation: a rebuild fills a new generation beside the live one and swaps it in.
+type Projector interface {
+	// Name identifies the projector in checkpoints, status, metrics and the command line. It never
+	// changes.
+	Name() string
+	// Interest says which events reach Apply.
+	Interest() Interest
+	// Tables lists the projector's read-model tables, for the runtime to drop retired generations.
+	Tables() []string
+	// Apply writes the effect of events, in order, into generation tx.Generation. To fail at one
+	// event it returns FailedAt(e, err): the events before it are then committed and the projector
+	// stops at e. Any other error fails the whole batch, which the runtime then retries one event
+	// per transaction to find the event that fails.
+	Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error
+}
+
+// Interest narrows the events a projector sees. Events outside it still move its checkpoint, so
+// the projector reaches every position of the log (WaitFor relies on that).
+type Interest struct {
+	// StreamPrefix limits the projector to streams whose id starts with it; "" means all streams.
+	StreamPrefix string
+	// Types the projector handles; nil means every type this build knows. Events of a type the
+	// build knows (the event registry) but the projector does not list pass it by.
+	Types []string
+	// SkipUnknown decides what happens at an event of a type this build does not know (written by
+	// a newer version): skipped if true; if false the projector stops there, as at a failing event,
+	// until a build that knows the type runs it.
+	SkipUnknown bool
+}
+
+// Tx is the runtime's transaction handed to Apply.
+type Tx struct {
+	*sqlx.Tx
+	// Generation is the generation of the tables Apply writes.
+	Generation int64
+	dialect    dialect
+}
+
+// Dialect is the database's SQL dialect.
+func (tx *Tx) Dialect() migrations.Dialect { return migrations.Dialect(tx.dialect) }
+
+// Rebind turns ? placeholders into the dialect's.
+func (tx *Tx) Rebind(q string) string { return tx.dialect.rebind(q) }
+
+// TimeArg is the value that stores t in a time column (timestamptz on Postgres, unix
+// microseconds on SQLite).
+func (tx *Tx) TimeArg(t time.Time) any { return tx.dialect.time(t) }
+
+// EventError is a projector's failure at one event.
+type EventError struct {
+	Position uint64
+	Type     string
+	Err      error
+}
+
+func (e *EventError) Error() string {
+	return fmt.Sprintf("projections: event %s at position %d: %v", e.Type, e.Position, e.Err)
+}
+
+func (e *EventError) Unwrap() error { return e.Err }
+
+// FailedAt reports that Apply failed at event e.
+func FailedAt(e eventstore.Event, err error) error {
+	return &EventError{Position: e.GlobalPosition, Type: e.Type, Err: err}
+}
+
+// ErrUnknownEventType: a projector that does not skip unknown events met one (see Interest).
+var ErrUnknownEventType = errors.New("projections: event type unknown to this build")

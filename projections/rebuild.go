@@ -1,0 +1,178 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// dropChunk is how many rows of a retired generation one statement deletes, so that a large
+// table is dropped in short transactions that never hold the write lock for long.
+const dropChunk = 5000
+
+// Rebuild rebuilds the named projector's read model from position 0 into a new generation beside
+// the live one, and swaps it in once it has reached the live one's checkpoint; queries read the
+// live generation throughout. It returns after the swap and the removal of the retired rows.
+//
+// It may run in another process than the one running the projector live (`idlog projections
+// rebuild` beside `idlog serve`): they meet in the database. The live runner keeps writing its
+// generation until the swap, then goes on in the new one from the new one's checkpoint. A rebuild
+// started while another one of the same projector runs supersedes it (ErrSuperseded there). A
+// failing event ends the rebuild with its error; the live generation stays as it was.
+func (r *Runtime) Rebuild(ctx context.Context, name string) error {
+	rn := r.byName[name]
+	if rn == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownProjector, name)
+	}
+	log := r.o.Logger.With("projector", name)
+	if _, _, err := r.ensure(ctx, name); err != nil {
+		return err
+	}
+	gen, err := r.startBuild(ctx, name)
+	if err != nil {
+		return err
+	}
+	log.Info("rebuild started", "generation", gen)
+	if err := r.dropRetired(ctx, rn); err != nil {
+		return err
+	}
+
+	source := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
+		return r.o.Store.ReadAll(ctx, after, eventstore.Filter{})
+	}
+	started, lastLog, events := time.Now(), time.Now(), 0
+	onCommit := func(pos uint64, n int) {
+		events += n
+		if time.Since(lastLog) >= 5*time.Second {
+			lastLog = time.Now()
+			log.Info("rebuilding", "generation", gen, "position", pos, "events", events,
+				"events_per_second", int(float64(events)/time.Since(started).Seconds()))
+		}
+	}
+	var pos uint64
+	for {
+		// Catch up with the log as it is now, then try to swap; the live generation may have moved
+		// on meanwhile, and then the next round reads what it has seen.
+		p, _, err := r.follow(ctx, rn, gen, pos, roleBuild, source, onCommit)
+		pos = p
+		if err != nil {
+			return fmt.Errorf("projections: rebuild %s (generation %d): %w", name, gen, err)
+		}
+		swapped, err := r.trySwap(ctx, name, gen, pos)
+		if err != nil {
+			return fmt.Errorf("projections: rebuild %s (generation %d): %w", name, gen, err)
+		}
+		if swapped {
+			break
+		}
+	}
+	log.Info("rebuilt generation swapped in", "generation", gen, "position", pos, "events", events,
+		"seconds", time.Since(started).Seconds())
+	return r.dropRetired(ctx, rn)
+}
+
+// startBuild marks a new generation as building, with a checkpoint at 0. Generations only grow,
+// so a retired one is never written again.
+func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
+	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("projections: %s: begin rebuild: %w", name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	var live int64
+	var building sql.NullInt64
+	if err := tx.QueryRowxContext(ctx, r.q.lockGeneration, name).Scan(&live, &building); err != nil {
+		return 0, fmt.Errorf("projections: %s: read generation: %w", name, err)
+	}
+	var highest int64
+	if err := tx.GetContext(ctx, &highest, r.q.maxGeneration, name); err != nil {
+		return 0, fmt.Errorf("projections: %s: read generations: %w", name, err)
+	}
+	gen := max(live, building.Int64, highest) + 1
+	if _, err := tx.ExecContext(ctx, r.q.startBuild, gen, name); err != nil {
+		return 0, fmt.Errorf("projections: %s: start generation %d: %w", name, gen, err)
+	}
+	if _, err := tx.ExecContext(ctx, r.q.newCheckpoint, name, gen, r.d.time(time.Now())); err != nil {
+		return 0, fmt.Errorf("projections: %s: checkpoint of generation %d: %w", name, gen, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("projections: %s: start generation %d: %w", name, gen, err)
+	}
+	return gen, nil
+}
+
+// trySwap makes gen live if its checkpoint has reached the live generation's. The generation row
+// is locked, so no batch of the live generation commits in between; readers switch at the
+// commit.
+func (r *Runtime) trySwap(ctx context.Context, name string, gen int64, pos uint64) (bool, error) {
+	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	var live int64
+	var building sql.NullInt64
+	if err := tx.QueryRowxContext(ctx, r.q.lockGeneration, name).Scan(&live, &building); err != nil {
+		return false, fmt.Errorf("read generation: %w", err)
+	}
+	if !building.Valid || building.Int64 != gen {
+		return false, ErrSuperseded
+	}
+	var livePos int64
+	if err := tx.GetContext(ctx, &livePos, r.q.checkpoint, name, live); err != nil {
+		return false, fmt.Errorf("read the live checkpoint: %w", err)
+	}
+	if pos < uint64(livePos) {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, r.q.swap, gen, r.d.time(time.Now()), name, gen); err != nil {
+		return false, fmt.Errorf("swap: %w", err)
+	}
+	return true, tx.Commit()
+}
+
+// dropRetired deletes the rows and checkpoints of every generation that is neither live nor
+// building, a chunk per statement. Every generation that may hold rows has a checkpoint row,
+// written when it started and deleted here only after its rows.
+func (r *Runtime) dropRetired(ctx context.Context, rn *runner) error {
+	var live int64
+	var building sql.NullInt64
+	if err := r.o.DB.QueryRowxContext(ctx, r.d.rebind(`SELECT live, building FROM projection_generations WHERE name = ?`), rn.name).Scan(&live, &building); err != nil {
+		return fmt.Errorf("projections: %s: read generation: %w", rn.name, err)
+	}
+	keep := live
+	if building.Valid {
+		keep = building.Int64
+	}
+	var retired []int64
+	if err := r.o.DB.SelectContext(ctx, &retired, r.d.rebind(`SELECT generation FROM projection_checkpoints
+		WHERE name = ? AND generation <> ? AND generation <> ? ORDER BY generation`), rn.name, live, keep); err != nil {
+		return fmt.Errorf("projections: %s: list retired generations: %w", rn.name, err)
+	}
+	for _, g := range retired {
+		for _, t := range rn.p.Tables() {
+			q := r.d.rebind(`DELETE FROM ` + t + ` WHERE rowid IN (SELECT rowid FROM ` + t + ` WHERE generation = ? LIMIT ?)`)
+			if migrations.Dialect(r.d) == migrations.Postgres {
+				q = `DELETE FROM ` + t + ` WHERE ctid = ANY (ARRAY(SELECT ctid FROM ` + t + ` WHERE generation = $1 LIMIT $2))`
+			}
+			for {
+				res, err := r.o.DB.ExecContext(ctx, q, g, dropChunk)
+				if err != nil {
+					return fmt.Errorf("projections: %s: drop generation %d of %s: %w", rn.name, g, t, err)
+				}
+				if n, err := res.RowsAffected(); err != nil || n < dropChunk {
+					break
+				}
+			}
+		}
+		if _, err := r.o.DB.ExecContext(ctx, r.d.rebind(`DELETE FROM projection_checkpoints WHERE name = ? AND generation = ?`), rn.name, g); err != nil {
+			return fmt.Errorf("projections: %s: drop checkpoint of generation %d: %w", rn.name, g, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,696 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// Defaults of Options.
+const (
+	DefaultBatchSize = 1000
+	MaxBatchSize     = 10000
+	DefaultRetryMin  = 100 * time.Millisecond
+	DefaultRetryMax  = 30 * time.Second
+)
+
+// Errors of the runtime.
+var (
+	// ErrUnknownProjector: no projector of the runtime has that name.
+	ErrUnknownProjector = errors.New("projections: unknown projector")
+	// ErrStopped: the runtime was stopped.
+	ErrStopped = errors.New("projections: runtime stopped")
+	// ErrSuperseded: another rebuild of the same projector started after this one, which gave up.
+	ErrSuperseded = errors.New("projections: rebuild superseded by a newer one")
+)
+
+// Options configure a Runtime.
+type Options struct {
+	// DB holds the read models and the runtime's tables (migrations 00010 and up). On SQLite, open
+	// it with OpenSQLite; the event store's own pool is read-only.
+	DB *sqlx.DB
+	// Dialect of DB.
+	Dialect migrations.Dialect
+	// Store is the event log the projectors follow.
+	Store eventstore.Store
+	// Registry tells which event types this build knows (see Interest.SkipUnknown). Nil means
+	// domain.NewEventRegistry().
+	Registry *domain.Registry
+	// Logger receives failures and rebuild progress. Nil discards them.
+	Logger *slog.Logger
+	// Metrics, when set, receives the runtime's Prometheus metrics.
+	Metrics prometheus.Registerer
+	// BatchSize is the most events one transaction applies. 0 means DefaultBatchSize.
+	BatchSize int
+	// RetryMin and RetryMax bound the backoff of a failing projector, which doubles from RetryMin
+	// after each failure in a row. 0 means DefaultRetryMin and DefaultRetryMax.
+	RetryMin, RetryMax time.Duration
+	// LogInDB says that the event log's events table is in DB, as with the Postgres and SQLite
+	// stores: Status then counts the lag in events there. Otherwise the lag in events is -1
+	// (unknown).
+	LogInDB bool
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.DB == nil:
+		return errors.New("projections: Options.DB is nil")
+	case o.Store == nil:
+		return errors.New("projections: Options.Store is nil")
+	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
+		return fmt.Errorf("projections: batch size (%d) must be between 1 and %d", o.BatchSize, MaxBatchSize)
+	case o.RetryMin < 0 || o.RetryMax < 0:
+		return fmt.Errorf("projections: retry backoff (%v, %v) cannot be negative", o.RetryMin, o.RetryMax)
+	}
+	if err := checkDialect(o.Dialect); err != nil {
+		return err
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.RetryMin == 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.RetryMin > o.RetryMax {
+		return fmt.Errorf("projections: retry min (%v) cannot be higher than retry max (%v)", o.RetryMin, o.RetryMax)
+	}
+	if o.Registry == nil {
+		o.Registry = domain.NewEventRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Runtime runs projectors: one goroutine each, from its checkpoint, exactly once. It is safe for
+// concurrent use.
+type Runtime struct {
+	o       Options
+	d       dialect
+	q       queries
+	runners []*runner
+	byName  map[string]*runner
+	known   map[string]bool // event types this build knows
+	m       *metrics
+
+	mu       sync.Mutex
+	started  bool
+	stopping bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	progress chan struct{} // closed and replaced whenever a live checkpoint moves
+	stopped  chan struct{}
+}
+
+// runner is the state of one projector's live goroutine.
+type runner struct {
+	p        Projector
+	name     string
+	interest Interest
+	types    map[string]bool // nil: every known type
+
+	mu         sync.Mutex
+	running    bool
+	loaded     bool // generation and position hold the checkpoint
+	generation int64
+	position   uint64
+	lastErr    string
+	lastErrAt  time.Time
+}
+
+var projectorName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// New checks the options and the projectors and returns a runtime that is not started.
+func New(o Options, projectors ...Projector) (*Runtime, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if len(projectors) == 0 {
+		return nil, errors.New("projections: no projector")
+	}
+	r := &Runtime{
+		o: o, d: dialect(o.Dialect), byName: map[string]*runner{}, known: map[string]bool{},
+		progress: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	r.q = newQueries(r.d)
+	for _, t := range o.Registry.Types() {
+		r.known[t] = true
+	}
+	for _, p := range projectors {
+		if p == nil {
+			return nil, errors.New("projections: nil projector")
+		}
+		name := p.Name()
+		if !projectorName.MatchString(name) {
+			return nil, fmt.Errorf("projections: projector name %q must match %s", name, projectorName)
+		}
+		if r.byName[name] != nil {
+			return nil, fmt.Errorf("projections: two projectors are named %q", name)
+		}
+		for _, t := range p.Tables() {
+			if !projectorName.MatchString(t) {
+				return nil, fmt.Errorf("projections: projector %q: table name %q must match %s", name, t, projectorName)
+			}
+		}
+		rn := &runner{p: p, name: name, interest: p.Interest()}
+		if rn.interest.Types != nil {
+			rn.types = map[string]bool{}
+			for _, t := range rn.interest.Types {
+				rn.types[t] = true
+			}
+		}
+		r.runners = append(r.runners, rn)
+		r.byName[name] = rn
+	}
+	if o.Metrics != nil {
+		m, err := newMetrics(r, o.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		r.m = m
+	} else {
+		r.m = newUnregisteredMetrics()
+	}
+	return r, nil
+}
+
+// Start makes sure every projector has its bookkeeping rows and starts one goroutine per
+// projector. They run until Stop, or until ctx ends.
+func (r *Runtime) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.stopping:
+		return ErrStopped
+	case r.started:
+		return errors.New("projections: runtime already started")
+	}
+	for _, rn := range r.runners {
+		if _, _, err := r.ensure(ctx, rn.name); err != nil {
+			return err
+		}
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.started = true
+	for _, rn := range r.runners {
+		rn.mu.Lock()
+		rn.running = true
+		rn.mu.Unlock()
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.runLive(ctx, rn)
+		}()
+	}
+	return nil
+}
+
+// Stop stops the projectors, each after its current transaction ends or rolls back, and waits
+// for them. It is safe to call more than once; a stopped runtime does not start again.
+func (r *Runtime) Stop() {
+	r.mu.Lock()
+	if r.stopping {
+		r.mu.Unlock()
+		<-r.stopped
+		return
+	}
+	r.stopping = true
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	r.wg.Wait()
+	for _, rn := range r.runners {
+		rn.mu.Lock()
+		rn.running = false
+		rn.mu.Unlock()
+	}
+	close(r.stopped)
+}
+
+// WaitFor returns once every projector's live read model holds the effect of every event up to
+// position (an AppendResult's LastPosition), so a reader sees a write it just made. It returns
+// ctx's error, wrapped, if ctx ends first: bound the wait with a deadline, and past it answer that
+// the view may lag.
+func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
+	for {
+		r.mu.Lock()
+		wake := r.progress
+		r.mu.Unlock()
+		if r.reached(position) {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("projections: wait for position %d: %w", position, ctx.Err())
+		case <-r.stopped:
+			return ErrStopped
+		}
+	}
+}
+
+func (r *Runtime) reached(position uint64) bool {
+	for _, rn := range r.runners {
+		rn.mu.Lock()
+		ok := rn.loaded && rn.position >= position
+		rn.mu.Unlock()
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Runtime) notifyProgress() {
+	r.mu.Lock()
+	close(r.progress)
+	r.progress = make(chan struct{})
+	r.mu.Unlock()
+}
+
+// Projectors lists the names of the runtime's projectors, in the order given to New.
+func (r *Runtime) Projectors() []string {
+	names := make([]string, len(r.runners))
+	for i, rn := range r.runners {
+		names[i] = rn.name
+	}
+	return names
+}
+
+// Internal signals between a batch and the loop that runs it.
+var (
+	// errGenerationChanged: a rebuild swapped another generation in; reload and go on there.
+	errGenerationChanged = errors.New("projections: live generation changed")
+	// errCheckpointMoved: another runner (another process) moved this checkpoint.
+	errCheckpointMoved = errors.New("projections: checkpoint moved by another runner")
+)
+
+// retrySingly: a batch failed without naming an event; apply it again one event per transaction.
+type retrySingly struct{ err error }
+
+func (e *retrySingly) Error() string { return e.err.Error() }
+func (e *retrySingly) Unwrap() error { return e.err }
+
+type role int
+
+const (
+	roleLive role = iota
+	roleBuild
+)
+
+// runLive follows the log for one projector until ctx ends, retrying after failures.
+func (r *Runtime) runLive(ctx context.Context, rn *runner) {
+	log := r.o.Logger.With("projector", rn.name)
+	backoff := r.o.RetryMin
+	for ctx.Err() == nil {
+		gen, from, err := r.ensure(ctx, rn.name)
+		var committed int
+		if err == nil {
+			rn.setPosition(gen, from, r)
+			source := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
+				return r.o.Store.Subscribe(ctx, after, eventstore.Filter{})
+			}
+			onCommit := func(pos uint64, _ int) {
+				rn.commitOK(gen, pos)
+				r.notifyProgress()
+			}
+			_, committed, err = r.follow(ctx, rn, gen, from, roleLive, source, onCommit)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if committed > 0 {
+			backoff = r.o.RetryMin
+		}
+		switch {
+		case errors.Is(err, errGenerationChanged):
+			log.Info("a rebuilt generation was swapped in; following it")
+			continue
+		case errors.Is(err, errCheckpointMoved):
+			log.Warn("another runner moved the checkpoint (is this projector running in two processes?); reloading")
+		default:
+			r.fail(ctx, log, rn, gen, err, backoff)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, r.o.RetryMax)
+	}
+}
+
+// fail reports a failure everywhere it must be seen: status, log, metric and the checkpoint row
+// (so `idlog projections status` in another process shows it).
+func (r *Runtime) fail(ctx context.Context, log *slog.Logger, rn *runner, gen int64, err error, retryIn time.Duration) {
+	msg := err.Error()
+	if len(msg) > 2000 {
+		msg = msg[:2000]
+	}
+	now := time.Now()
+	rn.mu.Lock()
+	rn.lastErr, rn.lastErrAt = msg, now
+	pos := rn.position
+	rn.mu.Unlock()
+	r.m.failures.WithLabelValues(rn.name).Inc()
+	log.Error("projector failed; it stays at its checkpoint and retries", "generation", gen, "checkpoint", pos, "retry_in", retryIn, "error", err)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, serr := r.o.DB.ExecContext(sctx, r.q.saveError, msg, r.d.time(now), rn.name, gen); serr != nil {
+		log.Warn("could not record the failure in projection_checkpoints", "error", serr)
+	}
+}
+
+func (rn *runner) setPosition(gen int64, pos uint64, r *Runtime) {
+	rn.mu.Lock()
+	changed := !rn.loaded || rn.generation != gen || rn.position != pos
+	rn.loaded, rn.generation, rn.position = true, gen, pos
+	rn.mu.Unlock()
+	if changed {
+		r.notifyProgress()
+	}
+}
+
+func (rn *runner) commitOK(gen int64, pos uint64) {
+	rn.mu.Lock()
+	rn.loaded, rn.generation, rn.position = true, gen, pos
+	rn.lastErr, rn.lastErrAt = "", time.Time{}
+	rn.mu.Unlock()
+}
+
+// ensure creates the projector's bookkeeping rows if missing and returns its live generation and
+// that generation's checkpoint.
+func (r *Runtime) ensure(ctx context.Context, name string) (gen int64, pos uint64, err error) {
+	if _, err := r.o.DB.ExecContext(ctx, r.q.ensureGeneration, name); err != nil {
+		return 0, 0, fmt.Errorf("projections: %s: create generation row: %w", name, err)
+	}
+	if err := r.o.DB.GetContext(ctx, &gen, r.q.liveGeneration, name); err != nil {
+		return 0, 0, fmt.Errorf("projections: %s: read live generation: %w", name, err)
+	}
+	if _, err := r.o.DB.ExecContext(ctx, r.q.ensureCheckpoint, name, gen, r.d.time(time.Now())); err != nil {
+		return 0, 0, fmt.Errorf("projections: %s: create checkpoint row: %w", name, err)
+	}
+	p, err := r.checkpoint(ctx, name, gen)
+	return gen, p, err
+}
+
+func (r *Runtime) checkpoint(ctx context.Context, name string, gen int64) (uint64, error) {
+	var p int64
+	if err := r.o.DB.GetContext(ctx, &p, r.q.checkpoint, name, gen); err != nil {
+		return 0, fmt.Errorf("projections: %s: read checkpoint of generation %d: %w", name, gen, err)
+	}
+	return uint64(p), nil
+}
+
+type item struct {
+	e   eventstore.Event
+	err error
+}
+
+// follow applies the events source yields after from, batch by batch, until the source ends
+// (nil) or fails, or a batch fails. It returns the last committed position and how many events
+// it committed. Reading runs in its own goroutine, so the next page is fetched while a batch
+// commits, and a batch takes whatever has arrived: large while catching up, small when live.
+func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64, rl role,
+	source func(context.Context, uint64) iter.Seq2[eventstore.Event, error], onCommit func(pos uint64, n int)) (uint64, int, error) {
+	rctx, cancel := context.WithCancel(ctx)
+	ch := make(chan item, r.o.BatchSize)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(ch)
+		for e, err := range source(rctx, from) {
+			select {
+			case ch <- item{e, err}:
+			case <-rctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range ch { //nolint:revive // drain so the reader can exit
+		}
+		<-done
+	}()
+
+	pos, total := from, 0
+	batch := make([]eventstore.Event, 0, r.o.BatchSize)
+	for {
+		batch = batch[:0]
+		var readErr error
+		ended := false
+		select {
+		case it, ok := <-ch:
+			switch {
+			case !ok:
+				ended = true
+			case it.err != nil:
+				readErr = it.err
+			default:
+				batch = append(batch, it.e)
+			}
+		case <-ctx.Done():
+			return pos, total, ctx.Err()
+		}
+	drain:
+		for !ended && readErr == nil && len(batch) < r.o.BatchSize {
+			select {
+			case it, ok := <-ch:
+				switch {
+				case !ok:
+					ended = true
+				case it.err != nil:
+					readErr = it.err
+				default:
+					batch = append(batch, it.e)
+				}
+			default:
+				break drain
+			}
+		}
+		if len(batch) > 0 {
+			n, err := r.applyBatch(ctx, rn, gen, rl, &pos, batch, onCommit)
+			total += n
+			if err != nil {
+				return pos, total, err
+			}
+		}
+		switch {
+		case readErr != nil:
+			return pos, total, fmt.Errorf("projections: %s: read the event log after position %d: %w", rn.name, pos, readErr)
+		case ended:
+			return pos, total, nil
+		}
+	}
+}
+
+// applyBatch commits batch; if it fails without naming an event, it applies the rest again one
+// event per transaction, so the projector stops exactly at the event that fails.
+func (r *Runtime) applyBatch(ctx context.Context, rn *runner, gen int64, rl role, pos *uint64, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
+	n, err := r.process(ctx, rn, gen, rl, pos, batch, onCommit)
+	var rs *retrySingly
+	if !errors.As(err, &rs) {
+		return n, err
+	}
+	for _, e := range batch[n:] {
+		k, err := r.process(ctx, rn, gen, rl, pos, []eventstore.Event{e}, onCommit)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// verdict is what a projector does with one event.
+type verdict int
+
+const (
+	pass    verdict = iota // not its concern: only the checkpoint moves
+	handle                 // goes to Apply
+	unknown                // a type this build does not know
+)
+
+func (r *Runtime) classify(rn *runner, e eventstore.Event) verdict {
+	if p := rn.interest.StreamPrefix; p != "" && (len(e.StreamID) < len(p) || e.StreamID[:len(p)] != p) {
+		return pass
+	}
+	if !r.known[e.Type] {
+		return unknown
+	}
+	if rn.types != nil && !rn.types[e.Type] {
+		return pass
+	}
+	return handle
+}
+
+// process commits a batch, or its part before an event that cannot be applied, and returns how
+// many events it committed. *pos follows the committed checkpoint.
+func (r *Runtime) process(ctx context.Context, rn *runner, gen int64, rl role, pos *uint64, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
+	cut := len(batch)
+	var cutErr error
+	deliver := make([]eventstore.Event, 0, len(batch))
+	idx := make([]int, 0, len(batch)) // idx[i]: the index in batch of deliver[i]
+	skipped := 0
+classify:
+	for i, e := range batch {
+		switch r.classify(rn, e) {
+		case handle:
+			deliver = append(deliver, e)
+			idx = append(idx, i)
+		case unknown:
+			if rn.interest.SkipUnknown {
+				skipped++
+				continue
+			}
+			cut, cutErr = i, FailedAt(e, fmt.Errorf("%w: %q", ErrUnknownEventType, e.Type))
+			break classify
+		}
+	}
+	if skipped > 0 {
+		r.m.skipped.WithLabelValues(rn.name).Add(float64(skipped))
+	}
+	if cut == 0 {
+		return 0, cutErr
+	}
+	err := r.commit(ctx, rn, gen, rl, *pos, batch[:cut], deliver)
+	if err == nil {
+		*pos = batch[cut-1].GlobalPosition
+		onCommit(*pos, cut)
+		return cut, cutErr
+	}
+	if ctx.Err() != nil || errors.Is(err, errGenerationChanged) || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) {
+		return 0, err
+	}
+	var ee *EventError
+	if errors.As(err, &ee) {
+		// Commit the events before the failing one, then stop at it.
+		k := slices.IndexFunc(batch[:cut], func(e eventstore.Event) bool { return e.GlobalPosition == ee.Position })
+		if k == 0 {
+			return 0, err
+		}
+		if k > 0 {
+			d := slices.IndexFunc(idx, func(i int) bool { return i >= k })
+			if d < 0 {
+				d = len(deliver)
+			}
+			if cerr := r.commit(ctx, rn, gen, rl, *pos, batch[:k], deliver[:d]); cerr != nil {
+				return 0, cerr
+			}
+			*pos = batch[k-1].GlobalPosition
+			onCommit(*pos, k)
+			return k, err
+		}
+	}
+	if cut > 1 {
+		return 0, &retrySingly{err}
+	}
+	if ee == nil {
+		err = FailedAt(batch[0], err)
+	}
+	return 0, err
+}
+
+// commit runs one batch transaction: check that this generation may still be written, move the
+// checkpoint from `from` to the batch's last position (only if nobody else moved it), apply.
+func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, from uint64, batch, deliver []eventstore.Event) error {
+	start := time.Now()
+	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("projections: %s: begin: %w", rn.name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+
+	var live int64
+	var building sql.NullInt64
+	if err := tx.QueryRowxContext(ctx, r.q.fence, rn.name).Scan(&live, &building); err != nil {
+		return fmt.Errorf("projections: %s: read generation: %w", rn.name, err)
+	}
+	switch {
+	case rl == roleLive && live != gen:
+		return errGenerationChanged
+	case rl == roleBuild && (!building.Valid || building.Int64 != gen):
+		return ErrSuperseded
+	}
+	to := batch[len(batch)-1].GlobalPosition
+	res, err := tx.ExecContext(ctx, r.q.advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
+	if err != nil {
+		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return errCheckpointMoved
+	}
+	if len(deliver) > 0 {
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, dialect: r.d}, deliver); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("projections: %s: commit: %w", rn.name, err)
+	}
+	now := time.Now()
+	r.m.batchSeconds.WithLabelValues(rn.name).Observe(now.Sub(start).Seconds())
+	r.m.events.WithLabelValues(rn.name).Add(float64(len(batch)))
+	if rl == roleLive {
+		// The delay from append to visible, on the newest event of a batch that is not full: a
+		// full batch is catching up, and its events' age says nothing about live lag.
+		if len(batch) < r.o.BatchSize {
+			r.m.visible.WithLabelValues(rn.name).Observe(now.Sub(batch[len(batch)-1].RecordedAt).Seconds())
+		}
+	}
+	return nil
+}
+
+// queries are the runtime's statements in the database's dialect.
+type queries struct {
+	ensureGeneration, liveGeneration, ensureCheckpoint, checkpoint string
+	fence, advance, saveError                                      string
+	lockGeneration, startBuild, newCheckpoint, swap                string
+	maxGeneration, generations, checkpoints                        string
+}
+
+func newQueries(d dialect) queries {
+	return queries{
+		ensureGeneration: d.rebind(`INSERT INTO projection_generations (name, live) VALUES (?, 1) ON CONFLICT (name) DO NOTHING`),
+		liveGeneration:   d.rebind(`SELECT live FROM projection_generations WHERE name = ?`),
+		ensureCheckpoint: d.rebind(`INSERT INTO projection_checkpoints (name, generation, position, updated_at) VALUES (?, ?, 0, ?) ON CONFLICT (name, generation) DO NOTHING`),
+		checkpoint:       d.rebind(`SELECT position FROM projection_checkpoints WHERE name = ? AND generation = ?`),
+		fence:            d.rebind(`SELECT live, building FROM projection_generations WHERE name = ?` + d.lockShared()),
+		advance: d.rebind(`UPDATE projection_checkpoints SET position = ?, updated_at = ?, last_error = NULL, last_error_at = NULL
+			WHERE name = ? AND generation = ? AND position = ?`),
+		saveError:      d.rebind(`UPDATE projection_checkpoints SET last_error = ?, last_error_at = ? WHERE name = ? AND generation = ?`),
+		lockGeneration: d.rebind(`SELECT live, building FROM projection_generations WHERE name = ?` + d.lockUpdate()),
+		startBuild:     d.rebind(`UPDATE projection_generations SET building = ? WHERE name = ?`),
+		newCheckpoint:  d.rebind(`INSERT INTO projection_checkpoints (name, generation, position, updated_at) VALUES (?, ?, 0, ?)`),
+		swap:           d.rebind(`UPDATE projection_generations SET live = ?, building = NULL, swapped_at = ? WHERE name = ? AND building = ?`),
+		maxGeneration:  d.rebind(`SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE name = ?`),
+		generations:    d.rebind(`SELECT name, live, building FROM projection_generations`),
+		checkpoints:    `SELECT name, generation, position, updated_at, last_error, last_error_at FROM projection_checkpoints`,
+	}
+}
