@@ -18,7 +18,7 @@ import (
 // User is the current view of one user.
 type User struct {
 	UID, Email, Username, Role, State string
-	// Level stays 0 until an event that sets it exists (labels will).
+	// Level is the one the user's private labels grant (LevelChanged).
 	Level              int
 	OTP, EmailVerified bool
 	Data               json.RawMessage // nil when the user has none
@@ -196,6 +196,7 @@ var usersEvents = []domain.Event{
 	domain.UserRegistered{}, domain.EmailVerified{}, domain.PasswordChanged{}, domain.PasswordReset{},
 	domain.EmailChanged{}, domain.UsernameChanged{}, domain.UserDataUpdated{}, domain.OTPEnabled{},
 	domain.OTPDisabled{}, domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
+	domain.LevelChanged{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector: it
@@ -310,6 +311,8 @@ func applyUser(u *userRow, e domain.Event) {
 		u.State = e.To.String()
 	case domain.RoleChanged:
 		u.Role = e.To.String()
+	case domain.LevelChanged:
+		u.Level = e.To
 	case domain.UserDeleted:
 		u.State = domain.StateDeleted.String()
 	}

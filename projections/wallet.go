@@ -1,0 +1,260 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// Balances is what a user holds, in whole coins.
+type Balances struct {
+	Free, Standard int64
+	UpdatedAt      time.Time // zero when the user never had a movement
+}
+
+// Movement is one credit or debit of a wallet. Amount is positive for a credit and negative for a
+// debit. ID is the event's global position: the same after a rebuild, and ordered by commit.
+type Movement struct {
+	ID                              int64
+	UID, Balance, Reason, Reference string
+	Amount                          int64
+	ActorUID                        string // who moved the coins; "system" for a sign-up bonus
+	CreatedAt                       time.Time
+}
+
+// MovementFilter narrows WalletView.Movements to one user; Page and Limit paginate as in
+// UserFilter.
+type MovementFilter struct {
+	UID         string
+	Page, Limit int
+}
+
+// WalletView is the wallet read model: its projector (a Projector for the Runtime) and its
+// queries. Balances and movements are written in one transaction from the same events, so a
+// balance always equals the sum of its movements. Queries read the live generation. It is safe
+// for concurrent use.
+type WalletView struct {
+	db  *sqlx.DB
+	d   dialect
+	reg *domain.Registry
+}
+
+// NewWalletView returns the wallet view over db, which holds the read models (see Options.DB). A
+// nil db or an unknown dialect is a wiring mistake and panics.
+func NewWalletView(db *sqlx.DB, d migrations.Dialect) *WalletView {
+	if db == nil {
+		panic("projections: NewWalletView with a nil db")
+	}
+	if err := checkDialect(d); err != nil {
+		panic(err.Error())
+	}
+	return &WalletView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+}
+
+// WalletProjector is the wallet view's name in checkpoints, status and the command line.
+const WalletProjector = "wallet"
+
+const walletsLive = `(SELECT live FROM projection_generations WHERE name = 'wallet')`
+
+const movementColumns = `id, uid, balance, amount, reason, reference, actor_uid, created_at`
+
+type walletRow struct {
+	UID       string  `db:"uid"`
+	Free      int64   `db:"free"`
+	Standard  int64   `db:"standard"`
+	UpdatedAt sqlTime `db:"updated_at"`
+}
+
+type movementRow struct {
+	ID        int64   `db:"id"`
+	UID       string  `db:"uid"`
+	Balance   string  `db:"balance"`
+	Amount    int64   `db:"amount"`
+	Reason    string  `db:"reason"`
+	Reference string  `db:"reference"`
+	ActorUID  string  `db:"actor_uid"`
+	CreatedAt sqlTime `db:"created_at"`
+	Total     int     `db:"total"` // count(*) OVER () in Movements, else 0
+}
+
+// Balances returns what the user holds: zero balances for a user who never had a movement.
+func (v *WalletView) Balances(ctx context.Context, uid string) (Balances, error) {
+	var r walletRow
+	q := v.d.rebind(`SELECT uid, free, standard, updated_at FROM wallets WHERE generation = ` + walletsLive + ` AND uid = ?`)
+	err := v.db.GetContext(ctx, &r, q, uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Balances{}, nil
+	}
+	if err != nil {
+		return Balances{}, fmt.Errorf("projections: wallet of %s: %w", uid, err)
+	}
+	return Balances{Free: r.Free, Standard: r.Standard, UpdatedAt: r.UpdatedAt.Time}, nil
+}
+
+// Movements returns a page of a user's movements, newest first, and how many they have in all.
+// A filter without a user matches ErrInvalidFilter.
+func (v *WalletView) Movements(ctx context.Context, f MovementFilter) (movements []Movement, total int, err error) {
+	if f.UID == "" {
+		return nil, 0, &FilterError{Field: "uid", Reason: "is required"}
+	}
+	lim, off, err := page(f.Page, f.Limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	var rows []movementRow
+	q := v.d.rebind(`SELECT ` + movementColumns + `, count(*) OVER () AS total FROM wallet_movements
+		WHERE generation = ` + walletsLive + ` AND uid = ? ORDER BY id DESC LIMIT ? OFFSET ?`)
+	if err := v.db.SelectContext(ctx, &rows, q, f.UID, lim, off); err != nil {
+		return nil, 0, fmt.Errorf("projections: wallet movements of %s: %w", f.UID, err)
+	}
+	movements = make([]Movement, len(rows))
+	for i, r := range rows {
+		movements[i] = Movement{
+			ID: r.ID, UID: r.UID, Balance: r.Balance, Amount: r.Amount, Reason: r.Reason,
+			Reference: r.Reference, ActorUID: r.ActorUID, CreatedAt: r.CreatedAt.Time,
+		}
+	}
+	if len(rows) > 0 {
+		return movements, rows[0].Total, nil
+	}
+	q = v.d.rebind(`SELECT count(*) FROM wallet_movements WHERE generation = ` + walletsLive + ` AND uid = ?`)
+	if err := v.db.GetContext(ctx, &total, q, f.UID); err != nil {
+		return nil, 0, fmt.Errorf("projections: count wallet movements of %s: %w", f.UID, err)
+	}
+	return movements, total, nil
+}
+
+// Name implements Projector.
+func (v *WalletView) Name() string { return WalletProjector }
+
+var walletEvents = []domain.Event{domain.WalletCredited{}, domain.WalletDebited{}}
+
+// Interest implements Projector. An event type this build does not know stops the projector: it
+// may move coins, and skipping it would leave balances wrong for good.
+func (v *WalletView) Interest() Interest {
+	return Interest{StreamPrefix: domain.UserStreamPrefix, Types: eventTypes(walletEvents)}
+}
+
+// Tables implements Projector.
+func (v *WalletView) Tables() []string { return []string{"wallets", "wallet_movements"} }
+
+// Apply implements Projector. It loads the batch's wallets once, applies the movements in memory,
+// then writes the movements with multi-row inserts and each changed wallet with one multi-row
+// upsert of its new balances. A movement that would take a balance below zero fails at its event:
+// the domain never records one, so the log or the read model would be wrong.
+func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+	type decoded struct {
+		e   eventstore.Event
+		row movementRow
+	}
+	batch := make([]decoded, 0, len(events))
+	var uids []string
+	seen := map[string]bool{}
+	for _, e := range events {
+		uid, err := domain.UserIDFromStream(e.StreamID)
+		if err != nil {
+			return FailedAt(e, err)
+		}
+		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		if err != nil {
+			return FailedAt(e, err)
+		}
+		m := movementRow{ID: int64(e.GlobalPosition), UID: string(uid), ActorUID: e.Metadata.ActorUID, CreatedAt: sqlTime{e.RecordedAt}}
+		switch ev := de.(type) {
+		case domain.WalletCredited:
+			m.Balance, m.Amount, m.Reason, m.Reference = ev.Balance.String(), ev.Amount, ev.Reason, ev.Reference
+		case domain.WalletDebited:
+			m.Balance, m.Amount, m.Reason, m.Reference = ev.Balance.String(), -ev.Amount, ev.Reason, ev.Reference
+		default:
+			continue
+		}
+		if m.Amount == 0 || m.Balance == "" {
+			return FailedAt(e, fmt.Errorf("movement of %d coins on balance %q", m.Amount, m.Balance))
+		}
+		batch = append(batch, decoded{e, m})
+		if !seen[m.UID] {
+			seen[m.UID] = true
+			uids = append(uids, m.UID)
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+
+	wallets := make(map[string]*walletRow, len(uids))
+	const chunk = 1000
+	for i := 0; i < len(uids); i += chunk {
+		part := uids[i:min(i+chunk, len(uids))]
+		q, args, err := sqlx.In(`SELECT uid, free, standard, updated_at FROM wallets WHERE generation = ? AND uid IN (?)`, tx.Generation, part)
+		if err != nil {
+			return err
+		}
+		var rows []walletRow
+		if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("load wallets: %w", err)
+		}
+		for j := range rows {
+			wallets[rows[j].UID] = &rows[j]
+		}
+	}
+	// Every wallet of the batch changes: each uid is written once, with its final balances.
+	dirty := make([]*walletRow, len(uids))
+	for i, uid := range uids {
+		if wallets[uid] == nil {
+			wallets[uid] = &walletRow{UID: uid}
+		}
+		dirty[i] = wallets[uid]
+	}
+	for _, d := range batch {
+		w := wallets[d.row.UID]
+		bal := &w.Free
+		if d.row.Balance == domain.BalanceStandard.String() {
+			bal = &w.Standard
+		}
+		if *bal+d.row.Amount < 0 {
+			return FailedAt(d.e, fmt.Errorf("%s balance of user %s would go from %d to %d", d.row.Balance, d.row.UID, *bal, *bal+d.row.Amount))
+		}
+		*bal += d.row.Amount
+		w.UpdatedAt = d.row.CreatedAt
+	}
+
+	const movementCols = 9 // generation + the 8 of movementColumns
+	per := maxParams / movementCols
+	for i := 0; i < len(batch); i += per {
+		part := batch[i:min(i+per, len(batch))]
+		args := make([]any, 0, len(part)*movementCols)
+		for _, d := range part {
+			m := d.row
+			args = append(args, tx.Generation, m.ID, m.UID, m.Balance, m.Amount, m.Reason, m.Reference, m.ActorUID, tx.TimeArg(m.CreatedAt.Time))
+		}
+		q := `INSERT INTO wallet_movements (generation, ` + movementColumns + `) VALUES ` + placeholders(len(part), movementCols)
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("write wallet movements: %w", err)
+		}
+	}
+	const walletCols = 5
+	per = maxParams / walletCols
+	for i := 0; i < len(dirty); i += per {
+		part := dirty[i:min(i+per, len(dirty))]
+		args := make([]any, 0, len(part)*walletCols)
+		for _, w := range part {
+			args = append(args, tx.Generation, w.UID, w.Free, w.Standard, tx.TimeArg(w.UpdatedAt.Time))
+		}
+		q := `INSERT INTO wallets (generation, uid, free, standard, updated_at) VALUES ` + placeholders(len(part), walletCols) + `
+			ON CONFLICT (generation, uid) DO UPDATE SET free = excluded.free, standard = excluded.standard, updated_at = excluded.updated_at`
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("write wallets: %w", err)
+		}
+	}
+	return nil
+}
+
+var _ Projector = (*WalletView)(nil)
