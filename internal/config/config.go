@@ -64,6 +64,8 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long to finish.
 	ShutdownTimeout time.Duration
+	// Accounts are the settings of sign-up, sign-in and access tokens.
+	Accounts Accounts
 }
 
 // Engine names the backend that holds the event store.
@@ -127,6 +129,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Any("accounts", c.Accounts),
 	)
 }
 
@@ -356,6 +359,9 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	if err := checkAccounts(&c); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -41,6 +41,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
 		ShutdownTimeout:     15 * time.Second,
+		Accounts:            defaultAccounts,
 	}
 	if c != want {
 		t.Errorf("defaults = %+v, want %+v", c, want)
@@ -102,6 +103,7 @@ func TestGoodValues(t *testing.T) {
 		LogLevel:            slog.LevelDebug,
 		LogFormat:           "json",
 		ShutdownTimeout:     90 * time.Second,
+		Accounts:            defaultAccounts,
 	}
 	if c != want {
 		t.Errorf("config = %+v, want %+v", c, want)

@@ -1,0 +1,199 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idlog/idlog/auth"
+)
+
+// Accounts are the settings of sign-up, sign-in and access tokens (IDLOG_TOKEN_*, IDLOG_ARGON2_*,
+// IDLOG_SIGNIN_*, ...).
+type Accounts struct {
+	// TokenTTL is the lifetime of an access token, and of the session it opens.
+	TokenTTL time.Duration
+	// TokenIssuer and TokenAudience are the iss and aud of access tokens.
+	TokenIssuer, TokenAudience string
+	// SigningKeyFile holds the Ed25519 key that signs access tokens (PEM, PKCS#8); empty means
+	// keys/signing.pem in the data directory. A missing file is created with a new key.
+	SigningKeyFile string
+	// SecretKeyFile holds the AES-256 key that seals TOTP secrets (base64); empty means
+	// keys/secret.key in the data directory. A missing file is created with a new key.
+	SecretKeyFile string
+	// Argon2 are the password hashing costs (OWASP's by default).
+	Argon2 auth.Params
+	// SignInMaxFailures failed sign-ins in a row lock an account for SignInLockout; 0 never does.
+	SignInMaxFailures int
+	SignInLockout     time.Duration
+	// SignInAddressMaxFailures failed sign-ins from one address within SignInAddressWindow block
+	// that address until the window ends; 0 never does.
+	SignInAddressMaxFailures int
+	SignInAddressWindow      time.Duration
+	// EmailTokenTTL and ResetTokenTTL are how long email confirmation and password reset tokens
+	// are valid.
+	EmailTokenTTL, ResetTokenTTL time.Duration
+	// ReadYourWrites bounds how long an answer waits for the read models to show its change.
+	ReadYourWrites time.Duration
+	// TrustForwardedFor takes a client's address from X-Forwarded-For (set it behind a proxy only).
+	TrustForwardedFor bool
+}
+
+// Key files inside the data directory, by default.
+var (
+	defaultSigningKeyFile = filepath.Join("keys", "signing.pem")
+	defaultSecretKeyFile  = filepath.Join("keys", "secret.key")
+)
+
+// SigningKeyPath is the file of the token signing key.
+func (c Config) SigningKeyPath() string {
+	if c.Accounts.SigningKeyFile != "" {
+		return c.Accounts.SigningKeyFile
+	}
+	return filepath.Join(c.DataDir, defaultSigningKeyFile)
+}
+
+// SecretKeyPath is the file of the key that seals stored secrets.
+func (c Config) SecretKeyPath() string {
+	if c.Accounts.SecretKeyFile != "" {
+		return c.Accounts.SecretKeyFile
+	}
+	return filepath.Join(c.DataDir, defaultSecretKeyFile)
+}
+
+// LogValue logs the settings; they hold no secret (the keys are files, named by path only).
+func (a Accounts) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Duration("token_ttl", a.TokenTTL),
+		slog.String("token_issuer", a.TokenIssuer),
+		slog.String("token_audience", a.TokenAudience),
+		slog.String("signing_key_file", a.SigningKeyFile),
+		slog.String("secret_key_file", a.SecretKeyFile),
+		slog.String("argon2", fmt.Sprintf("m=%d,t=%d,p=%d", a.Argon2.Memory, a.Argon2.Iterations, a.Argon2.Parallelism)),
+		slog.Int("signin_max_failures", a.SignInMaxFailures),
+		slog.Duration("signin_lockout", a.SignInLockout),
+		slog.Int("signin_address_max_failures", a.SignInAddressMaxFailures),
+		slog.Duration("signin_address_window", a.SignInAddressWindow),
+		slog.Duration("email_token_ttl", a.EmailTokenTTL),
+		slog.Duration("reset_token_ttl", a.ResetTokenTTL),
+		slog.Duration("read_your_writes", a.ReadYourWrites),
+		slog.Bool("trust_forwarded_for", a.TrustForwardedFor),
+	)
+}
+
+// positiveDuration parses a duration above zero.
+func positiveDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("want a duration such as 15m or 2s")
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
+}
+
+// intIn parses an integer from lo to hi.
+func intIn(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("want a whole number from %d to %d", lo, hi)
+	}
+	return n, nil
+}
+
+func durationSetting(env, flag, def, usage string, set func(a *Accounts, d time.Duration)) setting {
+	return setting{env: env, flag: flag, def: def, usage: usage, apply: func(c *Config, v string) error {
+		d, err := positiveDuration(v)
+		if err != nil {
+			return err
+		}
+		set(&c.Accounts, d)
+		return nil
+	}}
+}
+
+func intSetting(env, flag, def, usage string, lo, hi int, set func(a *Accounts, n int)) setting {
+	return setting{env: env, flag: flag, def: def, usage: usage, apply: func(c *Config, v string) error {
+		n, err := intIn(v, lo, hi)
+		if err != nil {
+			return err
+		}
+		set(&c.Accounts, n)
+		return nil
+	}}
+}
+
+func stringSetting(env, flag, def, usage string, set func(a *Accounts, s string)) setting {
+	return setting{env: env, flag: flag, def: def, usage: usage, apply: func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("must not be empty")
+		}
+		set(&c.Accounts, v)
+		return nil
+	}}
+}
+
+// accountSettings come after the others, so their errors are listed after them.
+var accountSettings = []setting{
+	durationSetting("IDLOG_TOKEN_TTL", "token-ttl", "15m", "lifetime of an access token and its session (`duration`)",
+		func(a *Accounts, d time.Duration) { a.TokenTTL = d }),
+	stringSetting("IDLOG_TOKEN_ISSUER", "token-issuer", "idlog", "`iss` claim of access tokens",
+		func(a *Accounts, s string) { a.TokenIssuer = s }),
+	stringSetting("IDLOG_TOKEN_AUDIENCE", "token-audience", "idlog", "`aud` claim of access tokens",
+		func(a *Accounts, s string) { a.TokenAudience = s }),
+	stringSetting("IDLOG_SIGNING_KEY_FILE", "signing-key-file", "", "`file` of the Ed25519 key signing access tokens (default <data-dir>/keys/signing.pem, created if missing)",
+		func(a *Accounts, s string) { a.SigningKeyFile = filepath.Clean(s) }),
+	stringSetting("IDLOG_SECRET_KEY_FILE", "secret-key-file", "", "`file` of the AES-256 key sealing TOTP secrets (default <data-dir>/keys/secret.key, created if missing)",
+		func(a *Accounts, s string) { a.SecretKeyFile = filepath.Clean(s) }),
+	intSetting("IDLOG_ARGON2_MEMORY", "argon2-memory", "19456", "argon2id memory per password hash in `KiB` (OWASP: 19456)", 8, 1<<20,
+		func(a *Accounts, n int) { a.Argon2.Memory = uint32(n) }),
+	intSetting("IDLOG_ARGON2_ITERATIONS", "argon2-iterations", "2", "argon2id passes per password hash (`n`, OWASP: 2)", 1, 64,
+		func(a *Accounts, n int) { a.Argon2.Iterations = uint32(n) }),
+	intSetting("IDLOG_ARGON2_PARALLELISM", "argon2-parallelism", "1", "argon2id lanes per password hash (`n`, OWASP: 1)", 1, 255,
+		func(a *Accounts, n int) { a.Argon2.Parallelism = uint8(n) }),
+	intSetting("IDLOG_SIGNIN_MAX_FAILURES", "signin-max-failures", "5", "failed sign-ins in a row that lock an account (`n`; 0: never)", 0, 1000,
+		func(a *Accounts, n int) { a.SignInMaxFailures = n }),
+	durationSetting("IDLOG_SIGNIN_LOCKOUT", "signin-lockout", "15m", "how long a locked account waits after its last failure (`duration`)",
+		func(a *Accounts, d time.Duration) { a.SignInLockout = d }),
+	intSetting("IDLOG_SIGNIN_ADDRESS_MAX_FAILURES", "signin-address-max-failures", "30", "failed sign-ins from one address that block it for the window (`n`; 0: never)", 0, 1000000,
+		func(a *Accounts, n int) { a.SignInAddressMaxFailures = n }),
+	durationSetting("IDLOG_SIGNIN_ADDRESS_WINDOW", "signin-address-window", "15m", "window of IDLOG_SIGNIN_ADDRESS_MAX_FAILURES (`duration`)",
+		func(a *Accounts, d time.Duration) { a.SignInAddressWindow = d }),
+	durationSetting("IDLOG_EMAIL_TOKEN_TTL", "email-token-ttl", "24h", "how long an email confirmation token is valid (`duration`)",
+		func(a *Accounts, d time.Duration) { a.EmailTokenTTL = d }),
+	durationSetting("IDLOG_RESET_TOKEN_TTL", "reset-token-ttl", "1h", "how long a password reset token is valid (`duration`)",
+		func(a *Accounts, d time.Duration) { a.ResetTokenTTL = d }),
+	durationSetting("IDLOG_READ_YOUR_WRITES_TIMEOUT", "read-your-writes-timeout", "2s", "how long an answer waits for the read models to show its change (`duration`)",
+		func(a *Accounts, d time.Duration) { a.ReadYourWrites = d }),
+	{
+		env: "IDLOG_TRUST_FORWARDED_FOR", flag: "trust-forwarded-for", def: "false",
+		usage: "take client addresses from X-Forwarded-For (`bool`; only behind a proxy that sets it)",
+		apply: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			c.Accounts.TrustForwardedFor = b
+			return nil
+		},
+	},
+}
+
+// checkAccounts checks what no single setting can: the argon2 parameters together.
+func checkAccounts(c *Config) error {
+	c.Accounts.Argon2.SaltLength, c.Accounts.Argon2.KeyLength = auth.DefaultParams().SaltLength, auth.DefaultParams().KeyLength
+	if err := c.Accounts.Argon2.Validate(); err != nil {
+		return &InvalidError{
+			Source: "IDLOG_ARGON2_MEMORY", Value: strconv.Itoa(int(c.Accounts.Argon2.Memory)),
+			Reason: fmt.Sprintf("%v (IDLOG_ARGON2_PARALLELISM is %d)", err, c.Accounts.Argon2.Parallelism),
+		}
+	}
+	return nil
+}
+
+func init() { settings = append(settings, accountSettings...) }
