@@ -1,0 +1,146 @@
+package audit_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/idlog/idlog/audit"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
+)
+
+// benchEvents is the log size of the benchmarks: IDLOG_AUDIT_BENCH_EVENTS, default 20,000.
+func benchEvents(b *testing.B) int {
+	n := 20000
+	if v := os.Getenv("IDLOG_AUDIT_BENCH_EVENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("IDLOG_AUDIT_BENCH_EVENTS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// fill writes n events shaped like idlog's (about 300 bytes of data, metadata) through the
+// store's importer, which is much faster than n appends.
+func fill(b *testing.B, s eventstore.Store, n int) {
+	imp := s.(audit.Importer)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	var last uint64
+	batch := make([]eventstore.Event, 0, eventstore.MaxEventsPerAppend)
+	for i := range n {
+		uid := fmt.Sprintf("ID%010X", i)
+		batch = append(batch, eventstore.Event{
+			ID: uuid.Must(uuid.NewV7()), StreamID: "user-" + uid, StreamVersion: 1, Type: "UserRegistered", SchemaVersion: 1,
+			Data: []byte(fmt.Sprintf(`{"uid":%q,"email":"user%d@example.com","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g","role":"member"}`, uid, i)),
+			Metadata: eventstore.Metadata{ActorUID: uid, ActorRole: "member", IP: "192.0.2.7",
+				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0", CorrelationID: uuid.NewString()},
+			RecordedAt: at.Add(time.Duration(i) * time.Microsecond),
+		})
+		if len(batch) == cap(batch) || i == n-1 {
+			var err error
+			if last, err = imp.ImportEvents(ctx, last, batch, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// peakHeap samples the heap in use while f runs and returns the highest figure, in MiB.
+func peakHeap(f func()) float64 {
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	f()
+	close(stop)
+	wg.Wait()
+	return float64(peak.Load()) / (1 << 20)
+}
+
+// BenchmarkAudit measures sealing, verifying and exporting a log of IDLOG_AUDIT_BENCH_EVENTS
+// events, in events/s, with the peak heap: it must not grow with the log.
+//
+//	IDLOG_AUDIT_BENCH_EVENTS=100000 go test -run '^$' -bench Audit -benchtime 1x ./audit/
+func BenchmarkAudit(b *testing.B) {
+	n := benchEvents(b)
+	for _, be := range backends(b) {
+		b.Run(be.name, func(b *testing.B) {
+			e := be.open(b)
+			start := time.Now()
+			fill(b, e.store, n)
+			if e.dialect == migrations.Postgres {
+				// A table filled in one go has no planner statistics until autovacuum analyzes it;
+				// without them the store's page query scans and sorts the whole table per page.
+				e.exec(b, `ANALYZE events`)
+			}
+			b.Logf("%s: filled %d events in %v", be.name, n, time.Since(start).Round(time.Millisecond))
+			ctx := context.Background()
+			b.Run("seal", func(b *testing.B) {
+				for b.Loop() {
+					e.exec(b, `DELETE FROM audit_checkpoints`)
+					e.exec(b, `DELETE FROM audit_events`)
+					var err error
+					start := time.Now()
+					heap := peakHeap(func() { _, err = newSealer(b, e, audit.SealerOptions{}).CatchUp(ctx) })
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+					b.ReportMetric(heap, "peak-heap-MiB")
+				}
+			})
+			b.Run("verify", func(b *testing.B) {
+				for b.Loop() {
+					var r audit.Report
+					var err error
+					start := time.Now()
+					heap := peakHeap(func() { r, err = audit.Verify(ctx, e.store, e.ledger) })
+					if err != nil || !r.OK() || r.Verified != uint64(n) {
+						b.Fatalf("verify: %v %+v", err, r)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+					b.ReportMetric(heap, "peak-heap-MiB")
+				}
+			})
+			b.Run("export", func(b *testing.B) {
+				for b.Loop() {
+					var err error
+					start := time.Now()
+					heap := peakHeap(func() { _, err = audit.Export(ctx, e.store, io.Discard, 0) })
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+					b.ReportMetric(heap, "peak-heap-MiB")
+				}
+			})
+		})
+	}
+}
