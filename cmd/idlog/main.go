@@ -3,6 +3,7 @@
 //
 //	idlog serve     run the HTTP server
 //	idlog migrate   apply the SQL schema migrations
+//	idlog events    follow the events published to NATS (events tail)
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -31,6 +32,7 @@ type command struct {
 var commands = []command{
 	serveCommand,
 	migrateCommand,
+	eventsCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.

@@ -329,7 +329,8 @@ func TestServeStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "serve", "-http-addr", "127.0.0.1:0")
-	cmd.Env = []string{runAsBinary + "=1", "IDLOG_DATA_DIR=" + dir, "IDLOG_LOG_FORMAT=json", "IDLOG_SHUTDOWN_TIMEOUT=5s"}
+	// IDLOG_NATS_PORT=0: the default port may be taken by a NATS server of the machine.
+	cmd.Env = []string{runAsBinary + "=1", "IDLOG_DATA_DIR=" + dir, "IDLOG_LOG_FORMAT=json", "IDLOG_SHUTDOWN_TIMEOUT=5s", "IDLOG_NATS_PORT=0"}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

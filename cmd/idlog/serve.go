@@ -40,11 +40,19 @@ func serve(ctx context.Context, env *environment, args []string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bus, err := startEventBus(ctx, cfg, store, log, metrics)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
+	}
+	// Closed after the HTTP server has drained and before the store: the relay publishes what
+	// the last requests appended, then saves its checkpoint.
+	defer bus.close()
 	handler := api.NewServer(api.Options{
 		Logger:  log,
 		Metrics: metrics,
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
+			{Name: "nats", Check: func(ctx context.Context) error { return cfg.RedactError(bus.check(ctx)) }},
 		},
 	})
 

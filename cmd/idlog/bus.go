@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/config"
+)
+
+// natsStartWait bounds how long serve waits for an external NATS server at start before it goes
+// on without it; the relay keeps trying.
+const natsStartWait = 5 * time.Second
+
+// eventBus is serve's side of NATS: the embedded server unless IDLOG_NATS_URL names one, the
+// connection, the relay, and the notifier that commands hand one-shot secrets to.
+type eventBus struct {
+	log      *slog.Logger
+	server   *eventbus.Server // nil with IDLOG_NATS_URL
+	client   *eventbus.Client
+	relay    *eventbus.Relay
+	notifier *eventbus.Notifier
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// startEventBus starts the embedded NATS server unless cfg names one, connects, and starts the
+// relay. An external server that does not answer does not stop idlog: the error is logged, the
+// events wait in the store, and the relay publishes them once NATS answers.
+func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) (*eventBus, error) {
+	checkpoints, ok := store.(eventstore.Checkpoints)
+	if !ok {
+		return nil, fmt.Errorf("the %s event store keeps no checkpoints, which the NATS relay needs", cfg.EventStore())
+	}
+	b := &eventBus{log: log}
+	copts := eventbus.ClientOptions{URL: cfg.NATSURL, Logger: log}
+	if cfg.NATSURL == "" {
+		srv, err := eventbus.StartServer(eventbus.ServerOptions{
+			StoreDir: cfg.NATSStoreDir(), Port: cfg.NATSPort, NoListen: cfg.NATSNoListen, Logger: log,
+		})
+		if errors.Is(err, eventbus.ErrPortInUse) {
+			return nil, fmt.Errorf("IDLOG_NATS_PORT %d is in use, perhaps by a NATS server already running: set IDLOG_NATS_PORT (-nats-port) to a free port, 0 for any, or none for no port; or set IDLOG_NATS_URL=nats://127.0.0.1:%d to use that server: %w",
+				cfg.NATSPort, cfg.NATSPort, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		b.server = srv
+		copts = eventbus.ClientOptions{Server: srv, Logger: log}
+		if srv.ClientURL() != "" {
+			log.Info("embedded NATS server listening", "url", srv.ClientURL(), "store_dir", cfg.NATSStoreDir())
+		} else {
+			log.Info("embedded NATS server started without a port", "store_dir", cfg.NATSStoreDir())
+		}
+	}
+	fail := func(err error) (*eventBus, error) {
+		b.close()
+		return nil, err
+	}
+	var err error
+	if b.client, err = eventbus.NewClient(copts); err != nil {
+		return fail(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, natsStartWait)
+	_, err = b.client.Conn(wctx)
+	cancel()
+	switch {
+	case err != nil && b.server != nil:
+		return fail(fmt.Errorf("connect to the embedded NATS server: %w", err))
+	case err != nil:
+		log.Error("NATS does not answer; events wait in the event store and the relay publishes them once it does", "error", cfg.RedactError(err))
+	}
+	b.relay, err = eventbus.NewRelay(eventbus.RelayOptions{
+		Store: store, Checkpoints: checkpoints, Client: b.client,
+		MaxAge: cfg.NATSMaxAge, MaxBytes: cfg.NATSMaxBytes, DuplicateWindow: cfg.NATSDuplicateWindow,
+		Logger: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if b.notifier, err = eventbus.NewNotifier(eventbus.NotifierOptions{Client: b.client}); err != nil {
+		return fail(err)
+	}
+	if err := metrics.Register(b.relay); err != nil {
+		return fail(fmt.Errorf("register relay metrics: %w", err))
+	}
+	// The relay outlives serve's context: it keeps publishing while HTTP requests drain, and
+	// close stops it.
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.stop, b.done = stop, make(chan struct{})
+	go func() {
+		defer close(b.done)
+		_ = b.relay.Run(rctx) // it returns when stopped, having saved its checkpoint
+	}()
+	return b, nil
+}
+
+// check is the readiness check "nats": NATS answers and the relay publishes.
+func (b *eventBus) check(ctx context.Context) error { return b.relay.Check(ctx) }
+
+// close stops the relay (which saves its checkpoint), the connection, then the embedded server.
+func (b *eventBus) close() {
+	if b.stop != nil {
+		b.stop()
+		<-b.done
+	}
+	if b.client != nil {
+		b.client.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+	}
+}
