@@ -182,6 +182,8 @@ var activityEvents = []domain.Event{
 	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{},
 	domain.OTPSecretGenerated{}, domain.OTPEnabled{}, domain.OTPVerified{}, domain.OTPDisabled{},
 	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
+	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
+	domain.WalletCredited{}, domain.WalletDebited{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -248,6 +250,21 @@ type (
 	loginData struct {
 		OTP bool `json:"otp"`
 	}
+	labelData struct {
+		Key   string `json:"key"`
+		Value string `json:"value,omitempty"`
+		Scope string `json:"scope"`
+	}
+	levelData struct {
+		From int `json:"from"`
+		To   int `json:"to"`
+	}
+	walletData struct {
+		Balance   string `json:"balance"`
+		Amount    int64  `json:"amount"`
+		Reason    string `json:"reason"`
+		Reference string `json:"reference,omitempty"`
+	}
 )
 
 // activityOf maps an event of owner's stream to its activity row, if it makes one. An event that
@@ -299,6 +316,18 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action = TopicOTP, "verify"
 	case domain.OTPDisabled:
 		topic, action = TopicOTP, "disable"
+	case domain.LabelAdded:
+		topic, action, data = TopicLabel, "add", labelData{Key: ev.Key, Value: ev.Value, Scope: ev.Scope.String()}
+	case domain.LabelUpdated:
+		topic, action, data = TopicLabel, "update", labelData{Key: ev.Key, Value: ev.Value, Scope: ev.Scope.String()}
+	case domain.LabelRemoved:
+		topic, action, data = TopicLabel, "remove", labelData{Key: ev.Key, Scope: ev.Scope.String()}
+	case domain.LevelChanged:
+		topic, action, data = TopicAccount, "change_level", levelData{From: ev.From, To: ev.To}
+	case domain.WalletCredited:
+		topic, action, data = TopicWallet, "credit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
+	case domain.WalletDebited:
+		topic, action, data = TopicWallet, "debit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
 	default:
 		return activityRow{}, false, nil
 	}

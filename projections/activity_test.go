@@ -52,6 +52,12 @@ func TestActivityRows(t *testing.T) {
 			{system, domain.UserStateChanged{From: domain.StateActive, To: domain.StateLocked, Reason: "too many failures"}, `me - account change_state succeed {"from":"active","to":"locked","reason":"too many failures"}`},
 			{adminMeta, domain.UserStateChanged{From: domain.StateLocked, To: domain.StateActive}, `admin me admin change_state succeed {"from":"locked","to":"active"}`},
 			{adminMeta, domain.RoleChanged{From: domain.RoleMember, To: domain.RoleAdmin}, `admin me admin change_role succeed {"from":"member","to":"admin"}`},
+			{system, domain.LabelAdded{Key: "email", Value: "verified", Scope: domain.ScopePrivate}, `me - label add succeed {"key":"email","value":"verified","scope":"private"}`},
+			{system, domain.LevelChanged{From: 0, To: 1}, `me - account change_level succeed {"from":0,"to":1}`},
+			{adminMeta, domain.LabelUpdated{Key: "email", Value: "rejected", Scope: domain.ScopePrivate}, `admin me admin update succeed {"key":"email","value":"rejected","scope":"private"}`},
+			{adminMeta, domain.LabelRemoved{Key: "email", Scope: domain.ScopePrivate}, `admin me admin remove succeed {"key":"email","scope":"private"}`},
+			{system, domain.WalletCredited{Balance: domain.BalanceFree, Amount: 50, Reason: "signup_bonus"}, `me - wallet credit succeed {"balance":"free","amount":50,"reason":"signup_bonus"}`},
+			{me, domain.WalletDebited{Balance: domain.BalanceFree, Amount: 20, Reason: "spend", Reference: "order-1"}, `me - wallet debit succeed {"balance":"free","amount":20,"reason":"spend","reference":"order-1"}`},
 			{me, domain.UserDeleted{}, "me - account delete succeed -"},
 		}
 		var last eventstore.AppendResult
@@ -115,17 +121,18 @@ func TestActivityRows(t *testing.T) {
 			want int
 		}{
 			"my session rows":       {projections.ActivityFilter{UID: uid, Topic: "session"}, 4},
-			"topic all":             {projections.ActivityFilter{UID: uid, Topic: "all"}, len(steps) - 2},
+			"topic all":             {projections.ActivityFilter{UID: uid, Topic: "all"}, len(steps) - 4},
 			"logins":                {projections.ActivityFilter{Topic: "session", Action: "login"}, 2},
-			"admin rows":            {projections.ActivityFilter{AdminOnly: true}, 2},
-			"admin rows by email":   {projections.ActivityFilter{AdminOnly: true, Email: "ROOT@example.com"}, 2},
-			"rows about a target":   {projections.ActivityFilter{TargetUID: uid}, 2},
-			"rows of an email":      {projections.ActivityFilter{Email: "root@example.com"}, 3},
+			"admin rows":            {projections.ActivityFilter{AdminOnly: true}, 4},
+			"admin rows by email":   {projections.ActivityFilter{AdminOnly: true, Email: "ROOT@example.com"}, 4},
+			"rows about a target":   {projections.ActivityFilter{TargetUID: uid}, 4},
+			"rows of an email":      {projections.ActivityFilter{Email: "root@example.com"}, 5},
+			"my wallet":             {projections.ActivityFilter{UID: uid, Topic: "wallet"}, 2},
 			"email nobody has":      {projections.ActivityFilter{Email: "nobody@example.com"}, 0},
 			"from the newest on":    {projections.ActivityFilter{From: lastAt}, 1},
 			"to before the newest":  {projections.ActivityFilter{To: lastAt}, len(steps)},
 			"otp topic of someone":  {projections.ActivityFilter{UID: admin, Topic: "otp"}, 0},
-			"a topic nobody has":    {projections.ActivityFilter{Topic: "wallet"}, 0},
+			"a topic nobody has":    {projections.ActivityFilter{UID: admin, Topic: "wallet"}, 0},
 			"action that never was": {projections.ActivityFilter{Action: "fly"}, 0},
 		} {
 			rows, total, err := activity.List(ctx, c.f)
