@@ -1,0 +1,393 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"
+
+	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/projections"
+)
+
+// cheap argon2 parameters: 50 sign-ups at once must not take a gigabyte.
+var cheap = auth.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+
+const password = "correct horse battery staple"
+
+// clock is the time of the commands and the token signer; tests move it to expire tokens and to
+// reach the next TOTP step.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// logBuffer collects every log line of the server, debug included.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// mailbox delivers one-shot codes to the test, as a mailer would to the user, and lets the
+// development notifier log the hand-off into the captured log.
+type mailbox struct {
+	log commands.LogNotifier
+	mu  sync.Mutex
+	box map[string][]string // address -> tokens, oldest first
+}
+
+func (m *mailbox) Notify(ctx context.Context, kind, to string, payload map[string]string) error {
+	m.mu.Lock()
+	m.box[kind+" "+to] = append(m.box[kind+" "+to], payload["token"])
+	m.mu.Unlock()
+	return m.log.Notify(ctx, kind, to, payload)
+}
+
+func (m *mailbox) last(t *testing.T, kind, to string) string {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	box := m.box[kind+" "+to]
+	if len(box) == 0 {
+		t.Fatalf("no %s mail to %s", kind, to)
+	}
+	return box[len(box)-1]
+}
+
+// usersView adapts the projections' users view to the API's.
+type usersView struct{ v *projections.UsersView }
+
+func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) {
+	x, err := u.v.ByUID(ctx, uid)
+	if errors.Is(err, projections.ErrNotFound) {
+		return api.UserView{}, api.ErrUserNotFound
+	}
+	if err != nil {
+		return api.UserView{}, err
+	}
+	return api.UserView{
+		UID: x.UID, Email: x.Email, Username: x.Username, Role: x.Role, State: x.State, Level: x.Level,
+		OTP: x.OTP, EmailVerified: x.EmailVerified, Data: x.Data, CreatedAt: x.CreatedAt, UpdatedAt: x.UpdatedAt,
+	}, nil
+}
+
+// server is the real router over a real store and real read models.
+type server struct {
+	t       *testing.T
+	h       http.Handler
+	store   eventstore.Store
+	clock   *clock
+	mail    *mailbox
+	logs    *logBuffer
+	signer  *auth.Signer
+	key     ed25519.PrivateKey
+	runtime *projections.Runtime
+}
+
+type serverOptions struct {
+	params auth.Params
+	signIn commands.SignInConfig
+}
+
+// backends are the engines the HTTP tests run on: SQLite always, Postgres when
+// IDLOG_TEST_DATABASE_URL is set.
+func backends(t *testing.T) []string {
+	if os.Getenv("IDLOG_TEST_DATABASE_URL") == "" {
+		t.Log("Postgres SKIPPED: set IDLOG_TEST_DATABASE_URL to run these tests on it too")
+		return []string{"sqlite"}
+	}
+	return []string{"sqlite", "postgres"}
+}
+
+func eachBackend(t *testing.T, fn func(t *testing.T, s *server)) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			fn(t, newServer(t, b, serverOptions{}))
+		})
+	}
+}
+
+func newServer(t testing.TB, backend string, o serverOptions) *server {
+	tt, _ := t.(*testing.T)
+	ctx := context.Background()
+	var (
+		store   eventstore.Store
+		keys    eventstore.KeyOwners
+		db      *sqlx.DB
+		dialect migrations.Dialect
+	)
+	switch backend {
+	case "sqlite":
+		path := filepath.Join(t.TempDir(), "idlog.db")
+		s, err := sqlite.Open(ctx, sqlite.Options{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, keys, dialect = s, s, migrations.SQLite
+		if db, err = projections.OpenSQLite(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	case "postgres":
+		dsn := freshSchema(t)
+		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, keys, dialect = s, s, migrations.Postgres
+		if db, err = sqlx.Open("postgres", dsn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	users := projections.NewUsersView(db, dialect)
+	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, projections.NewActivityView(db, dialect))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	if err := rt.Start(rctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop()
+		rt.Stop()
+		db.Close()
+		store.Close()
+	})
+
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	params := o.params
+	if params == (auth.Params{}) {
+		params = cheap
+	}
+	hasher, err := auth.NewPasswordHasher(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealKey := make([]byte, auth.KeySize)
+	rand.Read(sealKey)
+	sealer, _ := auth.NewSealer(sealKey)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := auth.NewSigner(key, auth.SignerConfig{Issuer: "idlog", Audience: "idlog", Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := &mailbox{log: commands.LogNotifier{Logger: log}, box: map[string][]string{}}
+	signIn := o.signIn
+	signIn.Logger = log
+	app, err := commands.New(commands.Deps{
+		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
+	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
+		App: app, Users: usersView{users}, Tokens: signer, Projections: rt,
+	}})
+	return &server{t: tt, h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
+}
+
+// freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	schema := "t_api_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("postgres", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		db.Exec("DROP SCHEMA " + schema + " CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// response is an answer of the server.
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// json decodes the body into v.
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.body), v); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+}
+
+// fields decodes a JSON object body.
+func (r response) fields(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	r.json(t, &m)
+	return m
+}
+
+// want fails the test unless the answer has the status and, if given, the error codes.
+func (r response) want(t *testing.T, status int, codes ...string) response {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d %s, want %d", r.status, r.body, status)
+	}
+	if codes != nil {
+		var e struct{ Errors []string }
+		r.json(t, &e)
+		if strings.Join(e.Errors, ",") != strings.Join(codes, ",") {
+			t.Fatalf("errors %v, want %v", e.Errors, codes)
+		}
+	}
+	return r
+}
+
+// request is one call: a JSON body from a map, or a form body from url.Values.
+type request struct {
+	method, path string
+	body         any
+	token        string
+	header       http.Header
+	remote       string
+}
+
+func (s *server) do(rq request) response {
+	var body io.Reader
+	ct := ""
+	switch b := rq.body.(type) {
+	case nil:
+	case rawBody:
+		body = strings.NewReader(string(b))
+	case url.Values:
+		body, ct = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			panic(err)
+		}
+		body, ct = bytes.NewReader(j), "application/json"
+	}
+	req := httptest.NewRequest(rq.method, rq.path, body)
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	if rq.token != "" {
+		req.Header.Set("Authorization", "Bearer "+rq.token)
+	}
+	for k, v := range rq.header {
+		req.Header[k] = v
+	}
+	if rq.remote != "" {
+		req.RemoteAddr = rq.remote
+	}
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	return response{status: rec.Code, header: rec.Header(), body: rec.Body.String()}
+}
+
+func (s *server) post(path string, body any, token string) response {
+	return s.do(request{method: http.MethodPost, path: path, body: body, token: token})
+}
+
+func (s *server) get(path, token string) response {
+	return s.do(request{method: http.MethodGet, path: path, token: token})
+}
+
+type obj = map[string]any
+
+// signUp registers a user and returns their uid.
+func (s *server) signUp(t *testing.T, email, username string) string {
+	t.Helper()
+	body := obj{"email": email, "password": password}
+	if username != "" {
+		body["username"] = username
+	}
+	var u struct{ UID string }
+	s.post("/api/v2/identity/users", body, "").want(t, http.StatusCreated).json(t, &u)
+	return u.UID
+}
+
+// signIn returns an access token.
+func (s *server) signIn(t *testing.T, login, code string) string {
+	t.Helper()
+	body := obj{"login": login, "password": password}
+	if code != "" {
+		body["otp_code"] = code
+	}
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	s.post("/api/v2/identity/sessions", body, "").want(t, http.StatusOK).json(t, &out)
+	return out.AccessToken
+}
+
+// events returns the whole stored log.
+func (s *server) events(t *testing.T) []eventstore.Event {
+	t.Helper()
+	var out []eventstore.Event
+	for e, err := range s.store.ReadAll(context.Background(), 0, eventstore.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
