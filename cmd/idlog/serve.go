@@ -44,8 +44,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
 	}
-	// Closed after the HTTP server has drained and before the store: the relay publishes what
-	// the last requests appended, then saves its checkpoint.
+	// Closed after the HTTP server has drained and before the store: the relay publishes while
+	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
 	handler := api.NewServer(api.Options{
 		Logger:  log,
