@@ -5,8 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,4 +195,20 @@ func (e *env) isOpen(t *testing.T, uid, sid string) (bool, error) {
 	t.Helper()
 	_, ok, err := e.app.Sessions.Open(t.Context(), uid, sid)
 	return ok, err
+}
+
+func TestLogNotifierNeverLogsTheCode(t *testing.T) {
+	t.Parallel()
+	var logs strings.Builder
+	next := &mailbox{}
+	n := commands.LogNotifier{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Next: next}
+	if err := n.Notify(t.Context(), commands.NotifyPasswordReset, "a@example.com", map[string]string{"token": "s3cret-token"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "email code sent to a@example.com") || strings.Contains(logs.String(), "s3cret-token") {
+		t.Errorf("log = %q", logs.String())
+	}
+	if next.last(t, commands.NotifyPasswordReset, "a@example.com") != "s3cret-token" {
+		t.Error("the code did not reach Next")
+	}
 }

@@ -21,12 +21,21 @@ type Notifier interface {
 	Notify(ctx context.Context, kind, to string, payload map[string]string) error
 }
 
-// LogNotifier is the development Notifier: it logs that a code was sent, to whom, and never the
-// code. Nobody receives the code, so the flows that need it cannot be completed with it alone.
-type LogNotifier struct{ Logger *slog.Logger }
+// LogNotifier logs that a code was sent, to whom, and never the code, then hands it to Next. With
+// no Next it is the development Notifier: nobody receives the code, so the flows that need it
+// cannot be completed with it alone.
+type LogNotifier struct {
+	Logger *slog.Logger
+	Next   Notifier
+}
 
-// Notify logs "email code sent" with the kind and the address.
-func (n LogNotifier) Notify(ctx context.Context, kind, to string, _ map[string]string) error {
+// Notify hands the code to Next, if any, then logs "email code sent to <to>" with the kind.
+func (n LogNotifier) Notify(ctx context.Context, kind, to string, payload map[string]string) error {
+	if n.Next != nil {
+		if err := n.Next.Notify(ctx, kind, to, payload); err != nil {
+			return err
+		}
+	}
 	if n.Logger != nil {
 		n.Logger.LogAttrs(ctx, slog.LevelInfo, "email code sent to "+to, slog.String("kind", kind), slog.String("to", to))
 	}
