@@ -81,7 +81,7 @@ func (m *mailbox) Notify(ctx context.Context, kind, to string, payload map[strin
 	return m.log.Notify(ctx, kind, to, payload)
 }
 
-func (m *mailbox) last(t *testing.T, kind, to string) string {
+func (m *mailbox) last(t testing.TB, kind, to string) string {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -111,7 +111,6 @@ func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) 
 
 // server is the real router over a real store and real read models.
 type server struct {
-	t       *testing.T
 	h       http.Handler
 	store   eventstore.Store
 	clock   *clock
@@ -147,7 +146,6 @@ func eachBackend(t *testing.T, fn func(t *testing.T, s *server)) {
 }
 
 func newServer(t testing.TB, backend string, o serverOptions) *server {
-	tt, _ := t.(*testing.T)
 	ctx := context.Background()
 	var (
 		store   eventstore.Store
@@ -227,7 +225,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt,
 	}})
-	return &server{t: tt, h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
+	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
 }
 
 // freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
@@ -269,7 +267,7 @@ type response struct {
 }
 
 // json decodes the body into v.
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(r.body), v); err != nil {
 		t.Fatalf("body %q: %v", r.body, err)
@@ -277,7 +275,7 @@ func (r response) json(t *testing.T, v any) {
 }
 
 // fields decodes a JSON object body.
-func (r response) fields(t *testing.T) map[string]any {
+func (r response) fields(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	r.json(t, &m)
@@ -285,7 +283,7 @@ func (r response) fields(t *testing.T) map[string]any {
 }
 
 // want fails the test unless the answer has the status and, if given, the error codes.
-func (r response) want(t *testing.T, status int, codes ...string) response {
+func (r response) want(t testing.TB, status int, codes ...string) response {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d %s, want %d", r.status, r.body, status)
@@ -354,7 +352,7 @@ func (s *server) get(path, token string) response {
 type obj = map[string]any
 
 // signUp registers a user and returns their uid.
-func (s *server) signUp(t *testing.T, email, username string) string {
+func (s *server) signUp(t testing.TB, email, username string) string {
 	t.Helper()
 	body := obj{"email": email, "password": password}
 	if username != "" {
@@ -366,7 +364,7 @@ func (s *server) signUp(t *testing.T, email, username string) string {
 }
 
 // signIn returns an access token.
-func (s *server) signIn(t *testing.T, login, code string) string {
+func (s *server) signIn(t testing.TB, login, code string) string {
 	t.Helper()
 	body := obj{"login": login, "password": password}
 	if code != "" {
@@ -380,7 +378,7 @@ func (s *server) signIn(t *testing.T, login, code string) string {
 }
 
 // events returns the whole stored log.
-func (s *server) events(t *testing.T) []eventstore.Event {
+func (s *server) events(t testing.TB) []eventstore.Event {
 	t.Helper()
 	var out []eventstore.Event
 	for e, err := range s.store.ReadAll(context.Background(), 0, eventstore.Filter{}) {
