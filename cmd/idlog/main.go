@@ -3,7 +3,8 @@
 //
 //	idlog serve     run the HTTP server
 //	idlog migrate   apply the SQL schema migrations
-//	idlog events    follow the events published to NATS (events tail)
+//	idlog events    follow the events published to NATS (events tail), export or import the log
+//	idlog audit     seal the event log and verify that nothing was altered
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -32,11 +33,13 @@ type command struct {
 var commands = []command{
 	serveCommand,
 	migrateCommand,
-	eventsCommand,
+	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
+	auditCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.
 type environment struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -51,7 +54,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	os.Exit(run(ctx, os.Args[1:], &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+	os.Exit(run(ctx, os.Args[1:], &environment{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
 }
 
 // run dispatches to a subcommand and returns the exit status.

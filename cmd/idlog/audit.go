@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/idlog/idlog/audit"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/projections"
+)
+
+var auditCommand = command{name: "audit", summary: "seal the event log and verify that nothing was altered (audit seal|verify)", run: auditRun}
+
+// errTampered: verify found the log altered; the report says where. Exit status 1.
+var errTampered = errors.New("the event log does not match what was sealed")
+
+func auditRun(ctx context.Context, env *environment, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "verify":
+			return auditVerify(ctx, env, args[1:])
+		case "seal":
+			return auditSeal(ctx, env, args[1:])
+		}
+	}
+	fmt.Fprint(env.stderr, "Usage: idlog audit verify [-json] [flags]\n"+
+		"       idlog audit seal [flags]\n\n"+
+		"verify recomputes the hash chain over the whole event log and compares it with the sealed\n"+
+		"ledger; it names the first changed, deleted, inserted or reordered event (exit status 1).\n"+
+		"seal seals every event not sealed yet and writes a checkpoint. Run idlog audit <command> -h\n"+
+		"for the flags.\n")
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
+// openAudited opens the configured event store and its audit ledger. A writable ledger on SQLite
+// needs a pool of its own: the store's is read-only.
+func openAudited(ctx context.Context, cfg config.Config, env *environment, writable bool) (eventstore.Store, *audit.Ledger, func(), error) {
+	store, err := openStore(ctx, cfg, newLogger(env.stderr, cfg))
+	if err != nil {
+		return nil, nil, nil, cfg.RedactError(err)
+	}
+	var ledger *audit.Ledger
+	closeAll := func() { store.Close() }
+	switch s := store.(type) {
+	case *postgres.Store:
+		ledger, err = audit.NewLedger(s.DB(), migrations.Postgres)
+	case *sqlite.Store:
+		if !writable {
+			ledger, err = audit.NewLedger(s.DB(), migrations.SQLite)
+			break
+		}
+		db, openErr := projections.OpenSQLite(ctx, cfg.SQLitePath())
+		if openErr != nil {
+			store.Close()
+			return nil, nil, nil, openErr
+		}
+		closeAll = func() { db.Close(); store.Close() }
+		ledger, err = audit.NewLedger(db, migrations.SQLite)
+	default:
+		err = fmt.Errorf("the audit ledger lives in the SQL event store (Postgres or SQLite), not in %T", store)
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return store, ledger, closeAll, nil
+}
+
+func auditVerify(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cfg, err := loadConfig(fs, args, env)
+	if err != nil {
+		return err
+	}
+	store, ledger, closeAll, err := openAudited(ctx, cfg, env, false)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	r, err := audit.Verify(ctx, store, ledger)
+	if err != nil {
+		return cfg.RedactError(err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		printReport(env.stdout, r)
+	}
+	if !r.OK() {
+		return errTampered
+	}
+	return nil
+}
+
+func printReport(w io.Writer, r audit.Report) {
+	fmt.Fprintf(w, "events read:   %d in %v\n", r.Events, r.Duration.Round(1e6))
+	fmt.Fprintf(w, "sealed up to:  ordinal %d, position %d\n", r.Sealed.Ordinal, r.Sealed.Position)
+	if c := r.LastCheckpoint; c != nil {
+		fmt.Fprintf(w, "checkpoint:    ordinal %d, position %d, chain %s, sealed %s (%d checked)\n",
+			c.Ordinal, c.Position, c.Chain, c.SealedAt.Format("2006-01-02T15:04:05Z07:00"), r.CheckpointsVerified)
+	}
+	fmt.Fprintf(w, "verified:      %d events\n", r.Verified)
+	fmt.Fprintf(w, "not sealed:    %d events\n", r.Unsealed)
+	if p := r.Problem; p != nil {
+		fmt.Fprintf(w, "PROBLEM:       %s\n", p.Kind)
+		fmt.Fprintf(w, "  event:       %s at ordinal %d\n", p.EventID, p.Ordinal)
+		if p.Position != 0 {
+			fmt.Fprintf(w, "  in the log:  position %d, stream %s version %d, type %s\n", p.Position, p.StreamID, p.StreamVersion, p.Type)
+		}
+		if p.SealedOrdinal != 0 {
+			fmt.Fprintf(w, "  sealed at:   ordinal %d, position %d\n", p.SealedOrdinal, p.SealedPosition)
+		}
+		fmt.Fprintf(w, "  detail:      %s\n", p.Detail)
+		return
+	}
+	fmt.Fprintf(w, "chain head:    %s\nOK\n", r.Head)
+}
+
+func auditSeal(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("audit seal", flag.ContinueOnError)
+	cfg, err := loadConfig(fs, args, env)
+	if err != nil {
+		return err
+	}
+	store, ledger, closeAll, err := openAudited(ctx, cfg, env, true)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg)})
+	if err != nil {
+		return err
+	}
+	tail, err := s.CatchUp(ctx)
+	if err != nil {
+		return cfg.RedactError(err)
+	}
+	fmt.Fprintf(env.stdout, "sealed up to ordinal %d, position %d, chain %s\n", tail.Ordinal, tail.Position, tail.Chain)
+	return nil
+}
