@@ -40,6 +40,12 @@ type Accounts struct {
 	// IdempotencyTTL and IdempotencyEntries bound the cache of first responses (0: the defaults).
 	IdempotencyTTL     time.Duration
 	IdempotencyEntries int
+	// Labels, when set, serves the label routes (/api/v2/resource/labels, /api/v2/admin/users/labels,
+	// /api/v2/admin/levels) and adds the labels to GET /users/me.
+	Labels Labels
+	// Wallets, when set, serves the wallet routes (/api/v2/resource/wallet, /api/v2/admin/wallets)
+	// and adds the balances to GET /users/me.
+	Wallets Wallets
 	// TrustForwardedFor takes the client address from the last X-Forwarded-For entry, as set by
 	// a proxy in front. Without a proxy it must stay off: clients could pick their address and
 	// dodge the sign-in throttle.
@@ -113,6 +119,12 @@ func (a *accountRoutes) register(r *mux.Router) {
 	res.Handle("/otp/enable", a.idem.wrap(h(a.enableOTP))).Methods(post)
 	res.Handle("/otp/verify", a.idem.wrap(h(a.verifyOTP))).Methods(post)
 	res.Handle("/otp/disable", a.idem.wrap(h(a.disableOTP))).Methods(post)
+	if a.Labels != nil {
+		a.registerLabels(r, res)
+	}
+	if a.Wallets != nil {
+		a.registerWallet(r, res)
+	}
 }
 
 // meta is the command metadata of a request: the caller, their address and browser, the request

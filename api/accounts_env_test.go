@@ -179,8 +179,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	users := projections.NewUsersView(db, dialect)
+	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, projections.NewActivityView(db, dialect))
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, projections.NewActivityView(db, dialect), labels, wallets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		t.Fatal(err)
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
-		App: app, Users: usersView{users}, Tokens: signer, Projections: rt,
+		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
 	}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
 }

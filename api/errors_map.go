@@ -74,6 +74,21 @@ var errorRules = []errorRule{
 	{"", auth.ErrOTPCodeInvalid, http.StatusUnprocessableEntity, ".invalid_otp"},
 	{"", domain.ErrOTPReplayed, http.StatusUnprocessableEntity, ".invalid_otp"},
 
+	// Labels and the wallet.
+	{"", domain.ErrLabelPrivate, http.StatusForbidden, ".private"},
+	{"", domain.ErrLabelNotFound, http.StatusNotFound, ".not_found"},
+	{"", ErrLabelNotFound, http.StatusNotFound, ".not_found"},
+	{"", domain.ErrLabelExists, http.StatusUnprocessableEntity, ".key_taken"},
+	{"", domain.ErrLabelKeyInvalid, http.StatusUnprocessableEntity, ".invalid_key"},
+	{"", domain.ErrLabelValueInvalid, http.StatusUnprocessableEntity, ".invalid_value"},
+	{"", domain.ErrLabelScopeInvalid, http.StatusUnprocessableEntity, ".invalid_scope"},
+	{"", domain.ErrLabelDescriptionInvalid, http.StatusUnprocessableEntity, ".invalid_description"},
+	{"", domain.ErrInsufficientFunds, http.StatusUnprocessableEntity, ".insufficient_funds"},
+	{"", domain.ErrAmountInvalid, http.StatusUnprocessableEntity, ".invalid_amount"},
+	{"", domain.ErrBalanceInvalid, http.StatusUnprocessableEntity, ".invalid_balance"},
+	{"", domain.ErrWalletReasonInvalid, http.StatusUnprocessableEntity, ".invalid_reason"},
+	{"", domain.ErrWalletReferenceInvalid, http.StatusUnprocessableEntity, ".invalid_reference"},
+
 	{"", domain.ErrUserNotActive, http.StatusUnauthorized, ".not_active"},
 	{"", domain.ErrSessionNotFound, http.StatusUnauthorized, "authz.invalid_session"},
 	{"", commands.ErrUserNotFound, http.StatusNotFound, "record.not_found"},

@@ -106,6 +106,9 @@ func (c *idempotencyCache) wrap(h http.Handler) http.Handler {
 		caller, _ := CallerFrom(r.Context())
 		id := r.Method + " " + route + "\x00" + caller.UID + "\x00" + key
 		mac := hmac.New(sha256.New, c.hmacKey)
+		// The path and query are part of the request: the same key sent to another user's wallet
+		// (/admin/wallets/{uid}/credits) or with another ?uid= is a reuse, not a retry.
+		mac.Write([]byte(r.URL.RequestURI() + "\x00"))
 		mac.Write(body)
 		fp := mac.Sum(nil)
 

@@ -19,7 +19,12 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, scopeResourceUser, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, userJSONOf(v))
+	me, err := a.meOf(r.Context(), v)
+	if err != nil {
+		a.fail(w, r, scopeResourceUser, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, me)
 }
 
 // answer waits for the read models and answers with the caller as they show them.

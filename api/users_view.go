@@ -73,14 +73,10 @@ func userJSONOf(v UserView) userJSON {
 }
 
 // viewOfAccount is the answer when the read model is late: what the command left, without the
-// read model's level and times.
+// read model's times.
 func viewOfAccount(a commands.Account) UserView {
-	level := 0
-	if a.EmailVerified {
-		level = 1
-	}
 	return UserView{
-		UID: a.UID, Email: a.Email, Username: a.Username, Role: a.Role, State: a.State, Level: level,
+		UID: a.UID, Email: a.Email, Username: a.Username, Role: a.Role, State: a.State, Level: a.Level,
 		OTP: a.OTP, EmailVerified: a.EmailVerified, Data: a.Data,
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"github.com/idlog/idlog/eventstore"
 )
 
-// Application gathers every command handler, and the session check the API authenticates with.
+// Application gathers every command handler, the session check the API authenticates with, and
+// the level ladder the label commands use.
 type Application struct {
 	Commands Commands
 	Sessions SessionCheck
+	Levels   domain.Levels
 }
 
 // Commands are the handlers, one per command.
@@ -141,5 +143,6 @@ func New(d Deps, c Config) (Application, error) {
 			WithdrawFromWallet:       NewWithdrawFromWalletHandler(users, queue),
 		},
 		Sessions: NewSessionCheck(users),
+		Levels:   users.Levels(),
 	}, nil
 }

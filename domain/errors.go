@@ -50,6 +50,11 @@ var (
 	ErrUnchanged = errors.New("domain: value unchanged")
 	// ErrUserNotActive: the user is banned, locked or deleted, and the command needs an active user.
 	ErrUserNotActive = errors.New("domain: user is not active")
+	// ErrLoginDisabled: an administrator turned the user's sign-in off (DisableLogin).
+	ErrLoginDisabled = errors.New("domain: sign-in disabled")
+	// ErrAccountClosed: an administrator closed the account for good (Close); nothing can change it
+	// any more.
+	ErrAccountClosed = errors.New("domain: account closed")
 	// ErrEmailAlreadyVerified: the current email is verified already.
 	ErrEmailAlreadyVerified = errors.New("domain: email already verified")
 	// ErrTokenInvalid: an email or password-reset token does not match the one requested last, or

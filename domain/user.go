@@ -29,6 +29,8 @@ type User struct {
 	passwordHash  string
 	role          Role
 	state         State
+	loginDisabled bool // by an administrator, beside the state (DisableLogin)
+	closed        bool // closed for good by an administrator (Close)
 	refID         UserID
 	data          json.RawMessage
 
@@ -237,6 +239,12 @@ func (u *User) apply(e Event) {
 		u.role = e.To
 	case UserDeleted:
 		u.state = StateDeleted
+	case LoginDisabled:
+		u.loginDisabled = true
+	case LoginEnabled:
+		u.loginDisabled = false
+	case AccountClosed:
+		u.state, u.closed = StateDeleted, true
 	case LabelAdded, LabelUpdated, LabelRemoved, LevelChanged:
 		u.applyLabel(e)
 	case WalletCredited, WalletDebited:
@@ -265,8 +273,15 @@ func (u *User) Role() Role { return u.role }
 // State is the user's state.
 func (u *User) State() State { return u.state }
 
-// IsActive reports whether the user may sign in and change their account.
+// IsActive reports whether the user's account works: they may change it and, unless
+// LoginDisabled, sign in.
 func (u *User) IsActive() bool { return u.state == StateActive }
+
+// LoginDisabled reports whether an administrator turned the user's sign-in off.
+func (u *User) LoginDisabled() bool { return u.loginDisabled }
+
+// Closed reports whether an administrator closed the account for good.
+func (u *User) Closed() bool { return u.closed }
 
 // RefID is the id of the user who referred this one, empty if none.
 func (u *User) RefID() UserID { return u.refID }

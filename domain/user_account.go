@@ -174,8 +174,12 @@ func (u *User) UpdateData(data json.RawMessage) ([]Event, error) {
 	return u.record(UserDataUpdated{Data: d}), nil
 }
 
-// ChangeRole gives the user another role. It is an administrator's command and works in any state.
+// ChangeRole gives the user another role. It is an administrator's command and works in any state
+// but closed (ErrAccountClosed).
 func (u *User) ChangeRole(to Role) ([]Event, error) {
+	if err := u.requireOpen(); err != nil {
+		return nil, err
+	}
 	if to.IsZero() {
 		return nil, fmt.Errorf("%w: zero role", ErrRoleInvalid)
 	}
@@ -187,8 +191,12 @@ func (u *User) ChangeRole(to Role) ([]Event, error) {
 
 // ChangeState moves the account to another state (an administrator's command; reason is free
 // text for the audit, at most 500 bytes). Leaving StateActive ends every session open at now;
-// returning to it clears the count of failed sign-ins.
+// returning to it clears the count of failed sign-ins. A closed account cannot change state any more
+// (ErrAccountClosed): its email may belong to someone else by now.
 func (u *User) ChangeState(to State, reason string, now time.Time) ([]Event, error) {
+	if err := u.requireOpen(); err != nil {
+		return nil, err
+	}
 	if to.IsZero() {
 		return nil, fmt.Errorf("%w: zero state", ErrStateInvalid)
 	}

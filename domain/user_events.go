@@ -91,11 +91,13 @@ const (
 	LoginFailureInvalidOTP      LoginFailure = "invalid_otp"
 	LoginFailureReplayedOTP     LoginFailure = "replayed_otp"
 	LoginFailureNotActive       LoginFailure = "not_active"
+	LoginFailureLoginDisabled   LoginFailure = "login_disabled"
 )
 
 func (r LoginFailure) valid() bool {
 	switch r {
-	case LoginFailureInvalidPassword, LoginFailureMissingOTP, LoginFailureInvalidOTP, LoginFailureReplayedOTP, LoginFailureNotActive:
+	case LoginFailureInvalidPassword, LoginFailureMissingOTP, LoginFailureInvalidOTP, LoginFailureReplayedOTP, LoginFailureNotActive,
+		LoginFailureLoginDisabled:
 		return true
 	}
 	return false
@@ -117,6 +119,8 @@ const (
 	SessionEndPasswordReset   SessionEnd = "password_reset"
 	SessionEndStateChanged    SessionEnd = "state_changed"
 	SessionEndAccountDeleted  SessionEnd = "account_deleted"
+	SessionEndLoginDisabled   SessionEnd = "login_disabled"
+	SessionEndAccountClosed   SessionEnd = "account_closed"
 )
 
 // SessionEnded: the session is closed; an access token bound to it is refused from now on.
@@ -146,8 +150,9 @@ type OTPVerified struct {
 	Step int64 `json:"step"`
 }
 
-// OTPDisabled: the user turned two-factor authentication off with a code of time step Step; the
-// secret is forgotten.
+// OTPDisabled: two-factor authentication is off and the secret is forgotten. The user turned it off
+// with a code of time step Step, or an administrator did (the envelope's actor says who) and Step is
+// the last step accepted before.
 type OTPDisabled struct {
 	Step int64 `json:"step"`
 }
@@ -167,6 +172,23 @@ type RoleChanged struct {
 
 // UserDeleted: the user deleted their own account; it is in StateDeleted from now on.
 type UserDeleted struct{}
+
+// LoginDisabled: an administrator turned the user's sign-in off (Wekan's disableLogin), leaving
+// the account's state, role and everything else as they were. Every open session ends with it
+// (SessionEnded, reason login_disabled), and sign-in is refused until LoginEnabled.
+type LoginDisabled struct{}
+
+// LoginEnabled: an administrator turned the user's sign-in back on.
+type LoginEnabled struct{}
+
+// AccountClosed: an administrator deleted the account for good. The email and username it held
+// (the ones named here) were released in the same append, for anyone to register again; every open
+// session ends with it (reason account_closed). The user is in StateDeleted and no command changes
+// them any more; read models forget them, and the history stays.
+type AccountClosed struct {
+	Email    string `json:"email"`
+	Username string `json:"username,omitempty"`
+}
 
 // EventType implementations: the stored names. Never change one; add a new event instead.
 
@@ -189,6 +211,9 @@ func (OTPDisabled) EventType() string                { return "OTPDisabled" }
 func (UserStateChanged) EventType() string           { return "UserStateChanged" }
 func (RoleChanged) EventType() string                { return "RoleChanged" }
 func (UserDeleted) EventType() string                { return "UserDeleted" }
+func (LoginDisabled) EventType() string              { return "LoginDisabled" }
+func (LoginEnabled) EventType() string               { return "LoginEnabled" }
+func (AccountClosed) EventType() string              { return "AccountClosed" }
 
 // RegisterEvents registers every domain event at its current schema version. Later aggregates and
 // schema versions (with their upcasters) are added here, so that one call wires them all.
@@ -199,6 +224,7 @@ func RegisterEvents(r *Registry) {
 		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
 		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
+		LoginDisabled{}, LoginEnabled{}, AccountClosed{},
 	} {
 		r.Register(e, 1)
 	}

@@ -180,7 +180,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f || r == 0xfffd }
 func (u *User) checkLabelAccess(by ActorKind, key string, scope LabelScope) error {
 	switch by {
 	case ActorAdmin:
-		return nil
+		return u.requireOpen()
 	case ActorUser:
 	default:
 		return fmt.Errorf("%w: label command by actor kind %q", ErrInvalidArgument, by.name)

@@ -22,13 +22,17 @@ type SessionStart struct {
 	OTPStep   int64     // the TOTP step of the code given; 0 when two-factor authentication is off
 }
 
-// StartSession opens a session. The user must be active (ErrUserNotActive). With two-factor
+// StartSession opens a session. The user must be active (ErrUserNotActive) with sign-in not
+// disabled by an administrator (ErrLoginDisabled). With two-factor
 // authentication on, a code is required (ErrOTPRequired) and its step must be after the last
 // accepted one (ErrOTPReplayed); with it off, giving a step is a mistake (ErrOTPNotEnabled).
 // A successful sign-in clears the count of failed ones.
 func (u *User) StartSession(s SessionStart) ([]Event, error) {
 	if err := u.requireActive(); err != nil {
 		return nil, err
+	}
+	if u.loginDisabled {
+		return nil, fmt.Errorf("%w: user %s", ErrLoginDisabled, u.id)
 	}
 	if err := checkSessionID(s.SessionID); err != nil {
 		return nil, err

@@ -55,6 +55,8 @@ type view struct {
 	Username, Hash  string
 	Role, State     string
 	Active          bool
+	LoginDisabled   bool
+	Closed          bool
 	RefID           domain.UserID
 	Data            string
 	OTPEnabled      bool
@@ -75,7 +77,7 @@ func viewOf(u *domain.User) view {
 		Hash: u.PasswordHash(), Role: u.Role().String(), State: u.State().String(), RefID: u.RefID(),
 		Data: string(u.Data()), OTPEnabled: u.OTPEnabled(), OTPSecret: u.OTPSecret(),
 		LastOTPStep: u.LastOTPStep(), OpenSessions: u.OpenSessions(at(0)), FailedLogins: n,
-		LastFailedLogin: last.Format(time.RFC3339Nano), Active: u.IsActive(),
+		LastFailedLogin: last.Format(time.RFC3339Nano), Active: u.IsActive(), LoginDisabled: u.LoginDisabled(), Closed: u.Closed(),
 		Level: u.Level(), Labels: fmt.Sprint(u.Labels()), Wallet: u.Wallet(),
 	}
 }

@@ -130,10 +130,13 @@ func checkWalletReference(r string) error {
 	return nil
 }
 
-// Credit adds amount coins to a balance, in any account state: a deposit that arrives for a
-// locked account must not be lost. Who may credit is the command layer's business (administrator
+// Credit adds amount coins to a balance, in any account state but closed (ErrAccountClosed): a
+// deposit that arrives for a locked account must not be lost. Who may credit is the command layer's business (administrator
 // and accountant roles, or the system). A balance that would pass MaxCoins is ErrAmountInvalid.
 func (u *User) Credit(b Balance, amount int64, reason, reference string) ([]Event, error) {
+	if err := u.requireOpen(); err != nil {
+		return nil, err
+	}
 	if b.IsZero() {
 		return nil, fmt.Errorf("%w: no balance", ErrBalanceInvalid)
 	}
