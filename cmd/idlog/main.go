@@ -5,6 +5,7 @@
 //	idlog migrate   apply the SQL schema migrations
 //	idlog events    follow the events published to NATS (events tail), export or import the log
 //	idlog audit     seal the event log and verify that nothing was altered
+//	idlog users     create users (the first administrator: users create --role admin)
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -35,6 +36,7 @@ var commands = []command{
 	migrateCommand,
 	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
 	auditCommand,
+	usersCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.
