@@ -37,6 +37,9 @@ type Options struct {
 	// Accounts, when set, serves the account routes (sign-up, sign-in, the signed-in user, 2FA)
 	// and the JWKS. Nil serves none of them.
 	Accounts *Accounts
+	// Views, with Accounts, serves the read-model routes (the activity log, the projections'
+	// status) behind the same bearer middleware. Without Accounts nobody can sign in to use them.
+	Views *Views
 }
 
 // NewServer returns idlog's HTTP handler. It registers its metrics in o.Metrics, so it is called
@@ -69,7 +72,11 @@ func NewServer(o Options) http.Handler {
 		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),
 	})).Methods(http.MethodGet, http.MethodHead)
 	if o.Accounts != nil {
-		newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics).register(r)
+		accounts := newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics)
+		accounts.register(r)
+		if o.Views != nil {
+			o.Views.register(r, accounts.authn.Middleware, o.Logger)
+		}
 	}
 
 	// Outermost first: every request gets an id, then is timed and logged, and a panic inside is

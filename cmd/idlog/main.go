@@ -3,8 +3,7 @@
 //
 //	idlog serve     run the HTTP server
 //	idlog migrate   apply the SQL schema migrations
-//	idlog events    follow the events published to NATS (events tail), export or import the log
-//	idlog audit     seal the event log and verify that nothing was altered
+//	idlog events    follow the events published to NATS (events tail)
 //	idlog users     create users (the first administrator: users create --role admin)
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
@@ -34,8 +33,7 @@ type command struct {
 var commands = []command{
 	serveCommand,
 	migrateCommand,
-	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
-	auditCommand,
+	eventsCommand,
 	usersCommand,
 }
 

@@ -47,9 +47,20 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
+	models, err := openReadModels(ctx, cfg, store, log, metrics)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("read models: %w", err))
+	}
+	// Stopped after the HTTP server has drained (requests may wait for the read models), and
+	// before the store closes.
+	defer models.close()
+	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
+		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
+	}
 	handler := api.NewServer(api.Options{
 		Logger:  log,
 		Metrics: metrics,
+		Views:   &api.Views{Activity: models.activity, Projections: models.runtime},
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
 			{Name: "nats", Check: func(ctx context.Context) error { return cfg.RedactError(bus.check(ctx)) }},

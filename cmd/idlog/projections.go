@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/projections"
+)
+
+var projectionsCommand = command{name: "projections", summary: "show the read models' status (status) or rebuild them (rebuild NAME|all)", run: projectionsMain}
+
+const projectionsUsage = `Usage:
+  idlog projections status [-json] [flags]    each projector's checkpoint, lag and state
+  idlog projections rebuild NAME|all [flags]  rebuild read models from position 0 beside the live
+                                              ones and swap them in; the server keeps serving
+
+Run idlog projections status -h for the configuration flags.
+`
+
+func projectionsMain(ctx context.Context, env *environment, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.stderr, projectionsUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "status":
+		return projectionsStatus(ctx, env, args[1:])
+	case "rebuild":
+		return projectionsRebuild(ctx, env, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(env.stderr, projectionsUsage)
+		return nil
+	}
+	fmt.Fprintf(env.stderr, "idlog projections: unknown subcommand %q\n\n%s", args[0], projectionsUsage)
+	return errUsage
+}
+
+// readModels is the read models' database, their views and the runtime that keeps them.
+type readModels struct {
+	db       *sqlx.DB
+	ownDB    bool // opened here, closed here; else it is the store's pool
+	users    *projections.UsersView
+	activity *projections.ActivityView
+	labels   *projections.LabelsView
+	wallet   *projections.WalletView
+	runtime  *projections.Runtime
+}
+
+// openReadModels opens the read models beside the event store: in its Postgres database, or in
+// its SQLite file. With EventStoreDB they go to IDLOG_DATABASE_URL if set, else to the SQLite file
+// in the data directory. metrics may be nil.
+func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
+	m := &readModels{}
+	var dialect migrations.Dialect
+	logInDB := true
+	switch s := store.(type) {
+	case *postgres.Store:
+		m.db, dialect = s.DB(), migrations.Postgres
+	case *sqlite.Store:
+		db, err := projections.OpenSQLite(ctx, cfg.SQLitePath())
+		if err != nil {
+			return nil, err
+		}
+		m.db, m.ownDB, dialect = db, true, migrations.SQLite
+	default:
+		logInDB = false // the log is elsewhere: lag is shown in time only
+		var err error
+		if cfg.DatabaseURL != "" {
+			dialect = migrations.Postgres
+			if m.db, err = sqlx.Open("postgres", cfg.DatabaseURL); err == nil {
+				err = m.db.PingContext(ctx)
+			}
+		} else {
+			dialect = migrations.SQLite
+			m.db, err = projections.OpenSQLite(ctx, cfg.SQLitePath())
+		}
+		if err == nil {
+			m.ownDB = true
+			err = migrations.Up(ctx, m.db.DB, dialect)
+		}
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("read models database: %w", err)
+		}
+	}
+	m.users = projections.NewUsersView(m.db, dialect)
+	m.activity = projections.NewActivityView(m.db, dialect)
+	m.labels = projections.NewLabelsView(m.db, dialect)
+	m.wallet = projections.NewWalletView(m.db, dialect)
+	rt, err := projections.New(projections.Options{
+		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB,
+	}, m.users, m.activity, m.labels, m.wallet)
+	if err != nil {
+		m.close()
+		return nil, err
+	}
+	m.runtime = rt
+	return m, nil
+}
+
+// close stops the runtime, if it was started, and closes what openReadModels opened.
+func (m *readModels) close() {
+	if m.runtime != nil {
+		m.runtime.Stop()
+	}
+	if m.ownDB && m.db != nil {
+		_ = m.db.Close()
+	}
+}
+
+// withReadModels runs fn over the configured store and read models, for the one-shot commands.
+func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *environment, fn func(m *readModels, log *slog.Logger) error) error {
+	cfg, err := loadConfig(fs, args, env)
+	if err != nil {
+		return err
+	}
+	log := newLogger(env.stderr, cfg)
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
+	}
+	defer store.Close()
+	m, err := openReadModels(ctx, cfg, store, log, nil)
+	if err != nil {
+		return cfg.RedactError(err)
+	}
+	defer m.close()
+	return cfg.RedactError(fn(m, log))
+}
+
+func projectionsStatus(ctx context.Context, env *environment, args []string) error {
+	fs := flag.NewFlagSet("projections status", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	return withReadModels(ctx, fs, args, env, func(m *readModels, _ *slog.Logger) error {
+		st, err := m.runtime.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(env.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		}
+		printStatus(env, st)
+		return nil
+	})
+}
+
+func printStatus(env *environment, st []projections.Status) {
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROJECTOR\tGENERATION\tPOSITION\tLAG EVENTS\tLAG SECONDS\tSTATE\tREBUILD\tLAST ERROR")
+	for _, s := range st {
+		lag := fmt.Sprint(s.LagEvents)
+		if s.LagEvents < 0 {
+			lag = "?"
+		}
+		rebuild := "-"
+		if s.Rebuild != nil {
+			rebuild = fmt.Sprintf("generation %d at %d, %d behind", s.Rebuild.Generation, s.Rebuild.Position, s.Rebuild.LagEvents)
+		}
+		lastErr := "-"
+		if s.LastError != "" {
+			lastErr = strings.ReplaceAll(s.LastError, "\n", " ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%s\t%s\t%s\n", s.Name, s.Generation, s.Position, lag, s.LagSeconds, s.State, rebuild, lastErr)
+	}
+	tw.Flush()
+}
+
+func projectionsRebuild(ctx context.Context, env *environment, args []string) error {
+	// The name may come before or after the flags.
+	var name string
+	switch {
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
+		name, args = args[0], args[1:]
+	case len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-"):
+		name, args = args[len(args)-1], args[:len(args)-1]
+	}
+	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
+	if name == "" && !slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fmt.Fprintf(env.stderr, "idlog projections rebuild: name a projector, or all\n\n%s", projectionsUsage)
+		return errUsage
+	}
+	return withReadModels(ctx, fs, args, env, func(m *readModels, log *slog.Logger) error {
+		names := m.runtime.Projectors()
+		if name != "all" {
+			if !slices.Contains(names, name) {
+				return fmt.Errorf("%w: %q (the projectors are %s, or all)", projections.ErrUnknownProjector, name, strings.Join(names, ", "))
+			}
+			names = []string{name}
+		}
+		started := time.Now()
+		errs := make([]error, len(names))
+		var wg sync.WaitGroup
+		for i, n := range names {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = m.runtime.Rebuild(ctx, n)
+			}()
+		}
+		wg.Wait()
+		st, serr := m.runtime.Status(context.WithoutCancel(ctx))
+		for i, n := range names {
+			if errs[i] != nil {
+				fmt.Fprintf(env.stdout, "%s: not rebuilt: %v\n", n, errs[i])
+				continue
+			}
+			for _, s := range st {
+				if s.Name == n {
+					fmt.Fprintf(env.stdout, "%s: generation %d is live at position %d\n", n, s.Generation, s.Position)
+				}
+			}
+		}
+		fmt.Fprintf(env.stdout, "took %s\n", time.Since(started).Round(time.Millisecond))
+		if err := errors.Join(errs...); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted; the live read models are unchanged, run the rebuild again: %w", err)
+			}
+			return err
+		}
+		return serr
+	})
+}
