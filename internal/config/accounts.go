@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/domain"
 )
 
 // Accounts are the settings of sign-up, sign-in and access tokens (IDLOG_TOKEN_*, IDLOG_ARGON2_*,
@@ -41,6 +42,12 @@ type Accounts struct {
 	ReadYourWrites time.Duration
 	// TrustForwardedFor takes a client's address from X-Forwarded-For (set it behind a proxy only).
 	TrustForwardedFor bool
+	// SignupBonus is how many free coins a new user gets, as commands.WalletConfig reads it: 0
+	// (unset) means the default, 100; IDLOG_SIGNUP_BONUS=0 grants none and is kept as -1.
+	SignupBonus int64
+	// Levels is the level ladder as IDLOG_LEVELS gives it ("email=verified,phone=verified,...",
+	// checked by domain.ParseLevels); empty means Barong's ladder, domain.DefaultLevels.
+	Levels string
 }
 
 // Key files inside the data directory, by default.
@@ -82,6 +89,8 @@ func (a Accounts) LogValue() slog.Value {
 		slog.Duration("reset_token_ttl", a.ResetTokenTTL),
 		slog.Duration("read_your_writes", a.ReadYourWrites),
 		slog.Bool("trust_forwarded_for", a.TrustForwardedFor),
+		slog.Int64("signup_bonus", a.SignupBonus),
+		slog.String("levels", a.Levels),
 	)
 }
 
@@ -184,6 +193,38 @@ var accountSettings = []setting{
 	},
 }
 
+// labelWalletSettings are the sign-up bonus and the level ladder. Their defaults are left to the
+// commands (empty here), so that an unset variable keeps the zero value.
+var labelWalletSettings = []setting{
+	{
+		env: "IDLOG_SIGNUP_BONUS", flag: "signup-bonus",
+		usage: "free coins credited to a new user (`n`; 0: none; default 100)",
+		apply: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || n < 0 || n > domain.MaxCoins {
+				return fmt.Errorf("want a whole number from 0 to %d", int64(domain.MaxCoins))
+			}
+			if n == 0 {
+				n = -1 // commands.NoSignupBonus: the commands read 0 as "the default"
+			}
+			c.Accounts.SignupBonus = n
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_LEVELS", flag: "levels",
+		usage: "label each level requires, lowest first (`key=value,...`; default email=verified,phone=verified,document=verified)",
+		apply: func(c *Config, v string) error {
+			l, err := domain.ParseLevels(v)
+			if err != nil {
+				return err
+			}
+			c.Accounts.Levels = l.String()
+			return nil
+		},
+	},
+}
+
 // checkAccounts checks what no single setting can: the argon2 parameters together.
 func checkAccounts(c *Config) error {
 	c.Accounts.Argon2.SaltLength, c.Accounts.Argon2.KeyLength = auth.DefaultParams().SaltLength, auth.DefaultParams().KeyLength
@@ -196,4 +237,7 @@ func checkAccounts(c *Config) error {
 	return nil
 }
 
-func init() { settings = append(settings, accountSettings...) }
+func init() {
+	settings = append(settings, accountSettings...)
+	settings = append(settings, labelWalletSettings...)
+}
