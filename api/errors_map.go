@@ -42,6 +42,7 @@ var errorRules = []errorRule{
 	// Sign-in: Barong's codes and statuses.
 	{scopeIdentitySession, commands.ErrInvalidCredentials, http.StatusUnauthorized, "identity.session.invalid_params"},
 	{scopeIdentitySession, domain.ErrUserNotActive, http.StatusUnauthorized, "identity.session.not_active"},
+	{scopeIdentitySession, domain.ErrLoginDisabled, http.StatusUnauthorized, "identity.session.not_active"},
 	{scopeIdentitySession, domain.ErrOTPRequired, http.StatusForbidden, "identity.session.missing_otp"},
 	{scopeIdentitySession, auth.ErrOTPCodeInvalid, http.StatusForbidden, "identity.session.invalid_otp"},
 	{scopeIdentitySession, domain.ErrOTPReplayed, http.StatusForbidden, "identity.session.invalid_otp"},

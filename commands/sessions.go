@@ -28,8 +28,8 @@ type Session struct {
 	Level int
 }
 
-// Open reports whether the user exists, is active, and has the session open now, and then who
-// they are now. An unknown or malformed user id is simply not open.
+// Open reports whether the user exists, is active with sign-in enabled, and has the session open
+// now, and then who they are now. An unknown or malformed user id is simply not open.
 func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool, error) {
 	id, err := domain.ParseUserID(uid)
 	if err != nil {
@@ -42,7 +42,7 @@ func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool,
 	if err != nil {
 		return Session{}, false, err
 	}
-	if !u.IsActive() || !u.HasSession(sid, c.users.now()) {
+	if !u.IsActive() || u.LoginDisabled() || !u.HasSession(sid, c.users.now()) {
 		return Session{}, false, nil
 	}
 	return Session{Role: u.Role().String(), Email: u.Email(), Level: level(u)}, true, nil

@@ -125,7 +125,8 @@ func (f *signInFailure) Error() string { return f.err.Error() }
 func (f *signInFailure) Unwrap() error { return f.err }
 
 // Handle signs the user in. Errors: ErrInvalidCredentials for an unknown login or a wrong
-// password (alike in body and time), ErrThrottled, domain.ErrUserNotActive, domain.ErrOTPRequired,
+// password (alike in body and time), ErrThrottled, domain.ErrUserNotActive,
+// domain.ErrLoginDisabled, domain.ErrOTPRequired,
 // auth.ErrOTPCodeInvalid and domain.ErrOTPReplayed. Every failure of a known user is recorded.
 func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, error) {
 	now := h.users.now()
@@ -182,6 +183,9 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 		}
 		if !u.IsActive() {
 			return change{}, &signInFailure{domain.LoginFailureNotActive, fmt.Errorf("%w: %s", domain.ErrUserNotActive, u.State())}
+		}
+		if u.LoginDisabled() {
+			return change{}, &signInFailure{domain.LoginFailureNotActive, domain.ErrLoginDisabled}
 		}
 		var step int64
 		if u.OTPEnabled() {

@@ -9,6 +9,7 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
 )
 
 func TestSignIn(t *testing.T) {
@@ -173,4 +174,28 @@ func TestSignInIdempotent(t *testing.T) {
 	cmd.Password = "wrong password!"
 	_, err = e.app.Commands.SignIn.Handle(t.Context(), cmd)
 	wantErr(t, "retry with a wrong password", err, commands.ErrInvalidCredentials)
+}
+
+// An administrator turned the user's sign-in off: the right password learns it, and open
+// sessions are no longer accepted even if the event that turned it off ended none.
+func TestSignInLoginDisabled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, commands.Config{})
+	uid := e.register(t, "off@example.com", "").Account.UID
+	s := e.signIn(t, "off@example.com", "")
+	n := len(e.events(t, uid))
+	if _, err := e.store.Append(t.Context(), eventstore.Append{
+		Stream: domain.UserStreamPrefix + uid, Expected: eventstore.Exactly(uint64(n)),
+		Events: []eventstore.NewEvent{{Type: domain.LoginDisabled{}.EventType(), SchemaVersion: 1, Data: []byte(`{}`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := e.isOpen(t, uid, s.SessionID); ok {
+		t.Error("session open while sign-in is disabled")
+	}
+	_, err := e.app.Commands.SignIn.Handle(t.Context(), commands.SignIn{Login: "off@example.com", Password: strongPassword})
+	wantErr(t, "sign-in disabled", err, domain.ErrLoginDisabled)
+	if got := types(e.events(t, uid)); got[len(got)-1] != "LoginFailed" {
+		t.Errorf("last event %s, want the failure recorded", got[len(got)-1])
+	}
 }
