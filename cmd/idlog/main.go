@@ -3,7 +3,9 @@
 //
 //	idlog serve     run the HTTP server
 //	idlog migrate   apply the SQL schema migrations
-//	idlog events    follow the events published to NATS (events tail)
+//	idlog projections  show the read models' status, or rebuild them without downtime
+//	idlog events    follow the events published to NATS (events tail), export or import the log
+//	idlog audit     seal the event log and verify that nothing was altered
 //	idlog users     create users (the first administrator: users create --role admin)
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
@@ -33,7 +35,9 @@ type command struct {
 var commands = []command{
 	serveCommand,
 	migrateCommand,
-	eventsCommand,
+	projectionsCommand,
+	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
+	auditCommand,
 	usersCommand,
 }
 
