@@ -42,6 +42,13 @@ type Commands struct {
 	CreditWallet             CreditWalletHandler
 	SpendFromWallet          SpendFromWalletHandler
 	WithdrawFromWallet       WithdrawFromWalletHandler
+	// Administrators' commands; each checks the role table (policy.go).
+	CreateUser      CreateUserHandler
+	ChangeUserState ChangeUserStateHandler
+	ChangeUserRole  ChangeUserRoleHandler
+	ResetUserOTP    ResetUserOTPHandler
+	SetUserLogin    SetUserLoginHandler
+	CloseAccount    CloseAccountHandler
 }
 
 // Defaults of CodesConfig.
@@ -117,9 +124,10 @@ func New(d Deps, c Config) (Application, error) {
 		return Application{}, err
 	}
 	queue := NewUserQueue()
+	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	return Application{
 		Commands: Commands{
-			RegisterUser:             NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet),
+			RegisterUser:             register,
 			RequestEmailVerification: NewRequestEmailVerificationHandler(users, d.Notifier, c.Codes),
 			VerifyEmail:              NewVerifyEmailHandler(users),
 			RequestPasswordReset:     NewRequestPasswordResetHandler(users, d.Notifier, c.Codes),
@@ -141,6 +149,12 @@ func New(d Deps, c Config) (Application, error) {
 			CreditWallet:             NewCreditWalletHandler(users, queue),
 			SpendFromWallet:          NewSpendFromWalletHandler(users, queue),
 			WithdrawFromWallet:       NewWithdrawFromWalletHandler(users, queue),
+			CreateUser:               NewCreateUserHandler(register),
+			ChangeUserState:          NewChangeUserStateHandler(users),
+			ChangeUserRole:           NewChangeUserRoleHandler(users),
+			ResetUserOTP:             NewResetUserOTPHandler(users),
+			SetUserLogin:             NewSetUserLoginHandler(users),
+			CloseAccount:             NewCloseAccountHandler(users),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),
