@@ -57,10 +57,16 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
+	accounts, err := newAccounts(cfg, log, store, bus.notifier, models)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
+	}
 	handler := api.NewServer(api.Options{
-		Logger:  log,
-		Metrics: metrics,
-		Views:   &api.Views{Activity: models.activity, Projections: models.runtime},
+		Logger:   log,
+		Metrics:  metrics,
+		Views:    &api.Views{Activity: models.activity, Projections: models.runtime},
+		Accounts: accounts,
+		Version:  version(),
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
 			{Name: "nats", Check: func(ctx context.Context) error { return cfg.RedactError(bus.check(ctx)) }},

@@ -75,12 +75,19 @@ func createUser(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	streams, err := cmds.NewUserStreams(store, keys, domain.NewEventRegistry(), cmds.StreamsConfig{})
+	var levels domain.Levels // the zero ladder is the default one
+	if cfg.Accounts.Levels != "" {
+		if levels, err = domain.ParseLevels(cfg.Accounts.Levels); err != nil {
+			return err
+		}
+	}
+	streams, err := cmds.NewUserStreams(store, keys, domain.NewEventRegistry(), cmds.StreamsConfig{Levels: levels})
 	if err != nil {
 		return err
 	}
 	// TrustEmail: no code is sent, so the notifier only logs.
-	register := cmds.NewRegisterUserHandler(streams, hasher, cmds.LogNotifier{Logger: log}, cmds.CodesConfig{}, cmds.WalletConfig{})
+	register := cmds.NewRegisterUserHandler(streams, hasher, cmds.LogNotifier{Logger: log}, cmds.CodesConfig{},
+		cmds.WalletConfig{SignupBonus: cfg.Accounts.SignupBonus})
 	res, err := register.Handle(ctx, cmds.RegisterUser{
 		Meta:  cmds.Meta{ActorUID: eventstore.ActorSystem, RequestID: "cli-users-create"},
 		Email: *email, Username: *username, Password: password, Role: role, TrustEmail: true,

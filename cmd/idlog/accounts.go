@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/auth"
+	cmds "github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/projections"
+)
+
+// newAccounts builds what the account routes need: the keys (made in the data directory on the
+// first start), the password hasher, the token signer and the command handlers, over the store,
+// the read models and the runtime that keeps them. notifier receives the one-shot codes.
+func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, notifier cmds.Notifier, m *readModels) (*api.Accounts, error) {
+	keys, ok := store.(eventstore.KeyOwners)
+	if !ok {
+		return nil, fmt.Errorf("the %s event store cannot find users by email (no KeyOwners)", cfg.EventStore())
+	}
+	signingKey, err := auth.LoadOrCreateSigningKey(cfg.SigningKeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("token signing key: %w", err)
+	}
+	secretKey, err := auth.LoadOrCreateKey(cfg.SecretKeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("secret sealing key: %w", err)
+	}
+	sealer, err := auth.NewSealer(secretKey)
+	if err != nil {
+		return nil, err
+	}
+	a := cfg.Accounts
+	signer, err := auth.NewSigner(signingKey, auth.SignerConfig{Issuer: a.TokenIssuer, Audience: a.TokenAudience, TTL: a.TokenTTL})
+	if err != nil {
+		return nil, err
+	}
+	hasher, err := auth.NewPasswordHasher(a.Argon2)
+	if err != nil {
+		return nil, err
+	}
+	var levels domain.Levels // the zero ladder is the default one
+	if a.Levels != "" {
+		if levels, err = domain.ParseLevels(a.Levels); err != nil {
+			return nil, err // config checked it already
+		}
+	}
+	app, err := cmds.New(cmds.Deps{
+		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
+		Notifier: cmds.LogNotifier{Logger: log, Next: notifier},
+	}, cmds.Config{
+		Streams: cmds.StreamsConfig{Levels: levels},
+		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
+		Codes:   cmds.CodesConfig{EmailTokenTTL: a.EmailTokenTTL, ResetTokenTTL: a.ResetTokenTTL, Logger: log},
+		SignIn: cmds.SignInConfig{
+			MaxFailures: orNever(a.SignInMaxFailures), Lockout: a.SignInLockout,
+			AddressMaxFailures: orNever(a.SignInAddressMaxFailures), AddressWindow: a.SignInAddressWindow,
+			Logger: log,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
+	return &api.Accounts{
+		App: app, Users: usersView{m.users}, Tokens: signer, Projections: m.runtime,
+		Labels: m.labels, Wallets: m.wallet,
+		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
+	}, nil
+}
+
+// orNever turns a configured 0 ("never") into the commands' negative "off" (their 0 is "default").
+func orNever(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// usersView serves the API's user lookups from the users read model.
+type usersView struct{ v *projections.UsersView }
+
+func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) {
+	x, err := u.v.ByUID(ctx, uid)
+	if errors.Is(err, projections.ErrNotFound) {
+		return api.UserView{}, api.ErrUserNotFound
+	}
+	if err != nil {
+		return api.UserView{}, err
+	}
+	return api.UserView{
+		UID: x.UID, Email: x.Email, Username: x.Username, Role: x.Role, State: x.State, Level: x.Level,
+		OTP: x.OTP, EmailVerified: x.EmailVerified, Data: x.Data, CreatedAt: x.CreatedAt, UpdatedAt: x.UpdatedAt,
+	}, nil
+}
+
+// version is the module version of the binary, or its VCS revision, or "dev".
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return s.Value[:12]
+		}
+	}
+	return "dev"
+}
