@@ -184,6 +184,7 @@ var activityEvents = []domain.Event{
 	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
 	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
 	domain.WalletCredited{}, domain.WalletDebited{},
+	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -293,6 +294,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicAccount, "change_role", stateData{From: ev.From.String(), To: ev.To.String()}
 	case domain.UserDeleted:
 		topic, action = TopicAccount, "delete"
+	case domain.LoginDisabled:
+		topic, action = TopicAccount, "disable_login"
+	case domain.LoginEnabled:
+		topic, action = TopicAccount, "enable_login"
+	case domain.AccountClosed:
+		topic, action = TopicAccount, "close"
 	case domain.PasswordChanged:
 		topic, action = TopicPassword, "change"
 	case domain.PasswordResetRequested:

@@ -159,7 +159,7 @@ func (v *LabelsView) Keys(ctx context.Context) ([]LabelCount, error) {
 // Name implements Projector.
 func (v *LabelsView) Name() string { return LabelsProjector }
 
-var labelEvents = []domain.Event{domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}}
+var labelEvents = []domain.Event{domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.AccountClosed{}}
 
 // Interest implements Projector. An event type this build does not know stops the projector: it
 // may change labels, and skipping it would leave them wrong for good.
@@ -200,6 +200,14 @@ func (v *LabelsView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 		case domain.LabelRemoved:
 			q = `DELETE FROM user_labels WHERE generation = ? AND uid = ? AND label_key = ? AND scope = ?`
 			args = []any{tx.Generation, string(uid), ev.Key, ev.Scope.String()}
+		case domain.AccountClosed:
+			// A closed account's labels leave with it, so Keys no longer counts them; any number of
+			// rows goes.
+			q := `DELETE FROM user_labels WHERE generation = ? AND uid = ?`
+			if _, err := tx.ExecContext(ctx, tx.Rebind(q), tx.Generation, string(uid)); err != nil {
+				return FailedAt(e, fmt.Errorf("delete labels of a closed account: %w", err))
+			}
+			continue
 		default:
 			continue
 		}

@@ -21,13 +21,16 @@ type User struct {
 	// Level is the one the user's private labels grant (LevelChanged).
 	Level              int
 	OTP, EmailVerified bool
-	Data               json.RawMessage // nil when the user has none
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// LoginDisabled: an administrator turned the user's sign-in off, beside the state.
+	LoginDisabled bool
+	Data          json.RawMessage // nil when the user has none
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // UsersView is the users read model: its projector (a Projector for the Runtime) and its
-// queries. Queries read the live generation. It is safe for concurrent use.
+// queries. Queries read the live generation. A closed account (AccountClosed) leaves it: its row
+// is deleted, and its email may come back as another user's. It is safe for concurrent use.
 type UsersView struct {
 	db  *sqlx.DB
 	d   dialect
@@ -52,7 +55,7 @@ const UsersProjector = "users"
 // usersLive selects the live generation of the users table.
 const usersLive = `(SELECT live FROM projection_generations WHERE name = 'users')`
 
-const userColumns = `uid, email, username, role, level, state, otp, data, email_verified, created_at, updated_at`
+const userColumns = `uid, email, username, role, level, state, otp, data, email_verified, created_at, updated_at, login_disabled`
 
 type userRow struct {
 	UID           string         `db:"uid"`
@@ -66,13 +69,14 @@ type userRow struct {
 	EmailVerified bool           `db:"email_verified"`
 	CreatedAt     sqlTime        `db:"created_at"`
 	UpdatedAt     sqlTime        `db:"updated_at"`
+	LoginDisabled bool           `db:"login_disabled"`
 	Total         int            `db:"total"` // count(*) OVER () in List, else 0
 }
 
 func (r userRow) user() User {
 	u := User{
 		UID: r.UID, Email: r.Email, Username: r.Username.String, Role: r.Role, State: r.State,
-		Level: r.Level, OTP: r.OTP, EmailVerified: r.EmailVerified,
+		Level: r.Level, OTP: r.OTP, EmailVerified: r.EmailVerified, LoginDisabled: r.LoginDisabled,
 		CreatedAt: r.CreatedAt.Time, UpdatedAt: r.UpdatedAt.Time,
 	}
 	if r.Data.Valid {
@@ -117,10 +121,11 @@ func (v *UsersView) one(ctx context.Context, column, value string) (User, error)
 // UserFilter narrows List. Zero fields do not filter; From and To bound created_at (From
 // included, To excluded). Page and Limit paginate (page 1, limit 100 by default; limit at most 100).
 type UserFilter struct {
-	UID, Email, Role, State string
-	Level                   *int
-	From, To                time.Time
-	Page, Limit             int
+	UID, Email, Username, Role, State string
+	Level                             *int
+	OTP                               *bool
+	From, To                          time.Time
+	Page, Limit                       int
 }
 
 // List returns a page of the users matching f, newest first, and how many match in all. A bad
@@ -142,6 +147,12 @@ func (v *UsersView) List(ctx context.Context, f UserFilter) (users []User, total
 	}
 	if f.Email != "" {
 		w.add("email = ?", strings.ToLower(strings.TrimSpace(f.Email)))
+	}
+	if f.Username != "" {
+		w.add("username = ?", strings.ToLower(strings.TrimSpace(f.Username)))
+	}
+	if f.OTP != nil {
+		w.add("otp = ?", *f.OTP)
 	}
 	if f.Role != "" {
 		if _, err := domain.ParseRole(f.Role); err != nil {
@@ -196,7 +207,7 @@ var usersEvents = []domain.Event{
 	domain.UserRegistered{}, domain.EmailVerified{}, domain.PasswordChanged{}, domain.PasswordReset{},
 	domain.EmailChanged{}, domain.UsernameChanged{}, domain.UserDataUpdated{}, domain.OTPEnabled{},
 	domain.OTPDisabled{}, domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
-	domain.LevelChanged{},
+	domain.LevelChanged{}, domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector: it
@@ -217,7 +228,8 @@ func eventTypes(events []domain.Event) []string {
 }
 
 // Apply implements Projector. It loads the batch's users once, applies the events in memory and
-// writes each changed user back with one multi-row upsert.
+// writes each changed user back with one multi-row upsert, then deletes the rows of the accounts
+// the batch closed.
 func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
 	type decoded struct {
 		e   eventstore.Event
@@ -262,7 +274,17 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 
 	var dirty []*userRow
 	isDirty := map[string]bool{}
+	var closed []string
 	for _, d := range batch {
+		if _, ok := d.de.(domain.AccountClosed); ok {
+			if state[d.uid] == nil {
+				return FailedAt(d.e, fmt.Errorf("user %s has no UserRegistered before this event", d.uid))
+			}
+			// Nothing follows a closure in a user's stream (the domain refuses it), so the row can go.
+			delete(state, d.uid)
+			closed = append(closed, d.uid)
+			continue
+		}
 		u := state[d.uid]
 		if reg, ok := d.de.(domain.UserRegistered); ok {
 			if u != nil {
@@ -287,7 +309,31 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 			dirty = append(dirty, u)
 		}
 	}
-	return v.upsert(ctx, tx, dirty)
+	live := dirty[:0]
+	for _, u := range dirty {
+		if state[u.UID] == u {
+			live = append(live, u)
+		}
+	}
+	if err := v.upsert(ctx, tx, live); err != nil {
+		return err
+	}
+	return v.remove(ctx, tx, closed)
+}
+
+// remove deletes the rows of closed accounts.
+func (v *UsersView) remove(ctx context.Context, tx *Tx, uids []string) error {
+	const chunk = 1000
+	for i := 0; i < len(uids); i += chunk {
+		q, args, err := sqlx.In(`DELETE FROM users WHERE generation = ? AND uid IN (?)`, tx.Generation, uids[i:min(i+chunk, len(uids))])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("delete closed users: %w", err)
+		}
+	}
+	return nil
 }
 
 // applyUser changes a user's row by one event, as domain.User does with its own state.
@@ -315,10 +361,14 @@ func applyUser(u *userRow, e domain.Event) {
 		u.Level = e.To
 	case domain.UserDeleted:
 		u.State = domain.StateDeleted.String()
+	case domain.LoginDisabled:
+		u.LoginDisabled = true
+	case domain.LoginEnabled:
+		u.LoginDisabled = false
 	}
 }
 
-const userWriteColumns = 12 // generation + the 11 of userColumns
+const userWriteColumns = 13 // generation + the 12 of userColumns
 
 func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
 	per := maxParams / userWriteColumns
@@ -327,12 +377,12 @@ func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
 		args := make([]any, 0, len(part)*userWriteColumns)
 		for _, u := range part {
 			args = append(args, tx.Generation, u.UID, u.Email, u.Username, u.Role, u.Level, u.State, u.OTP,
-				u.Data, u.EmailVerified, tx.TimeArg(u.CreatedAt.Time), tx.TimeArg(u.UpdatedAt.Time))
+				u.Data, u.EmailVerified, tx.TimeArg(u.CreatedAt.Time), tx.TimeArg(u.UpdatedAt.Time), u.LoginDisabled)
 		}
 		q := `INSERT INTO users (generation, ` + userColumns + `) VALUES ` + placeholders(len(part), userWriteColumns) + `
 			ON CONFLICT (generation, uid) DO UPDATE SET email = excluded.email, username = excluded.username,
 			role = excluded.role, level = excluded.level, state = excluded.state, otp = excluded.otp, data = excluded.data,
-			email_verified = excluded.email_verified, updated_at = excluded.updated_at`
+			email_verified = excluded.email_verified, updated_at = excluded.updated_at, login_disabled = excluded.login_disabled`
 		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("write users: %w", err)
 		}
