@@ -252,6 +252,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// outgoing is an event encoded for publishing.
+type outgoing struct {
+	pos      uint64
+	id, subj string
+	data     []byte
+}
+
 // inflight is a publish awaiting its acknowledgement.
 type inflight struct {
 	pos uint64
@@ -269,7 +276,9 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 		return false, r.opts.Client.Check(ctx)
 	}
 	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(2*r.opts.Window),
+		// The window: a publish waits (up to AckTimeout) while Window others await their
+		// acknowledgement. The client itself wakes it when an acknowledgement arrives.
+		jetstream.WithPublishAsyncMaxPending(r.opts.Window),
 		jetstream.WithPublishAsyncTimeout(r.opts.AckTimeout))
 	if err != nil {
 		return false, fmt.Errorf("eventbus: %w", err)
@@ -313,47 +322,69 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 	grace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, func() { stopAcks(nil) }) })
 	defer grace()
 
-	pending := make(chan inflight, r.opts.Window)
+	// Room for more than the window, so that the publisher never waits for the bookkeeping.
+	pending := make(chan inflight, 4*r.opts.Window)
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)
 		r.collect(acks, pending, fail)
 	}()
 
-	var prevID string
-	buf := make([]byte, 0, 1024)
-	for e, err := range r.opts.Store.Subscribe(sub, from, eventstore.Filter{}) {
-		if err != nil {
-			if sub.Err() == nil {
-				fail(fmt.Errorf("eventbus: read the event log after position %d: %w", from, err))
+	// Reading and encoding run ahead of publishing, so the store is read while the publisher
+	// waits for room in the window.
+	encoded := make(chan outgoing, r.opts.Window)
+	go func() {
+		defer close(encoded)
+		for e, err := range r.opts.Store.Subscribe(sub, from, eventstore.Filter{}) {
+			if err != nil {
+				if sub.Err() == nil {
+					fail(fmt.Errorf("eventbus: read the event log after position %d: %w", from, err))
+				}
+				return
 			}
-			break
+			o := outgoing{
+				pos:  e.GlobalPosition,
+				id:   e.ID.String(),
+				subj: Subject(e),
+				data: appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Source, e),
+			}
+			select {
+			case encoded <- o:
+			case <-sub.Done():
+				return
+			}
 		}
-		buf = appendCloudEvent(buf[:0], r.opts.Source, e)
-		id := e.ID.String()
+	}()
+
+	stallWait := jetstream.WithStallWait(r.opts.AckTimeout)
+	var prevID string
+	for o := range encoded {
 		msg := &nats.Msg{
-			Subject: Subject(e),
-			Data:    append([]byte(nil), buf...), // kept by the client until acknowledged
-			Header:  nats.Header{headerMsgID: {id}, headerExpectedStream: {EventsStream}},
+			Subject: o.subj,
+			Data:    o.data,
+			Header:  nats.Header{headerMsgID: {o.id}, headerExpectedStream: {EventsStream}},
 		}
 		// Chained to the previous message of this run: if that one is lost, this one is
 		// refused too, and the run starts over before anything can be stored out of order.
 		if prevID != "" {
 			msg.Header[headerExpectedLastID] = []string{prevID}
 		}
-		ack, err := js.PublishMsgAsync(msg)
+		ack, err := js.PublishMsgAsync(msg, stallWait)
 		if err != nil {
-			fail(fmt.Errorf("eventbus: publish event at position %d: %w", e.GlobalPosition, err))
+			fail(fmt.Errorf("eventbus: publish event at position %d: %w", o.pos, err))
 			break
 		}
-		prevID = id
+		prevID = o.id
 		select {
-		case pending <- inflight{pos: e.GlobalPosition, ack: ack}:
+		case pending <- inflight{pos: o.pos, ack: ack}:
 		case <-sub.Done():
 		}
 		if sub.Err() != nil {
 			break
 		}
+	}
+	stopSub(nil) // the reader may be blocked on a full channel
+	for range encoded {
 	}
 	close(pending)
 	<-collected
@@ -422,6 +453,15 @@ func (r *Relay) startPosition(ctx context.Context, stream jetstream.Stream) (uin
 	if err != nil || lastPos <= from {
 		return from, nil
 	}
+	// Only an event of this very log counts: a stream kept across a fresh database holds
+	// positions that mean nothing here.
+	if ours, err := r.holds(cctx, lastPos, last.Header.Get(headerMsgID)); err != nil || !ours {
+		if err == nil {
+			r.log.Warn("event relay: the stream's last message is no event of this event log; publishing from the checkpoint",
+				"stream", info.Config.Name, "stream_position", lastPos, "checkpoint", from)
+		}
+		return from, err
+	}
 	// The ids of a run are all published within moments of its last message, so its age tells
 	// whether JetStream still remembers them.
 	if age := time.Since(last.Time); age >= info.Config.Duplicates*3/4 {
@@ -430,6 +470,17 @@ func (r *Relay) startPosition(ctx context.Context, stream jetstream.Stream) (uin
 		return lastPos, nil
 	}
 	return from, nil
+}
+
+// holds reports whether the event at pos in the store has this id.
+func (r *Relay) holds(ctx context.Context, pos uint64, id string) (bool, error) {
+	for e, err := range r.opts.Store.ReadAll(ctx, pos-1, eventstore.Filter{}) {
+		if err != nil {
+			return false, fmt.Errorf("eventbus: read the event at position %d: %w", pos, err)
+		}
+		return e.GlobalPosition == pos && e.ID.String() == id, nil
+	}
+	return false, nil
 }
 
 // saveCheckpoints saves the position whenever it moved, every CheckpointInterval, until ctx
@@ -464,6 +515,12 @@ func (r *Relay) measureLag(ctx context.Context) {
 	t := time.NewTicker(r.opts.LagInterval)
 	defer t.Stop()
 	for {
+		// After an interval, not at once: a relay starting behind reads its backlog first.
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		var (
 			n      int
 			oldest time.Time
@@ -493,11 +550,6 @@ func (r *Relay) measureLag(ctx context.Context) {
 				r.lagSeconds = max(0, time.Since(oldest).Seconds())
 			}
 			r.mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }

@@ -380,3 +380,35 @@ func gather(t *testing.T, r *eventbus.Relay) map[string]float64 {
 	}
 	return out
 }
+
+// A stream kept while the event store starts afresh holds positions of another log: the relay
+// publishes the new log from its start, skipping nothing.
+func TestRelayDoesNotSkipForAnotherLogsPositions(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, t.TempDir(), 0)
+	nc := connect(t, srv.ClientURL())
+	old := openSQLite(t)
+	appendUsers(t, old, 20)
+	o := relayOptions(old, newClient(t, srv.ClientURL(), nil))
+	o.DuplicateWindow = time.Second
+	_, stop := runRelay(t, o)
+	waitFor(t, 10*time.Second, "the old log in the stream", func() bool { return streamCount(t, nc) == 20 })
+	stop()
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window
+
+	fresh := openSQLite(t)
+	events := appendUsers(t, fresh, 25) // past the old log's last position
+	o = relayOptions(fresh, newClient(t, srv.ClientURL(), nil))
+	o.DuplicateWindow = time.Second
+	r, _ := runRelay(t, o)
+	waitFor(t, 10*time.Second, "the fresh log in the stream", func() bool { return r.Status().Position == events[24].GlobalPosition })
+	msgs := streamMessages(t, nc)
+	if len(msgs) != 45 {
+		t.Fatalf("the stream holds %d messages, want the old 20 and the fresh 25", len(msgs))
+	}
+	for i, e := range events {
+		if got := msgs[20+i].Event.ID; got != e.ID.String() {
+			t.Errorf("message %d is %s, want the fresh log's event %s", 20+i, got, e.ID)
+		}
+	}
+}

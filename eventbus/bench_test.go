@@ -1,0 +1,296 @@
+package eventbus_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
+)
+
+// benchEvents is how many events one throughput run relays.
+const benchEvents = 20000
+
+// benchWindow bounds the publishes awaiting acknowledgement, for the relay and the baseline alike.
+const benchWindow = 256
+
+// BenchmarkRelayThroughput relays benchEvents stored events into a local JetStream stream on file
+// storage, and, in the same iteration, publishes the very same messages (body, subject, headers)
+// straight from memory with async publishes under the same window: the raw baseline. The relay
+// also reads the events from the store and encodes them. Metrics: events/s of each and their
+// ratio.
+//
+//	go test -run '^$' -bench RelayThroughput -benchtime 3x ./eventbus/
+func BenchmarkRelayThroughput(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			s := be.open(b)
+			events := fillStore(b, s, benchEvents)
+			srv := startServer(b, b.TempDir(), 0)
+			nc := connect(b, srv.ClientURL())
+			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(benchWindow))
+			if err != nil {
+				b.Fatal(err)
+			}
+			client := newClient(b, srv.ClientURL(), nil)
+			last := events[len(events)-1].GlobalPosition
+
+			// Wall time, and the process's CPU time (the server runs in it too): on a shared machine
+			// the CPU time per event is the steadier figure.
+			var raw, relayed, rawCPU, relayCPU time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				b.StopTimer()
+				msgs := rawMessages(events)
+				resetStream(b, js, "RAW", "raw.>")
+				resetStream(b, js, eventbus.EventsStream, eventbus.EventsSubjects)
+				b.StartTimer()
+
+				c0 := cpuTime(b)
+				raw += publishRaw(b, js, msgs)
+				c1 := cpuTime(b)
+				rawCPU += c1 - c0
+
+				o := relayOptions(s, client)
+				o.CheckpointName = fmt.Sprintf("bench-%d", i)
+				o.CheckpointInterval = 100 * time.Millisecond
+				o.LagInterval = time.Minute
+				o.Window = benchWindow
+				r, err := eventbus.NewRelay(o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				begin := time.Now()
+				go func() { done <- r.Run(ctx) }()
+				for r.Status().Position != last {
+					time.Sleep(time.Millisecond)
+				}
+				relayed += time.Since(begin)
+				relayCPU += cpuTime(b) - c1
+				b.StopTimer()
+				cancel()
+				<-done
+				if st := r.Status(); st.Published != uint64(len(events)) {
+					b.Fatalf("relay published %d, want %d", st.Published, len(events))
+				}
+				b.StartTimer()
+			}
+			rawRate := float64(i*len(events)) / raw.Seconds()
+			relayRate := float64(i*len(events)) / relayed.Seconds()
+			b.ReportMetric(rawRate, "raw-events/s")
+			b.ReportMetric(relayRate, "relay-events/s")
+			b.ReportMetric(100*relayRate/rawRate, "relay/raw-%")
+			n := float64(i * len(events))
+			b.ReportMetric(float64(rawCPU.Microseconds())/n, "raw-cpu-µs/event")
+			b.ReportMetric(float64(relayCPU.Microseconds())/n, "relay-cpu-µs/event")
+		})
+	}
+}
+
+// fillStore appends n events, ten per user.
+func fillStore(b *testing.B, s eventstore.Store, n int) []eventstore.Event {
+	b.Helper()
+	for u := 0; u < n/10; u++ {
+		evs := make([]eventstore.NewEvent, 10)
+		for j := range evs {
+			evs[j] = eventstore.NewEvent{Type: "UserDataUpdated", SchemaVersion: 1,
+				Data:     json.RawMessage(fmt.Sprintf(`{"data":{"language":"en","n":%d}}`, j)),
+				Metadata: eventstore.Metadata{ActorUID: fmt.Sprintf("ID%010X", u), CorrelationID: uuid.NewString()}}
+		}
+		evs[0] = eventstore.NewEvent{Type: "UserRegistered", SchemaVersion: 1,
+			Data: json.RawMessage(fmt.Sprintf(`{"uid":"ID%010X","email":"user%d@example.com","password_hash":"$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA","role":"member"}`, u, u))}
+		if _, err := s.Append(context.Background(), eventstore.Append{Stream: fmt.Sprintf("user-ID%010X", u), Expected: eventstore.NoStream, Events: evs}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return storedEvents(b, s)
+}
+
+// rawMessages are the relay's messages for events, on raw.> instead of idlog.events.>.
+func rawMessages(events []eventstore.Event) []*nats.Msg {
+	out := make([]*nats.Msg, len(events))
+	for i, e := range events {
+		m := &nats.Msg{
+			Subject: "raw." + eventbus.Subject(e),
+			Data:    eventbus.ExportAppendCloudEvent(nil, eventbus.DefaultSource, e),
+			Header:  nats.Header{"Nats-Msg-Id": {e.ID.String()}, "Nats-Expected-Stream": {"RAW"}},
+		}
+		if i > 0 {
+			m.Header["Nats-Expected-Last-Msg-Id"] = []string{events[i-1].ID.String()}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// resetStream deletes the stream and makes it anew, configured as the relay configures
+// IDLOG_EVENTS.
+func resetStream(b *testing.B, js jetstream.JetStream, name, subjects string) {
+	b.Helper()
+	ctx := context.Background()
+	if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: []string{subjects}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+		Discard: jetstream.DiscardOld, MaxMsgs: -1, MaxBytes: -1, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// publishRaw publishes msgs with async publishes and waits for every acknowledgement.
+func publishRaw(b *testing.B, js jetstream.JetStream, msgs []*nats.Msg) time.Duration {
+	b.Helper()
+	begin := time.Now()
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures[i] = f
+	}
+	<-js.PublishAsyncComplete()
+	took := time.Since(begin)
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatalf("raw publish: %v", err)
+		}
+	}
+	return took
+}
+
+// BenchmarkEndToEndLatency appends 1,000 events a second for 3 seconds, each a new user, while
+// the relay runs and a JetStream consumer reads IDLOG_EVENTS, and reports the time from the
+// start of each append to the consumer's receipt of its message.
+//
+//	go test -run '^$' -bench EndToEndLatency -benchtime 1x ./eventbus/
+func BenchmarkEndToEndLatency(b *testing.B) {
+	const (
+		rate     = 1000
+		duration = 3 * time.Second
+		total    = int(rate * duration / time.Second)
+	)
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			s := be.open(b)
+			srv := startServer(b, b.TempDir(), 0)
+			client := newClient(b, srv.ClientURL(), nil)
+			var all []time.Duration
+			for b.Loop() {
+				_, stop := runRelay(b, relayOptions(s, client))
+				probe := connect(b, srv.ClientURL())
+				waitFor(b, 10*time.Second, "the stream", func() bool { return streamExists(probe) })
+
+				var (
+					mu   sync.Mutex
+					sent = make(map[string]time.Time, total)
+					lat  = make([]time.Duration, 0, total)
+					got  = make(chan struct{})
+					n    atomic.Int64
+				)
+				js, err := jetstream.New(connect(b, srv.ClientURL()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				cons, err := js.OrderedConsumer(context.Background(), eventbus.EventsStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+				if err != nil {
+					b.Fatal(err)
+				}
+				cc, err := cons.Consume(func(m jetstream.Msg) {
+					at := time.Now()
+					var ce struct{ ID string }
+					json.Unmarshal(m.Data(), &ce)
+					mu.Lock()
+					if t0, ok := sent[ce.ID]; ok {
+						lat = append(lat, at.Sub(t0))
+					}
+					mu.Unlock()
+					if n.Add(1) == int64(total) {
+						close(got)
+					}
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+
+				ids := make([]uuid.UUID, total)
+				for i := range ids {
+					ids[i] = uuid.Must(uuid.NewV7())
+				}
+				start := time.Now()
+				var wg sync.WaitGroup
+				for i := range total {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						id := ids[i]
+						mu.Lock()
+						sent[id.String()] = time.Now()
+						mu.Unlock()
+						if _, err := s.Append(context.Background(), eventstore.Append{
+							Stream: "user-" + id.String(), Expected: eventstore.NoStream,
+							Events: []eventstore.NewEvent{{ID: id, Type: "UserRegistered", SchemaVersion: 1, Data: json.RawMessage(`{"email":"a@example.com","role":"member"}`)}},
+						}); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+				select {
+				case <-got:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("the consumer got %d of %d events", n.Load(), total)
+				}
+				cc.Stop()
+				stop()
+				b.ReportMetric(float64(total)/time.Since(start).Seconds(), "appends/s")
+				mu.Lock()
+				all = append(all, lat...)
+				mu.Unlock()
+			}
+			slices.Sort(all)
+			pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(pct(0.5), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+			b.ReportMetric(pct(1), "max-ms")
+		})
+	}
+}
+
+// cpuTime is the CPU time the process used so far, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func streamExists(nc *nats.Conn) bool {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	_, err = js.Stream(context.Background(), eventbus.EventsStream)
+	return err == nil
+}
