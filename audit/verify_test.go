@@ -123,6 +123,10 @@ func TestVerifyNamesTampering(t *testing.T) {
 				migrations.Postgres: "now())", migrations.SQLite: "0)"}[e.dialect], int64(pos), id.String())
 			return id
 		}, audit.KindInserted, 9},
+		{"ledger row deleted", func(t *testing.T, e *env, log []eventstore.Event) uuid.UUID {
+			e.exec(t, `DELETE FROM audit_events WHERE ordinal = 6`)
+			return log[5].ID
+		}, audit.KindLedger, 6},
 		{"event id changed", func(t *testing.T, e *env, log []eventstore.Event) uuid.UUID {
 			id := uuid.New()
 			e.exec(t, `UPDATE events SET event_id = ? WHERE event_id = ?`, id.String(), log[11].ID.String())
