@@ -222,7 +222,7 @@ func (u *User) AddLabel(by ActorKind, l Label) ([]Event, error) {
 	if _, ok := u.labels[labelID{l.Key, l.Scope}]; ok {
 		return nil, fmt.Errorf("%w: %s (%s)", ErrLabelExists, l.Key, l.Scope)
 	}
-	return u.recordLabel(LabelAdded{Key: l.Key, Value: l.Value, Scope: l.Scope, Description: l.Description}), nil
+	return u.recordLabel(LabelAdded(l)), nil
 }
 
 // UpdateLabel gives the label (l.Key, l.Scope) the value l.Value, and the description
