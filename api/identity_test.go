@@ -257,3 +257,18 @@ func TestPublicRoutes(t *testing.T) {
 	}
 	s.get("/api/v2/resource/nope", "").want(t, http.StatusNotFound, "route.not_found")
 }
+
+// A new TOTP secret is never replayed: a retry with the same key makes another one.
+func TestGenerateQRCodeIgnoresIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "sqlite", serverOptions{})
+	s.signUp(t, "qr@example.com", "")
+	token := s.signIn(t, "qr@example.com", "")
+	gen := request{method: http.MethodPost, path: "/api/v2/resource/otp/generate_qrcode", token: token, header: http.Header{"Idempotency-Key": {"qr-1"}}}
+	var a, b struct{ URL string }
+	s.do(gen).want(t, http.StatusCreated).json(t, &a)
+	s.do(gen).want(t, http.StatusCreated).json(t, &b)
+	if a.URL == "" || b.URL == "" || a.URL == b.URL {
+		t.Errorf("two generations gave %q and %q, want two different secrets", a.URL, b.URL)
+	}
+}

@@ -119,7 +119,9 @@ type otpSecretJSON struct {
 
 func (a *accountRoutes) generateOTP(w http.ResponseWriter, r *http.Request) {
 	c, _ := CallerFrom(r.Context())
-	res, err := a.App.Commands.GenerateOTPSecret.Handle(r.Context(), commands.GenerateOTPSecret{Meta: a.meta(r), UID: uidOf(c)})
+	meta := a.meta(r)
+	meta.IdempotencyKey = "" // a replay could not show the secret again: a retry makes a new one
+	res, err := a.App.Commands.GenerateOTPSecret.Handle(r.Context(), commands.GenerateOTPSecret{Meta: meta, UID: uidOf(c)})
 	if err != nil {
 		a.fail(w, r, scopeResourceOTP, err)
 		return
