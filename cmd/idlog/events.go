@@ -12,7 +12,7 @@ import (
 	"github.com/idlog/idlog/internal/config"
 )
 
-var eventsCommand = command{name: "events", summary: "follow the events published to NATS (events tail)", run: events}
+var eventsCommand = command{name: "events", summary: "follow the events on NATS (events tail); export or import the log", run: events}
 
 func events(ctx context.Context, env *environment, args []string) error {
 	if len(args) > 0 && args[0] == "tail" {
