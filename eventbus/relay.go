@@ -122,6 +122,8 @@ type Relay struct {
 	log  *slog.Logger
 
 	running    atomic.Bool
+	js         jetstream.JetStream // used by Run's goroutine only
+	jsConn     *nats.Conn
 	position   atomic.Uint64 // acknowledged, with everything below it
 	published  atomic.Uint64 // stored by JetStream
 	duplicates atomic.Uint64 // dropped by JetStream as already stored
@@ -275,14 +277,19 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 	if !nc.IsConnected() {
 		return false, r.opts.Client.Check(ctx)
 	}
-	js, err := jetstream.New(nc,
-		// The window: a publish waits (up to AckTimeout) while Window others await their
-		// acknowledgement. The client itself wakes it when an acknowledgement arrives.
-		jetstream.WithPublishAsyncMaxPending(r.opts.Window),
-		jetstream.WithPublishAsyncTimeout(r.opts.AckTimeout))
-	if err != nil {
-		return false, fmt.Errorf("eventbus: %w", err)
+	// One JetStream handle per connection: each holds a reply subscription for acknowledgements.
+	if r.js == nil || r.jsConn != nc {
+		js, err := jetstream.New(nc,
+			// The window: a publish waits (up to AckTimeout) while Window others await their
+			// acknowledgement. The client itself wakes it when an acknowledgement arrives.
+			jetstream.WithPublishAsyncMaxPending(r.opts.Window),
+			jetstream.WithPublishAsyncTimeout(r.opts.AckTimeout))
+		if err != nil {
+			return false, fmt.Errorf("eventbus: %w", err)
+		}
+		r.js, r.jsConn = js, nc
 	}
+	js := r.js
 	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "idlog's event log, in global order; one CloudEvents JSON message per event",
