@@ -46,6 +46,9 @@ type Accounts struct {
 	// Wallets, when set, serves the wallet routes (/api/v2/resource/wallet, /api/v2/admin/wallets)
 	// and adds the balances to GET /users/me.
 	Wallets Wallets
+	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
+	// see admin_users.go.
+	Admin *AdminUsers
 	// TrustForwardedFor takes the client address from the last X-Forwarded-For entry, as set by
 	// a proxy in front. Without a proxy it must stay off: clients could pick their address and
 	// dodge the sign-in throttle.
@@ -124,6 +127,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.Wallets != nil {
 		a.registerWallet(r, res)
+	}
+	if a.Admin != nil {
+		a.registerAdminUsers(r)
 	}
 }
 

@@ -180,8 +180,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 
 	users := projections.NewUsersView(db, dialect)
 	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)
+	activity := projections.NewActivityView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, projections.NewActivityView(db, dialect), labels, wallets)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +226,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
+		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 	}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
 }

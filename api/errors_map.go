@@ -13,6 +13,7 @@ import (
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/projections"
 )
 
 // The one place where errors of domain, auth and commands become HTTP statuses and stable error
@@ -47,6 +48,11 @@ var errorRules = []errorRule{
 	{scopeIdentitySession, auth.ErrOTPCodeInvalid, http.StatusForbidden, "identity.session.invalid_otp"},
 	{scopeIdentitySession, domain.ErrOTPReplayed, http.StatusForbidden, "identity.session.invalid_otp"},
 
+	// Barong's admin code for a user that is not there (or closed for good).
+	{scopeAdminUser, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
+	{scopeAdminUser, projections.ErrNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
+	{scopeAdminUser, domain.ErrAccountClosed, http.StatusNotFound, "admin.user.doesnt_exist"},
+
 	{"", commands.ErrThrottled, http.StatusTooManyRequests, ".too_many_attempts"},
 	{"", commands.ErrEmailTaken, http.StatusConflict, ".email_taken"},
 	{"", commands.ErrUsernameTaken, http.StatusConflict, ".username_taken"},
@@ -56,6 +62,10 @@ var errorRules = []errorRule{
 	{"", domain.ErrEmailInvalid, http.StatusUnprocessableEntity, ".invalid_email"},
 	{"", domain.ErrUsernameInvalid, http.StatusUnprocessableEntity, ".invalid_username"},
 	{"", domain.ErrRefIDInvalid, http.StatusUnprocessableEntity, ".invalid_referral_format"},
+	// After ErrRefIDInvalid, which wraps it: a user id an administrator typed.
+	{"", domain.ErrUserIDInvalid, http.StatusUnprocessableEntity, ".invalid_uid"},
+	{"", domain.ErrRoleInvalid, http.StatusUnprocessableEntity, ".invalid_role"},
+	{"", domain.ErrStateInvalid, http.StatusUnprocessableEntity, ".invalid_state"},
 	{"", commands.ErrReferrerNotFound, http.StatusUnprocessableEntity, ".referral_doesnt_exist"},
 	{"", domain.ErrDataInvalid, http.StatusUnprocessableEntity, ".invalid_data"},
 	{"", auth.ErrWeakPassword, http.StatusUnprocessableEntity, ".weak_password"},
@@ -94,6 +104,11 @@ var errorRules = []errorRule{
 	{"", domain.ErrSessionNotFound, http.StatusUnauthorized, "authz.invalid_session"},
 	{"", commands.ErrUserNotFound, http.StatusNotFound, "record.not_found"},
 	{"", ErrUserNotFound, http.StatusNotFound, "record.not_found"},
+	{"", projections.ErrNotFound, http.StatusNotFound, "record.not_found"},
+	// Closed for good: to the API the account is gone, as the read models say.
+	{"", domain.ErrAccountClosed, http.StatusNotFound, "record.not_found"},
+	// The role table (commands.Permits) or the rules of who acts on whom refused it.
+	{"", commands.ErrNotPermitted, http.StatusForbidden, "admin.ability.not_permitted"},
 
 	{"", errBodyTooLarge, http.StatusRequestEntityTooLarge, "request.body_too_large"},
 	{"", errMalformedBody, http.StatusBadRequest, "request.malformed_body"},

@@ -40,6 +40,9 @@ var (
 	AbilityDeleteUsers = Ability{"delete_users"}
 	// AbilityReadActivity: everyone's activity log (GET /admin/activities...).
 	AbilityReadActivity = Ability{"read_activity"}
+	// AbilityReadEvents: the event log itself and users as they were (GET /admin/events...,
+	// /admin/users/{uid}/events, /admin/users/{uid}?as_of=, /admin/audit/verify).
+	AbilityReadEvents = Ability{"read_events"}
 	// AbilityReadProjections: the read models' status (GET /admin/projections).
 	AbilityReadProjections = Ability{"read_projections"}
 	// AbilityReadLabels and AbilityWriteLabels: every user's labels (/admin/users/labels...).
@@ -61,6 +64,7 @@ var abilities = map[Ability][]domain.Role{
 	AbilityChangeUserRole:  {domain.RoleSuperAdmin, domain.RoleAdmin},
 	AbilityDeleteUsers:     {domain.RoleSuperAdmin, domain.RoleAdmin},
 	AbilityReadActivity:    {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
+	AbilityReadEvents:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAuditor},
 	AbilityReadProjections: {domain.RoleSuperAdmin, domain.RoleAdmin},
 	AbilityReadLabels:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
 	AbilityWriteLabels:     {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
@@ -71,7 +75,7 @@ var abilities = map[Ability][]domain.Role{
 func Abilities() []Ability {
 	return []Ability{
 		AbilityReadUsers, AbilityReadMetrics, AbilityCreateUsers, AbilityChangeUserState, AbilityResetUserOTP,
-		AbilityChangeUserRole, AbilityDeleteUsers, AbilityReadActivity, AbilityReadProjections,
+		AbilityChangeUserRole, AbilityDeleteUsers, AbilityReadActivity, AbilityReadEvents, AbilityReadProjections,
 		AbilityReadLabels, AbilityWriteLabels, AbilityCreditWallets,
 	}
 }
