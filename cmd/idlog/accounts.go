@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 
 	"github.com/idlog/idlog/api"
@@ -71,6 +72,11 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	return &api.Accounts{
 		App: app, Users: usersView{m.users}, Tokens: signer, Projections: m.runtime,
 		Labels: m.labels, Wallets: m.wallet,
+		Admin: &api.AdminUsers{
+			Users: m.users, Activity: m.activity, Metrics: m.activity,
+			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.
+			UserAsOf: func(current http.Handler) http.Handler { return api.AdminUserAsOfHandler(store, nil, log, current) },
+		},
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
 	}, nil
 }
