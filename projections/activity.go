@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -216,6 +217,27 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		if ok {
 			rows = append(rows, row)
 		}
+	}
+	if tx.Dialect() == migrations.Postgres && len(rows) > 0 {
+		// One array per column, as in UsersView.upsert.
+		n := len(rows)
+		id, created := make([]int64, n), make([]int64, n)
+		uid, target, topic, action, result, ip, agent, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		for i, a := range rows {
+			id[i], created[i] = a.ID, a.CreatedAt.UnixMicro()
+			uid[i], target[i], topic[i], action[i], result[i], ip[i], agent[i], data[i] = a.UID, a.TargetUID.String, a.Topic, a.Action, a.Result, a.UserIP, a.UserAgent, a.Data.String
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO activity (generation, `+activityColumns+`)
+			SELECT $1, x.id, x.uid, NULLIF(x.target, ''), x.topic, x.action, x.result, x.ip, x.agent, NULLIF(x.data, ''),
+				timestamptz 'epoch' + x.created * interval '1 microsecond'
+			FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+				AS x(id, uid, target, topic, action, result, ip, agent, data, created)`,
+			tx.Generation, pq.Array(id), pq.Array(uid), pq.Array(target), pq.Array(topic), pq.Array(action), pq.Array(result),
+			pq.Array(ip), pq.Array(agent), pq.Array(data), pq.Array(created))
+		if err != nil {
+			return fmt.Errorf("write activity: %w", err)
+		}
+		return nil
 	}
 	const cols = 11
 	per := maxParams / cols

@@ -3,8 +3,12 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/idlog/idlog/eventstore"
@@ -15,34 +19,121 @@ import (
 // table is dropped in short transactions that never hold the write lock for long.
 const dropChunk = 5000
 
-// Rebuild rebuilds the named projector's read model from position 0 into a new generation beside
-// the live one, and swaps it in once it has reached the live one's checkpoint; queries read the
-// live generation throughout. It returns after the swap and the removal of the retired rows.
+// Rebuild rebuilds the named projectors' read models from position 0, each into a new generation
+// beside the live one, and swaps each in once it has reached the live one's checkpoint; queries
+// read the live generations throughout. It returns after the swaps and the removal of the retired
+// rows, with the errors of the projectors that could not be rebuilt (the others are).
 //
-// It may run in another process than the one running the projector live (`idlog projections
-// rebuild` beside `idlog serve`): they meet in the database. The live runner keeps writing its
-// generation until the swap, then goes on in the new one from the new one's checkpoint. A rebuild
-// started while another one of the same projector runs supersedes it (ErrSuperseded there). A
-// failing event ends the rebuild with its error; the live generation stays as it was.
-func (r *Runtime) Rebuild(ctx context.Context, name string) error {
-	rn := r.byName[name]
-	if rn == nil {
-		return fmt.Errorf("%w: %q", ErrUnknownProjector, name)
+// The projectors' first catch-up shares one read of the log, so rebuilding all of them costs one
+// pass over it. Rebuild may run in another process than the one running the projectors live
+// (`idlog projections rebuild` beside `idlog serve`): they meet in the database. A live runner
+// keeps writing its generation until the swap, then goes on in the new one from the new one's
+// checkpoint. A rebuild started while another one of the same projector runs supersedes it
+// (ErrSuperseded there). A failing event ends that projector's rebuild with its error; its live
+// generation stays as it was.
+func (r *Runtime) Rebuild(ctx context.Context, names ...string) error {
+	if len(names) == 0 {
+		return fmt.Errorf("%w: no projector named", ErrUnknownProjector)
 	}
-	log := r.o.Logger.With("projector", name)
-	if _, _, err := r.ensure(ctx, name); err != nil {
-		return err
+	var builds []*build
+	for _, name := range names {
+		rn := r.byName[name]
+		if rn == nil {
+			return fmt.Errorf("%w: %q", ErrUnknownProjector, name)
+		}
+		if slices.ContainsFunc(builds, func(b *build) bool { return b.rn == rn }) {
+			continue
+		}
+		builds = append(builds, &build{rn: rn, log: r.o.Logger.With("projector", name),
+			first: make(chan item, r.o.BatchSize), quit: make(chan struct{})})
 	}
-	gen, err := r.startBuild(ctx, name)
-	if err != nil {
-		return err
-	}
-	log.Info("rebuild started", "generation", gen)
-	if err := r.dropRetired(ctx, rn); err != nil {
-		return err
+	for _, b := range builds {
+		if _, _, err := r.ensure(ctx, b.rn.name); err != nil {
+			return err
+		}
+		gen, err := r.startBuild(ctx, b.rn.name)
+		if err != nil {
+			return err
+		}
+		b.gen = gen
+		b.log.Info("rebuild started", "generation", gen)
+		if err := r.dropRetired(ctx, b.rn); err != nil {
+			return err
+		}
 	}
 
-	source := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.readForBuilds(rctx, builds)
+	errs := make([]error, len(builds))
+	var wg sync.WaitGroup
+	for i, b := range builds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(b.quit)
+			if err := r.rebuild(ctx, b); err != nil {
+				errs[i] = fmt.Errorf("projections: rebuild %s (generation %d): %w", b.rn.name, b.gen, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// build is one projector's rebuild.
+type build struct {
+	rn    *runner
+	gen   int64
+	log   *slog.Logger
+	first chan item     // the shared read of the log, for the first catch-up
+	quit  chan struct{} // closed when the build ends, so the shared read stops feeding it
+}
+
+// readForBuilds reads the log once and hands every event to every build still running.
+func (r *Runtime) readForBuilds(ctx context.Context, builds []*build) {
+	defer func() {
+		for _, b := range builds {
+			close(b.first)
+		}
+	}()
+	running := slices.Clone(builds)
+	for e, err := range r.o.Store.ReadAll(ctx, 0, eventstore.Filter{}) {
+		for i := 0; i < len(running); i++ {
+			select {
+			case running[i].first <- item{e, err}:
+			case <-running[i].quit:
+				running = slices.Delete(running, i, i+1)
+				i--
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil || len(running) == 0 {
+			return
+		}
+	}
+}
+
+// rebuild runs one build: the first catch-up from the shared read, then rounds of its own reads
+// until the swap.
+func (r *Runtime) rebuild(ctx context.Context, b *build) error {
+	shared := func(ctx context.Context, _ uint64) iter.Seq2[eventstore.Event, error] {
+		return func(yield func(eventstore.Event, error) bool) {
+			for {
+				select {
+				case it, ok := <-b.first:
+					if !ok || !yield(it.e, it.err) || it.err != nil {
+						return
+					}
+				case <-ctx.Done():
+					yield(eventstore.Event{}, ctx.Err())
+					return
+				}
+			}
+		}
+	}
+	own := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
 		return r.o.Store.ReadAll(ctx, after, eventstore.Filter{})
 	}
 	started, lastLog, events := time.Now(), time.Now(), 0
@@ -50,35 +141,38 @@ func (r *Runtime) Rebuild(ctx context.Context, name string) error {
 		events += n
 		if time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
-			log.Info("rebuilding", "generation", gen, "position", pos, "events", events,
+			b.log.Info("rebuilding", "generation", b.gen, "position", pos, "events", events,
 				"events_per_second", int(float64(events)/time.Since(started).Seconds()))
 		}
 	}
 	var pos uint64
+	source := shared
 	for {
 		// Catch up with the log as it is now, then try to swap; the live generation may have moved
 		// on meanwhile, and then the next round reads what it has seen.
-		p, _, err := r.follow(ctx, rn, gen, pos, roleBuild, source, onCommit)
+		p, _, err := r.follow(ctx, b.rn, b.gen, pos, roleBuild, source, onCommit)
 		pos = p
 		if err != nil {
-			return fmt.Errorf("projections: rebuild %s (generation %d): %w", name, gen, err)
+			return err
 		}
-		swapped, err := r.trySwap(ctx, name, gen, pos)
+		source = own
+		swapped, err := r.trySwap(ctx, b.rn.name, b.gen, pos)
 		if err != nil {
-			return fmt.Errorf("projections: rebuild %s (generation %d): %w", name, gen, err)
+			return err
 		}
 		if swapped {
 			break
 		}
 	}
-	log.Info("rebuilt generation swapped in", "generation", gen, "position", pos, "events", events,
+	b.log.Info("rebuilt generation swapped in", "generation", b.gen, "position", pos, "events", events,
 		"seconds", time.Since(started).Seconds())
-	return r.dropRetired(ctx, rn)
+	return r.dropRetired(ctx, b.rn)
 }
 
 // startBuild marks a new generation as building, with a checkpoint at 0. Generations only grow,
 // so a retired one is never written again.
 func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
+	defer r.lockWrites()()
 	tx, err := r.o.DB.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("projections: %s: begin rebuild: %w", name, err)
@@ -110,6 +204,7 @@ func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
 // is locked, so no batch of the live generation commits in between; readers switch at the
 // commit.
 func (r *Runtime) trySwap(ctx context.Context, name string, gen int64, pos uint64) (bool, error) {
+	defer r.lockWrites()()
 	tx, err := r.o.DB.BeginTxx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -161,7 +256,9 @@ func (r *Runtime) dropRetired(ctx context.Context, rn *runner) error {
 				q = `DELETE FROM ` + t + ` WHERE ctid = ANY (ARRAY(SELECT ctid FROM ` + t + ` WHERE generation = $1 LIMIT $2))`
 			}
 			for {
+				unlock := r.lockWrites()
 				res, err := r.o.DB.ExecContext(ctx, q, g, dropChunk)
+				unlock()
 				if err != nil {
 					return fmt.Errorf("projections: %s: drop generation %d of %s: %w", rn.name, g, t, err)
 				}
@@ -170,7 +267,10 @@ func (r *Runtime) dropRetired(ctx context.Context, rn *runner) error {
 				}
 			}
 		}
-		if _, err := r.o.DB.ExecContext(ctx, r.d.rebind(`DELETE FROM projection_checkpoints WHERE name = ? AND generation = ?`), rn.name, g); err != nil {
+		unlock := r.lockWrites()
+		_, err := r.o.DB.ExecContext(ctx, r.d.rebind(`DELETE FROM projection_checkpoints WHERE name = ? AND generation = ?`), rn.name, g)
+		unlock()
+		if err != nil {
 			return fmt.Errorf("projections: %s: drop checkpoint of generation %d: %w", rn.name, g, err)
 		}
 	}

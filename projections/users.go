@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -260,6 +261,9 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 	for i := 0; i < len(uids); i += chunk {
 		part := uids[i:min(i+chunk, len(uids))]
 		q, args, err := sqlx.In(`SELECT `+userColumns+` FROM users WHERE generation = ? AND uid IN (?)`, tx.Generation, part)
+		if tx.Dialect() == migrations.Postgres {
+			q, args = `SELECT `+userColumns+` FROM users WHERE generation = ? AND uid = ANY (?)`, []any{tx.Generation, pq.Array(part)}
+		}
 		if err != nil {
 			return err
 		}
@@ -371,6 +375,37 @@ func applyUser(u *userRow, e domain.Event) {
 const userWriteColumns = 13 // generation + the 12 of userColumns
 
 func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	const onConflict = `
+		ON CONFLICT (generation, uid) DO UPDATE SET email = excluded.email, username = excluded.username,
+		role = excluded.role, level = excluded.level, state = excluded.state, otp = excluded.otp, data = excluded.data,
+		email_verified = excluded.email_verified, updated_at = excluded.updated_at, login_disabled = excluded.login_disabled`
+	if tx.Dialect() == migrations.Postgres {
+		// One array per column: one short statement whatever the batch, where a VALUES list of
+		// thousands of parameters costs Postgres more to parse and plan than to write.
+		n := len(rows)
+		uid, email, username, role, state, data := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		level, created, updated := make([]int64, n), make([]int64, n), make([]int64, n)
+		otp, verified, disabled := make([]bool, n), make([]bool, n), make([]bool, n)
+		for i, u := range rows {
+			uid[i], email[i], username[i], role[i], state[i], data[i] = u.UID, u.Email, u.Username.String, u.Role, u.State, u.Data.String
+			level[i], created[i], updated[i] = int64(u.Level), u.CreatedAt.UnixMicro(), u.UpdatedAt.UnixMicro()
+			otp[i], verified[i], disabled[i] = u.OTP, u.EmailVerified, u.LoginDisabled
+		}
+		q := `INSERT INTO users (generation, ` + userColumns + `)
+			SELECT $1, x.uid, x.email, NULLIF(x.username, ''), x.role, x.level, x.state, x.otp, NULLIF(x.data, ''), x.verified,
+				timestamptz 'epoch' + x.created * interval '1 microsecond', timestamptz 'epoch' + x.updated * interval '1 microsecond', x.disabled
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::bool[], $9::text[], $10::bool[], $11::bigint[], $12::bigint[], $13::bool[])
+				AS x(uid, email, username, role, level, state, otp, data, verified, created, updated, disabled)` + onConflict
+		_, err := tx.ExecContext(ctx, q, tx.Generation, pq.Array(uid), pq.Array(email), pq.Array(username), pq.Array(role),
+			pq.Array(level), pq.Array(state), pq.Array(otp), pq.Array(data), pq.Array(verified), pq.Array(created), pq.Array(updated), pq.Array(disabled))
+		if err != nil {
+			return fmt.Errorf("write users: %w", err)
+		}
+		return nil
+	}
 	per := maxParams / userWriteColumns
 	for i := 0; i < len(rows); i += per {
 		part := rows[i:min(i+per, len(rows))]
@@ -379,10 +414,7 @@ func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
 			args = append(args, tx.Generation, u.UID, u.Email, u.Username, u.Role, u.Level, u.State, u.OTP,
 				u.Data, u.EmailVerified, tx.TimeArg(u.CreatedAt.Time), tx.TimeArg(u.UpdatedAt.Time), u.LoginDisabled)
 		}
-		q := `INSERT INTO users (generation, ` + userColumns + `) VALUES ` + placeholders(len(part), userWriteColumns) + `
-			ON CONFLICT (generation, uid) DO UPDATE SET email = excluded.email, username = excluded.username,
-			role = excluded.role, level = excluded.level, state = excluded.state, otp = excluded.otp, data = excluded.data,
-			email_verified = excluded.email_verified, updated_at = excluded.updated_at, login_disabled = excluded.login_disabled`
+		q := `INSERT INTO users (generation, ` + userColumns + `) VALUES ` + placeholders(len(part), userWriteColumns) + onConflict
 		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("write users: %w", err)
 		}

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -207,30 +205,17 @@ func projectionsRebuild(ctx context.Context, env *environment, args []string) er
 			names = []string{name}
 		}
 		started := time.Now()
-		errs := make([]error, len(names))
-		var wg sync.WaitGroup
-		for i, n := range names {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = m.runtime.Rebuild(ctx, n)
-			}()
-		}
-		wg.Wait()
+		err := m.runtime.Rebuild(ctx, names...)
+		fmt.Fprintf(env.stdout, "took %s\n", time.Since(started).Round(time.Millisecond))
 		st, serr := m.runtime.Status(context.WithoutCancel(ctx))
-		for i, n := range names {
-			if errs[i] != nil {
-				fmt.Fprintf(env.stdout, "%s: not rebuilt: %v\n", n, errs[i])
-				continue
-			}
+		if serr == nil {
 			for _, s := range st {
-				if s.Name == n {
-					fmt.Fprintf(env.stdout, "%s: generation %d is live at position %d\n", n, s.Generation, s.Position)
+				if slices.Contains(names, s.Name) {
+					fmt.Fprintf(env.stdout, "%s: generation %d is live at position %d\n", s.Name, s.Generation, s.Position)
 				}
 			}
 		}
-		fmt.Fprintf(env.stdout, "took %s\n", time.Since(started).Round(time.Millisecond))
-		if err := errors.Join(errs...); err != nil {
+		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("interrupted; the live read models are unchanged, run the rebuild again: %w", err)
 			}

@@ -1,0 +1,204 @@
+package projections_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/projections"
+)
+
+// Benchmarks of the users and activity projectors. Run one engine at a time, once:
+//
+//	go test ./projections -run '^$' -bench 'Rebuild/sqlite' -benchtime 1x
+//	IDLOG_TEST_DATABASE_URL=postgres://... IDLOG_BENCH_EVENTS=1000000 go test ./projections -run '^$' -bench 'Rebuild/postgres' -benchtime 1x -timeout 1h
+//	IDLOG_BENCH_RATE=1000 IDLOG_BENCH_SECONDS=10 go test ./projections -run '^$' -bench 'LiveLag' -benchtime 1x
+//
+// IDLOG_BENCH_EVENTS: events in the log to rebuild from (default 20000, about 30 s in all).
+// IDLOG_BENCH_BATCH: the runtime's batch size (default projections.DefaultBatchSize).
+// IDLOG_BENCH_RATE and IDLOG_BENCH_SECONDS: the steady append rate and how long it lasts.
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// fillLog appends about n events: users of ten events each (a sign-up, then sign-ins, failures,
+// profile changes), ten events per append, from several writers at once.
+func fillLog(b *testing.B, s eventstore.Store, n int) (last uint64, total int) {
+	b.Helper()
+	users := max(1, n/10)
+	const writers = 8
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	next := 0
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= users {
+					return
+				}
+				uid := fmt.Sprintf("ID%010X", i+1)
+				meta := userMeta(uid)
+				events := []domain.Event{
+					registered(uid, strings.ToLower(uid)+"@example.com", fmt.Sprintf("user%d", i)),
+					domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)},
+					domain.LoginFailed{Reason: domain.LoginFailureInvalidPassword, At: at},
+					domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)},
+					domain.EmailVerified{Email: strings.ToLower(uid) + "@example.com"},
+					domain.UserDataUpdated{Data: json.RawMessage(`{"lang":"en"}`)},
+					domain.PasswordChanged{PasswordHash: "$argon2id$v=19$changed"},
+					domain.SessionEnded{SessionID: "s", Reason: domain.SessionEndPasswordChanged},
+					domain.OTPEnabled{Step: 1},
+					domain.UsernameChanged{To: fmt.Sprintf("renamed%d", i)},
+				}
+				res, err := s.Append(context.Background(), eventstore.Append{Stream: domain.UserStreamPrefix + uid, Expected: eventstore.NoStream, Events: newEvents(b, meta, events...)})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				last, total = max(last, res.LastPosition), total+len(events)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	return last, total
+}
+
+// BenchmarkRebuild measures `idlog projections rebuild users` and `... activity` run together
+// from a log of IDLOG_BENCH_EVENTS events: events/s is the log's size over the time both took.
+func BenchmarkRebuild(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			n := envInt(b, "IDLOG_BENCH_EVENTS", 20000)
+			e := be.open(b, envOptions{})
+			start := time.Now()
+			_, total := fillLog(b, e.store, n)
+			b.Logf("%s: appended %d events in %s", be.name, total, time.Since(start).Round(time.Millisecond))
+			users, activity := e.views()
+			r := e.runtime(b, projections.Options{BatchSize: envInt(b, "IDLOG_BENCH_BATCH", projections.DefaultBatchSize)}, users, activity)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				if err := r.Rebuild(context.Background(), r.Projectors()...); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(start)
+				b.ReportMetric(float64(total)/d.Seconds(), "events/s")
+				b.Logf("%s: rebuilt users and activity from %d events in %s: %.0f events/s", be.name, total, d.Round(time.Millisecond), float64(total)/d.Seconds())
+			}
+			if got := count(b, e.db, "activity"); got != total {
+				b.Fatalf("activity holds %d rows, want %d", got, total)
+			}
+		})
+	}
+}
+
+// BenchmarkLiveLag appends one event at a steady IDLOG_BENCH_RATE per second for
+// IDLOG_BENCH_SECONDS, with the users and activity projectors live, and measures the time from an
+// append's return (committed) to both read models showing it, and from the append's call.
+func BenchmarkLiveLag(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) {
+			rate := envInt(b, "IDLOG_BENCH_RATE", 1000)
+			seconds := envInt(b, "IDLOG_BENCH_SECONDS", 5)
+			e := be.open(b, envOptions{})
+			last, _ := fillLog(b, e.store, 10000)
+			users, activity := e.views()
+			r := start(b, e.runtime(b, projections.Options{}, users, activity))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := r.WaitFor(ctx, last); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				var mu sync.Mutex
+				var committed, called []time.Duration
+				var late int
+				var wg sync.WaitGroup
+				sem := make(chan struct{}, 256)
+				tick := time.NewTicker(time.Second / time.Duration(rate))
+				end := time.Now().Add(time.Duration(seconds) * time.Second)
+				at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+				for now := range tick.C {
+					if now.After(end) {
+						break
+					}
+					select {
+					case sem <- struct{}{}:
+					default:
+						late++ // the store cannot keep the rate: count it, do not queue
+						continue
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer func() { <-sem }()
+						uid := fmt.Sprintf("ID%010X", 1+rand.IntN(1000))
+						t0 := time.Now()
+						res, err := e.store.Append(ctx, eventstore.Append{Stream: domain.UserStreamPrefix + uid, Expected: eventstore.Any,
+							Events: newEvents(b, userMeta(uid), domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)})})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						t1 := time.Now()
+						if err := r.WaitFor(ctx, res.LastPosition); err != nil {
+							b.Error(err)
+							return
+						}
+						t2 := time.Now()
+						mu.Lock()
+						committed, called = append(committed, t2.Sub(t1)), append(called, t2.Sub(t0))
+						mu.Unlock()
+					}()
+				}
+				tick.Stop()
+				wg.Wait()
+				if b.Failed() {
+					b.FailNow()
+				}
+				slices.Sort(committed)
+				slices.Sort(called)
+				pct := func(ds []time.Duration, p float64) time.Duration { return ds[min(len(ds)-1, int(float64(len(ds))*p))] }
+				b.ReportMetric(float64(pct(committed, 0.99).Microseconds())/1000, "p99-ms")
+				b.ReportMetric(float64(pct(committed, 0.50).Microseconds())/1000, "p50-ms")
+				b.Logf("%s: %d appends at %d/s over %ds (%d skipped, the store was behind): commit->visible p50 %s p99 %s max %s; append call->visible p50 %s p99 %s",
+					be.name, len(committed), rate, seconds, late,
+					pct(committed, 0.5), pct(committed, 0.99), committed[len(committed)-1], pct(called, 0.5), pct(called, 0.99))
+			}
+		})
+	}
+}
