@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -19,8 +20,8 @@ type ActivityLister interface {
 	List(ctx context.Context, f projections.ActivityFilter) ([]projections.Activity, int, error)
 }
 
-// ActivityReaders are the roles that may read everyone's activity.
-var ActivityReaders = []string{"superadmin", "admin", "compliance", "support", "auditor"}
+// ActivityReaders are the roles that may read everyone's activity, from the role table.
+var ActivityReaders = commands.RolesWith(commands.AbilityReadActivity)
 
 // Scopes of the read-model routes' error codes.
 const (

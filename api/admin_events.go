@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 )
@@ -23,8 +24,8 @@ import (
 // EventReaders are the roles that may read the event log, users as they were, and the audit:
 // GET /api/v2/admin/events, /api/v2/admin/users/{uid}/events, /api/v2/admin/users/{uid}?as_of=
 // and /api/v2/admin/audit/verify. Every one of these routes only reads. The handlers need the
-// bearer middleware and RequireRole(EventReaders...) in front.
-var EventReaders = []string{"superadmin", "admin", "auditor"}
+// bearer middleware and RequireRole(EventReaders...) in front. The roles come from the role table.
+var EventReaders = commands.RolesWith(commands.AbilityReadEvents)
 
 // Limits of GET /api/v2/admin/events as JSON pages.
 const (

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -15,8 +16,8 @@ type ProjectionStatuses interface {
 	Status(ctx context.Context) ([]projections.Status, error)
 }
 
-// ProjectionReaders are the roles that may read the projections' status.
-var ProjectionReaders = []string{"superadmin", "admin"}
+// ProjectionReaders are the roles that may read the projections' status, from the role table.
+var ProjectionReaders = commands.RolesWith(commands.AbilityReadProjections)
 
 const scopeAdminProjections = "admin.projections"
 

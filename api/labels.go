@@ -24,10 +24,11 @@ const (
 	scopeAdminLevels    = "admin.levels"
 )
 
-// Roles of the admin label routes: those who change labels, and those who may also read them.
+// Roles of the admin label routes, from the role table: those who change labels, and those who may
+// also read them.
 var (
-	labelWriters = []string{"superadmin", "admin", "compliance"}
-	labelReaders = []string{"superadmin", "admin", "compliance", "support", "auditor"}
+	labelWriters = commands.RolesWith(commands.AbilityWriteLabels)
+	labelReaders = commands.RolesWith(commands.AbilityReadLabels)
 )
 
 // ErrLabelNotFound: the labels read model shows no such label of the user (yet).

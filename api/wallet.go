@@ -25,7 +25,7 @@ const (
 
 // walletCreditors are the roles that may credit a wallet (deposits from a payment provider arrive
 // through them).
-var walletCreditors = []string{"superadmin", "admin", "accountant"}
+var walletCreditors = commands.RolesWith(commands.AbilityCreditWallets)
 
 // Wallets is the wallet read model the wallet routes read; *projections.WalletView is one.
 type Wallets interface {
