@@ -3,6 +3,7 @@ package commands_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idlog/idlog/commands"
@@ -198,6 +199,9 @@ func TestSetUserLoginKeepsTheState(t *testing.T) {
 	}
 	_, err = e.app.Commands.SignIn.Handle(t.Context(), commands.SignIn{Login: "bob@example.com", Password: strongPassword})
 	wantErr(t, "sign-in while off", err, domain.ErrLoginDisabled)
+	if last := e.events(t, string(uid)); last[len(last)-1].Type != "LoginFailed" || !strings.Contains(string(last[len(last)-1].Data), `"login_disabled"`) {
+		t.Errorf("last event %s %s, want LoginFailed for login_disabled", last[len(last)-1].Type, last[len(last)-1].Data)
+	}
 	_, err = e.app.Commands.SetUserLogin.Handle(t.Context(), off)
 	wantErr(t, "off twice", err, domain.ErrUnchanged)
 	if _, err := e.app.Commands.SetUserLogin.Handle(t.Context(), commands.SetUserLogin{Meta: admin, UID: uid, Enabled: true}); err != nil {

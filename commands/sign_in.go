@@ -185,7 +185,7 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 			return change{}, &signInFailure{domain.LoginFailureNotActive, fmt.Errorf("%w: %s", domain.ErrUserNotActive, u.State())}
 		}
 		if u.LoginDisabled() {
-			return change{}, &signInFailure{domain.LoginFailureNotActive, domain.ErrLoginDisabled}
+			return change{}, &signInFailure{domain.LoginFailureLoginDisabled, domain.ErrLoginDisabled}
 		}
 		var step int64
 		if u.OTPEnabled() {
