@@ -68,3 +68,21 @@ func provider(db *sql.DB, d Dialect) (*goose.Provider, error) {
 	}
 	return p, nil
 }
+
+// Latest returns the highest migration version the dialect ships: the version Up brings a
+// database to.
+func Latest(d Dialect) (int64, error) {
+	names, err := fs.Glob(files, string(d)+"/*.sql")
+	if err != nil || len(names) == 0 {
+		return 0, fmt.Errorf("migrations: no migrations for dialect %q", d)
+	}
+	var latest int64
+	for _, n := range names {
+		v, err := goose.NumericComponent(n)
+		if err != nil {
+			return 0, fmt.Errorf("migrations: %s: %w", n, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest, nil
+}

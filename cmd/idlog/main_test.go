@@ -26,6 +26,7 @@ import (
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
 )
 
 // runAsBinary makes the test binary act as idlog when a test starts it with this variable, so
@@ -139,7 +140,11 @@ func TestUnreachableDatabaseNeverShowsPassword(t *testing.T) {
 func TestMigrateSQLite(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
-	want := fmt.Sprintf("sqlite schema at version 1: %s\n", filepath.Join(dir, "idlog.db"))
+	latest, err := migrations.Latest(migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("sqlite schema at version %d: %s\n", latest, filepath.Join(dir, "idlog.db"))
 	for range 2 { // the second run finds nothing to do
 		code, stdout, stderr := runIdlog(t, nil, "migrate", "-data-dir", dir)
 		if code != 0 || stdout != want {
@@ -186,9 +191,13 @@ func TestMigratePostgres(t *testing.T) {
 	q.Set("search_path", schema) // lib/pq sends unknown parameters as session settings
 	u.RawQuery = q.Encode()
 
+	latest, err := migrations.Latest(migrations.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		code, stdout, stderr := runIdlog(t, map[string]string{"IDLOG_DATABASE_URL": u.String()}, "migrate")
-		if code != 0 || !strings.HasPrefix(stdout, "postgres schema at version 1: ") {
+		if code != 0 || !strings.HasPrefix(stdout, fmt.Sprintf("postgres schema at version %d: ", latest)) {
 			t.Fatalf("idlog migrate = %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
 	}
