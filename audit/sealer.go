@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,7 +24,7 @@ type CheckpointPublisher interface {
 const (
 	DefaultCheckpointEvery    = 10000
 	DefaultCheckpointInterval = 10 * time.Second
-	DefaultSealBatch          = 1000
+	DefaultSealBatch          = 5000
 	MaxSealBatch              = 10000
 	DefaultSealRetry          = time.Second
 )
@@ -199,9 +200,13 @@ func (s *Sealer) CatchUp(ctx context.Context) (Seal, error) {
 		return Seal{}, err
 	}
 	batch := make([]eventstore.Event, 0, s.limit())
-	for e, err := range s.o.Store.ReadAll(ctx, s.tail.Position, eventstore.Filter{}) {
+	// Read ahead while a batch is written: the log and the ledger are worked on at once.
+	after := s.tail.Position
+	for e, err := range prefetch(ctx, s.o.BatchSize, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
+		return s.o.Store.ReadAll(ctx, after, eventstore.Filter{})
+	}) {
 		if err != nil {
-			return s.tail, fmt.Errorf("audit: read the log after position %d: %w", s.tail.Position, err)
+			return s.tail, fmt.Errorf("audit: read the log after position %d: %w", after, err)
 		}
 		batch = append(batch, e)
 		if len(batch) >= s.limit() {
