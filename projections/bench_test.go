@@ -149,41 +149,55 @@ func BenchmarkLiveLag(b *testing.B) {
 				var late int
 				var wg sync.WaitGroup
 				sem := make(chan struct{}, 256)
-				tick := time.NewTicker(time.Second / time.Duration(rate))
-				end := time.Now().Add(time.Duration(seconds) * time.Second)
+				tick := time.NewTicker(time.Millisecond)
+				begin := time.Now()
+				end := begin.Add(time.Duration(seconds) * time.Second)
+				// Appends go on, unmeasured, a little past the end, so the last measured ones see
+				// the same steady traffic as the others.
+				stop := end.Add(300 * time.Millisecond)
 				at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+				sent := 0
 				for now := range tick.C {
-					if now.After(end) {
+					if now.After(stop) {
 						break
 					}
-					select {
-					case sem <- struct{}{}:
-					default:
-						late++ // the store cannot keep the rate: count it, do not queue
-						continue
+					// As many appends as the rate owes by now: a tick the scheduler delayed does not
+					// lower the rate.
+					for due := int(now.Sub(begin).Seconds() * float64(rate)); sent < due; sent++ {
+						measured := now.Before(end)
+						select {
+						case sem <- struct{}{}:
+						default:
+							if measured {
+								late++ // the store cannot keep the rate: count it, do not queue
+							}
+							continue
+						}
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							defer func() { <-sem }()
+							uid := fmt.Sprintf("ID%010X", 1+rand.IntN(1000))
+							t0 := time.Now()
+							res, err := e.store.Append(ctx, eventstore.Append{Stream: domain.UserStreamPrefix + uid, Expected: eventstore.Any,
+								Events: newEvents(b, userMeta(uid), domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)})})
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							t1 := time.Now()
+							if err := r.WaitFor(ctx, res.LastPosition); err != nil {
+								b.Error(err)
+								return
+							}
+							t2 := time.Now()
+							if measured {
+								mu.Lock()
+								committed, called = append(committed, t2.Sub(t1)), append(called, t2.Sub(t0))
+								mu.Unlock()
+							}
+						}()
 					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						defer func() { <-sem }()
-						uid := fmt.Sprintf("ID%010X", 1+rand.IntN(1000))
-						t0 := time.Now()
-						res, err := e.store.Append(ctx, eventstore.Append{Stream: domain.UserStreamPrefix + uid, Expected: eventstore.Any,
-							Events: newEvents(b, userMeta(uid), domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)})})
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						t1 := time.Now()
-						if err := r.WaitFor(ctx, res.LastPosition); err != nil {
-							b.Error(err)
-							return
-						}
-						t2 := time.Now()
-						mu.Lock()
-						committed, called = append(committed, t2.Sub(t1)), append(called, t2.Sub(t0))
-						mu.Unlock()
-					}()
 				}
 				tick.Stop()
 				wg.Wait()

@@ -173,10 +173,11 @@ func (r *Runtime) rebuild(ctx context.Context, b *build) error {
 // so a retired one is never written again.
 func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
 	defer r.lockWrites()()
-	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	tx, done, err := beginWrite(ctx, r.o.DB, r.d)
 	if err != nil {
 		return 0, fmt.Errorf("projections: %s: begin rebuild: %w", name, err)
 	}
+	defer done()
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
 	var live int64
 	var building sql.NullInt64
@@ -205,10 +206,11 @@ func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
 // commit.
 func (r *Runtime) trySwap(ctx context.Context, name string, gen int64, pos uint64) (bool, error) {
 	defer r.lockWrites()()
-	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	tx, done, err := beginWrite(ctx, r.o.DB, r.d)
 	if err != nil {
 		return false, err
 	}
+	defer done()
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
 	var live int64
 	var building sql.NullInt64

@@ -462,12 +462,19 @@ func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64
 		<-done
 	}()
 
-	pos, total := from, 0
+	cur := &cursor{pos: from, saved: from, savedAt: time.Now()}
+	total := 0
 	batch := make([]eventstore.Event, 0, r.o.BatchSize)
 	for {
 		batch = batch[:0]
 		var readErr error
 		ended := false
+		var flushDue <-chan time.Time // set while passed events wait for their checkpoint
+		stopTimer := func() bool { return false }
+		if cur.pos != cur.saved {
+			t := time.NewTimer(time.Until(cur.savedAt.Add(passFlush)))
+			flushDue, stopTimer = t.C, t.Stop
+		}
 		select {
 		case it, ok := <-ch:
 			switch {
@@ -478,9 +485,16 @@ func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64
 			default:
 				batch = append(batch, it.e)
 			}
+		case <-flushDue:
+			if err := r.flush(ctx, rn, gen, rl, cur); err != nil {
+				return cur.pos, total, err
+			}
+			continue
 		case <-ctx.Done():
-			return pos, total, ctx.Err()
+			stopTimer()
+			return cur.pos, total, ctx.Err()
 		}
+		stopTimer()
 	drain:
 		for !ended && readErr == nil && len(batch) < r.o.BatchSize {
 			select {
@@ -498,31 +512,59 @@ func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64
 			}
 		}
 		if len(batch) > 0 {
-			n, err := r.applyBatch(ctx, rn, gen, rl, &pos, batch, onCommit)
+			n, err := r.applyBatch(ctx, rn, gen, rl, cur, batch, onCommit)
 			total += n
+			if err == nil && cur.pos != cur.saved && time.Since(cur.savedAt) >= passFlush {
+				err = r.flush(ctx, rn, gen, rl, cur)
+			}
 			if err != nil {
-				return pos, total, err
+				return cur.pos, total, err
 			}
 		}
 		switch {
 		case readErr != nil:
-			return pos, total, fmt.Errorf("projections: %s: read the event log after position %d: %w", rn.name, pos, readErr)
+			return cur.pos, total, fmt.Errorf("projections: %s: read the event log after position %d: %w", rn.name, cur.pos, readErr)
 		case ended:
-			return pos, total, nil
+			// The end of a read (a rebuild's round): the checkpoint must say where it ended.
+			return cur.pos, total, r.flush(ctx, rn, gen, rl, cur)
 		}
 	}
 }
 
+// passFlush bounds how long the checkpoint of events that were none of a projector's concern
+// waits for a batch that writes; then a transaction of its own saves it.
+const passFlush = time.Second
+
+// cursor is where one follow stands: pos is the last event the projector has passed, saved the
+// checkpoint in the database. Events that are none of its concern move pos alone, without a
+// transaction: after a crash they are read again, and passed again, with no effect.
+type cursor struct {
+	pos, saved uint64
+	savedAt    time.Time
+}
+
+// flush saves the checkpoint of passed events.
+func (r *Runtime) flush(ctx context.Context, rn *runner, gen int64, rl role, cur *cursor) error {
+	if cur.pos == cur.saved {
+		return nil
+	}
+	if err := r.commit(ctx, rn, gen, rl, cur.saved, cur.pos, nil, nil); err != nil {
+		return err
+	}
+	cur.saved, cur.savedAt = cur.pos, time.Now()
+	return nil
+}
+
 // applyBatch commits batch; if it fails without naming an event, it applies the rest again one
 // event per transaction, so the projector stops exactly at the event that fails.
-func (r *Runtime) applyBatch(ctx context.Context, rn *runner, gen int64, rl role, pos *uint64, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
-	n, err := r.process(ctx, rn, gen, rl, pos, batch, onCommit)
+func (r *Runtime) applyBatch(ctx context.Context, rn *runner, gen int64, rl role, cur *cursor, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
+	n, err := r.process(ctx, rn, gen, rl, cur, batch, onCommit)
 	var rs *retrySingly
 	if !errors.As(err, &rs) {
 		return n, err
 	}
 	for _, e := range batch[n:] {
-		k, err := r.process(ctx, rn, gen, rl, pos, []eventstore.Event{e}, onCommit)
+		k, err := r.process(ctx, rn, gen, rl, cur, []eventstore.Event{e}, onCommit)
 		n += k
 		if err != nil {
 			return n, err
@@ -554,8 +596,8 @@ func (r *Runtime) classify(rn *runner, e eventstore.Event) verdict {
 }
 
 // process commits a batch, or its part before an event that cannot be applied, and returns how
-// many events it committed. *pos follows the committed checkpoint.
-func (r *Runtime) process(ctx context.Context, rn *runner, gen int64, rl role, pos *uint64, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
+// many events it passed. A batch with nothing for the projector moves cur.pos alone.
+func (r *Runtime) process(ctx context.Context, rn *runner, gen int64, rl role, cur *cursor, batch []eventstore.Event, onCommit func(uint64, int)) (int, error) {
 	cut := len(batch)
 	var cutErr error
 	deliver := make([]eventstore.Event, 0, len(batch))
@@ -582,10 +624,21 @@ classify:
 	if cut == 0 {
 		return 0, cutErr
 	}
-	err := r.commit(ctx, rn, gen, rl, *pos, batch[:cut], deliver)
+	passed := func(k int) {
+		cur.pos = batch[k-1].GlobalPosition
+		if rl == roleLive {
+			r.m.events.WithLabelValues(rn.name).Add(float64(k))
+		}
+		onCommit(cur.pos, k)
+	}
+	if len(deliver) == 0 {
+		passed(cut)
+		return cut, cutErr
+	}
+	err := r.commit(ctx, rn, gen, rl, cur.saved, batch[cut-1].GlobalPosition, deliver, batch[:cut])
 	if err == nil {
-		*pos = batch[cut-1].GlobalPosition
-		onCommit(*pos, cut)
+		cur.saved, cur.savedAt = batch[cut-1].GlobalPosition, time.Now()
+		passed(cut)
 		return cut, cutErr
 	}
 	if ctx.Err() != nil || errors.Is(err, errGenerationChanged) || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) {
@@ -603,11 +656,11 @@ classify:
 			if d < 0 {
 				d = len(deliver)
 			}
-			if cerr := r.commit(ctx, rn, gen, rl, *pos, batch[:k], deliver[:d]); cerr != nil {
+			if cerr := r.commit(ctx, rn, gen, rl, cur.saved, batch[k-1].GlobalPosition, deliver[:d], batch[:k]); cerr != nil {
 				return 0, cerr
 			}
-			*pos = batch[k-1].GlobalPosition
-			onCommit(*pos, k)
+			cur.saved, cur.savedAt = batch[k-1].GlobalPosition, time.Now()
+			passed(k)
 			return k, err
 		}
 	}
@@ -621,27 +674,26 @@ classify:
 }
 
 // commit runs one batch transaction: check that this generation may still be written, move the
-// checkpoint from `from` to the batch's last position (only if nobody else moved it), apply.
-func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, from uint64, batch, deliver []eventstore.Event) error {
+// checkpoint from `from` to `to` (only if nobody else moved it), apply deliver. batch, the events
+// the checkpoint passes, is only measured.
+func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, from, to uint64, deliver, batch []eventstore.Event) error {
 	start := time.Now()
 	defer r.lockWrites()()
-	tx, err := r.o.DB.BeginTxx(ctx, nil)
+	tx, done, err := beginWrite(ctx, r.o.DB, r.d)
 	if err != nil {
 		return fmt.Errorf("projections: %s: begin: %w", rn.name, err)
 	}
+	defer done()
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
-	if migrations.Dialect(r.d) == migrations.Postgres {
-		// A crash may then lose the last batches' commits, but only whole, with their checkpoint:
-		// the projector applies them again. It saves a WAL flush per batch, which live (small)
-		// batches feel most.
-		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO OFF`); err != nil {
-			return fmt.Errorf("projections: %s: %w", rn.name, err)
-		}
-	}
 
 	var live int64
 	var building sql.NullInt64
-	if err := tx.QueryRowxContext(ctx, r.q.fence, rn.name).Scan(&live, &building); err != nil {
+	var setting sql.NullString // Postgres: what set_config answered (see queries.fence)
+	dest := []any{&live, &building}
+	if migrations.Dialect(r.d) == migrations.Postgres {
+		dest = append(dest, &setting)
+	}
+	if err := tx.QueryRowxContext(ctx, r.q.fence, rn.name).Scan(dest...); err != nil {
 		return fmt.Errorf("projections: %s: read generation: %w", rn.name, err)
 	}
 	switch {
@@ -650,7 +702,6 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	case rl == roleBuild && (!building.Valid || building.Int64 != gen):
 		return ErrSuperseded
 	}
-	to := batch[len(batch)-1].GlobalPosition
 	res, err := tx.ExecContext(ctx, r.q.advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
@@ -668,13 +719,10 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	}
 	now := time.Now()
 	r.m.batchSeconds.WithLabelValues(rn.name).Observe(now.Sub(start).Seconds())
-	r.m.events.WithLabelValues(rn.name).Add(float64(len(batch)))
-	if rl == roleLive {
-		// The delay from append to visible, on the newest event of a batch that is not full: a
-		// full batch is catching up, and its events' age says nothing about live lag.
-		if len(batch) < r.o.BatchSize {
-			r.m.visible.WithLabelValues(rn.name).Observe(now.Sub(batch[len(batch)-1].RecordedAt).Seconds())
-		}
+	// The delay from append to visible, on the newest event of a batch that is not full: a full
+	// batch is catching up, and its events' age says nothing about live lag.
+	if rl == roleLive && len(batch) > 0 && len(batch) < r.o.BatchSize {
+		r.m.visible.WithLabelValues(rn.name).Observe(now.Sub(batch[len(batch)-1].RecordedAt).Seconds())
 	}
 	return nil
 }
@@ -709,7 +757,7 @@ func newQueries(d dialect) queries {
 		liveGeneration:   d.rebind(`SELECT live FROM projection_generations WHERE name = ?`),
 		ensureCheckpoint: d.rebind(`INSERT INTO projection_checkpoints (name, generation, position, updated_at) VALUES (?, ?, 0, ?) ON CONFLICT (name, generation) DO NOTHING`),
 		checkpoint:       d.rebind(`SELECT position FROM projection_checkpoints WHERE name = ? AND generation = ?`),
-		fence:            d.rebind(`SELECT live, building FROM projection_generations WHERE name = ?` + d.lockShared()),
+		fence:            d.rebind(`SELECT live, building` + d.asyncCommit() + ` FROM projection_generations WHERE name = ?` + d.lockShared()),
 		advance: d.rebind(`UPDATE projection_checkpoints SET position = ?, updated_at = ?, last_error = NULL, last_error_at = NULL
 			WHERE name = ? AND generation = ? AND position = ?`),
 		saveError:      d.rebind(`UPDATE projection_checkpoints SET last_error = ?, last_error_at = ? WHERE name = ? AND generation = ?`),

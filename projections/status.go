@@ -106,6 +106,11 @@ func (r *Runtime) Status(ctx context.Context) ([]Status, error) {
 		}
 		rn.mu.Lock()
 		s.Running = rn.running
+		if rn.running && rn.loaded && rn.generation == s.Generation && rn.position > s.Position {
+			// Events that were none of the projector's concern move its checkpoint in the database
+			// only with its next write, or a second later (passFlush).
+			s.Position = rn.position
+		}
 		if rn.running {
 			// This process knows better than the row, which a failing database may not have taken.
 			s.LastError = rn.lastErr
