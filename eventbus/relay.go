@@ -21,6 +21,10 @@ import (
 // DefaultCheckpointName is the name under which the relay keeps its position in the store.
 const DefaultCheckpointName = "nats-relay"
 
+// readAhead is how many encoded events may wait for their publish: a few pages of a store's
+// reads (a few MB at most), so the next page is fetched while the last one is published.
+const readAhead = 4096
+
 // lagCountLimit bounds how many events one lag measurement counts, so that measuring a long
 // outage's backlog stays cheap; the metric then reads "at least this many".
 const lagCountLimit = 10000
@@ -338,8 +342,8 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 	}()
 
 	// Reading and encoding run ahead of publishing, so the store is read while the publisher
-	// waits for room in the window.
-	encoded := make(chan outgoing, r.opts.Window)
+	// waits for room in the window, and the publisher has events while the next page is read.
+	encoded := make(chan outgoing, readAhead)
 	go func() {
 		defer close(encoded)
 		for e, err := range r.opts.Store.Subscribe(sub, from, eventstore.Filter{}) {
