@@ -367,7 +367,6 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 		}
 	}()
 
-	stallWait := jetstream.WithStallWait(r.opts.AckTimeout)
 	var prevID string
 	for o := range encoded {
 		msg := &nats.Msg{
@@ -380,7 +379,12 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 		if prevID != "" {
 			msg.Header[headerExpectedLastID] = []string{prevID}
 		}
-		ack, err := js.PublishMsgAsync(msg, stallWait)
+		ack, err := js.PublishMsgAsync(msg)
+		// A full window that stays full past the client's stall wait publishes nothing: try
+		// again. Acknowledgements or their timeouts free it in the end.
+		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && sub.Err() == nil {
+			ack, err = js.PublishMsgAsync(msg)
+		}
 		if err != nil {
 			fail(fmt.Errorf("eventbus: publish event at position %d: %w", o.pos, err))
 			break
