@@ -87,7 +87,7 @@ func TestDialNamesTheServerWithoutPassword(t *testing.T) {
 	port := freePort(t)
 	_, err := eventbus.Dial(fmt.Sprintf("nats://bob:pa%%40ss@127.0.0.1:%d", port), "test", time.Second)
 	want := fmt.Sprintf("nats://bob:xxxxx@127.0.0.1:%d", port)
-	if !errors.Is(err, eventbus.ErrNotConnected) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "pa") && strings.Contains(err.Error(), "ss@") {
+	if !errors.Is(err, eventbus.ErrNotConnected) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "pa@ss") || strings.Contains(err.Error(), "pa%40ss") {
 		t.Errorf("Dial = %v, want ErrNotConnected naming %s", err, want)
 	}
 }
