@@ -184,6 +184,13 @@ func (r *Runtime) startBuild(ctx context.Context, name string) (int64, error) {
 	if err := tx.QueryRowxContext(ctx, r.q.lockGeneration, name).Scan(&live, &building); err != nil {
 		return 0, fmt.Errorf("projections: %s: read generation: %w", name, err)
 	}
+	if building.Valid {
+		// Supersede the rebuild in progress: its next batch finds its checkpoint retired.
+		var p int64
+		if err := tx.QueryRowxContext(ctx, r.q.retire, name, building.Int64).Scan(&p); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("projections: %s: retire generation %d: %w", name, building.Int64, err)
+		}
+	}
 	var highest int64
 	if err := tx.GetContext(ctx, &highest, r.q.maxGeneration, name); err != nil {
 		return 0, fmt.Errorf("projections: %s: read generations: %w", name, err)
@@ -220,9 +227,12 @@ func (r *Runtime) trySwap(ctx context.Context, name string, gen int64, pos uint6
 	if !building.Valid || building.Int64 != gen {
 		return false, ErrSuperseded
 	}
+	// Retiring the live checkpoint waits for the live batch in flight, if any, and reads where it
+	// left the checkpoint; batches after it roll back. If the live generation is still ahead, the
+	// retirement rolls back with this transaction and the rebuild reads on.
 	var livePos int64
-	if err := tx.GetContext(ctx, &livePos, r.q.checkpoint, name, live); err != nil {
-		return false, fmt.Errorf("read the live checkpoint: %w", err)
+	if err := tx.QueryRowxContext(ctx, r.q.retire, name, live).Scan(&livePos); err != nil {
+		return false, fmt.Errorf("retire the live checkpoint: %w", err)
 	}
 	if pos < uint64(livePos) {
 		return false, nil

@@ -589,3 +589,58 @@ func TestNewChecksItsInput(t *testing.T) {
 		}
 	}
 }
+
+func TestNewerRebuildSupersedesOlder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := b.open(t, envOptions{})
+		last, n := workload(t, e.store, 100, 10, 5)
+		users, activity := e.views()
+		r := start(t, e.runtime(t, projections.Options{}, users, activity))
+		waitFor(t, r, last)
+		want := snapshot(t, e.db)
+
+		// A slow rebuild (one event per transaction) is overtaken by a second one.
+		su, sa := e.views()
+		slow := e.runtime(t, projections.Options{BatchSize: 1}, su, sa)
+		slowErr := make(chan error, 1)
+		go func() { slowErr <- slow.Rebuild(context.Background(), "activity") }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := r.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rb := st[1].Rebuild; rb != nil && rb.Position > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the slow rebuild made no progress: %+v", st)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		fu, fa := e.views()
+		if err := e.runtime(t, projections.Options{}, fu, fa).Rebuild(context.Background(), "activity"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-slowErr; !errors.Is(err, projections.ErrSuperseded) {
+			t.Fatalf("the overtaken rebuild ended with %v, want ErrSuperseded", err)
+		}
+		st, err := r.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := st[1]; a.Generation != 3 || a.Rebuild != nil || a.Position != last {
+			t.Errorf("activity after the second rebuild: %+v; want generation 3 live at %d", a, last)
+		}
+		if got := snapshot(t, e.db); got != want {
+			t.Fatalf("read models after the rebuilds differ:\n%s", firstDiff(got, want))
+		}
+		var stale int
+		if err := e.db.Get(&stale, `SELECT count(*) FROM activity WHERE generation <> 3`); err != nil {
+			t.Fatal(err)
+		}
+		if stale != 0 || count(t, e.db, "activity") != n {
+			t.Errorf("%d rows of other generations left, %d live rows; want 0 and %d", stale, count(t, e.db, "activity"), n)
+		}
+	})
+}

@@ -37,15 +37,8 @@ func (d dialect) rebind(q string) string {
 	return q
 }
 
-// lockShared and lockUpdate end a SELECT that must lock its rows. SQLite needs none: its write
-// transactions hold the file's write lock from their first statement (_txlock=immediate).
-func (d dialect) lockShared() string {
-	if migrations.Dialect(d) == migrations.Postgres {
-		return " FOR SHARE"
-	}
-	return ""
-}
-
+// lockUpdate ends a SELECT that must lock its rows. SQLite needs none: its write transactions
+// hold the file's write lock from their first statement (_txlock=immediate).
 func (d dialect) lockUpdate() string {
 	if migrations.Dialect(d) == migrations.Postgres {
 		return " FOR UPDATE"
@@ -53,15 +46,12 @@ func (d dialect) lockUpdate() string {
 	return ""
 }
 
-// asyncCommit is a column that makes a Postgres batch transaction commit without waiting for its
-// WAL flush (SET LOCAL synchronous_commit, in the same round trip as the batch's first query). A
-// crash may then lose the last batches, but only whole, with their checkpoint: the projector
-// applies them again. It saves a flush per batch, which live (small) batches feel most.
-func (d dialect) asyncCommit() string {
+// true is the literal of a true boolean column.
+func (d dialect) true() string {
 	if migrations.Dialect(d) == migrations.Postgres {
-		return `, set_config('synchronous_commit', 'off', true)`
+		return "true"
 	}
-	return ""
+	return "1"
 }
 
 // time is the value that stores t in a time column.
