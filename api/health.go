@@ -13,8 +13,10 @@ import (
 const readyTimeout = 3 * time.Second
 
 type status struct {
-	Status string   `json:"status"`
-	Failed []string `json:"failed,omitempty"`
+	Status   string         `json:"status"`
+	Failed   []string       `json:"failed,omitempty"`
+	Degraded []string       `json:"degraded,omitempty"`
+	Details  map[string]any `json:"details,omitempty"`
 }
 
 // healthz is liveness: the process serves HTTP. It checks no dependency, so a database outage
@@ -36,19 +38,36 @@ func readyz(log *slog.Logger, checks []Check) http.Handler {
 		}
 		wg.Wait()
 
-		var failed []string
+		st := status{Status: "ok"}
 		for i, err := range errs {
-			if err != nil {
-				failed = append(failed, checks[i].Name)
-				log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
-					slog.String("check", checks[i].Name), slog.Any("error", err),
-					slog.String("request_id", RequestID(r.Context())))
+			c := checks[i]
+			if c.Details != nil {
+				if st.Details == nil {
+					st.Details = map[string]any{}
+				}
+				st.Details[c.Name] = c.Details()
 			}
+			if err == nil {
+				continue
+			}
+			if c.Optional {
+				st.Degraded = append(st.Degraded, c.Name)
+			} else {
+				st.Failed = append(st.Failed, c.Name)
+			}
+			log.LogAttrs(r.Context(), slog.LevelWarn, "readiness check failed",
+				slog.String("check", c.Name), slog.Bool("optional", c.Optional), slog.Any("error", err),
+				slog.String("request_id", RequestID(r.Context())))
 		}
-		if failed != nil {
-			WriteJSON(w, http.StatusServiceUnavailable, status{Status: "unavailable", Failed: failed})
-			return
+		switch {
+		case st.Failed != nil:
+			st.Status = "unavailable"
+			WriteJSON(w, http.StatusServiceUnavailable, st)
+		case st.Degraded != nil:
+			st.Status = "degraded"
+			WriteJSON(w, http.StatusOK, st)
+		default:
+			WriteJSON(w, http.StatusOK, st)
 		}
-		WriteJSON(w, http.StatusOK, status{Status: "ok"})
 	})
 }

@@ -21,6 +21,12 @@ type Check struct {
 	Name string
 	// Check reports whether the dependency answers. It must return once ctx is done.
 	Check func(ctx context.Context) error
+	// Optional: a failure degrades the service but does not make it unready, because requests
+	// are still served well without it (the NATS relay: events wait in the store). /readyz then
+	// answers 200 and names the check under "degraded".
+	Optional bool
+	// Details, when set, is shown under "details" in /readyz, failing or not (lag figures, say).
+	Details func() any
 }
 
 // Options are what the server needs. The zero value serves the probes and metrics alone.

@@ -58,9 +58,12 @@ func TestReadyz(t *testing.T) {
 		wantBody   string
 	}{
 		{"no checks", nil, 200, `{"status":"ok"}`},
-		{"all pass", []api.Check{{"eventstore", ok}, {"nats", ok}}, 200, `{"status":"ok"}`},
-		{"one fails", []api.Check{{"eventstore", down}, {"nats", ok}}, 503, `{"status":"unavailable","failed":["eventstore"]}`},
-		{"two fail", []api.Check{{"eventstore", down}, {"nats", ok}, {"projections", down}}, 503, `{"status":"unavailable","failed":["eventstore","projections"]}`},
+		{"all pass", []api.Check{{Name: "eventstore", Check: ok}, {Name: "nats", Check: ok}}, 200, `{"status":"ok"}`},
+		{"one fails", []api.Check{{Name: "eventstore", Check: down}, {Name: "nats", Check: ok}}, 503, `{"status":"unavailable","failed":["eventstore"]}`},
+		{"two fail", []api.Check{{Name: "eventstore", Check: down}, {Name: "nats", Check: ok}, {Name: "projections", Check: down}}, 503, `{"status":"unavailable","failed":["eventstore","projections"]}`},
+		{"an optional one fails", []api.Check{{Name: "eventstore", Check: ok}, {Name: "nats", Check: down, Optional: true}}, 200, `{"status":"degraded","degraded":["nats"]}`},
+		{"a required and an optional fail", []api.Check{{Name: "eventstore", Check: down}, {Name: "nats", Check: down, Optional: true}}, 503, `{"status":"unavailable","failed":["eventstore"],"degraded":["nats"]}`},
+		{"details shown", []api.Check{{Name: "nats", Check: ok, Details: func() any { return map[string]int{"lag_events": 3} }}}, 200, `{"status":"ok","details":{"nats":{"lag_events":3}}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,7 +74,7 @@ func TestReadyz(t *testing.T) {
 			if res.StatusCode != tt.wantStatus || strings.TrimSpace(body) != tt.wantBody {
 				t.Errorf("GET /readyz = %d %s, want %d %s", res.StatusCode, body, tt.wantStatus, tt.wantBody)
 			}
-			if tt.wantStatus != 200 {
+			if strings.Contains(tt.wantBody, "degraded") || tt.wantStatus != 200 {
 				if strings.Contains(body, "refused") {
 					t.Errorf("body %s shows the check's error to the client", body)
 				}
@@ -99,7 +102,7 @@ func TestReadyzRunsChecksConcurrently(t *testing.T) {
 			}
 		}
 	}
-	h := api.NewServer(api.Options{Ready: []api.Check{{"a", waitFor(a, b)}, {"b", waitFor(b, a)}}})
+	h := api.NewServer(api.Options{Ready: []api.Check{{Name: "a", Check: waitFor(a, b)}, {Name: "b", Check: waitFor(b, a)}}})
 	if res, body := do(t, h, http.MethodGet, "/readyz", nil); res.StatusCode != http.StatusOK {
 		t.Errorf("GET /readyz = %d %s, want 200", res.StatusCode, body)
 	}
