@@ -532,8 +532,9 @@ func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64
 }
 
 // passFlush bounds how long the checkpoint of events that were none of a projector's concern
-// waits for a batch that writes; then a transaction of its own saves it.
-const passFlush = time.Second
+// waits for a batch that writes; then a transaction of its own saves it. Below LiveLagThreshold,
+// so that another process's Status does not see a live projector as catching up.
+const passFlush = LiveLagThreshold / 2
 
 // cursor is where one follow stands: pos is the last event the projector has passed, saved the
 // checkpoint in the database. Events that are none of its concern move pos alone, without a

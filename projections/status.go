@@ -108,7 +108,7 @@ func (r *Runtime) Status(ctx context.Context) ([]Status, error) {
 		s.Running = rn.running
 		if rn.running && rn.loaded && rn.generation == s.Generation && rn.position > s.Position {
 			// Events that were none of the projector's concern move its checkpoint in the database
-			// only with its next write, or a second later (passFlush).
+			// only with its next write, or passFlush later.
 			s.Position = rn.position
 		}
 		if rn.running {
