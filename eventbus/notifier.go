@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,12 +39,8 @@ type NotifierOptions struct {
 // stream kept in memory for MaxAge, apart from the event log, which never holds such secrets.
 // Safe for concurrent use.
 type Notifier struct {
-	opts NotifierOptions
-
-	mu     sync.Mutex
-	js     jetstream.JetStream
-	jsConn *nats.Conn
-	ready  bool // the stream exists as configured
+	opts   NotifierOptions
+	stream *streamHandle
 }
 
 // NewNotifier checks o and returns a notifier. It does not touch NATS until the first Notify.
@@ -65,7 +60,18 @@ func NewNotifier(o NotifierOptions) (*Notifier, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
-	return &Notifier{opts: o}, nil
+	return &Notifier{opts: o, stream: &streamHandle{client: o.Client, config: jetstream.StreamConfig{
+		Name:        NotificationsStream,
+		Description: "idlog's notifications for mailers and SMS senders; one-shot secrets, kept briefly and in memory",
+		Subjects:    []string{NotificationsSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.MemoryStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      o.MaxAge,
+		MaxBytes:    -1,
+		MaxMsgs:     -1,
+		Duplicates:  min(2*time.Minute, o.MaxAge),
+	}}}, nil
 }
 
 // Notification is the data of a notification message.
@@ -93,7 +99,7 @@ func (n *Notifier) Notify(ctx context.Context, kind, to string, payload map[stri
 		ctx, cancel = context.WithTimeout(ctx, n.opts.Timeout)
 		defer cancel()
 	}
-	js, err := n.jetStream(ctx)
+	js, err := n.stream.jetStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -123,47 +129,11 @@ func (n *Notifier) Notify(ctx context.Context, kind, to string, payload map[stri
 		Header:  nats.Header{headerMsgID: {id.String()}, headerExpectedStream: {NotificationsStream}},
 	}
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		n.mu.Lock()
-		n.ready = false // the stream may have been deleted: check it again next time
-		n.mu.Unlock()
+		n.stream.recheck()
 		// Never the payload: it holds the secret.
 		return fmt.Errorf("eventbus: publish %s notification: %w", kind, err)
 	}
 	return nil
-}
-
-// jetStream returns the JetStream handle, making sure the stream exists first.
-func (n *Notifier) jetStream(ctx context.Context) (jetstream.JetStream, error) {
-	nc, err := n.opts.Client.connUp(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.js == nil || n.jsConn != nc {
-		if n.js, err = jetstream.New(nc); err != nil {
-			return nil, fmt.Errorf("eventbus: %w", err)
-		}
-		n.jsConn, n.ready = nc, false
-	}
-	if !n.ready {
-		if _, err := ensureStream(ctx, n.js, jetstream.StreamConfig{
-			Name:        NotificationsStream,
-			Description: "idlog's notifications for mailers and SMS senders; one-shot secrets, kept briefly and in memory",
-			Subjects:    []string{NotificationsSubjects},
-			Retention:   jetstream.LimitsPolicy,
-			Storage:     jetstream.MemoryStorage,
-			Discard:     jetstream.DiscardOld,
-			MaxAge:      n.opts.MaxAge,
-			MaxBytes:    -1,
-			MaxMsgs:     -1,
-			Duplicates:  min(2*time.Minute, n.opts.MaxAge),
-		}); err != nil {
-			return nil, err
-		}
-		n.ready = true
-	}
-	return n.js, nil
 }
 
 // Check is a readiness check: nil while NATS answers.

@@ -104,6 +104,15 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 // check is the readiness check "nats": NATS answers and the relay publishes.
 func (b *eventBus) check(ctx context.Context) error { return b.relay.Check(ctx) }
 
+// details is what /readyz shows of the relay: how far behind it is and whether NATS answers.
+func (b *eventBus) details() any {
+	st := b.relay.Status()
+	return map[string]any{
+		"connected": st.Connected, "position": st.Position,
+		"lag_events": st.LagEvents, "lag_seconds": st.LagSeconds,
+	}
+}
+
 // close stops the relay (which saves its checkpoint), the connection, then the embedded server.
 func (b *eventBus) close() {
 	if b.stop != nil {

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/audit"
+	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+)
+
+// startSealer runs the audit sealer beside serve: it follows the log into the ledger, in the
+// store's own database (db is the writable pool the read models use there), and publishes each
+// checkpoint to NATS. It returns a function that stops it. With EventStoreDB there is no SQL
+// database of the store's to hold the ledger, and nothing is sealed.
+func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, log *slog.Logger) (stop func(), err error) {
+	var dialect migrations.Dialect
+	switch store.(type) {
+	case *postgres.Store:
+		dialect = migrations.Postgres
+	case *sqlite.Store:
+		dialect = migrations.SQLite
+	default:
+		log.Warn("audit sealing is off: the ledger lives in the SQL event stores (Postgres, SQLite)", "eventstore", store)
+		return func() {}, nil
+	}
+	ledger, err := audit.NewLedger(db, dialect)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := eventbus.NewAuditPublisher(client)
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = sealer.Run(sctx) // it logs its failures and retries; it returns when stopped
+	}()
+	return func() { cancel(); <-done }, nil
+}
