@@ -50,4 +50,3 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep.writeTable(stdout)
 	return nil
 }
-

@@ -231,4 +231,3 @@ func errorsText(m map[string]int) string {
 	}
 	return strings.Join(parts, " ")
 }
-
