@@ -293,4 +293,3 @@ func pathOf(dsn string) string {
 	}
 	return rest[j : j+k]
 }
-
