@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,10 @@ func BenchmarkSignIn(b *testing.B) {
 func BenchmarkMe(b *testing.B) {
 	for _, backend := range benchBackends() {
 		b.Run(backend, func(b *testing.B) {
-			const clients = 8
+			clients := 8
+			if n, err := strconv.Atoi(os.Getenv("IDLOG_BENCH_CLIENTS")); err == nil && n > 0 {
+				clients = n
+			}
 			s := newServer(b, backend, serverOptions{})
 			tokens := make([]string, clients)
 			for i := range clients {
