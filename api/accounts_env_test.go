@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 
@@ -30,6 +28,7 @@ import (
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/migrations"
@@ -165,7 +164,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 			t.Fatal(err)
 		}
 	case "postgres":
-		dsn := freshSchema(t)
+		dsn := eventstoretest.PostgresSchema(t)
 		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
 		if err != nil {
 			t.Fatal(err)
@@ -229,37 +228,6 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 	}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
-}
-
-// freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	schema := "t_api_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // response is an answer of the server.

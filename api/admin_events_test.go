@@ -20,6 +20,7 @@ import (
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/migrations"
@@ -44,7 +45,7 @@ func newAuditEnv(t *testing.T, backend string) *auditEnv {
 	var dialect migrations.Dialect
 	switch backend {
 	case "postgres":
-		s, err := postgres.Open(ctx, postgres.Options{DSN: freshSchema(t), MaxOpenConns: 4})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: eventstoretest.PostgresSchema(t), MaxOpenConns: 4})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/migrations"
@@ -94,40 +94,9 @@ func openSQLite(t testing.TB) *env {
 	return &env{store: s, ledger: l, db: db, dialect: migrations.SQLite}
 }
 
-// freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	schema := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("IDLOG_TEST_DATABASE_URL: %v", err)
-	}
-	v := u.Query()
-	v.Set("search_path", schema)
-	u.RawQuery = v.Encode()
-	return u.String()
-}
-
 func openPostgres(t testing.TB) *env {
 	t.Helper()
-	s, err := postgres.Open(context.Background(), postgres.Options{DSN: freshSchema(t), PollInterval: 20 * time.Millisecond, MaxOpenConns: 4})
+	s, err := postgres.Open(context.Background(), postgres.Options{DSN: eventstoretest.PostgresSchema(t), PollInterval: 20 * time.Millisecond, MaxOpenConns: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

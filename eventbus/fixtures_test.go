@@ -3,7 +3,6 @@ package eventbus_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 )
@@ -61,34 +61,11 @@ func openSQLite(t testing.TB) store {
 // openPostgres opens a store in a schema of its own, dropped after the test.
 func openPostgres(t testing.TB) store {
 	t.Helper()
-	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
-	admin, err := sql.Open("postgres", base)
+	s, err := postgres.Open(context.Background(), postgres.Options{DSN: eventstoretest.PostgresSchema(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	schema := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("IDLOG_TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Close()
-		if db, err := sql.Open("postgres", base); err == nil {
-			db.Exec("DROP SCHEMA " + schema + " CASCADE")
-			db.Close()
-		}
-	})
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 

@@ -2,12 +2,9 @@ package projections_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/migrations"
@@ -76,43 +74,9 @@ func openSQLite(t testing.TB, o envOptions) env {
 	return env{store: s, db: db, dialect: migrations.SQLite}
 }
 
-// freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("Postgres tests SKIPPED: set IDLOG_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	schema := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("IDLOG_TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func openPostgres(t testing.TB, o envOptions) env {
 	t.Helper()
-	dsn := freshSchema(t)
+	dsn := eventstoretest.PostgresSchema(t)
 	s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn, BeforeCommit: o.beforeCommit})
 	if err != nil {
 		t.Fatal(err)

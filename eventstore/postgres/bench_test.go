@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 )
 
@@ -29,7 +30,7 @@ var benchMeta = eventstore.Metadata{ActorUID: "ID1234567890", ActorRole: "member
 func BenchmarkAppendVsRaw(b *testing.B) {
 	for _, writers := range []int{1, 8} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			dsn := freshSchema(b)
+			dsn := eventstoretest.PostgresSchema(b)
 			s := open(b, postgres.Options{DSN: dsn})
 			defer s.Close()
 			db, err := sql.Open("postgres", dsn)
@@ -108,7 +109,7 @@ func timed(b *testing.B, writers, n int, op func(i int64) error) time.Duration {
 // in use during the read: it stays flat because reads page.
 func BenchmarkReadAll(b *testing.B) {
 	const size = 200_000
-	s := open(b, postgres.Options{DSN: freshSchema(b)})
+	s := open(b, postgres.Options{DSN: eventstoretest.PostgresSchema(b)})
 	defer s.Close()
 	ctx := context.Background()
 	batch := make([]eventstore.NewEvent, 1000)

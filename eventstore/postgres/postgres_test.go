@@ -2,53 +2,16 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	_ "github.com/lib/pq"
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 )
-
-// freshSchema makes an empty schema for one test and returns a DSN whose search_path points at it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("Postgres tests SKIPPED: set IDLOG_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	}
-	admin, err := sql.Open("postgres", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	schema := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("postgres", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec("DROP SCHEMA " + schema + " CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("IDLOG_TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 func open(t testing.TB, o postgres.Options) *postgres.Store {
 	t.Helper()
@@ -66,7 +29,7 @@ func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, eventstoretest.Backend{
 		Features: eventstoretest.Features{BeforeCommitHook: true, Checkpoints: true, KeyOwners: true, GlobalEventIDs: true},
 		New: func(t *testing.T, h eventstoretest.Hooks) (eventstore.Store, func(*testing.T) eventstore.Store) {
-			dsn := freshSchema(t)
+			dsn := eventstoretest.PostgresSchema(t)
 			o := postgres.Options{DSN: dsn, BeforeCommit: h.BeforeCommit}
 			return open(t, o), func(t *testing.T) eventstore.Store { return open(t, o) }
 		},
