@@ -35,61 +35,9 @@ func NewRequestEmailVerificationHandler(users *UserStreams, notifier Notifier, c
 // Handle requests the token. A malformed address is domain.ErrEmailInvalid; an unknown, verified
 // or inactive one is not an error and appends nothing. The result is always empty.
 func (h RequestEmailVerificationHandler) Handle(ctx context.Context, cmd RequestEmailVerification) (Result, error) {
-	email, err := domain.NormalizeEmail(cmd.Email)
-	if err != nil {
-		return Result{}, err
-	}
-	start := time.Now()
-	uid, ok, err := h.users.owner(ctx, emailKey(email))
-	if err != nil {
-		return Result{}, err
-	}
-	if !ok {
-		padSilence(ctx, h.pad, start)
-		return Result{}, nil
-	}
-	var token string
-	o, err := h.users.update(ctx, uid, "RequestEmailVerification", cmd.Meta, func(u *domain.User) (change, error) {
-		if u.Email() != email || u.EmailVerified() || !u.IsActive() {
-			return change{}, nil
-		}
-		plain, hash := newOneShotToken(uid)
-		events, err := u.RequestEmailVerification(hash, h.users.now().Add(h.ttl))
-		if err != nil {
-			return change{}, err
-		}
-		token = plain
-		return change{events: events}, nil
+	return requestToken(ctx, h.users, h.codes, h.pad, tokenRequest{
+		command: "RequestEmailVerification", meta: cmd.Meta, email: cmd.Email, kind: NotifyEmailConfirmation, ttl: h.ttl,
+		eligible: func(u *domain.User) bool { return !u.EmailVerified() && u.IsActive() },
+		record:   (*domain.User).RequestEmailVerification,
 	})
-	if err != nil {
-		return Result{}, err
-	}
-	if o.result.LastPosition == 0 {
-		padSilence(ctx, h.pad, start)
-		return Result{}, nil
-	}
-	h.pad.observe(time.Since(start))
-	h.codes.send(ctx, NotifyEmailConfirmation, string(uid), email, token)
-	// Neither the account nor the position is given: the answer, and the time the caller waits
-	// for read models, must not depend on whether the address is known.
-	return Result{Replayed: o.replayed}, nil
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// padSilence makes a request that found nothing to do last about as long as one that appended,
-// so its duration does not tell whether an address is registered.
-func padSilence(ctx context.Context, pad *latency, start time.Time) {
-	sleep(ctx, pad.get()-time.Since(start))
 }

@@ -35,40 +35,9 @@ func NewRequestPasswordResetHandler(users *UserStreams, notifier Notifier, codes
 // Handle requests the token. A malformed address is domain.ErrEmailInvalid; an unknown or
 // inactive one is not an error and appends nothing. The result is always empty.
 func (h RequestPasswordResetHandler) Handle(ctx context.Context, cmd RequestPasswordReset) (Result, error) {
-	email, err := domain.NormalizeEmail(cmd.Email)
-	if err != nil {
-		return Result{}, err
-	}
-	start := time.Now()
-	uid, ok, err := h.users.owner(ctx, emailKey(email))
-	if err != nil {
-		return Result{}, err
-	}
-	if !ok {
-		padSilence(ctx, h.pad, start)
-		return Result{}, nil
-	}
-	var token string
-	o, err := h.users.update(ctx, uid, "RequestPasswordReset", cmd.Meta, func(u *domain.User) (change, error) {
-		if u.Email() != email || !u.IsActive() {
-			return change{}, nil
-		}
-		plain, hash := newOneShotToken(uid)
-		events, err := u.RequestPasswordReset(hash, h.users.now().Add(h.ttl))
-		if err != nil {
-			return change{}, err
-		}
-		token = plain
-		return change{events: events}, nil
+	return requestToken(ctx, h.users, h.codes, h.pad, tokenRequest{
+		command: "RequestPasswordReset", meta: cmd.Meta, email: cmd.Email, kind: NotifyPasswordReset, ttl: h.ttl,
+		eligible: func(u *domain.User) bool { return u.IsActive() },
+		record:   (*domain.User).RequestPasswordReset,
 	})
-	if err != nil {
-		return Result{}, err
-	}
-	if o.result.LastPosition == 0 {
-		padSilence(ctx, h.pad, start)
-		return Result{}, nil
-	}
-	h.pad.observe(time.Since(start))
-	h.codes.send(ctx, NotifyPasswordReset, string(uid), email, token)
-	return Result{Replayed: o.replayed}, nil
 }
