@@ -157,7 +157,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	rep.Projections = ps.result()
 	if nl != nil {
 		d := nl.drain(time.Second, time.Minute)
-		r := nl.result(d - time.Second)
+		r := nl.result(max(d-time.Second, 0))
 		rep.NATS = &r
 	}
 
