@@ -336,7 +336,7 @@ func storeFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, scope
 	}
 	log.LogAttrs(r.Context(), slog.LevelError, "event store read failed",
 		slog.String("request_id", RequestID(r.Context())), slog.String("scope", scope), slog.Any("error", err))
-	if errors.Is(err, eventstore.ErrClosed) {
+	if eventstore.Unavailable(err) {
 		WriteError(w, http.StatusServiceUnavailable, "server.unavailable")
 		return
 	}

@@ -117,8 +117,8 @@ var errorRules = []errorRule{
 	{"", context.Canceled, http.StatusServiceUnavailable, "server.unavailable"},
 }
 
-// errorStatus maps err, on a route of scope, to a status and a code. Unknown errors are 500
-// server.internal_error.
+// errorStatus maps err, on a route of scope, to a status and a code. A database that cannot be
+// reached is 503 server.unavailable; other unknown errors are 500 server.internal_error.
 func errorStatus(scope string, err error) (int, string) {
 	for _, r := range errorRules {
 		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {
@@ -127,6 +127,10 @@ func errorStatus(scope string, err error) (int, string) {
 			}
 			return r.status, r.code
 		}
+	}
+	if eventstore.Unavailable(err) {
+		// The database is away (restarted, failing over): nothing took effect, try again later.
+		return http.StatusServiceUnavailable, "server.unavailable"
 	}
 	return http.StatusInternalServerError, "server.internal_error"
 }
