@@ -118,7 +118,7 @@ func cause(err error) error {
 
 // RequireRole lets through only callers with one of the roles (domain role names: "admin",
 // "superadmin", ...). Put it after the bearer middleware: without a caller it answers 401, with
-// another role 403 authz.permission_denied.
+// another role 403 admin.ability.not_permitted, as RequireAbility does: one code for "your role may not do this".
 func RequireRole(roles ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +128,7 @@ func RequireRole(roles ...string) func(http.Handler) http.Handler {
 				return
 			}
 			if !slices.Contains(roles, c.Role) {
-				WriteError(w, http.StatusForbidden, "authz.permission_denied")
+				WriteError(w, http.StatusForbidden, "admin.ability.not_permitted")
 				return
 			}
 			next.ServeHTTP(w, r)

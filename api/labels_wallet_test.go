@@ -109,8 +109,8 @@ func TestLabelsHTTP(t *testing.T) {
 		s.send(http.MethodDelete, "/api/v2/resource/labels/nickname", nil, bobToken).want(t, http.StatusNotFound, "resource.labels.not_found")
 		// The admin routes are closed to members, whoever they name.
 		s.post("/api/v2/admin/users/labels", obj{"uid": alice, "key": "email", "value": "verified", "scope": "private"}, bobToken).
-			want(t, http.StatusForbidden, "authz.permission_denied")
-		s.get("/api/v2/admin/users/labels?key=nickname", bobToken).want(t, http.StatusForbidden, "authz.permission_denied")
+			want(t, http.StatusForbidden, "admin.ability.not_permitted")
+		s.get("/api/v2/admin/users/labels?key=nickname", bobToken).want(t, http.StatusForbidden, "admin.ability.not_permitted")
 
 		// Levels follow the labels an administrator sets, at once.
 		if m := s.me(t, aliceToken); m.Level != 0 || labelKeys(m.Labels) != "nickname=alice_1/public" {
@@ -174,7 +174,7 @@ func TestLabelsHTTP(t *testing.T) {
 		if fmt.Sprint(levels) != "[{1 email verified} {2 phone verified} {3 document verified}]" {
 			t.Errorf("levels = %v", levels)
 		}
-		s.get("/api/v2/admin/levels", aliceToken).want(t, http.StatusForbidden, "authz.permission_denied")
+		s.get("/api/v2/admin/levels", aliceToken).want(t, http.StatusForbidden, "admin.ability.not_permitted")
 
 		// Removing the lowest rung drops the level to 0; the query carries the fields.
 		s.send(http.MethodDelete, "/api/v2/admin/users/labels?uid="+alice+"&key=email&scope=private", nil, bossToken).want(t, http.StatusNoContent)
@@ -228,7 +228,7 @@ func TestWalletHTTP(t *testing.T) {
 		}
 
 		credits := "/api/v2/admin/wallets/" + alice + "/credits"
-		s.post(credits, obj{"balance": "standard", "amount": 30, "reason": "deposit", "reference": "psp-1"}, aliceToken).want(t, http.StatusForbidden, "authz.permission_denied")
+		s.post(credits, obj{"balance": "standard", "amount": 30, "reason": "deposit", "reference": "psp-1"}, aliceToken).want(t, http.StatusForbidden, "admin.ability.not_permitted")
 		s.post(credits, obj{"balance": "gold", "amount": 30, "reason": "deposit"}, acctToken).want(t, http.StatusUnprocessableEntity, "admin.wallet.invalid_balance")
 		s.post(credits, obj{"balance": "standard", "amount": "lots", "reason": "deposit"}, acctToken).want(t, http.StatusUnprocessableEntity, "admin.wallet.invalid_amount")
 		s.post(credits, obj{"balance": "standard", "amount": -3, "reason": "deposit"}, acctToken).want(t, http.StatusUnprocessableEntity, "admin.wallet.invalid_amount")
