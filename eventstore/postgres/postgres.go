@@ -382,19 +382,24 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 // globalPage reads the next page of the global log. Only positions below the oldest running
 // transaction's id are read: see the package comment.
 func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Context, eventstore.Event, bool) ([]eventRow, error) {
-	q := `SELECT ` + eventColumns + ` FROM events
-		WHERE position > $1
-		  AND position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)`
+	// The unfiltered log, which every follower reads, goes through idlog_global_page: its plan
+	// walks the primary key in order even before the table has statistics (migration 00002).
+	q := `SELECT ` + eventColumns + ` FROM idlog_global_page($1, $2) AS events`
 	args := []any{nil, s.opts.PageSize}
-	if len(f.Types) > 0 {
-		args = append(args, pq.Array(f.Types))
-		q += fmt.Sprintf(" AND event_type = ANY($%d)", len(args))
+	if len(f.Types) > 0 || f.StreamPrefix != "" {
+		q = `SELECT ` + eventColumns + ` FROM events
+			WHERE position > $1
+			  AND position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)`
+		if len(f.Types) > 0 {
+			args = append(args, pq.Array(f.Types))
+			q += fmt.Sprintf(" AND event_type = ANY($%d)", len(args))
+		}
+		if f.StreamPrefix != "" {
+			args = append(args, f.StreamPrefix)
+			q += fmt.Sprintf(" AND left(stream_id, length($%d)) = $%[1]d", len(args))
+		}
+		q += " ORDER BY position LIMIT $2"
 	}
-	if f.StreamPrefix != "" {
-		args = append(args, f.StreamPrefix)
-		q += fmt.Sprintf(" AND left(stream_id, length($%d)) = $%[1]d", len(args))
-	}
-	q += " ORDER BY position LIMIT $2"
 	return func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
 		pos := after
 		if !first {
