@@ -79,6 +79,10 @@ type Store struct {
 	done   chan struct{}
 
 	appended eventstore.Signal // rung after every append: wakes subscribers
+	// lastAppended is the highest position appended through this store. A follower that has not
+	// read up to it yet, though woken, is held back by the read horizon (an older transaction
+	// still running) and looks again soon instead of waiting for the next poll.
+	lastAppended atomic.Uint64
 }
 
 var (
@@ -177,8 +181,11 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 			err = s.appendInTx(ctx, a, q, args, &r)
 		}
 		if err == nil {
+			res := r.result()
+			for cur := s.lastAppended.Load(); cur < res.LastPosition && !s.lastAppended.CompareAndSwap(cur, res.LastPosition); cur = s.lastAppended.Load() {
+			}
 			s.appended.Notify()
-			return r.result(), nil
+			return res, nil
 		}
 		// Any failure may be a retry of an append that is already stored: answer it with the
 		// original result. This costs a query only on the failure path.
@@ -341,7 +348,7 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventRow, e
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
 	const q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
-	return s.pages(ctx, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
+	return s.pages(ctx, 0, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
 		after := afterVersion
 		if !first {
 			after = last.StreamVersion
@@ -371,12 +378,12 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) 
 		err := s.db.GetContext(ctx, &horizon, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20`)
 		return horizon > target, err
 	}
-	return s.pages(ctx, s.globalPage(after, f), reached)
+	return s.pages(ctx, after, s.globalPage(after, f), reached)
 }
 
 // Subscribe implements eventstore.Store.
 func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
-	return s.pages(ctx, s.globalPage(after, f), never)
+	return s.pages(ctx, after, s.globalPage(after, f), never)
 }
 
 // globalPage reads the next page of the global log. Only positions below the oldest running
@@ -413,10 +420,17 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 // pages turns a page query into an iterator. After a page that is not full it asks done whether
 // the read is over; if not, it waits for an append through this store or the poll interval, and
 // reads again. done is asked before the page is read, so it never ends a read early.
-func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
+//
+// position is where a read of the global log starts (0 for a stream). While appends through this
+// store are known to lie beyond what the read has seen, it looks again after a short, doubling
+// pause rather than the poll interval: they are held back by an older transaction that is about
+// to end.
+func (s *Store) pages(ctx context.Context, position uint64, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
 		var last eventstore.Event
 		first := true
+		const minPause = time.Millisecond
+		pause := minPause
 		for {
 			if s.closed.Load() {
 				yield(eventstore.Event{}, eventstore.ErrClosed)
@@ -442,6 +456,7 @@ func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last e
 					return
 				}
 				last, first = e, false
+				position = e.GlobalPosition
 			}
 			if len(rows) == s.opts.PageSize {
 				continue
@@ -449,7 +464,14 @@ func (s *Store) pages(ctx context.Context, page func(ctx context.Context, last e
 			if over {
 				return
 			}
-			timer := time.NewTimer(s.opts.PollInterval)
+			wait := s.opts.PollInterval
+			if len(rows) > 0 {
+				pause = minPause
+			}
+			if s.lastAppended.Load() > position {
+				wait, pause = min(pause, wait), min(2*pause, wait)
+			}
+			timer := time.NewTimer(wait)
 			select {
 			case <-wake:
 			case <-timer.C:
