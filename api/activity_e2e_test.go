@@ -11,9 +11,11 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -22,9 +24,14 @@ import (
 	"github.com/idlog/idlog/projections"
 )
 
-// newViewsServer is the real router with the account routes and the read-model routes, over a
-// SQLite store and a running projection runtime.
+// newViewsServer is the real router with the account routes, the read-model routes and the audit
+// routes, over a SQLite store and a running projection runtime.
 func newViewsServer(t *testing.T) http.Handler {
+	h, _ := newViewsServerApp(t)
+	return h
+}
+
+func newViewsServerApp(t *testing.T) (http.Handler, commands.Application) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "idlog.db")
@@ -72,10 +79,60 @@ func newViewsServer(t *testing.T) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger, err := audit.NewLedger(db, migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return api.NewServer(api.Options{
 		Accounts: &api.Accounts{App: app, Users: usersView{users}, Tokens: signer, Projections: rt},
-		Views:    &api.Views{Activity: activity, Projections: rt},
-	})
+		Views:    &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger},
+	}), app
+}
+
+// The audit routes are served by the real router, to event readers only.
+func TestAuditRoutesThroughTheRouter(t *testing.T) {
+	t.Parallel()
+	h, app := newViewsServerApp(t)
+	ctx := context.Background()
+	if _, err := app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{
+		Meta: commands.Meta{ActorUID: "system"}, Email: "audrey@example.com", Password: password, Role: domain.RoleAuditor, TrustEmail: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := serveJSON(t, h, http.MethodPost, "/api/v2/identity/users", "", map[string]string{"email": "mem@example.com", "password": password}); rec.Code != http.StatusCreated {
+		t.Fatalf("sign-up: %d %s", rec.Code, rec.Body)
+	}
+	token := func(email string) string {
+		rec := serveJSON(t, h, http.MethodPost, "/api/v2/identity/sessions", "", map[string]string{"email": email, "password": password})
+		var s struct {
+			AccessToken string `json:"access_token"`
+		}
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &s) != nil {
+			t.Fatalf("sign-in %s: %d %s", email, rec.Code, rec.Body)
+		}
+		return s.AccessToken
+	}
+	auditor, member := token("audrey@example.com"), token("mem@example.com")
+	var page []struct {
+		Type     string `json:"type"`
+		StreamID string `json:"stream_id"`
+	}
+	rec := serveJSON(t, h, http.MethodGet, "/api/v2/admin/events?limit=100", auditor, nil)
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &page) != nil || len(page) < 2 || page[0].Type != "UserRegistered" {
+		t.Fatalf("auditor GET /admin/events: %d %s", rec.Code, rec.Body)
+	}
+	uid := strings.TrimPrefix(page[0].StreamID, "user-")
+	for _, path := range []string{"/api/v2/admin/events", "/api/v2/admin/users/" + uid + "/events", "/api/v2/admin/audit/verify"} {
+		if rec := serveJSON(t, h, http.MethodGet, path, auditor, nil); rec.Code != http.StatusOK {
+			t.Errorf("auditor GET %s: %d %s", path, rec.Code, rec.Body)
+		}
+		if rec := serveJSON(t, h, http.MethodGet, path, member, nil); rec.Code != http.StatusForbidden {
+			t.Errorf("member GET %s: %d, want 403", path, rec.Code)
+		}
+		if rec := serveJSON(t, h, http.MethodGet, path, "", nil); rec.Code != http.StatusUnauthorized {
+			t.Errorf("anonymous GET %s: %d, want 401", path, rec.Code)
+		}
+	}
 }
 
 func serveJSON(t *testing.T, h http.Handler, method, path, token string, body any) *httptest.ResponseRecorder {

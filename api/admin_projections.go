@@ -7,7 +7,9 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -46,6 +48,11 @@ type Views struct {
 	Activity ActivityLister
 	// Projections, when set, serves the projections' status to ProjectionReaders.
 	Projections ProjectionStatuses
+	// Events, when set, serves the log to EventReaders: GET /api/v2/admin/events and
+	// /api/v2/admin/users/{uid}/events.
+	Events eventstore.Store
+	// Ledger, with Events, serves GET /api/v2/admin/audit/verify to EventReaders.
+	Ledger *audit.Ledger
 }
 
 // register adds the routes of the views that are set to r, each behind signedIn (the bearer
@@ -60,5 +67,13 @@ func (v Views) register(r *mux.Router, signedIn func(http.Handler) http.Handler,
 	}
 	if v.Projections != nil {
 		r.Handle("/api/v2/admin/projections", signedIn(RequireRole(ProjectionReaders...)(ProjectionsHandler(v.Projections, log)))).Methods(get...)
+	}
+	if v.Events != nil {
+		readers := func(h http.Handler) http.Handler { return signedIn(RequireRole(EventReaders...)(h)) }
+		r.Handle("/api/v2/admin/events", readers(AdminEventsHandler(v.Events, log))).Methods(get...)
+		r.Handle("/api/v2/admin/users/{uid}/events", readers(AdminUserEventsHandler(v.Events, log))).Methods(get...)
+		if v.Ledger != nil {
+			r.Handle("/api/v2/admin/audit/verify", readers(AuditVerifyHandler(v.Events, v.Ledger, log))).Methods(get...)
+		}
 	}
 }

@@ -16,9 +16,10 @@ import (
 
 // startSealer runs the audit sealer beside serve: it follows the log into the ledger, in the
 // store's own database (db is the writable pool the read models use there), and publishes each
-// checkpoint to NATS. It returns a function that stops it. With EventStoreDB there is no SQL
-// database of the store's to hold the ledger, and nothing is sealed.
-func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, log *slog.Logger) (stop func(), err error) {
+// checkpoint to NATS. It returns the ledger (for the audit routes) and a function that stops it.
+// With EventStoreDB there is no SQL database of the store's to hold the ledger: nothing is sealed
+// and the ledger is nil.
+func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
 	var dialect migrations.Dialect
 	switch store.(type) {
 	case *postgres.Store:
@@ -27,19 +28,19 @@ func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, clien
 		dialect = migrations.SQLite
 	default:
 		log.Warn("audit sealing is off: the ledger lives in the SQL event stores (Postgres, SQLite)", "eventstore", store)
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
-	ledger, err := audit.NewLedger(db, dialect)
+	ledger, err = audit.NewLedger(db, dialect)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pub, err := eventbus.NewAuditPublisher(client)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -47,5 +48,5 @@ func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, clien
 		defer close(done)
 		_ = sealer.Run(sctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return func() { cancel(); <-done }, nil
+	return ledger, func() { cancel(); <-done }, nil
 }

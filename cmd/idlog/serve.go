@@ -57,7 +57,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
-	stopSealer, err := startSealer(ctx, store, models.db, bus.client, log)
+	ledger, stopSealer, err := startSealer(ctx, store, models.db, bus.client, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
@@ -69,7 +69,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	handler := api.NewServer(api.Options{
 		Logger:   log,
 		Metrics:  metrics,
-		Views:    &api.Views{Activity: models.activity, Projections: models.runtime},
+		Views:    &api.Views{Activity: models.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
 		Ready: []api.Check{
