@@ -29,14 +29,7 @@ var roundTripElsewhere = map[string]bool{"AccountClosed": true}
 func TestAdminCommands(t *testing.T) {
 	t.Parallel()
 	named := func(u *domain.User) ([]domain.Event, error) { return u.ChangeUsername("alice") }
-	for _, tc := range []struct {
-		name    string
-		given   []cmd
-		when    cmd
-		wantErr error
-		want    []domain.Event
-		check   func(t *testing.T, u *domain.User)
-	}{
+	runCases(t, register, []commandCase{
 		{name: "disable login ends every session and keeps the state", given: twoIns, when: disableLogin(at(1)),
 			want: []domain.Event{domain.LoginDisabled{},
 				domain.SessionEnded{SessionID: "s1", Reason: domain.SessionEndLoginDisabled},
@@ -99,43 +92,7 @@ func TestAdminCommands(t *testing.T) {
 		{name: "a closed account cannot sign in", given: []cmd{closeUser(at(0))}, when: signIn("s1", at(1), 0), wantErr: domain.ErrUserNotActive},
 		{name: "a closed account's login stays as it is", given: []cmd{closeUser(at(0))}, when: disableLogin(at(1)), wantErr: domain.ErrAccountClosed},
 		{name: "a closed account's OTP stays as it is", given: steps(otpOn, []cmd{closeUser(at(0))}), when: resetOTP, wantErr: domain.ErrAccountClosed},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			u := register(t)
-			for i, c := range tc.given {
-				if _, err := c(u); err != nil {
-					t.Fatalf("given step %d: %v", i, err)
-				}
-			}
-			before := viewOf(u)
-			events, err := tc.when(u)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tc.wantErr)
-				}
-				if events != nil {
-					t.Errorf("failed command returned events %v", types(events))
-				}
-				if after := viewOf(u); !reflect.DeepEqual(before, after) {
-					t.Errorf("failed command changed the user:\nbefore %+v\nafter  %+v", before, after)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("err = %v", err)
-			}
-			if len(events) == 0 {
-				t.Fatal("a successful command recorded no event")
-			}
-			if tc.want != nil && !reflect.DeepEqual(events, tc.want) {
-				t.Errorf("events =\n %#v\nwant\n %#v", events, tc.want)
-			}
-			if tc.check != nil {
-				tc.check(t, u)
-			}
-		})
-	}
+	})
 }
 
 // TestClosedRoundTrip stores and rebuilds a closed account, which TestRehydrateRoundTrip's history

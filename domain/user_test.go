@@ -231,14 +231,7 @@ func steps(groups ...[]cmd) []cmd {
 
 func TestUserCommands(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		given   []cmd // must all succeed
-		when    cmd
-		wantErr error
-		want    []domain.Event                     // the exact events, when set
-		check   func(t *testing.T, u *domain.User) // the state after, when set
-	}{
+	runCases(t, register, []commandCase{
 		// Email verification.
 		{name: "request email verification", when: requestEmail("e1", at(30)),
 			want: []domain.Event{domain.EmailVerificationRequested{Email: "alice@example.com", TokenHash: tokenHash("e1"), ExpiresAt: at(30)}}},
@@ -471,43 +464,7 @@ func TestUserCommands(t *testing.T) {
 			check: func(t *testing.T, u *domain.User) { mustBe(t, "state", u.State(), domain.StateDeleted) }},
 		{name: "delete twice", given: []cmd{deleteUser(at(0))}, when: deleteUser(at(1)), wantErr: domain.ErrUserNotActive},
 		{name: "delete without time", when: deleteUser(time.Time{}), wantErr: domain.ErrInvalidArgument},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			u := register(t)
-			for i, c := range tc.given {
-				if _, err := c(u); err != nil {
-					t.Fatalf("given step %d: %v", i, err)
-				}
-			}
-			before := viewOf(u)
-			events, err := tc.when(u)
-			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tc.wantErr)
-				}
-				if events != nil {
-					t.Errorf("failed command returned events %v", types(events))
-				}
-				if after := viewOf(u); !reflect.DeepEqual(before, after) {
-					t.Errorf("failed command changed the user:\nbefore %+v\nafter  %+v", before, after)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("err = %v", err)
-			}
-			if len(events) == 0 {
-				t.Fatal("a successful command recorded no event")
-			}
-			if tc.want != nil && !reflect.DeepEqual(events, tc.want) {
-				t.Errorf("events =\n %#v\nwant\n %#v", events, tc.want)
-			}
-			if tc.check != nil {
-				tc.check(t, u)
-			}
-		})
-	}
+	})
 }
 
 func mustBe[T comparable](t *testing.T, what string, got, want T) {
