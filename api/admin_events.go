@@ -336,11 +336,8 @@ func storeFailed(w http.ResponseWriter, r *http.Request, log *slog.Logger, scope
 	}
 	log.LogAttrs(r.Context(), slog.LevelError, "event store read failed",
 		slog.String("request_id", RequestID(r.Context())), slog.String("scope", scope), slog.Any("error", err))
-	if eventstore.Unavailable(err) {
-		WriteError(w, http.StatusServiceUnavailable, "server.unavailable")
-		return
-	}
-	WriteError(w, http.StatusInternalServerError, "server.internal_error")
+	status, code := errorStatus(scope, err) // the one error map: 503 when the database is away
+	WriteError(w, status, code)
 }
 
 // userAsOfJSON is a user as they were at a moment of the past, folded from their events.

@@ -182,8 +182,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 		}
 		if err == nil {
 			res := r.result()
-			for cur := s.lastAppended.Load(); cur < res.LastPosition && !s.lastAppended.CompareAndSwap(cur, res.LastPosition); cur = s.lastAppended.Load() {
-			}
+			raiseTo(&s.lastAppended, res.LastPosition)
 			s.appended.Notify()
 			return res, nil
 		}
@@ -479,6 +478,15 @@ func (s *Store) pages(ctx context.Context, position uint64, page func(ctx contex
 			case <-s.done:
 			}
 			timer.Stop()
+		}
+	}
+}
+
+// raiseTo sets v to pos unless it already holds a higher position.
+func raiseTo(v *atomic.Uint64, pos uint64) {
+	for cur := v.Load(); cur < pos; cur = v.Load() {
+		if v.CompareAndSwap(cur, pos) {
+			return
 		}
 	}
 }
