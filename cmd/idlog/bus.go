@@ -41,9 +41,16 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 	b := &eventBus{log: log}
 	copts := eventbus.ClientOptions{URL: cfg.NATSURL, Logger: log}
 	if cfg.NATSURL == "" {
-		srv, err := eventbus.StartServer(eventbus.ServerOptions{
-			StoreDir: cfg.NATSStoreDir(), Port: cfg.NATSPort, NoListen: cfg.NATSNoListen, Logger: log,
-		})
+		sopts := eventbus.ServerOptions{StoreDir: cfg.NATSStoreDir(), Port: cfg.NATSPort, NoListen: cfg.NATSNoListen, Logger: log}
+		srv, err := eventbus.StartServer(sopts)
+		if errors.Is(err, eventbus.ErrPortInUse) && !cfg.NATSPortChosen {
+			// Nobody asked for the default port, and something (often a NATS server of the
+			// machine's own) holds it: `idlog serve` with no configuration must still start.
+			log.Warn("the default NATS port is in use; the embedded NATS server takes a free port instead: set IDLOG_NATS_PORT to choose one, or IDLOG_NATS_URL to use the server on that port",
+				"port", cfg.NATSPort)
+			sopts.Port = 0
+			srv, err = eventbus.StartServer(sopts)
+		}
 		if errors.Is(err, eventbus.ErrPortInUse) {
 			return nil, fmt.Errorf("IDLOG_NATS_PORT %d is in use, perhaps by a NATS server already running: set IDLOG_NATS_PORT (-nats-port) to a free port, 0 for any, or none for no port; or set IDLOG_NATS_URL=nats://127.0.0.1:%d to use that server: %w",
 				cfg.NATSPort, cfg.NATSPort, err)

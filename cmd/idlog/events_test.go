@@ -37,6 +37,34 @@ func TestServeStopsWhenTheNATSPortIsTaken(t *testing.T) {
 	}
 }
 
+// With no IDLOG_NATS_PORT, a taken default port does not stop serve: the embedded server takes a
+// free port and the log says which setting chooses one.
+func TestServeFallsBackWhenTheDefaultNATSPortIsTaken(t *testing.T) {
+	t.Parallel()
+	if ln, err := net.Listen("tcp", "127.0.0.1:4222"); err == nil {
+		defer ln.Close() // free here: hold it, as a NATS server of the machine's would
+	}
+	logs, stderr := newJSONLogs(t)
+	ctx, stop := context.WithCancel(t.Context())
+	env := map[string]string{"IDLOG_DATA_DIR": t.TempDir(), "IDLOG_HTTP_ADDR": "127.0.0.1:0", "IDLOG_LOG_FORMAT": "json"}
+	served := make(chan int, 1)
+	go func() {
+		served <- run(ctx, []string{"serve"}, &environment{stdout: io.Discard, stderr: stderr, getenv: func(k string) string { return env[k] }})
+	}()
+	warning := logs.wait(t, "the default NATS port is in use; the embedded NATS server takes a free port instead: set IDLOG_NATS_PORT to choose one, or IDLOG_NATS_URL to use the server on that port")
+	if warning["port"] != float64(4222) {
+		t.Errorf("warning names port %v, want 4222", warning["port"])
+	}
+	if url := logs.wait(t, "embedded NATS server listening")["url"].(string); strings.HasSuffix(url, ":4222") {
+		t.Errorf("embedded NATS server at %s, want another port", url)
+	}
+	logs.wait(t, "listening")
+	stop()
+	if code := <-served; code != 0 {
+		t.Errorf("serve exited %d after a clean stop", code)
+	}
+}
+
 // jsonLogs reads serve's JSON log lines as they come.
 type jsonLogs struct {
 	lines chan map[string]any

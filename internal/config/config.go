@@ -52,6 +52,8 @@ type Config struct {
 	NATSPort int
 	// NATSNoListen: the embedded NATS server opens no port; only idlog itself reaches it.
 	NATSNoListen bool
+	// NATSPortChosen: IDLOG_NATS_PORT (or its flag) was given, rather than the default taken.
+	NATSPortChosen bool
 	// NATSDuplicateWindow is how long JetStream remembers event ids, to drop events republished
 	// after a failure. At least 2 minutes.
 	NATSDuplicateWindow time.Duration
@@ -361,6 +363,7 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
+	c.NATSPortChosen = given["nats-port"] || getenv("IDLOG_NATS_PORT") != ""
 	if err := checkAccounts(&c); err != nil {
 		return Config{}, err
 	}
