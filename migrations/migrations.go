@@ -1,6 +1,7 @@
 // Package migrations holds idlog's SQL schema, one folder of goose migrations per dialect, embedded
 // in the binary. Versions are shared between dialects: 1-9 the event store, 10-19 the projection
-// runtime, 20-49 read models, 50-59 the event bus, 60-69 the audit ledger.
+// runtime, 20-49 read models, 50-59 the event bus, 60-69 the audit ledger,
+// 70-79 the attempt limiter.
 package migrations
 
 import (

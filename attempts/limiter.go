@@ -1,0 +1,217 @@
+package attempts
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlog/idlog/migrations"
+)
+
+// sweepEvery is how often a Limiter deletes the counters and marks that expired.
+const sweepEvery = time.Minute
+
+// Options configure New.
+type Options struct {
+	// DB is the event store's database, with the attempt tables (migrations 00070). On SQLite it
+	// must be a writable pool whose write transactions take the lock at BEGIN and wait for it
+	// (projections.OpenSQLite opens one); the event store's own pool is read-only.
+	DB      *sqlx.DB
+	Dialect migrations.Dialect
+	// Metrics receives idlog_attempts_total{kind,outcome}; nil registers nothing.
+	Metrics prometheus.Registerer
+}
+
+// Limiter keeps the counters in the database. It is safe for concurrent use, by many processes.
+type Limiter struct {
+	db        *sqlx.DB
+	dialect   migrations.Dialect
+	attempts  *prometheus.CounterVec
+	lastSweep atomic.Int64
+}
+
+// New returns the limiter over o.DB. A nil DB is a wiring mistake and panics.
+func New(o Options) (*Limiter, error) {
+	if o.DB == nil {
+		panic("attempts: New needs a database")
+	}
+	if o.Dialect != migrations.Postgres && o.Dialect != migrations.SQLite {
+		return nil, fmt.Errorf("attempts: dialect %q is not postgres or sqlite", o.Dialect)
+	}
+	l := &Limiter{db: o.DB, dialect: o.Dialect, attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "idlog", Name: "attempts_total",
+		Help: "Attempts at secrets and code requests by kind and outcome: failed (a wrong secret, or a request counted), throttled (refused before any check).",
+	}, []string{"kind", "outcome"})}
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(l.attempts); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("attempts: metrics: %w", err)
+			}
+			l.attempts = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	return l, nil
+}
+
+// The outcomes of idlog_attempts_total.
+const (
+	OutcomeFailed    = "failed"
+	OutcomeThrottled = "throttled"
+)
+
+// hashKey keeps personal data (logins, addresses) out of the table.
+func hashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+func (l *Limiter) q(query string) string {
+	if l.dialect == migrations.Postgres {
+		return sqlx.Rebind(sqlx.DOLLAR, query)
+	}
+	return query
+}
+
+type hashed struct {
+	Counter
+	key string
+}
+
+// sorted hashes the keys and orders them, so concurrent Try calls lock rows in one order (no
+// deadlock on PostgreSQL). A key given twice counts once.
+func sorted(counters []Counter) []hashed {
+	out := make([]hashed, 0, len(counters))
+	for _, c := range counters {
+		out = append(out, hashed{c, hashKey(c.Key)})
+	}
+	slices.SortFunc(out, func(a, b hashed) int { return cmp.Compare(a.key, b.key) })
+	return slices.CompactFunc(out, func(a, b hashed) bool { return a.key == b.key })
+}
+
+// Try counts one attempt against every counter, unless one of them must still wait: then it counts
+// nothing and returns the longest wait. The attempt counts as a failure until Done says otherwise.
+func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (time.Duration, error) {
+	if len(counters) == 0 {
+		return 0, nil
+	}
+	l.sweep(ctx, now)
+	cs := sorted(counters)
+	tx, err := l.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("attempts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	nowUS := now.UnixMicro()
+	counts := make([]int64, len(cs))
+	var wait time.Duration
+	var waiting []string
+	for i, c := range cs {
+		// The no-op update locks the row (PostgreSQL) until the transaction ends, new or not.
+		var n, last, expires int64
+		err := tx.QueryRowxContext(ctx, l.q(`INSERT INTO attempt_counters (key, failures, last_failure, expires_at)
+			VALUES (?, 0, 0, 0)
+			ON CONFLICT (key) DO UPDATE SET failures = attempt_counters.failures
+			RETURNING failures, last_failure, expires_at`), c.key).Scan(&n, &last, &expires)
+		if err != nil {
+			return 0, fmt.Errorf("attempts: read a %s counter: %w", c.Kind, err)
+		}
+		if expires <= nowUS {
+			n = 0
+		}
+		counts[i] = n
+		if w := time.UnixMicro(last).Add(c.Policy.Wait(n)).Sub(now); n > 0 && w > 0 {
+			waiting = append(waiting, c.Kind)
+			wait = max(wait, w)
+		}
+	}
+	if wait > 0 {
+		for _, k := range waiting {
+			l.attempts.WithLabelValues(k, OutcomeThrottled).Inc()
+		}
+		return wait, nil // the rollback forgets the rows made above
+	}
+	for i, c := range cs {
+		_, err := tx.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = ?, last_failure = ?, expires_at = ? WHERE key = ?`),
+			counts[i]+1, nowUS, now.Add(c.Policy.Forget).UnixMicro(), c.key)
+		if err != nil {
+			return 0, fmt.Errorf("attempts: count a %s attempt: %w", c.Kind, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("attempts: count: %w", err)
+	}
+	return 0, nil
+}
+
+// Done ends an attempt Try admitted. A failed attempt stays counted (and shows in the metrics);
+// any other (the secret was right, or was never checked) is given back.
+func (l *Limiter) Done(ctx context.Context, failed bool, counters ...Counter) error {
+	if failed {
+		for _, c := range counters {
+			l.attempts.WithLabelValues(c.Kind, OutcomeFailed).Inc()
+		}
+		return nil
+	}
+	for _, c := range sorted(counters) {
+		if _, err := l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = failures - 1 WHERE key = ? AND failures > 0`), c.key); err != nil {
+			return fmt.Errorf("attempts: give back a %s attempt: %w", c.Kind, err)
+		}
+	}
+	return nil
+}
+
+// Reset starts the counters again from zero: the owner proved the secret.
+func (l *Limiter) Reset(ctx context.Context, counters ...Counter) error {
+	for _, c := range sorted(counters) {
+		if _, err := l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_counters WHERE key = ?`), c.key); err != nil {
+			return fmt.Errorf("attempts: reset a %s counter: %w", c.Kind, err)
+		}
+	}
+	return nil
+}
+
+// Trust marks key as trusted until then (a later mark replaces an earlier one).
+func (l *Limiter) Trust(ctx context.Context, key string, until time.Time) error {
+	_, err := l.db.ExecContext(ctx, l.q(`INSERT INTO attempt_marks (key, until) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET until = excluded.until`), hashKey(key), until.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("attempts: trust: %w", err)
+	}
+	return nil
+}
+
+// Trusted reports whether key is marked trusted at now.
+func (l *Limiter) Trusted(ctx context.Context, key string, now time.Time) (bool, error) {
+	var until int64
+	err := l.db.QueryRowxContext(ctx, l.q(`SELECT until FROM attempt_marks WHERE key = ?`), hashKey(key)).Scan(&until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("attempts: trusted: %w", err)
+	}
+	return until > now.UnixMicro(), nil
+}
+
+// sweep deletes expired counters and marks, at most once per sweepEvery per process. A failure
+// only delays it: expired rows count as zero anyway.
+func (l *Limiter) sweep(ctx context.Context, now time.Time) {
+	last := l.lastSweep.Load()
+	if now.UnixNano()-last < int64(sweepEvery) || !l.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	us := now.UnixMicro()
+	_, _ = l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_counters WHERE expires_at < ?`), us)
+	_, _ = l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_marks WHERE until < ?`), us)
+}
