@@ -22,8 +22,10 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -123,6 +125,8 @@ type server struct {
 type serverOptions struct {
 	params auth.Params
 	signIn commands.SignInConfig
+	// metrics, when set, receives the attempt limiter's metrics.
+	metrics prometheus.Registerer
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -217,9 +221,15 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	mail := &mailbox{log: commands.LogNotifier{Logger: log}, box: map[string][]string{}}
 	signIn := o.signIn
 	signIn.Logger = log
+	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: dialect, Metrics: o.metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
 	app, err := commands.New(commands.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
-	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn})
+		Attempts: limiter,
+	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
+		Limits: commands.LimitsConfig{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
@@ -72,9 +73,13 @@ func newViewsServerApp(t *testing.T) (http.Handler, commands.Application) {
 		t.Fatal(err)
 	}
 	discard := slog.New(slog.DiscardHandler)
+	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: migrations.SQLite})
+	if err != nil {
+		t.Fatal(err)
+	}
 	app, err := commands.New(commands.Deps{
 		Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
-		Notifier: commands.LogNotifier{Logger: discard},
+		Notifier: commands.LogNotifier{Logger: discard}, Attempts: limiter,
 	}, commands.Config{})
 	if err != nil {
 		t.Fatal(err)

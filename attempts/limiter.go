@@ -99,8 +99,9 @@ func sorted(counters []Counter) []hashed {
 	return slices.CompactFunc(out, func(a, b hashed) bool { return a.key == b.key })
 }
 
-// Try counts one attempt against every counter, unless one of them must still wait: then it counts
-// nothing and returns the longest wait. The attempt counts as a failure until Done says otherwise.
+// Try admits one attempt against every counter, unless one of them must still wait: then it
+// admits nothing and returns the longest wait. An admitted attempt is pending until Done, and
+// counts meanwhile as a failure of this moment.
 func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (time.Duration, error) {
 	if len(counters) == 0 {
 		return 0, nil
@@ -113,24 +114,27 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	nowUS := now.UnixMicro()
-	counts := make([]int64, len(cs))
 	var wait time.Duration
 	var waiting []string
-	for i, c := range cs {
+	for _, c := range cs {
 		// The no-op update locks the row (PostgreSQL) until the transaction ends, new or not.
-		var n, last, expires int64
-		err := tx.QueryRowxContext(ctx, l.q(`INSERT INTO attempt_counters (key, failures, last_failure, expires_at)
-			VALUES (?, 0, 0, 0)
+		var failures, pending, last, expires int64
+		err := tx.QueryRowxContext(ctx, l.q(`INSERT INTO attempt_counters (key, failures, pending, last_failure, expires_at)
+			VALUES (?, 0, 0, 0, 0)
 			ON CONFLICT (key) DO UPDATE SET failures = attempt_counters.failures
-			RETURNING failures, last_failure, expires_at`), c.key).Scan(&n, &last, &expires)
+			RETURNING failures, pending, last_failure, expires_at`), c.key).Scan(&failures, &pending, &last, &expires)
 		if err != nil {
 			return 0, fmt.Errorf("attempts: read a %s counter: %w", c.Kind, err)
 		}
 		if expires <= nowUS {
-			n = 0
+			failures, pending = 0, 0
 		}
-		counts[i] = n
-		if w := time.UnixMicro(last).Add(c.Policy.Wait(n)).Sub(now); n > 0 && w > 0 {
+		n := failures + pending
+		w := time.UnixMicro(last).Add(c.Policy.Wait(n)).Sub(now)
+		if pending > 0 {
+			w = max(w, c.Policy.Wait(n)) // the pending attempts may fail now
+		}
+		if n > 0 && w > 0 {
 			waiting = append(waiting, c.Kind)
 			wait = max(wait, w)
 		}
@@ -141,9 +145,13 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 		}
 		return wait, nil // the rollback forgets the rows made above
 	}
-	for i, c := range cs {
-		_, err := tx.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = ?, last_failure = ?, expires_at = ? WHERE key = ?`),
-			counts[i]+1, nowUS, now.Add(c.Policy.Forget).UnixMicro(), c.key)
+	for _, c := range cs {
+		// An expired counter starts again from zero.
+		_, err := tx.ExecContext(ctx, l.q(`UPDATE attempt_counters SET
+				failures = CASE WHEN expires_at <= ? THEN 0 ELSE failures END,
+				pending = CASE WHEN expires_at <= ? THEN 1 ELSE pending + 1 END,
+				expires_at = ?
+			WHERE key = ?`), nowUS, nowUS, now.Add(c.Policy.Forget).UnixMicro(), c.key)
 		if err != nil {
 			return 0, fmt.Errorf("attempts: count a %s attempt: %w", c.Kind, err)
 		}
@@ -154,18 +162,21 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 	return 0, nil
 }
 
-// Done ends an attempt Try admitted. A failed attempt stays counted (and shows in the metrics);
-// any other (the secret was right, or was never checked) is given back.
-func (l *Limiter) Done(ctx context.Context, failed bool, counters ...Counter) error {
-	if failed {
-		for _, c := range counters {
-			l.attempts.WithLabelValues(c.Kind, OutcomeFailed).Inc()
-		}
-		return nil
-	}
+// Done ends an attempt Try admitted, at now. A failed attempt counts as a failure from now on
+// (and shows in the metrics); any other (the secret was right, or never checked) is forgotten.
+func (l *Limiter) Done(ctx context.Context, now time.Time, failed bool, counters ...Counter) error {
 	for _, c := range sorted(counters) {
-		if _, err := l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = failures - 1 WHERE key = ? AND failures > 0`), c.key); err != nil {
-			return fmt.Errorf("attempts: give back a %s attempt: %w", c.Kind, err)
+		var err error
+		if failed {
+			l.attempts.WithLabelValues(c.Kind, OutcomeFailed).Inc()
+			_, err = l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = failures + 1,
+				pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END, last_failure = ?, expires_at = ? WHERE key = ?`),
+				now.UnixMicro(), now.Add(c.Policy.Forget).UnixMicro(), c.key)
+		} else {
+			_, err = l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key)
+		}
+		if err != nil {
+			return fmt.Errorf("attempts: end a %s attempt: %w", c.Kind, err)
 		}
 	}
 	return nil

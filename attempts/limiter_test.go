@@ -90,6 +90,18 @@ func try(t *testing.T, l *attempts.Limiter, now time.Time, c ...attempts.Counter
 	return wait
 }
 
+// fail is an attempt that fails, if admitted; it returns the wait if not.
+func fail(t *testing.T, l *attempts.Limiter, now time.Time, c ...attempts.Counter) time.Duration {
+	t.Helper()
+	wait := try(t, l, now, c...)
+	if wait == 0 {
+		if err := l.Done(context.Background(), now, true, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return wait
+}
+
 func TestProgressiveDelay(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, db *sqlx.DB, d migrations.Dialect) {
@@ -97,31 +109,31 @@ func TestProgressiveDelay(t *testing.T) {
 		c := attempts.Counter{Kind: "otp", Key: "otp:ID0000000001", Policy: policy}
 		now := time.Unix(1_800_000_000, 0)
 		for i := range 3 {
-			if w := try(t, l, now, c); w != 0 {
+			if w := fail(t, l, now, c); w != 0 {
 				t.Fatalf("free attempt %d waits %v", i+1, w)
 			}
 		}
-		// Waits double from the last attempt: 1, 2, 4, then 4 minutes again (the cap).
+		// Waits double from the last failure: 1, 2, 4, then 4 minutes again (the cap).
 		for _, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute} {
-			if w := try(t, l, now, c); w != want {
+			if w := fail(t, l, now, c); w != want {
 				t.Fatalf("wait %v, want %v", w, want)
 			}
-			if w := try(t, l, now.Add(want-time.Second), c); w != time.Second {
+			if w := fail(t, l, now.Add(want-time.Second), c); w != time.Second {
 				t.Fatalf("a second early: wait %v, want 1s", w)
 			}
 			now = now.Add(want)
-			if w := try(t, l, now, c); w != 0 {
+			if w := fail(t, l, now, c); w != 0 {
 				t.Fatalf("after %v: wait %v, want none", want, w)
 			}
 		}
 		// Left alone for Forget, the counter starts again: three free attempts.
 		now = now.Add(time.Hour)
 		for i := range 3 {
-			if w := try(t, l, now, c); w != 0 {
+			if w := fail(t, l, now, c); w != 0 {
 				t.Fatalf("after forget, attempt %d waits %v", i+1, w)
 			}
 		}
-		if w := try(t, l, now, c); w != time.Minute {
+		if w := fail(t, l, now, c); w != time.Minute {
 			t.Fatalf("fourth attempt after forget waits %v, want 1m", w)
 		}
 	})
@@ -140,24 +152,35 @@ func TestDoneGivesBackAndResetForgets(t *testing.T) {
 			if w := try(t, l, now, c); w != 0 {
 				t.Fatalf("a given-back attempt made the next wait %v", w)
 			}
-			if err := l.Done(ctx, false, c); err != nil {
+			if err := l.Done(ctx, now, false, c); err != nil {
 				t.Fatal(err)
 			}
 		}
 		for range 3 {
-			try(t, l, now, c, other)
-			if err := l.Done(ctx, true, c, other); err != nil {
-				t.Fatal(err)
-			}
+			fail(t, l, now, c, other)
 		}
 		if w := try(t, l, now, c); w != time.Minute {
 			t.Fatalf("after three failures: wait %v, want 1m", w)
 		}
+		// A right answer after the wait does not move the wait of the next: it is given back whole.
+		later := now.Add(time.Minute)
+		try(t, l, later, c)
+		if err := l.Done(ctx, later, false, c); err != nil {
+			t.Fatal(err)
+		}
+		if w := try(t, l, later, c); w != 0 {
+			t.Fatalf("after a right answer: wait %v", w)
+		}
+		if err := l.Done(ctx, later, false, c); err != nil {
+			t.Fatal(err)
+		}
 		if err := l.Reset(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		if w := try(t, l, now, c); w != 0 {
-			t.Fatalf("after reset: wait %v", w)
+		for i := range 3 {
+			if w := fail(t, l, now, c); w != 0 {
+				t.Fatalf("after reset, failure %d waits %v", i+1, w)
+			}
 		}
 		if w := try(t, l, now, other); w != time.Minute {
 			t.Fatalf("the other counter was reset too: wait %v", w)
@@ -165,10 +188,10 @@ func TestDoneGivesBackAndResetForgets(t *testing.T) {
 		// An attempt refused by one counter counts on none.
 		fresh := attempts.Counter{Kind: "password", Key: "fresh", Policy: policy}
 		for range 5 {
-			try(t, l, now, fresh, other)
+			fail(t, l, now, fresh, other)
 		}
 		for i := range 3 {
-			if w := try(t, l, now, fresh); w != 0 {
+			if w := fail(t, l, now, fresh); w != 0 {
 				t.Fatalf("refused attempts counted: attempt %d waits %v", i+1, w)
 			}
 		}

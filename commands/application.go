@@ -18,24 +18,25 @@ type Application struct {
 	Levels   domain.Levels
 }
 
-// Commands are the handlers, one per command.
+// Commands are the handlers, one per command. Those of commands that present a secret are
+// Handlers guarded by the attempt limiter (limits.go).
 type Commands struct {
 	RegisterUser             RegisterUserHandler
 	RequestEmailVerification RequestEmailVerificationHandler
-	VerifyEmail              VerifyEmailHandler
+	VerifyEmail              Handler[VerifyEmail, Result]
 	RequestPasswordReset     RequestPasswordResetHandler
-	ResetPassword            ResetPasswordHandler
+	ResetPassword            Handler[ResetPassword, Result]
 	SignIn                   SignInHandler
 	SignOut                  SignOutHandler
-	ChangePassword           ChangePasswordHandler
-	ChangeEmail              ChangeEmailHandler
-	ChangeUsername           ChangeUsernameHandler
+	ChangePassword           Handler[ChangePassword, Result]
+	ChangeEmail              Handler[ChangeEmail, Result]
+	ChangeUsername           Handler[ChangeUsername, Result]
 	UpdateUserData           UpdateUserDataHandler
-	DeleteAccount            DeleteAccountHandler
+	DeleteAccount            Handler[DeleteAccount, Result]
 	GenerateOTPSecret        GenerateOTPSecretHandler
-	EnableOTP                EnableOTPHandler
-	VerifyOTP                VerifyOTPHandler
-	DisableOTP               DisableOTPHandler
+	EnableOTP                Handler[EnableOTP, Result]
+	VerifyOTP                Handler[VerifyOTP, Result]
+	DisableOTP               Handler[DisableOTP, Result]
 	AddLabel                 AddLabelHandler
 	UpdateLabel              UpdateLabelHandler
 	RemoveLabel              RemoveLabelHandler
@@ -91,6 +92,8 @@ type Deps struct {
 	Sealer   *auth.Sealer
 	Tokens   TokenSigner
 	Notifier Notifier
+	// Attempts limits attempts at secrets and code requests (package attempts).
+	Attempts AttemptLimiter
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -99,6 +102,7 @@ type Config struct {
 	Codes   CodesConfig
 	SignIn  SignInConfig
 	Wallet  WalletConfig
+	Limits  LimitsConfig
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -106,7 +110,7 @@ type Config struct {
 func New(d Deps, c Config) (Application, error) {
 	for name, missing := range map[string]bool{
 		"Store": d.Store == nil, "Keys": d.Keys == nil, "Registry": d.Registry == nil, "Hasher": d.Hasher == nil,
-		"Sealer": d.Sealer == nil, "Tokens": d.Tokens == nil, "Notifier": d.Notifier == nil,
+		"Sealer": d.Sealer == nil, "Tokens": d.Tokens == nil, "Notifier": d.Notifier == nil, "Attempts": d.Attempts == nil,
 	} {
 		if missing {
 			panic(fmt.Sprintf("commands: New needs Deps.%s", name))
@@ -116,33 +120,40 @@ func New(d Deps, c Config) (Application, error) {
 	if err != nil {
 		return Application{}, err
 	}
-	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, c.SignIn)
+	limits, err := c.Limits.withDefaults()
 	if err != nil {
 		return Application{}, err
 	}
+	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, d.Attempts, limits, c.SignIn)
+	if err != nil {
+		return Application{}, err
+	}
+	g := &guardian{limiter: d.Attempts, limits: limits, users: users}
+	codes := codeLimits{limiter: d.Attempts, limits: limits}
 	if err := c.Wallet.validate(); err != nil {
 		return Application{}, err
 	}
 	queue := NewUserQueue()
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
+	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{
 		Commands: Commands{
 			RegisterUser:             register,
-			RequestEmailVerification: NewRequestEmailVerificationHandler(users, d.Notifier, c.Codes),
-			VerifyEmail:              NewVerifyEmailHandler(users),
-			RequestPasswordReset:     NewRequestPasswordResetHandler(users, d.Notifier, c.Codes),
-			ResetPassword:            NewResetPasswordHandler(users, d.Hasher),
+			RequestEmailVerification: NewRequestEmailVerificationHandler(users, d.Notifier, c.Codes).limitedBy(codes),
+			VerifyEmail:              guard[VerifyEmail, Result](g, NewVerifyEmailHandler(users)),
+			RequestPasswordReset:     NewRequestPasswordResetHandler(users, d.Notifier, c.Codes).limitedBy(codes),
+			ResetPassword:            guard[ResetPassword, Result](g, NewResetPasswordHandler(users, d.Hasher)),
 			SignIn:                   signIn,
 			SignOut:                  NewSignOutHandler(users),
-			ChangePassword:           NewChangePasswordHandler(users, d.Hasher),
-			ChangeEmail:              NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes),
-			ChangeUsername:           NewChangeUsernameHandler(users, d.Hasher),
+			ChangePassword:           guard[ChangePassword, Result](g, NewChangePasswordHandler(users, d.Hasher)),
+			ChangeEmail:              guard[ChangeEmail, Result](g, NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes)),
+			ChangeUsername:           guard[ChangeUsername, Result](g, NewChangeUsernameHandler(users, d.Hasher)),
 			UpdateUserData:           NewUpdateUserDataHandler(users),
-			DeleteAccount:            NewDeleteAccountHandler(users, d.Hasher, d.Sealer),
+			DeleteAccount:            guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer)),
 			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
-			EnableOTP:                NewEnableOTPHandler(users, d.Sealer),
-			VerifyOTP:                NewVerifyOTPHandler(users, d.Sealer),
-			DisableOTP:               NewDisableOTPHandler(users, d.Sealer),
+			EnableOTP:                guard[EnableOTP, Result](g, NewEnableOTPHandler(users, d.Sealer)),
+			VerifyOTP:                guard[VerifyOTP, Result](g, NewVerifyOTPHandler(users, d.Sealer)),
+			DisableOTP:               guard[DisableOTP, Result](g, NewDisableOTPHandler(users, d.Sealer)),
 			AddLabel:                 NewAddLabelHandler(users),
 			UpdateLabel:              NewUpdateLabelHandler(users),
 			RemoveLabel:              NewRemoveLabelHandler(users),

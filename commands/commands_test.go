@@ -14,11 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/projections"
 )
 
 // cheap argon2 parameters: tests hash hundreds of passwords, some 50 at once.
@@ -94,11 +97,20 @@ type env struct {
 
 func newEnv(t *testing.T, cfg commands.Config) *env {
 	t.Helper()
-	store, err := sqlite.Open(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "idlog.db")})
+	path := filepath.Join(t.TempDir(), "idlog.db")
+	store, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
+	db, err := projections.OpenSQLite(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(); store.Close() })
+	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: migrations.SQLite})
+	if err != nil {
+		t.Fatal(err)
+	}
 	hasher, err := auth.NewPasswordHasher(cheap)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +131,7 @@ func newEnv(t *testing.T, cfg commands.Config) *env {
 	mail := &mailbox{}
 	app, err := commands.New(commands.Deps{
 		Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
-		Tokens: signer, Notifier: mail,
+		Tokens: signer, Notifier: mail, Attempts: limiter,
 	}, cfg)
 	if err != nil {
 		t.Fatal(err)

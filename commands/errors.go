@@ -31,9 +31,9 @@ var (
 	// ErrConflict: the user's stream kept changing under the command; it gave up after its
 	// retries. See ConflictError.
 	ErrConflict = errors.New("commands: concurrent changes, gave up")
-	// ErrThrottled: too many failed sign-ins for the account or from the address. See
-	// ThrottledError.
-	ErrThrottled = errors.New("commands: too many failed sign-ins")
+	// ErrThrottled: too many failed attempts at a secret (a sign-in, a password, a two-factor
+	// code, a token); the next must wait. See ThrottledError.
+	ErrThrottled = errors.New("commands: too many failed attempts")
 	// ErrCommandInvalid: the command itself is malformed (an empty user id, say): a bug of the
 	// caller, not the user's input.
 	ErrCommandInvalid = errors.New("commands: invalid command")
@@ -52,13 +52,17 @@ func (e *ConflictError) Error() string {
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
-// ThrottleScope says what a sign-in was throttled for.
+// ThrottleScope says what an attempt was throttled for.
 type ThrottleScope string
 
-// The throttle scopes.
+// The throttle scopes: a sign-in's login or client address, or the secret a signed-in user or a
+// token holder presented.
 const (
-	ThrottleAccount ThrottleScope = "account"
-	ThrottleAddress ThrottleScope = "address"
+	ThrottleAccount  ThrottleScope = "account"
+	ThrottleAddress  ThrottleScope = "address"
+	ThrottlePassword ThrottleScope = kindPassword
+	ThrottleOTP      ThrottleScope = kindOTP
+	ThrottleToken    ThrottleScope = kindToken
 )
 
 // ThrottledError says what is throttled and for how long. errors.Is(err, ErrThrottled) holds.
@@ -68,7 +72,7 @@ type ThrottledError struct {
 }
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("commands: too many failed sign-ins for this %s; retry after %s", e.Scope, e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("commands: too many failed attempts (%s); retry after %s", e.Scope, e.RetryAfter.Round(time.Second))
 }
 
 // Is makes errors.Is(err, ErrThrottled) true.

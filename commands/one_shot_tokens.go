@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/domain"
 )
 
@@ -19,18 +20,53 @@ type tokenRequest struct {
 	eligible func(u *domain.User) bool
 	// record records the request of a token with this hash and expiry.
 	record func(u *domain.User, hash string, expiresAt time.Time) ([]domain.Event, error)
+	limits codeLimits
+}
+
+// codeLimits caps code requests per address asked for and per client address. The zero value
+// caps nothing (a handler built without New).
+type codeLimits struct {
+	limiter AttemptLimiter
+	limits  LimitsConfig
+}
+
+// refused counts a request for a code to email from ip, and reports whether one of its counters
+// refused it.
+func (c codeLimits) refused(ctx context.Context, now time.Time, email, ip string) (bool, error) {
+	if c.limiter == nil {
+		return false, nil
+	}
+	counters := []attempts.Counter{{Kind: kindCodeRequest, Key: "code-account:" + email, Policy: c.limits.CodeAccount}}
+	if ip != "" {
+		counters = append(counters, attempts.Counter{Kind: kindCodeRequest, Key: "code-address:" + ip, Policy: c.limits.CodeAddress})
+	}
+	wait, err := c.limiter.Try(ctx, now, counters...)
+	if err != nil || wait > 0 {
+		return wait > 0, err
+	}
+	// Every request counts, whether a code goes out or not: the answer must not tell.
+	return false, c.limiter.Done(ctx, now, true, counters...)
 }
 
 // requestToken sends a one-shot token to the address if an eligible user holds it. A malformed
 // address is domain.ErrEmailInvalid; an unknown or ineligible one is not an error and appends
-// nothing. Either way it lasts about as long and returns the same empty result, so neither the
-// answer nor its timing tells whether an address is registered.
+// nothing, nor does a request beyond the limits (codeLimits). Every way it lasts about as long and
+// returns the same empty result, so neither the answer nor its timing tells whether an address is
+// registered, or limited.
 func requestToken(ctx context.Context, users *UserStreams, codes codeSender, pad *latency, r tokenRequest) (Result, error) {
 	email, err := domain.NormalizeEmail(r.email)
 	if err != nil {
 		return Result{}, err
 	}
 	start := time.Now()
+	refused, err := r.limits.refused(ctx, users.now(), email, r.meta.IP)
+	if err != nil {
+		return Result{}, err
+	}
+	if refused {
+		padSilence(ctx, pad, start)
+		return Result{}, nil
+	}
 	uid, ok, err := users.owner(ctx, emailKey(email))
 	if err != nil {
 		return Result{}, err
@@ -59,8 +95,9 @@ func requestToken(ctx context.Context, users *UserStreams, codes codeSender, pad
 		padSilence(ctx, pad, start)
 		return Result{}, nil
 	}
-	pad.observe(time.Since(start))
 	codes.send(ctx, r.kind, string(uid), email, token)
+	// After the hand-off: the silent paths must last as long as all the sending path does.
+	pad.observe(time.Since(start))
 	// Neither the account nor the position is given: the answer, and the time the caller waits
 	// for read models, must not depend on whether the address is known.
 	return Result{Replayed: o.replayed}, nil

@@ -21,6 +21,7 @@ type RequestEmailVerificationHandler struct {
 	codes codeSender
 	ttl   time.Duration
 	pad   *latency
+	caps  codeLimits
 }
 
 // NewRequestEmailVerificationHandler returns the handler.
@@ -38,6 +39,13 @@ func (h RequestEmailVerificationHandler) Handle(ctx context.Context, cmd Request
 	return requestToken(ctx, h.users, h.codes, h.pad, tokenRequest{
 		command: "RequestEmailVerification", meta: cmd.Meta, email: cmd.Email, kind: NotifyEmailConfirmation, ttl: h.ttl,
 		eligible: func(u *domain.User) bool { return !u.EmailVerified() && u.IsActive() },
+		limits:   h.caps,
 		record:   (*domain.User).RequestEmailVerification,
 	})
+}
+
+// limitedBy returns the handler with code requests capped.
+func (h RequestEmailVerificationHandler) limitedBy(c codeLimits) RequestEmailVerificationHandler {
+	h.caps = c
+	return h
 }

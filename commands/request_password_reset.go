@@ -21,6 +21,7 @@ type RequestPasswordResetHandler struct {
 	codes codeSender
 	ttl   time.Duration
 	pad   *latency
+	caps  codeLimits
 }
 
 // NewRequestPasswordResetHandler returns the handler.
@@ -38,6 +39,13 @@ func (h RequestPasswordResetHandler) Handle(ctx context.Context, cmd RequestPass
 	return requestToken(ctx, h.users, h.codes, h.pad, tokenRequest{
 		command: "RequestPasswordReset", meta: cmd.Meta, email: cmd.Email, kind: NotifyPasswordReset, ttl: h.ttl,
 		eligible: func(u *domain.User) bool { return u.IsActive() },
+		limits:   h.caps,
 		record:   (*domain.User).RequestPasswordReset,
 	})
+}
+
+// limitedBy returns the handler with code requests capped.
+func (h RequestPasswordResetHandler) limitedBy(c codeLimits) RequestPasswordResetHandler {
+	h.caps = c
+	return h
 }

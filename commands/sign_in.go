@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 )
@@ -39,21 +40,30 @@ type TokenSigner interface {
 const (
 	DefaultMaxFailedSignIns      = 5
 	DefaultSignInLockout         = 15 * time.Minute
-	DefaultAddressMaxFailures    = 30
+	DefaultAddressMaxFailures    = 100
 	DefaultAddressFailuresWindow = 15 * time.Minute
+	DefaultKnownAddressTrust     = 30 * 24 * time.Hour
 )
 
-// SignInConfig sets how failed sign-ins are throttled. The zero value takes the defaults.
+// SignInConfig sets how failed sign-ins are slowed (README.md, "Sign-in and attempt limits"). The
+// zero value takes the defaults. Counters live in the attempt limiter, shared by replicas.
 type SignInConfig struct {
-	// MaxFailures failed sign-ins in a row lock the account for Lockout after the last one: a
-	// sign-in then fails with ErrThrottled without its password being checked. Negative turns it
-	// off; 0 means DefaultMaxFailedSignIns. Lockout 0 means DefaultSignInLockout.
+	// MaxFailures failed sign-ins of one login are free; each further one waits after the last,
+	// one minute at first, doubling up to Lockout: in the long run one guess per Lockout per
+	// login. Counted by the normalised login, known or not, so unknown logins are slowed alike;
+	// from an address where the login signed in before (KnownAddressTrust), failures count on
+	// that (login, address) pair only, so nobody elsewhere can slow the owner there. Negative
+	// turns it off; 0 means DefaultMaxFailedSignIns. Lockout 0 means DefaultSignInLockout.
 	MaxFailures int
 	Lockout     time.Duration
-	// AddressMaxFailures failed sign-ins from one client address within AddressWindow refuse its
-	// sign-ins until the window ends. Counted in memory, per process. Negative turns it off.
+	// AddressMaxFailures failed sign-ins from one client address, whatever the login, refuse its
+	// sign-ins (except at its known logins) until AddressWindow has passed since the last: a
+	// ceiling high enough for the users behind one NAT. Negative turns it off.
 	AddressMaxFailures int
 	AddressWindow      time.Duration
+	// KnownAddressTrust is how long after a successful sign-in its address stays known to its
+	// login. 0 means DefaultKnownAddressTrust.
+	KnownAddressTrust time.Duration
 	// Logger receives throttled and failed sign-ins (never a password or a code). Nil discards.
 	Logger *slog.Logger
 }
@@ -71,6 +81,9 @@ func (c SignInConfig) withDefaults() SignInConfig {
 	if c.AddressWindow == 0 {
 		c.AddressWindow = DefaultAddressFailuresWindow
 	}
+	if c.KnownAddressTrust == 0 {
+		c.KnownAddressTrust = DefaultKnownAddressTrust
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -83,35 +96,57 @@ func (c SignInConfig) validate() error {
 		return fmt.Errorf("commands: sign-in lockout (%v) cannot be negative", c.Lockout)
 	case c.AddressWindow < 0:
 		return fmt.Errorf("commands: address failure window (%v) cannot be negative", c.AddressWindow)
+	case c.KnownAddressTrust < 0:
+		return fmt.Errorf("commands: known address trust (%v) cannot be negative", c.KnownAddressTrust)
 	}
 	return nil
 }
 
-// SignInHandler handles SignIn. It is safe for concurrent use; copies share their throttles.
+// loginPolicy slows the guesses at one login (or one login from one known address).
+func (c SignInConfig) loginPolicy() attempts.Policy {
+	return attempts.Policy{Free: c.MaxFailures, Delay: min(time.Minute, c.Lockout), MaxDelay: c.Lockout, Forget: max(24*time.Hour, c.Lockout)}
+}
+
+// addressPolicy is the ceiling on failures from one address: a window that restarts with each
+// failure past it.
+func (c SignInConfig) addressPolicy() attempts.Policy {
+	return attempts.Policy{Free: c.AddressMaxFailures, Delay: c.AddressWindow, MaxDelay: c.AddressWindow, Forget: c.AddressWindow}
+}
+
+// SignInHandler handles SignIn. It is safe for concurrent use; copies share their state.
 type SignInHandler struct {
-	users     *UserStreams
-	hasher    *auth.PasswordHasher
-	sealer    *auth.Sealer
-	tokens    TokenSigner
-	cfg       SignInConfig
-	addresses *addressThrottle
+	users   *UserStreams
+	hasher  *auth.PasswordHasher
+	sealer  *auth.Sealer
+	tokens  TokenSigner
+	limiter AttemptLimiter
+	limits  LimitsConfig
+	cfg     SignInConfig
 	// failure is how long recording a failed sign-in of a known user takes; an unknown login
 	// waits as long, so the two cannot be told apart by time.
 	failure *latency
 }
 
-// NewSignInHandler returns the handler.
-func NewSignInHandler(users *UserStreams, hasher *auth.PasswordHasher, sealer *auth.Sealer, tokens TokenSigner, cfg SignInConfig) (SignInHandler, error) {
-	if users == nil || hasher == nil || sealer == nil || tokens == nil {
-		panic("commands: NewSignInHandler needs users, a password hasher, a sealer and a token signer")
+// NewSignInHandler returns the handler. limits gives the policy of two-factor codes.
+func NewSignInHandler(users *UserStreams, hasher *auth.PasswordHasher, sealer *auth.Sealer, tokens TokenSigner, limiter AttemptLimiter, limits LimitsConfig, cfg SignInConfig) (SignInHandler, error) {
+	if users == nil || hasher == nil || sealer == nil || tokens == nil || limiter == nil {
+		panic("commands: NewSignInHandler needs users, a password hasher, a sealer, a token signer and an attempt limiter")
 	}
 	if err := cfg.validate(); err != nil {
 		return SignInHandler{}, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.MaxFailures > 0 {
+		if err := cfg.loginPolicy().Validate(); err != nil {
+			return SignInHandler{}, fmt.Errorf("commands: sign-in limits: %w", err)
+		}
+	}
+	limits, err := limits.withDefaults()
+	if err != nil {
+		return SignInHandler{}, err
+	}
 	return SignInHandler{
-		users: users, hasher: hasher, sealer: sealer, tokens: tokens, cfg: cfg,
-		addresses: newAddressThrottle(cfg.AddressMaxFailures, cfg.AddressWindow), failure: &latency{},
+		users: users, hasher: hasher, sealer: sealer, tokens: tokens, limiter: limiter, limits: limits, cfg: cfg, failure: &latency{},
 	}, nil
 }
 
@@ -124,51 +159,154 @@ type signInFailure struct {
 func (f *signInFailure) Error() string { return f.err.Error() }
 func (f *signInFailure) Unwrap() error { return f.err }
 
+// signInAttempt is what a sign-in counts against: the login's counters, chosen by whether the
+// client address is known to the login.
+type signInAttempt struct {
+	login, ip string
+	known     bool
+	counters  []attempts.Counter
+	// The (login, address) and the login's counters, reset by a success.
+	pair, loginCounter attempts.Counter
+}
+
+// attempt picks the counters of a sign-in. From an address where the login signed in before,
+// only the (login, address) pair counts; from anywhere else, the login and the address.
+func (h SignInHandler) attempt(ctx context.Context, login, ip string, now time.Time) (signInAttempt, error) {
+	a := signInAttempt{login: login, ip: ip}
+	a.pair = attempts.Counter{Kind: string(ThrottleAccount), Key: "signin-pair:" + login + "|" + ip, Policy: h.cfg.loginPolicy()}
+	a.loginCounter = attempts.Counter{Kind: string(ThrottleAccount), Key: "signin-login:" + login, Policy: h.cfg.loginPolicy()}
+	if ip != "" {
+		known, err := h.limiter.Trusted(ctx, "signin-known:"+login+"|"+ip, now)
+		if err != nil {
+			return a, err
+		}
+		a.known = known
+	}
+	if h.cfg.MaxFailures > 0 {
+		if a.known {
+			a.counters = append(a.counters, a.pair)
+		} else {
+			a.counters = append(a.counters, a.loginCounter)
+		}
+	}
+	if !a.known && ip != "" && h.cfg.AddressMaxFailures > 0 {
+		a.counters = append(a.counters, attempts.Counter{Kind: string(ThrottleAddress), Key: "signin-address:" + ip, Policy: h.cfg.addressPolicy()})
+	}
+	return a, nil
+}
+
+// otpCounter is the counter of the two-factor codes a sign-in presents: the user's, shared with
+// the account routes; from a known address, the (user, address) pair's.
+func (h SignInHandler) otpCounter(uid domain.UserID, a signInAttempt) attempts.Counter {
+	if a.known {
+		return h.limits.otp(string(uid) + "|" + a.ip)
+	}
+	return h.limits.otp(string(uid))
+}
+
+func (h SignInHandler) done(ctx context.Context, failed bool, counters ...attempts.Counter) {
+	if len(counters) == 0 {
+		return
+	}
+	if err := h.limiter.Done(context.WithoutCancel(ctx), h.users.now(), failed, counters...); err != nil {
+		h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "end of a sign-in attempt not recorded", slog.Any("error", err))
+	}
+}
+
+// throttled is the answer to a sign-in that must wait: the same for every login, known or not.
+func (h SignInHandler) throttled(ctx context.Context, cmd SignIn, scope ThrottleScope, wait time.Duration) error {
+	h.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "sign-in throttled", slog.String("scope", string(scope)),
+		slog.String("ip", cmd.IP), slog.String("request_id", cmd.RequestID))
+	return &ThrottledError{Scope: scope, RetryAfter: wait}
+}
+
 // Handle signs the user in. Errors: ErrInvalidCredentials for an unknown login or a wrong
-// password (alike in body and time), ErrThrottled, domain.ErrUserNotActive,
-// domain.ErrLoginDisabled, domain.ErrOTPRequired,
-// auth.ErrOTPCodeInvalid and domain.ErrOTPReplayed. Every failure of a known user is recorded.
+// password (alike in body and time), ErrThrottled (alike for every login), domain.ErrUserNotActive,
+// domain.ErrLoginDisabled, domain.ErrOTPRequired, auth.ErrOTPCodeInvalid and domain.ErrOTPReplayed.
+// Every failure of a known user is recorded; every guess goes through the attempt limiter.
 func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, error) {
 	now := h.users.now()
-	log := h.cfg.Logger
-	if wait := h.addresses.blocked(cmd.IP, now); wait > 0 {
-		log.LogAttrs(ctx, slog.LevelWarn, "sign-in throttled", slog.String("scope", string(ThrottleAddress)),
-			slog.String("ip", cmd.IP), slog.String("request_id", cmd.RequestID))
-		return SignInResult{}, &ThrottledError{Scope: ThrottleAddress, RetryAfter: wait}
+	a, err := h.attempt(ctx, normalLogin(cmd.Login), cmd.IP, now)
+	if err != nil {
+		return SignInResult{}, err
+	}
+	wait, err := h.limiter.Try(ctx, now, a.counters...)
+	if err != nil {
+		return SignInResult{}, err
+	}
+	if wait > 0 {
+		return SignInResult{}, h.throttled(ctx, cmd, ThrottleAccount, wait)
 	}
 	uid, known, err := h.findLogin(ctx, cmd.Login)
 	if err != nil {
+		h.done(ctx, false, a.counters...)
 		return SignInResult{}, err
 	}
 	start := time.Now()
 	if !known || cmd.Password == "" {
 		h.hasher.DummyVerify(cmd.Password)
 		sleep(ctx, h.failure.get())
-		h.addresses.fail(cmd.IP, now)
+		h.done(ctx, true, a.counters...)
 		return SignInResult{}, ErrInvalidCredentials
 	}
 	u, err := h.users.load(ctx, uid)
 	if err != nil {
+		h.done(ctx, false, a.counters...)
 		return SignInResult{}, err
-	}
-	if count, last := u.FailedLogins(); h.cfg.MaxFailures > 0 && count >= h.cfg.MaxFailures && now.Sub(last) < h.cfg.Lockout {
-		log.LogAttrs(ctx, slog.LevelWarn, "sign-in throttled", slog.String("scope", string(ThrottleAccount)),
-			slog.String("uid", string(uid)), slog.String("ip", cmd.IP), slog.String("request_id", cmd.RequestID))
-		return SignInResult{}, &ThrottledError{Scope: ThrottleAccount, RetryAfter: last.Add(h.cfg.Lockout).Sub(now)}
 	}
 	proof := &passwordProof{hasher: h.hasher, password: cmd.Password}
 	verifying := time.Now()
 	if err := proof.check(u, ErrInvalidCredentials); err != nil {
 		if !errors.Is(err, ErrInvalidCredentials) {
+			h.done(ctx, false, a.counters...)
 			return SignInResult{}, err
 		}
 		recording := time.Now()
 		h.recordFailure(ctx, cmd, uid, domain.LoginFailureInvalidPassword, now)
+		h.done(ctx, true, a.counters...)
 		// What an unknown login skips: reading the user and recording the failure.
 		h.failure.observe(verifying.Sub(start) + time.Since(recording))
 		return SignInResult{}, ErrInvalidCredentials
 	}
+	// The password is right: this was no guess at it. A code, if any, is a guess at the second
+	// factor, and goes to its own counter.
+	h.done(ctx, false, a.counters...)
+	var otp []attempts.Counter
+	if cmd.OTPCode != "" {
+		otp = []attempts.Counter{h.otpCounter(uid, a)}
+		wait, err := h.limiter.Try(ctx, now, otp...)
+		if err != nil {
+			return SignInResult{}, err
+		}
+		if wait > 0 {
+			return SignInResult{}, h.throttled(ctx, cmd, ThrottleScope(kindOTP), wait)
+		}
+	}
+	res, err := h.open(ctx, cmd, uid, proof, now)
+	h.done(ctx, errors.Is(err, auth.ErrOTPCodeInvalid) || errors.Is(err, domain.ErrOTPReplayed), otp...)
+	if err == nil {
+		// The owner proved the password: the failures on the counters this sign-in went through
+		// no longer count (from a known address, not the login's: those are someone else's).
+		reset := []attempts.Counter{a.pair}
+		if !a.known {
+			reset = append(reset, a.loginCounter)
+		}
+		if err := h.limiter.Reset(context.WithoutCancel(ctx), reset...); err != nil {
+			h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "reset of a sign-in counter failed", slog.Any("error", err))
+		}
+	}
+	if err == nil && cmd.IP != "" {
+		// Signed in from here: this address is known to the login from now on.
+		if err := h.limiter.Trust(context.WithoutCancel(ctx), "signin-known:"+a.login+"|"+a.ip, now.Add(h.cfg.KnownAddressTrust)); err != nil {
+			h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "record of a known address failed", slog.Any("error", err))
+		}
+	}
+	return res, err
+}
 
+// open checks the rest (state, two-factor code) and starts the session of a user whose password
+// is right.
+func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, proof *passwordProof, now time.Time) (SignInResult, error) {
 	idem, err := newIdempotency("SignIn", cmd.Meta)
 	if err != nil {
 		return SignInResult{}, err
@@ -232,6 +370,19 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 	return SignInResult{Result: resultOf(o), SessionID: claims.SessionID, Token: token, ExpiresAt: claims.ExpiresAt}, nil
 }
 
+// normalLogin is the key a login is counted under: the normalised email or username, or, when it
+// is neither, the login lower-cased, so that every spelling of one login shares its counter.
+func normalLogin(login string) string {
+	if strings.Contains(login, "@") {
+		if email, err := domain.NormalizeEmail(login); err == nil {
+			return "email:" + email
+		}
+	} else if name, err := domain.NormalizeUsername(login); err == nil {
+		return "username:" + name
+	}
+	return "other:" + strings.ToLower(strings.TrimSpace(login))
+}
+
 // replayed answers a sign-in retried with its idempotency key: a new token for the session the
 // first sign-in opened, if it is still open. The password was checked again before.
 func (h SignInHandler) replayed(o outcome, uid domain.UserID, idem idempotency) (SignInResult, error) {
@@ -272,10 +423,9 @@ func (h SignInHandler) findLogin(ctx context.Context, login string) (domain.User
 	return h.users.owner(ctx, key)
 }
 
-// recordFailure appends LoginFailed, and counts it against the client address. A failure to record
-// is logged: the sign-in fails anyway.
+// recordFailure appends LoginFailed, for the activity log. A failure to record is logged: the
+// sign-in fails anyway.
 func (h SignInHandler) recordFailure(ctx context.Context, cmd SignIn, uid domain.UserID, reason domain.LoginFailure, at time.Time) {
-	h.addresses.fail(cmd.IP, at)
 	meta := cmd.Meta
 	meta.IdempotencyKey = "" // every failure counts
 	_, err := h.users.update(ctx, uid, "", meta, func(u *domain.User) (change, error) {

@@ -224,7 +224,7 @@ func RegisterEvents(r *Registry) {
 		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
 		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
-		LoginDisabled{}, LoginEnabled{}, AccountClosed{},
+		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{},
 	} {
 		r.Register(e, 1)
 	}

@@ -18,7 +18,7 @@ func TestEventRegistryNames(t *testing.T) {
 		"AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordReset",
-		"PasswordResetRequested", "RoleChanged", "SessionEnded", "SessionStarted", "UserDataUpdated",
+		"PasswordResetRequested", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionStarted", "UserDataUpdated",
 		"UserDeleted", "UserRegistered", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
@@ -52,7 +52,7 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		changePassword(hash2, at(5), "s3"), requestReset("r1", at(60)), resetPassword("r1", hash1, at(6)),
 		changeRole(domain.RoleSupport), changeState(domain.StateLocked, "too many failures", at(7)),
 		changeState(domain.StateActive, "", at(8)), deleteUser(at(9)), changeState(domain.StateActive, "restored", at(10)), disableLogin(at(10)), enableLogin,
-		disableOTP(5003), genOTP("sealed-2"),
+		failSecret(domain.SecretOTP, "DisableOTP", at(10)), disableOTP(5003), genOTP("sealed-2"),
 		signIn("s4", at(11), 0), signIn("s5", at(11), 0), failLogin(domain.LoginFailureInvalidPassword, at(12)),
 		requestEmail("e2", at(60)), requestReset("r2", at(60)),
 		addLabel(domain.ActorAdmin, "email", "verified", domain.ScopePrivate), addLabel(domain.ActorAdmin, "phone", "pending", domain.ScopePrivate),

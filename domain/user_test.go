@@ -186,6 +186,9 @@ var (
 	failLogin = func(r domain.LoginFailure, now time.Time) cmd {
 		return func(u *domain.User) ([]domain.Event, error) { return u.FailLogin(r, now) }
 	}
+	failSecret = func(s domain.Secret, action string, now time.Time) cmd {
+		return func(u *domain.User) ([]domain.Event, error) { return u.FailSecretCheck(s, action, now) }
+	}
 	changeEmail = func(e string) cmd {
 		return func(u *domain.User) ([]domain.Event, error) { return u.ChangeEmail(e) }
 	}

@@ -185,7 +185,7 @@ var activityEvents = []domain.Event{
 	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
 	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
 	domain.WalletCredited{}, domain.WalletDebited{},
-	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{},
+	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -332,6 +332,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicSession, "login", loginData{OTP: ev.OTPStep != 0}
 	case domain.LoginFailed:
 		topic, action, result, data = TopicSession, "login", ResultFailed, reasonData{Reason: string(ev.Reason)}
+	case domain.SecretCheckFailed:
+		// A wrong password or code given to confirm an action: the row of that action, failed.
+		topic, action, result, data = TopicPassword, "check", ResultFailed, reasonData{Reason: ev.Action}
+		if ev.Secret == domain.SecretOTP {
+			topic = TopicOTP
+		}
 	case domain.SessionEnded:
 		topic, action, data = TopicSession, "end_session", reasonData{Reason: string(ev.Reason)}
 		if ev.Reason == domain.SessionEndLogout {

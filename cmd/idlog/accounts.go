@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"runtime/debug"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -19,8 +22,10 @@ import (
 
 // newAccounts builds what the account routes need: the keys (made in the data directory on the
 // first start), the password hasher, the token signer and the command handlers, over the store,
-// the read models and the runtime that keeps them. notifier receives the one-shot codes.
-func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, notifier cmds.Notifier, m *readModels) (*api.Accounts, error) {
+// the read models and the runtime that keeps them. notifier receives the one-shot codes. The
+// attempt limiter keeps its counters in the read models' database (the store's, but for
+// EventStoreDB), so replicas on it share them.
+func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, notifier cmds.Notifier, m *readModels, metrics prometheus.Registerer) (*api.Accounts, error) {
 	keys, ok := store.(eventstore.KeyOwners)
 	if !ok {
 		return nil, fmt.Errorf("the %s event store cannot find users by email (no KeyOwners)", cfg.EventStore())
@@ -52,9 +57,13 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			return nil, err // config checked it already
 		}
 	}
+	limiter, err := attempts.New(attempts.Options{DB: m.db, Dialect: m.dialect, Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
-		Notifier: cmds.LogNotifier{Logger: log, Next: notifier},
+		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter,
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
@@ -64,6 +73,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			AddressMaxFailures: orNever(a.SignInAddressMaxFailures), AddressWindow: a.SignInAddressWindow,
 			Logger: log,
 		},
+		Limits: cmds.LimitsConfig{Logger: log},
 	})
 	if err != nil {
 		return nil, err

@@ -53,6 +53,7 @@ func projectionsMain(ctx context.Context, env *environment, args []string) error
 // readModels is the read models' database, their views and the runtime that keeps them.
 type readModels struct {
 	db       *sqlx.DB
+	dialect  migrations.Dialect
 	ownDB    bool // opened here, closed here; else it is the store's pool
 	users    *projections.UsersView
 	activity *projections.ActivityView
@@ -98,6 +99,7 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 			return nil, fmt.Errorf("read models database: %w", err)
 		}
 	}
+	m.dialect = dialect
 	m.users = projections.NewUsersView(m.db, dialect)
 	m.activity = projections.NewActivityView(m.db, dialect)
 	m.labels = projections.NewLabelsView(m.db, dialect)

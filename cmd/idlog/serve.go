@@ -62,7 +62,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
 	defer stopSealer()
-	accounts, err := newAccounts(cfg, log, store, bus.notifier, models)
+	accounts, err := newAccounts(cfg, log, store, bus.notifier, models, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}

@@ -28,11 +28,12 @@ type Accounts struct {
 	SecretKeyFile string
 	// Argon2 are the password hashing costs (OWASP's by default).
 	Argon2 auth.Params
-	// SignInMaxFailures failed sign-ins in a row lock an account for SignInLockout; 0 never does.
+	// SignInMaxFailures failed sign-ins of one login are free, then each waits longer, up to one
+	// per SignInLockout (progressive delay, commands.SignInConfig); 0 never slows them.
 	SignInMaxFailures int
 	SignInLockout     time.Duration
-	// SignInAddressMaxFailures failed sign-ins from one address within SignInAddressWindow block
-	// that address until the window ends; 0 never does.
+	// SignInAddressMaxFailures failed sign-ins from one address block its sign-ins at logins not
+	// known there until SignInAddressWindow has passed since the last; 0 never does.
 	SignInAddressMaxFailures int
 	SignInAddressWindow      time.Duration
 	// EmailTokenTTL and ResetTokenTTL are how long email confirmation and password reset tokens
@@ -165,11 +166,11 @@ var accountSettings = []setting{
 		func(a *Accounts, n int) { a.Argon2.Iterations = uint32(n) }),
 	intSetting("IDLOG_ARGON2_PARALLELISM", "argon2-parallelism", "1", "argon2id lanes per password hash (`n`, OWASP: 1)", 1, 255,
 		func(a *Accounts, n int) { a.Argon2.Parallelism = uint8(n) }),
-	intSetting("IDLOG_SIGNIN_MAX_FAILURES", "signin-max-failures", "5", "failed sign-ins in a row that lock an account (`n`; 0: never)", 0, 1000,
+	intSetting("IDLOG_SIGNIN_MAX_FAILURES", "signin-max-failures", "5", "failed sign-ins of one login before each further one must wait (`n`; 0: never)", 0, 1000,
 		func(a *Accounts, n int) { a.SignInMaxFailures = n }),
-	durationSetting("IDLOG_SIGNIN_LOCKOUT", "signin-lockout", "15m", "how long a locked account waits after its last failure (`duration`)",
+	durationSetting("IDLOG_SIGNIN_LOCKOUT", "signin-lockout", "15m", "longest wait between failed sign-ins of one login: one guess per this, in the long run (`duration`)",
 		func(a *Accounts, d time.Duration) { a.SignInLockout = d }),
-	intSetting("IDLOG_SIGNIN_ADDRESS_MAX_FAILURES", "signin-address-max-failures", "30", "failed sign-ins from one address that block it for the window (`n`; 0: never)", 0, 1000000,
+	intSetting("IDLOG_SIGNIN_ADDRESS_MAX_FAILURES", "signin-address-max-failures", "100", "failed sign-ins from one address, whatever the login, that block it for the window (`n`; 0: never)", 0, 1000000,
 		func(a *Accounts, n int) { a.SignInAddressMaxFailures = n }),
 	durationSetting("IDLOG_SIGNIN_ADDRESS_WINDOW", "signin-address-window", "15m", "window of IDLOG_SIGNIN_ADDRESS_MAX_FAILURES (`duration`)",
 		func(a *Accounts, d time.Duration) { a.SignInAddressWindow = d }),

@@ -15,7 +15,7 @@ import (
 var defaultAccounts = config.Accounts{
 	TokenTTL: 15 * time.Minute, TokenIssuer: "idlog", TokenAudience: "idlog",
 	Argon2:            auth.DefaultParams(),
-	SignInMaxFailures: 5, SignInLockout: 15 * time.Minute, SignInAddressMaxFailures: 30, SignInAddressWindow: 15 * time.Minute,
+	SignInMaxFailures: 5, SignInLockout: 15 * time.Minute, SignInAddressMaxFailures: 100, SignInAddressWindow: 15 * time.Minute,
 	EmailTokenTTL: 24 * time.Hour, ResetTokenTTL: time.Hour, ReadYourWrites: 2 * time.Second,
 }
 
