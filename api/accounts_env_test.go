@@ -120,6 +120,12 @@ type server struct {
 	signer  *auth.Signer
 	key     ed25519.PrivateKey
 	runtime *projections.Runtime
+	// What a replica of this server needs (limits_test.go): the database (a SQLite file's path or
+	// a PostgreSQL DSN), the sealer of OTP secrets, and the account routes' read side.
+	at       string
+	dialect  migrations.Dialect
+	sealer   *auth.Sealer
+	accounts *api.Accounts
 }
 
 type serverOptions struct {
@@ -155,6 +161,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		keys    eventstore.KeyOwners
 		db      *sqlx.DB
 		dialect migrations.Dialect
+		at      string
 	)
 	switch backend {
 	case "sqlite":
@@ -163,7 +170,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, keys, dialect = s, s, migrations.SQLite
+		store, keys, dialect, at = s, s, migrations.SQLite, path
 		if db, err = projections.OpenSQLite(ctx, path); err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +180,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		store, keys, dialect = s, s, migrations.Postgres
+		store, keys, dialect, at = s, s, migrations.Postgres, dsn
 		if db, err = sqlx.Open("postgres", dsn); err != nil {
 			t.Fatal(err)
 		}
@@ -233,11 +240,13 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
+	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
 		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
-	}})
-	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
+	}
+	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}})
+	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts}
 }
 
 // response is an answer of the server.
