@@ -133,6 +133,7 @@ type serverOptions struct {
 	signIn commands.SignInConfig
 	// metrics, when set, receives the attempt limiter's metrics.
 	metrics prometheus.Registerer
+	limits  commands.LimitsConfig
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -229,6 +230,8 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	signIn := o.signIn
 	signIn.Logger = log
 	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: dialect, Metrics: o.metrics})
+	limits := o.limits
+	limits.Logger = log
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +239,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
 		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
-		Limits: commands.LimitsConfig{Logger: log}})
+		Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}

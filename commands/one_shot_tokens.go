@@ -103,15 +103,22 @@ func requestToken(ctx context.Context, users *UserStreams, codes codeSender, pad
 	return Result{Replayed: o.replayed}, nil
 }
 
-// sleep waits for d or until ctx ends.
+// timerLateness is how late timers wake: ~0.6 ms on a loaded machine, as much as a request
+// that pads would otherwise last longer than the one it imitates.
+var timerLateness latency
+
+// sleep waits for about d, or until ctx ends. It asks the timer for d less the typical lateness.
 func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
+	ask := d - timerLateness.get()
+	if ask <= 0 {
 		return
 	}
-	t := time.NewTimer(d)
+	start := time.Now()
+	t := time.NewTimer(ask)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		timerLateness.observe(time.Since(start) - ask)
 	case <-ctx.Done():
 	}
 }
