@@ -263,9 +263,10 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 		}
 		recording := time.Now()
 		h.recordFailure(ctx, cmd, uid, domain.LoginFailureInvalidPassword, now)
-		h.done(ctx, true, a.counters...)
-		// What an unknown login skips: reading the user and recording the failure.
+		// What an unknown login skips: reading the user and recording the failure (not the
+		// count, which both do).
 		h.failure.observe(verifying.Sub(start) + time.Since(recording))
+		h.done(ctx, true, a.counters...)
 		return SignInResult{}, ErrInvalidCredentials
 	}
 	// The password is right: this was no guess at it. A code, if any, is a guess at the second
