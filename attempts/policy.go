@@ -55,9 +55,6 @@ func (p Policy) Wait(n int64) time.Duration {
 	return min(d, p.MaxDelay)
 }
 
-// PerHour is the most attempts per hour the policy allows in the long run: one per MaxDelay.
-func (p Policy) PerHour() float64 { return float64(time.Hour) / float64(p.MaxDelay) }
-
 // Counter is one count of attempts: Key names what is counted (a login, an address, a user, or a
 // pair of them) and Kind, which secret, for metrics and logs ("password", "otp", "token", ...).
 type Counter struct {
