@@ -319,8 +319,8 @@ func (u *User) OpenSessions(now time.Time) []string {
 }
 
 // FailedLogins is the number of failed sign-ins since the last successful one (or since an
-// administrator reactivated the account), and the time of the last failure. The command layer
-// throttles sign-ins with it.
+// administrator reactivated the account), and the time of the last failure. Sign-ins are
+// throttled elsewhere (the attempt limiter, shared by replicas), not by this count.
 func (u *User) FailedLogins() (count int, last time.Time) { return u.failedLogins, u.lastFailedLogin }
 
 // Version is the stream version the user was rebuilt at (see User).

@@ -60,7 +60,7 @@ func (u *User) StartSession(s SessionStart) ([]Event, error) {
 }
 
 // FailLogin records a failed sign-in of this user at `at`, whatever its state, for the activity log
-// and for throttling (FailedLogins).
+// (and FailedLogins).
 func (u *User) FailLogin(reason LoginFailure, at time.Time) ([]Event, error) {
 	if !reason.valid() {
 		return nil, fmt.Errorf("%w: login failure reason %q", ErrInvalidArgument, reason)
