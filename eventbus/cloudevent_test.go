@@ -60,7 +60,7 @@ func TestCloudEventDataIsOneLineWithoutSecrets(t *testing.T) {
 		{`["password_hash"]`, `["password_hash"]`},
 		{``, `null`},
 	} {
-		b := eventbus.ExportAppendCloudEvent(nil, "idlog", eventstore.Event{Type: "T", StreamID: "user-ID1", Data: json.RawMessage(tt.data)})
+		b := eventbus.ExportAppendCloudEvent(nil, testSigner, "idlog", eventstore.Event{Type: "T", StreamID: "user-ID1", Data: json.RawMessage(tt.data)})
 		var ce eventbus.CloudEvent
 		if err := json.Unmarshal(b, &ce); err != nil {
 			t.Fatalf("%s: %v", b, err)
