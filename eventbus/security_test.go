@@ -479,3 +479,27 @@ func TestConsumeSkipsForgedEvents(t *testing.T) {
 		t.Errorf("Consume = %v, handled %v, rejected %v; want the 2 events handled and the 2 forgeries rejected", err, handled, rejected)
 	}
 }
+
+// No change to a signed message, however small, keeps it valid: a message that verifies is the
+// one idlog signed (but for trailing white space, which VerifyEvent ignores), and nothing
+// panics on arbitrary input.
+func FuzzVerifyEvent(f *testing.F) {
+	e := eventstore.Event{Type: "UserRegistered", StreamID: "user-ID1A2B3C4D5E", GlobalPosition: 7, Data: []byte(`{"uid":"ID1A2B3C4D5E","role":"member"}`)}
+	genuine := eventbus.ExportAppendCloudEvent(nil, testSigner, "idlog", e)
+	f.Add(genuine)
+	f.Add(eventbus.ExportAppendUnsignedCloudEvent(nil, "idlog", e))
+	f.Add([]byte(`{"idlogsignature":"x"}`))
+	keys := testSigner.Keys()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ce, err := eventbus.VerifyEvent(keys, "", data)
+		if err != nil {
+			if !errors.Is(err, eventbus.ErrEventSignature) {
+				t.Fatalf("VerifyEvent error %v does not match ErrEventSignature", err)
+			}
+			return
+		}
+		if !bytes.Equal(bytes.TrimRight(data, " \t\r\n"), genuine) {
+			t.Fatalf("a message idlog did not sign verifies: %q (event %+v)", data, ce)
+		}
+	})
+}

@@ -51,7 +51,8 @@ type ServerOptions struct {
 	StartTimeout time.Duration
 }
 
-// Server is an embedded NATS server with JetStream, for the setup that needs no other process.
+// Server is an embedded NATS server with JetStream, for the setup that needs no other process. It
+// admits only its NKEY users (UserIdlog, UserReader, UserMailer), each with its own permissions.
 type Server struct {
 	ns       *server.Server
 	url      string
@@ -60,7 +61,8 @@ type Server struct {
 }
 
 // StartServer starts a NATS server with JetStream in this process and waits until it accepts
-// connections. A taken port gives an error matching ErrPortInUse.
+// connections. A taken port gives an error matching ErrPortInUse; a seed file in CredentialsDir
+// that others may read, one matching ErrCredentials.
 func StartServer(o ServerOptions) (*Server, error) {
 	switch {
 	case o.StoreDir == "":

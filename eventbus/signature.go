@@ -143,8 +143,9 @@ func splitSignature(data []byte) (signed, sig []byte, err error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: idlogsignature is not the last member", ErrEventSignature)
 	}
+	// Strict: one spelling per signature, so a message cannot be altered into another that verifies.
 	sig = make([]byte, base64.RawURLEncoding.DecodedLen(len(text)))
-	if n, err := base64.RawURLEncoding.Decode(sig, text); err != nil || n != ed25519.SignatureSize {
+	if n, err := base64.RawURLEncoding.Strict().Decode(sig, text); err != nil || n != ed25519.SignatureSize {
 		return nil, nil, fmt.Errorf("%w: idlogsignature is no Ed25519 signature", ErrEventSignature)
 	}
 	signed = make([]byte, i+1)
