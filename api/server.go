@@ -14,6 +14,8 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/idlog/idlog/auth"
 )
 
 // Check is a named readiness check. /readyz answers 200 only when every check returns nil.
@@ -43,6 +45,9 @@ type Options struct {
 	// Accounts, when set, serves the account routes (sign-up, sign-in, the signed-in user, 2FA)
 	// and the JWKS. Nil serves none of them.
 	Accounts *Accounts
+	// EventKeys, when set, is served at /.well-known/events-jwks.json: the public keys that
+	// verify the signature of every event idlog publishes to NATS.
+	EventKeys *auth.JWKS
 	// Views, with Accounts, serves the read-model routes (the activity log, the projections'
 	// status) behind the same bearer middleware. Without Accounts nobody can sign in to use them.
 	Views *Views
@@ -77,6 +82,13 @@ func NewServer(o Options) http.Handler {
 	r.Handle("/metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),
 	})).Methods(http.MethodGet, http.MethodHead)
+	if o.EventKeys != nil {
+		keys := *o.EventKeys
+		r.Handle("/.well-known/events-jwks.json", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			WriteJSON(w, http.StatusOK, keys)
+		})).Methods(http.MethodGet, http.MethodHead)
+	}
 	if o.Accounts != nil {
 		accounts := newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics)
 		accounts.register(r)

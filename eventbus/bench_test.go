@@ -127,7 +127,7 @@ func rawMessages(events []eventstore.Event) []*nats.Msg {
 	for i, e := range events {
 		m := &nats.Msg{
 			Subject: "raw." + eventbus.Subject(e),
-			Data:    eventbus.ExportAppendCloudEvent(nil, eventbus.DefaultSource, e),
+			Data:    eventbus.ExportAppendCloudEvent(nil, testSigner, eventbus.DefaultSource, e),
 			Header:  nats.Header{"Nats-Msg-Id": {e.ID.String()}, "Nats-Expected-Stream": {"RAW"}},
 		}
 		if i > 0 {

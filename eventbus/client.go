@@ -2,11 +2,14 @@ package eventbus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +55,18 @@ type ClientOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout time.Duration
+	// Credentials, with URL, is a NATS credentials file to authenticate with: a .creds file
+	// (user JWT and NKEY seed) or an NKEY seed file. It must be private to its owner (0600).
+	// Empty: the user and password of the URL, if any. An embedded Server needs none: the client
+	// is idlog's own user.
+	Credentials string
+	// TLSCAFile, with URL, is a PEM file of the certificate authorities to trust instead of the
+	// system's; setting it requires TLS. TLSCertFile and TLSKeyFile, both or neither, are a client
+	// certificate for servers that verify clients.
+	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// Signer signs the events published through this client. Required by NewClient: idlog
+	// publishes no event that consumers cannot verify.
+	Signer *EventSigner
 }
 
 func (o ClientOptions) validate() (ClientOptions, error) {
@@ -60,6 +75,10 @@ func (o ClientOptions) validate() (ClientOptions, error) {
 		return o, fmt.Errorf("%w: neither URL nor Server is set", ErrInvalidOptions)
 	case o.URL != "" && o.Server != nil:
 		return o, fmt.Errorf("%w: URL (%s) and Server are both set", ErrInvalidOptions, redactURL(o.URL))
+	case o.Server != nil && (o.Credentials != "" || o.TLSCAFile != "" || o.TLSCertFile != "" || o.TLSKeyFile != ""):
+		return o, fmt.Errorf("%w: Credentials and TLS files are for a server named by URL, not the embedded Server", ErrInvalidOptions)
+	case (o.TLSCertFile == "") != (o.TLSKeyFile == ""):
+		return o, fmt.Errorf("%w: TLSCertFile (%s) and TLSKeyFile (%s) go together", ErrInvalidOptions, o.TLSCertFile, o.TLSKeyFile)
 	case o.MinBackoff < 0 || o.MaxBackoff < 0 || o.DialTimeout < 0:
 		return o, fmt.Errorf("%w: MinBackoff (%v), MaxBackoff (%v) and DialTimeout (%v) cannot be negative", ErrInvalidOptions, o.MinBackoff, o.MaxBackoff, o.DialTimeout)
 	}
@@ -69,6 +88,14 @@ func (o ClientOptions) validate() (ClientOptions, error) {
 				return o, fmt.Errorf("%w: URL (%s) is not a list of nats://host:port URLs", ErrInvalidOptions, redactURL(o.URL))
 			}
 		}
+	}
+	if o.Credentials != "" {
+		if _, err := credentialsOption(o.Credentials); err != nil {
+			return o, err
+		}
+	}
+	if _, err := o.tlsOptions(); err != nil {
+		return o, err
 	}
 	if o.Name == "" {
 		o.Name = "idlog"
@@ -119,6 +146,9 @@ func NewClient(o ClientOptions) (*Client, error) {
 	o, err := o.validate()
 	if err != nil {
 		return nil, err
+	}
+	if o.Signer == nil {
+		return nil, fmt.Errorf("%w: Signer is required", ErrInvalidOptions)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -302,8 +332,27 @@ func (c *Client) dial() (*nats.Conn, error) {
 	}
 	url := c.opts.URL
 	if c.opts.Server != nil {
-		opts = append(opts, nats.InProcessServer(c.opts.Server.ns))
+		self := c.opts.Server.self
+		pub, err := self.PublicKey()
+		if err != nil {
+			return nil, &ConnectError{URL: c.display, Err: err, msg: err.Error()}
+		}
+		opts = append(opts, nats.InProcessServer(c.opts.Server.ns), nats.Nkey(pub, self.Sign))
 		url = "" // the client wants a URL; the in-process connection ignores it
+	} else {
+		if c.opts.Credentials != "" {
+			// Read again at each dial: a rotated file is picked up by the next connection.
+			opt, err := credentialsOption(c.opts.Credentials)
+			if err != nil {
+				return nil, &ConnectError{URL: c.display, Err: err, msg: err.Error()}
+			}
+			opts = append(opts, opt)
+		}
+		tlsOpts, err := c.opts.tlsOptions()
+		if err != nil {
+			return nil, &ConnectError{URL: c.display, Err: err, msg: err.Error()}
+		}
+		opts = append(opts, tlsOpts...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -312,16 +361,45 @@ func (c *Client) dial() (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Dial makes one connection attempt to the server(s) at url, for a command that should fail at
-// once rather than wait: its error names the server without password.
-func Dial(url, name string, timeout time.Duration) (*nats.Conn, error) {
-	c := &Client{
-		opts:    ClientOptions{URL: url, Name: name, DialTimeout: timeout, Logger: slog.New(slog.DiscardHandler), MinBackoff: time.Second, MaxBackoff: time.Second},
-		display: redactURL(url),
-		secrets: urlSecrets(url),
-		change:  make(chan struct{}),
+// Dial makes one connection attempt to the server(s) at o.URL, with o's credentials and TLS
+// files, for a command that should fail at once rather than wait: its error names the server
+// without password. o.Signer is not needed: such a command reads.
+func Dial(o ClientOptions) (*nats.Conn, error) {
+	if o.Server != nil {
+		return nil, fmt.Errorf("%w: Dial reaches a server by URL", ErrInvalidOptions)
 	}
+	o, err := o.validate()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{opts: o, display: redactURL(o.URL), secrets: urlSecrets(o.URL), change: make(chan struct{})}
 	return c.dial()
+}
+
+// tlsOptions are the connection options of the TLS files: none without files.
+func (o ClientOptions) tlsOptions() ([]nats.Option, error) {
+	if o.TLSCAFile == "" && o.TLSCertFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.TLSCAFile != "" {
+		pem, err := os.ReadFile(o.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLSCAFile: %w", ErrInvalidOptions, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: TLSCAFile (%s) holds no PEM certificate", ErrInvalidOptions, o.TLSCAFile)
+		}
+	}
+	if o.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: TLSCertFile (%s) and TLSKeyFile (%s): %w", ErrInvalidOptions, o.TLSCertFile, o.TLSKeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return []nats.Option{nats.Secure(cfg)}, nil
 }
 
 // scrub removes the URL's secrets from a message of the NATS client.

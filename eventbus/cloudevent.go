@@ -60,6 +60,11 @@ type CloudEvent struct {
 	ActorRole     string `json:"idlogactorrole,omitempty"`
 	CorrelationID string `json:"idlogcorrelationid,omitempty"`
 	CausationID   string `json:"idlogcausationid,omitempty"`
+	// KeyID names the key that signed the event (its RFC 7638 thumbprint, as in the JWKS).
+	KeyID string `json:"idlogkeyid"`
+	// Signature is the Ed25519 signature of the message, unpadded base64url: see VerifyEvent.
+	// It is always the last member.
+	Signature string `json:"idlogsignature"`
 }
 
 // Subject is the NATS subject the relay publishes e on: idlog.events.<EventType>.<uid>.
@@ -110,9 +115,16 @@ func isTokenByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'
 }
 
-// appendCloudEvent appends e as a CloudEvent in JSON to b. It writes the JSON by hand: the relay
-// encodes every event, and encoding/json would re-validate the data it embeds.
-func appendCloudEvent(b []byte, source string, e eventstore.Event) []byte {
+// appendCloudEvent appends e as a CloudEvent in JSON, signed by signer, to b.
+func appendCloudEvent(b []byte, signer *EventSigner, source string, e eventstore.Event) []byte {
+	start := len(b)
+	b = appendUnsignedCloudEvent(b, source, e)
+	return signer.appendSignature(b, start)
+}
+
+// appendUnsignedCloudEvent appends e as a CloudEvent in JSON to b. It writes the JSON by hand: the
+// relay encodes every event, and encoding/json would re-validate the data it embeds.
+func appendUnsignedCloudEvent(b []byte, source string, e eventstore.Event) []byte {
 	b = append(b, `{"specversion":"1.0","id":"`...)
 	b = append(b, e.ID.String()...)
 	b = append(b, `","source":`...)

@@ -29,6 +29,12 @@ type ConsumeOptions struct {
 	Durable string
 	// Max stops after this many events (0: until ctx ends).
 	Max int
+	// Keys, when set, are the keys events must be signed with (VerifyEvent): a message that
+	// fails is not handed to handle but to Rejected, and counts as consumed. Set it unless the
+	// caller verifies by itself.
+	Keys EventKeys
+	// Rejected receives the messages that fail verification with the reason. Nil drops them.
+	Rejected func(Message, error)
 }
 
 // Message is one event as Consume delivers it.
@@ -101,7 +107,7 @@ func Consume(ctx context.Context, nc *nats.Conn, o ConsumeOptions, handle func(M
 		return fmt.Errorf("eventbus: consume %s: %w", EventsStream, err)
 	}
 	defer msgs.Stop()
-	for n := 0; o.Max == 0 || n < o.Max; n++ {
+	for n := 0; o.Max == 0 || n < o.Max; {
 		m, err := msgs.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
@@ -109,11 +115,29 @@ func Consume(ctx context.Context, nc *nats.Conn, o ConsumeOptions, handle func(M
 			}
 			return fmt.Errorf("eventbus: consume %s: %w", EventsStream, err)
 		}
+		if !o.verified(message(m)) {
+			continue
+		}
 		if err := handle(message(m)); err != nil {
 			return err
 		}
+		n++
 	}
 	return nil
+}
+
+// verified reports whether m may be handed to the handler: no keys to check, or signed with one.
+func (o ConsumeOptions) verified(m Message) bool {
+	if o.Keys == nil {
+		return true
+	}
+	if _, err := VerifyEvent(o.Keys, m.Subject, m.Data); err != nil {
+		if o.Rejected != nil {
+			o.Rejected(m, err)
+		}
+		return false
+	}
+	return true
 }
 
 // consumeDurable pulls one event at a time and acknowledges each, confirmed by the server, before
@@ -134,16 +158,22 @@ func consumeDurable(ctx context.Context, cons jetstream.Consumer, o ConsumeOptio
 		if err != nil {
 			return fmt.Errorf("eventbus: consume %s as %s: %w", EventsStream, o.Durable, err)
 		}
-		if err := handle(message(m)); err != nil {
-			return err
+		ok := o.verified(message(m))
+		if ok {
+			if err := handle(message(m)); err != nil {
+				return err
+			}
 		}
+		// A rejected message is acknowledged too: it would come back for ever otherwise.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err = m.DoubleAck(actx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("eventbus: acknowledge %s to consumer %s: %w", m.Subject(), o.Durable, err)
 		}
-		n++
+		if ok {
+			n++
+		}
 	}
 	return nil
 }

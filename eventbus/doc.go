@@ -12,4 +12,8 @@
 // republished event by its Nats-Msg-Id (the event id), and each message names the id of the one
 // before it (Nats-Expected-Last-Msg-Id), so no message can be stored after a predecessor that is
 // missing.
+//
+// Security: the embedded server admits only NKEY users whose seeds idlog generates (credentials.go);
+// only idlog publishes on idlog.>; IDLOG_EVENTS and IDLOG_AUDIT deny delete and purge; and every
+// message idlog publishes is signed (signature.go), so consumers verify it with VerifyEvent.
 package eventbus

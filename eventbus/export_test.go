@@ -4,5 +4,7 @@ package eventbus
 var (
 	ExportAppendString     = appendString
 	ExportAppendCloudEvent = appendCloudEvent
-	ExportWithheldFields   = withheldFields
+	// Unsigned, as a forger without the key writes it.
+	ExportAppendUnsignedCloudEvent = appendUnsignedCloudEvent
+	ExportWithheldFields           = withheldFields
 )

@@ -3,6 +3,8 @@ package eventbus_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -72,13 +74,50 @@ func openPostgres(t testing.TB) store {
 // startServer runs a NATS server with JetStream in the test process. Port 0 picks a free one.
 func startServer(t testing.TB, dir string, port int) *eventbus.Server {
 	t.Helper()
-	s, err := eventbus.StartServer(eventbus.ServerOptions{StoreDir: dir, Port: port})
+	s, err := startEmbedded(eventbus.ServerOptions{StoreDir: dir, Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
 	return s
 }
+
+// serverCreds maps the URL of every embedded server the tests started to idlog's credentials
+// file there, for connect and newClient.
+var serverCreds sync.Map
+
+// startEmbedded starts an embedded server, its credentials beside JetStream's files unless o
+// says where.
+func startEmbedded(o eventbus.ServerOptions) (*eventbus.Server, error) {
+	if o.CredentialsDir == "" {
+		o.CredentialsDir = filepath.Join(o.StoreDir, "keys")
+	}
+	s, err := eventbus.StartServer(o)
+	if err == nil && s.ClientURL() != "" {
+		serverCreds.Store(s.ClientURL(), s.CredentialsFile(eventbus.UserIdlog))
+	}
+	return s, err
+}
+
+// credentialsFor is idlog's credentials file for an embedded server's URL, "" for other URLs.
+func credentialsFor(url string) string {
+	f, _ := serverCreds.Load(url)
+	s, _ := f.(string)
+	return s
+}
+
+// testSigner signs the events of every test.
+var testSigner = func() *eventbus.EventSigner {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	s, err := eventbus.NewEventSigner(key)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // portOf is the port of a listening server's URL.
 func portOf(t testing.TB, s *eventbus.Server) int {
@@ -94,7 +133,10 @@ func portOf(t testing.TB, s *eventbus.Server) int {
 
 func newClient(t testing.TB, url string, log *slog.Logger) *eventbus.Client {
 	t.Helper()
-	c, err := eventbus.NewClient(eventbus.ClientOptions{URL: url, Logger: log, MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, DialTimeout: 2 * time.Second})
+	c, err := eventbus.NewClient(eventbus.ClientOptions{
+		URL: url, Credentials: credentialsFor(url), Signer: testSigner, Logger: log,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, DialTimeout: 2 * time.Second,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +300,18 @@ func checkExactlyOnceInOrder(t testing.TB, nc *nats.Conn, s eventstore.Store) {
 	}
 }
 
+// connect connects to url, as idlog if an embedded server listens there.
 func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	var opts []nats.Option
+	if f := credentialsFor(url); f != "" {
+		opt, err := nats.NkeyOptionFromSeed(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts = append(opts, opt)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,8 @@ func (n *Notifier) Notify(ctx context.Context, kind, to string, payload map[stri
 	if err != nil {
 		return fmt.Errorf("eventbus: encode notification: %w", err)
 	}
+	// Signed as the events are: a mailer can tell idlog's notifications from forged ones.
+	body = n.opts.Client.opts.Signer.appendSignature(body, 0)
 	msg := &nats.Msg{
 		Subject: notificationsPrefix + kind,
 		Data:    body,

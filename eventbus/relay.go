@@ -357,7 +357,7 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 				pos:  e.GlobalPosition,
 				id:   e.ID.String(),
 				subj: Subject(e),
-				data: appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Source, e),
+				data: appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Client.opts.Signer, r.opts.Source, e),
 			}
 			select {
 			case encoded <- o:

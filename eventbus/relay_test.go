@@ -87,7 +87,7 @@ func TestRelayCatchesUpAfterNATSWasDown(t *testing.T) {
 			t.Parallel()
 			s := b.open(t)
 			dir := t.TempDir()
-			srv, err := eventbus.StartServer(eventbus.ServerOptions{StoreDir: dir})
+			srv, err := startEmbedded(eventbus.ServerOptions{StoreDir: dir})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,10 +254,10 @@ func TestRelayStartsWhileNATSIsUnreachable(t *testing.T) {
 		t.Errorf("metrics %v, want disconnected and a lag of 20 events", m)
 	}
 
-	startServer(t, t.TempDir(), port)
+	startAuthServer(t, port, "alice", "s3cret-pw")
 	last := events[len(events)-1].GlobalPosition
 	waitFor(t, 15*time.Second, "the relay to publish once NATS answers", func() bool { return r.Status().Position == last })
-	checkExactlyOnceInOrder(t, connect(t, fmt.Sprintf("nats://127.0.0.1:%d", port)), s)
+	checkExactlyOnceInOrder(t, connect(t, url), s)
 	waitFor(t, 5*time.Second, "the lag to fall to 0", func() bool { return r.Status().LagEvents == 0 })
 	if m := gather(t, r); m["idlog_eventbus_nats_connected"] != 1 || m["idlog_eventbus_relay_published_total"] != 20 {
 		t.Errorf("metrics %v, want connected and 20 published", m)
@@ -267,7 +267,7 @@ func TestRelayStartsWhileNATSIsUnreachable(t *testing.T) {
 func TestRelayWithWrongCredentials(t *testing.T) {
 	t.Parallel()
 	s := openSQLite(t)
-	srv, err := eventbus.StartServer(eventbus.ServerOptions{StoreDir: t.TempDir()})
+	srv, err := startEmbedded(eventbus.ServerOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

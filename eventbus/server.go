@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // ErrPortInUse: the embedded server's port is taken, often by a NATS server already running.
@@ -36,6 +37,9 @@ func (e *PortInUseError) Unwrap() []error { return []error{ErrPortInUse, e.Err} 
 type ServerOptions struct {
 	// StoreDir holds JetStream's files. Required.
 	StoreDir string
+	// CredentialsDir holds the NKEY seeds of the server's users (CredentialsFile), made with
+	// mode 0600 at the first start. Required: the server admits no anonymous client.
+	CredentialsDir string
 	// Port is where the server listens on 127.0.0.1; 0 picks a free port. Ignored with NoListen.
 	Port int
 	// NoListen: the server opens no port at all; only in-process clients reach it.
@@ -47,18 +51,24 @@ type ServerOptions struct {
 	StartTimeout time.Duration
 }
 
-// Server is an embedded NATS server with JetStream, for the setup that needs no other process.
+// Server is an embedded NATS server with JetStream, for the setup that needs no other process. It
+// admits only its NKEY users (UserIdlog, UserReader, UserMailer), each with its own permissions.
 type Server struct {
-	ns  *server.Server
-	url string
+	ns       *server.Server
+	url      string
+	credsDir string
+	self     nkeys.KeyPair // UserIdlog's, for the in-process connection
 }
 
 // StartServer starts a NATS server with JetStream in this process and waits until it accepts
-// connections. A taken port gives an error matching ErrPortInUse.
+// connections. A taken port gives an error matching ErrPortInUse; a seed file in CredentialsDir
+// that others may read, one matching ErrCredentials.
 func StartServer(o ServerOptions) (*Server, error) {
 	switch {
 	case o.StoreDir == "":
 		return nil, fmt.Errorf("%w: StoreDir is empty", ErrInvalidOptions)
+	case o.CredentialsDir == "":
+		return nil, fmt.Errorf("%w: CredentialsDir is empty", ErrInvalidOptions)
 	case o.Port < 0 || o.Port > 65535:
 		return nil, fmt.Errorf("%w: Port (%d) is not from 0 to 65535", ErrInvalidOptions, o.Port)
 	case o.StartTimeout < 0:
@@ -73,6 +83,10 @@ func StartServer(o ServerOptions) (*Server, error) {
 	// 0700: the stream holds personal data (emails) of every user.
 	if err := os.MkdirAll(o.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("eventbus: create the NATS store directory: %w", err)
+	}
+	nkeyUsers, self, err := serverUsers(o.CredentialsDir)
+	if err != nil {
+		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port))
 	port := o.Port
@@ -98,6 +112,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
 		NoSigs:     true, // the binary owns the signals
+		Nkeys:      nkeyUsers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("eventbus: embedded NATS server: %w", err)
@@ -116,7 +131,7 @@ func StartServer(o ServerOptions) (*Server, error) {
 		}
 		return nil, fmt.Errorf("eventbus: embedded NATS server not ready after %v", o.StartTimeout)
 	}
-	s := &Server{ns: ns}
+	s := &Server{ns: ns, credsDir: o.CredentialsDir, self: self}
 	if !o.NoListen {
 		s.url = ns.ClientURL()
 	}
@@ -126,6 +141,9 @@ func StartServer(o ServerOptions) (*Server, error) {
 // ClientURL is where other processes reach the server (nats://127.0.0.1:4222), or "" when it
 // does not listen.
 func (s *Server) ClientURL() string { return s.url }
+
+// CredentialsFile is the NKEY seed file a client of user u connects with.
+func (s *Server) CredentialsFile(u User) string { return CredentialsFile(s.credsDir, u) }
 
 // Shutdown stops the server and waits until it has, JetStream's files flushed.
 func (s *Server) Shutdown() {

@@ -23,7 +23,7 @@ func TestEmbeddedServerOnATakenPort(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = eventbus.StartServer(eventbus.ServerOptions{StoreDir: t.TempDir(), Port: port})
+	_, err = startEmbedded(eventbus.ServerOptions{StoreDir: t.TempDir(), Port: port})
 	var perr *eventbus.PortInUseError
 	if !errors.Is(err, eventbus.ErrPortInUse) || !errors.As(err, &perr) || perr.Addr != fmt.Sprintf("127.0.0.1:%d", port) {
 		t.Errorf("StartServer on a taken port = %v, want a PortInUseError for 127.0.0.1:%d", err, port)
@@ -34,7 +34,7 @@ func TestEmbeddedServerOnATakenPort(t *testing.T) {
 func TestEmbeddedServerWithoutListener(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "nats")
-	srv, err := eventbus.StartServer(eventbus.ServerOptions{StoreDir: dir, NoListen: true})
+	srv, err := startEmbedded(eventbus.ServerOptions{StoreDir: dir, NoListen: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestEmbeddedServerWithoutListener(t *testing.T) {
 	if srv.ClientURL() != "" {
 		t.Errorf("ClientURL = %q, want none", srv.ClientURL())
 	}
-	c, err := eventbus.NewClient(eventbus.ClientOptions{Server: srv})
+	c, err := eventbus.NewClient(eventbus.ClientOptions{Server: srv, Signer: testSigner})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestClientOptionsAreValidated(t *testing.T) {
 func TestDialNamesTheServerWithoutPassword(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
-	_, err := eventbus.Dial(fmt.Sprintf("nats://bob:pa%%40ss@127.0.0.1:%d", port), "test", time.Second)
+	_, err := eventbus.Dial(eventbus.ClientOptions{URL: fmt.Sprintf("nats://bob:pa%%40ss@127.0.0.1:%d", port), Name: "test", DialTimeout: time.Second})
 	want := fmt.Sprintf("nats://bob:xxxxx@127.0.0.1:%d", port)
 	if !errors.Is(err, eventbus.ErrNotConnected) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "pa@ss") || strings.Contains(err.Error(), "pa%40ss") {
 		t.Errorf("Dial = %v, want ErrNotConnected naming %s", err, want)

@@ -32,10 +32,19 @@ func (e *StreamConfigError) Error() string {
 // Unwrap makes errors.Is(err, ErrStreamConfig) true and keeps the server's error.
 func (e *StreamConfigError) Unwrap() []error { return []error{ErrStreamConfig, e.Err} }
 
+// appendOnly are the streams that keep a record: the events and the audit checkpoints. Their
+// messages can be neither deleted nor purged, by anyone; they leave only by MaxAge or MaxBytes.
+var appendOnly = map[string]bool{EventsStream: true, AuditStream: true}
+
 // ensureStream creates the stream or brings an existing one to want. Settings idlog does not
 // decide (replicas, placement, ...) are kept as an operator set them. Settings NATS cannot
 // change in place are reported, not forced.
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	if appendOnly[want.Name] {
+		// NATS refuses to lift these once set: an intruder with idlog's own credentials cannot
+		// erase what was published either.
+		want.DenyDelete, want.DenyPurge, want.AllowRollup = true, true, false
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, want.Name)
@@ -66,6 +75,10 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	cfg.MaxMsgs = want.MaxMsgs
 	cfg.Discard = want.Discard
 	cfg.Duplicates = want.Duplicates
+	// Streams made before idlog denied them get the flags now; NATS allows setting, not unsetting.
+	cfg.DenyDelete = cfg.DenyDelete || want.DenyDelete
+	cfg.DenyPurge = cfg.DenyPurge || want.DenyPurge
+	cfg.AllowRollup = cfg.AllowRollup && !want.DenyPurge
 	s, err = js.UpdateStream(ctx, cfg)
 	if err != nil {
 		return nil, classifyStreamError(want, err)

@@ -39,6 +39,7 @@ type config struct {
 	AdminEmail  string
 	AdminPass   string
 	NATSURL     string
+	NATSCreds   string // NKEY seed file for NATS, the embedded server's reader
 	DatabaseURL string
 	SQLitePath  string
 	Baseline    time.Duration
@@ -74,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.AdminEmail, "admin-email", envOr("IDLOG_BENCH_ADMIN_EMAIL", ""), "`email` of an admin (made with `idlog users create --role admin`): reads projection lag and credits the users' wallets; env IDLOG_BENCH_ADMIN_EMAIL")
 	fs.StringVar(&c.AdminPass, "admin-password", "", "the admin's password; better in env IDLOG_BENCH_ADMIN_PASSWORD, which it defaults to")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "`URL` of the server's NATS (loopback only), to measure end-to-end lag on idlog.events.>")
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NKEY seed `file` to connect to NATS with: <data dir>/keys/nats-reader.nk for the embedded server")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "the server's PostgreSQL `URL`, for the INSERT baseline")
 	fs.StringVar(&c.SQLitePath, "sqlite", "", "the server's SQLite `file` (<data dir>/idlog.db), for the INSERT baseline")
 	fs.DurationVar(&c.Baseline, "baseline-duration", 5*time.Second, "how long each baseline runs")

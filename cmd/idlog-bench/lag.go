@@ -101,8 +101,16 @@ type natsLag struct {
 	received int
 }
 
-func startNATSLag(url string) (*natsLag, error) {
-	nc, err := nats.Connect(url, nats.Name("idlog-bench"), nats.Timeout(5*time.Second))
+func startNATSLag(url, creds string) (*natsLag, error) {
+	opts := []nats.Option{nats.Name("idlog-bench"), nats.Timeout(5 * time.Second)}
+	if creds != "" {
+		opt, err := nats.NkeyOptionFromSeed(creds)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, opt)
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, err
 	}

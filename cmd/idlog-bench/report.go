@@ -89,7 +89,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (*Report, error) {
 	var nl *natsLag
 	if cfg.NATSURL != "" {
 		var err error
-		if nl, err = startNATSLag(cfg.NATSURL); err != nil {
+		if nl, err = startNATSLag(cfg.NATSURL, cfg.NATSCreds); err != nil {
 			return nil, fmt.Errorf("nats %s: %w", redact(cfg.NATSURL), err)
 		}
 		defer nl.close()

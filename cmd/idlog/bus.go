@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/internal/config"
@@ -23,6 +27,7 @@ const natsStartWait = 5 * time.Second
 type eventBus struct {
 	log      *slog.Logger
 	server   *eventbus.Server // nil with IDLOG_NATS_URL
+	signer   *eventbus.EventSigner
 	client   *eventbus.Client
 	relay    *eventbus.Relay
 	notifier *eventbus.Notifier
@@ -38,10 +43,21 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 	if !ok {
 		return nil, fmt.Errorf("the %s event store keeps no checkpoints, which the NATS relay needs", cfg.EventStore())
 	}
-	b := &eventBus{log: log}
-	copts := eventbus.ClientOptions{URL: cfg.NATSURL, Logger: log}
+	signer, err := loadEventSigner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &eventBus{log: log, signer: signer}
+	a := cfg.NATSAuth
+	copts := eventbus.ClientOptions{
+		URL: cfg.NATSURL, Credentials: a.Credentials, TLSCAFile: a.TLSCA, TLSCertFile: a.TLSCert, TLSKeyFile: a.TLSKey,
+		Signer: signer, Logger: log,
+	}
 	if cfg.NATSURL == "" {
-		sopts := eventbus.ServerOptions{StoreDir: cfg.NATSStoreDir(), Port: cfg.NATSPort, NoListen: cfg.NATSNoListen, Logger: log}
+		sopts := eventbus.ServerOptions{
+			StoreDir: cfg.NATSStoreDir(), CredentialsDir: cfg.NATSCredentialsDir(),
+			Port: cfg.NATSPort, NoListen: cfg.NATSNoListen, Logger: log,
+		}
 		srv, err := eventbus.StartServer(sopts)
 		if errors.Is(err, eventbus.ErrPortInUse) && !cfg.NATSPortChosen {
 			// Nobody asked for the default port, and something (often a NATS server of the
@@ -59,9 +75,10 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 			return nil, err
 		}
 		b.server = srv
-		copts = eventbus.ClientOptions{Server: srv, Logger: log}
+		copts = eventbus.ClientOptions{Server: srv, Signer: signer, Logger: log}
 		if srv.ClientURL() != "" {
-			log.Info("embedded NATS server listening", "url", srv.ClientURL(), "store_dir", cfg.NATSStoreDir())
+			log.Info("embedded NATS server listening", "url", srv.ClientURL(), "store_dir", cfg.NATSStoreDir(),
+				"reader_credentials", srv.CredentialsFile(eventbus.UserReader), "mailer_credentials", srv.CredentialsFile(eventbus.UserMailer))
 		} else {
 			log.Info("embedded NATS server started without a port", "store_dir", cfg.NATSStoreDir())
 		}
@@ -70,7 +87,6 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 		b.close()
 		return nil, err
 	}
-	var err error
 	if b.client, err = eventbus.NewClient(copts); err != nil {
 		return fail(err)
 	}
@@ -132,4 +148,45 @@ func (b *eventBus) close() {
 	if b.server != nil {
 		b.server.Shutdown()
 	}
+}
+
+// loadEventSigner loads the key that signs the events (made at the first start) and writes its
+// public half, as a JWKS, into the data directory for consumers on this machine.
+func loadEventSigner(cfg config.Config) (*eventbus.EventSigner, error) {
+	key, err := auth.LoadOrCreateSigningKey(cfg.EventsSigningKeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("events signing key: %w", err)
+	}
+	signer, err := eventbus.NewEventSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := json.MarshalIndent(signer.JWKS(), "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(cfg.EventsKeysPath(), append(doc, '\n')); err != nil {
+		return nil, fmt.Errorf("write the events' public key: %w", err)
+	}
+	return signer, nil
+}
+
+// writeFileAtomic replaces path with content (mode 0600): a reader sees the old file or the new.
+func writeFileAtomic(path string, content []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(content)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -135,21 +136,43 @@ func TestServeRelaysToEventsTail(t *testing.T) {
 		}
 	}
 
+	// The keys of serve's JWKS route verify what tail prints.
+	res, err := http.Get(base + "/.well-known/events-jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	keys, err := eventbus.ParseEventKeys(jwks)
+	if res.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("GET /.well-known/events-jwks.json = %d %s: %v", res.StatusCode, jwks, err)
+	}
+	// With the data directory and the port, tail finds the reader's credentials by itself.
+	tailEnv := map[string]string{"IDLOG_DATA_DIR": dir, "IDLOG_NATS_PORT": natsURL[strings.LastIndex(natsURL, ":")+1:]}
 	tail := func(args ...string) []string {
 		t.Helper()
-		code, stdout, stderr := runIdlog(t, map[string]string{"IDLOG_NATS_URL": natsURL}, append([]string{"events", "tail"}, args...)...)
+		code, stdout, stderr := runIdlog(t, tailEnv, append([]string{"events", "tail"}, args...)...)
 		if code != 0 {
 			t.Fatalf("idlog events tail %q = %d, stderr %q", args, code, stderr)
 		}
 		var got []string
 		for _, line := range strings.Split(strings.TrimSuffix(stdout, "\n"), "\n") {
-			var ce eventbus.CloudEvent
-			if err := json.Unmarshal([]byte(line), &ce); err != nil {
-				t.Fatalf("tail printed %q, not a CloudEvent: %v", line, err)
+			ce, err := eventbus.VerifyEvent(keys, "", []byte(line))
+			if err != nil {
+				t.Fatalf("tail printed %q, not a signed CloudEvent: %v", line, err)
 			}
 			got = append(got, ce.ID)
 		}
 		return got
+	}
+	// Anonymous, as any local process: refused.
+	if code, _, stderr := runIdlog(t, map[string]string{"IDLOG_NATS_URL": natsURL}, "events", "tail", "-keys", filepath.Join(dir, "keys", "events-jwks.json"), "-max", "1"); code != 1 || !strings.Contains(stderr, "Authorization Violation") {
+		t.Errorf("anonymous events tail = %d, stderr %q; want 1 and an authorization violation", code, stderr)
+	}
+	for _, f := range []string{"nats-idlog.nk", "nats-reader.nk", "nats-mailer.nk", "events.pem"} {
+		if info, err := os.Stat(filepath.Join(dir, "keys", f)); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("keys/%s: %v, want mode 0600", f, err)
+		}
 	}
 	if got := tail("-from-start", "-max", "3"); strings.Join(got, ",") != strings.Join(ids, ",") {
 		t.Errorf("tail -from-start = %v, want %v", got, ids)

@@ -72,6 +72,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		Views:    &api.Views{Activity: models.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
+		// The public key of the events' signatures, for consumers of NATS.
+		EventKeys: new(bus.signer.JWKS()),
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
 			// Commands keep working while NATS is away (events wait in the store): degraded, not down.

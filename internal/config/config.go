@@ -60,6 +60,8 @@ type Config struct {
 	// NATSMaxAge and NATSMaxBytes limit what the IDLOG_EVENTS stream keeps; 0 keeps everything.
 	NATSMaxAge   time.Duration
 	NATSMaxBytes int64
+	// NATSAuth secures the connection to NATS and signs the events (IDLOG_NATS_CREDS, ...).
+	NATSAuth NATSAuth
 	// LogLevel is the lowest level logged.
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
@@ -128,6 +130,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("nats_duplicate_window", c.NATSDuplicateWindow),
 		slog.Duration("nats_max_age", c.NATSMaxAge),
 		slog.Int64("nats_max_bytes", c.NATSMaxBytes),
+		slog.Any("nats_auth", c.NATSAuth),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
@@ -365,6 +368,9 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 	}
 	c.NATSPortChosen = given["nats-port"] || getenv("IDLOG_NATS_PORT") != ""
 	if err := checkAccounts(&c); err != nil {
+		return Config{}, err
+	}
+	if err := checkNATSAuth(&c); err != nil {
 		return Config{}, err
 	}
 	return c, nil
