@@ -103,7 +103,7 @@ func (r LoginFailure) valid() bool {
 	return false
 }
 
-// LoginFailed: a sign-in of this user failed at At. Failures in a row feed throttling.
+// LoginFailed: a sign-in of this user failed at At.
 type LoginFailed struct {
 	Reason LoginFailure `json:"reason"`
 	At     time.Time    `json:"at"`
