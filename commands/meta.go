@@ -18,7 +18,8 @@ type Meta struct {
 	// RequestID becomes the events' correlation id.
 	RequestID string
 	// IdempotencyKey, when set, makes a retry of the same command by the same actor append
-	// nothing (see the package documentation). At most 255 bytes.
+	// nothing (see the package documentation). At most 255 bytes. The API sets a key bound to the
+	// whole request, never the client's Idempotency-Key as such.
 	IdempotencyKey string
 }
 
