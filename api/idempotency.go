@@ -195,9 +195,9 @@ func (d *idempotentRequests) middleware(next http.Handler) http.Handler {
 
 func (d *idempotentRequests) fingerprint(r *http.Request, body []byte) []byte {
 	m := hmac.New(sha256.New, d.fpKey)
-	// The path and query are part of the request: the same key sent to another user's wallet
+	// The path, query and content type are part of the request: the same key sent to another user's wallet
 	// (/admin/wallets/{uid}/credits) or with another ?uid= is a reuse, not a retry.
-	m.Write([]byte(r.Method + "\x00" + r.URL.RequestURI() + "\x00"))
+	m.Write([]byte(r.Method + "\x00" + r.URL.RequestURI() + "\x00" + r.Header.Get("Content-Type") + "\x00"))
 	m.Write(body)
 	return m.Sum(nil)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -42,7 +43,7 @@ type deployment struct {
 	logs    *logBuffer
 }
 
-func newDeployment(t *testing.T, backend string) *deployment {
+func newDeployment(t testing.TB, backend string) *deployment {
 	ctx := context.Background()
 	d := &deployment{clock: &clock{}, logs: &logBuffer{}}
 	var dialect migrations.Dialect
@@ -96,7 +97,7 @@ func newDeployment(t *testing.T, backend string) *deployment {
 
 // start runs a new API server over the deployment: new command handlers and caches, nothing in
 // memory from the servers before.
-func (d *deployment) start(t *testing.T) *server {
+func (d *deployment) start(t testing.TB) *server {
 	log := slog.New(slog.NewJSONHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hasher, err := auth.NewPasswordHasher(cheap)
 	if err != nil {
@@ -263,6 +264,45 @@ func TestIdempotencyAcrossReplicas(t *testing.T) {
 				t.Fatalf("sign-out retried: %d %s (replayed %q), want %d %s replayed", again.status, again.body, again.header.Get(api.IdempotentReplayedHeader), out.status, out.body)
 			}
 			replicas[1].get("/api/v2/resource/users/me", token).want(t, http.StatusUnauthorized, "authz.invalid_session")
+		})
+	}
+}
+
+// BenchmarkIdempotencyKey measures what a key costs a PUT /users/me through the router: without
+// a key, with a new key each time (claim, run, keep the sealed answer), and a retry (a replay
+// from the store, nothing run). Compare the three within one run.
+func BenchmarkIdempotencyKey(b *testing.B) {
+	for _, backend := range benchBackends() {
+		b.Run(backend, func(b *testing.B) {
+			d := newDeployment(b, backend)
+			s := d.start(b)
+			s.signUp(b, "bench@example.com", "")
+			token := s.signIn(b, "bench@example.com", "")
+			put := func(i int, key string) {
+				rq := request{method: http.MethodPut, path: "/api/v2/resource/users/me", token: token, body: obj{"data": obj{"n": i}}}
+				if key != "" {
+					rq.header = http.Header{"Idempotency-Key": {key}}
+				}
+				if r := s.do(rq); r.status != http.StatusOK {
+					b.Fatalf("%d %s", r.status, r.body)
+				}
+			}
+			b.Run("no key", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					put(i, "")
+				}
+			})
+			b.Run("new key", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					put(-i-1, fmt.Sprintf("k-%d", i))
+				}
+			})
+			put(-1e9, "retry")
+			b.Run("retry", func(b *testing.B) {
+				for b.Loop() {
+					put(-1e9, "retry")
+				}
+			})
 		})
 	}
 }

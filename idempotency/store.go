@@ -55,6 +55,17 @@ func (s *SQLStore) q(query string) string { return s.db.Rebind(query) }
 // Claim implements Store. One statement takes a free or expired claim: on both engines the
 // upsert either writes this owner or, when a live holder is there, nothing.
 func (s *SQLStore) Claim(ctx context.Context, id string, fp []byte, owner string, until, now time.Time) (bool, Record, error) {
+	// Retries and waiters find a live claim with a read: no write lock (SQLite has one).
+	var r Record
+	var expires int64
+	err := s.db.QueryRowxContext(ctx, s.q(`SELECT fingerprint, answer, expires_at FROM idempotency_answers WHERE claim = ?`), id).
+		Scan(&r.Fingerprint, &r.Answer, &expires)
+	switch {
+	case err == nil && expires >= now.UnixMicro():
+		return false, r, nil
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return false, Record{}, fmt.Errorf("idempotency: read claim: %w", err)
+	}
 	for {
 		var got string
 		err := s.db.QueryRowxContext(ctx, s.q(`INSERT INTO idempotency_answers (claim, fingerprint, owner, answer, expires_at)
@@ -69,7 +80,6 @@ func (s *SQLStore) Claim(ctx context.Context, id string, fp []byte, owner string
 		case !errors.Is(err, sql.ErrNoRows):
 			return false, Record{}, fmt.Errorf("idempotency: claim: %w", err)
 		}
-		var r Record
 		err = s.db.QueryRowxContext(ctx, s.q(`SELECT fingerprint, answer FROM idempotency_answers WHERE claim = ?`), id).
 			Scan(&r.Fingerprint, &r.Answer)
 		if errors.Is(err, sql.ErrNoRows) {
