@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/eventstore"
@@ -231,6 +234,18 @@ func TestImportOfBadLineWritesNothing(t *testing.T) {
 				}
 				if got := logOf(t, dst.store); len(got) != 0 {
 					t.Fatalf("the refused import left %d events in the store", len(got))
+				}
+				// The store refuses such text too, for a caller that skips the check.
+				if c.reason != "is version" {
+					bad := eventstore.Event{ID: uuid.New(), StreamID: "user-ID0000000001", StreamVersion: 1, Type: "UserDataUpdated",
+						SchemaVersion: 1, Data: []byte(c.arg.(string)), RecordedAt: time.Now().UTC()}
+					_, err := dst.store.(audit.Importer).ImportEvents(context.Background(), 0, []eventstore.Event{bad}, nil, nil)
+					if !errors.Is(err, eventstore.ErrInvalidText) {
+						t.Fatalf("ImportEvents of %q: %v, want ErrInvalidText", bad.Data, err)
+					}
+					if got := logOf(t, dst.store); len(got) != 0 {
+						t.Fatalf("ImportEvents stored %d events with invalid text", len(got))
+					}
 				}
 			})
 		}

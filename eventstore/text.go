@@ -121,6 +121,23 @@ func (a Append) checkText() error {
 	return nil
 }
 
+// CheckText checks every text of a stored event (an import's) as Append.Validate does.
+func (e Event) CheckText() error {
+	if err := CheckText(e.StreamID); err != nil {
+		return fmt.Errorf("%w (stream id)", err)
+	}
+	if err := CheckText(e.Type); err != nil {
+		return fmt.Errorf("%w (type)", err)
+	}
+	if err := CheckJSONText(e.Data); err != nil {
+		return fmt.Errorf("%w (data)", err)
+	}
+	if err := e.Metadata.CheckText(); err != nil {
+		return fmt.Errorf("%w (metadata)", err)
+	}
+	return nil
+}
+
 // CheckText checks every field of the metadata with CheckText.
 func (m Metadata) CheckText() error {
 	for _, f := range [...]string{m.ActorUID, m.ActorRole, m.IP, m.UserAgent, m.CorrelationID, m.CausationID, m.IdempotencyKey} {
