@@ -31,6 +31,7 @@ import (
 	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/idempotency"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -225,7 +226,8 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 	}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
 }
