@@ -72,6 +72,7 @@ type idempotentRequests struct {
 func newIdempotentRequests(o *Idempotency, authn *Authenticator, log *slog.Logger) *idempotentRequests {
 	if o == nil {
 		// Tests and a single process: claims in memory, under a secret nobody else has.
+		log.Warn("idempotent answers are kept in memory only: a restart or another replica forgets them")
 		secret := make([]byte, 32)
 		rand.Read(secret)
 		o = &Idempotency{Store: idempotency.NewMemoryStore(), Secret: secret}
