@@ -37,9 +37,9 @@ type Accounts struct {
 	// times out still answers success: the change is stored.
 	Projections    PositionWaiter
 	ReadYourWrites time.Duration
-	// IdempotencyTTL and IdempotencyEntries bound the cache of first responses (0: the defaults).
-	IdempotencyTTL     time.Duration
-	IdempotencyEntries int
+	// Idempotency says where the first answers to requests with an Idempotency-Key are kept.
+	// Nil keeps them in this process's memory: a restart or another replica forgets them.
+	Idempotency *Idempotency
 	// Labels, when set, serves the label routes (/api/v2/resource/labels, /api/v2/admin/users/labels,
 	// /api/v2/admin/levels) and adds the labels to GET /users/me.
 	Labels Labels
@@ -61,7 +61,7 @@ type accountRoutes struct {
 	log     *slog.Logger
 	version string
 	authn   *Authenticator
-	idem    *idempotencyCache
+	idem    *idempotentRequests
 	lagging prometheus.Counter
 }
 
@@ -77,16 +77,17 @@ func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg promethe
 		Help: "Answers sent before the read models showed the change (the wait timed out).",
 	})
 	reg.MustRegister(lagging)
+	authn := NewAuthenticator(a.Tokens, a.App.Sessions, log)
 	return &accountRoutes{
-		Accounts: a, log: log, version: version,
-		authn:   NewAuthenticator(a.Tokens, a.App.Sessions, log),
-		idem:    newIdempotencyCache(a.IdempotencyTTL, a.IdempotencyEntries),
+		Accounts: a, log: log, version: version, authn: authn,
+		idem:    newIdempotentRequests(a.Idempotency, authn, log),
 		lagging: lagging,
 	}
 }
 
-// register adds the account routes to r.
+// register adds the account routes to r, and the idempotency decorator to every route of r.
 func (a *accountRoutes) register(r *mux.Router) {
+	r.Use(a.idem.middleware)
 	get, post, put, del := []string{http.MethodGet, http.MethodHead}, http.MethodPost, http.MethodPut, http.MethodDelete
 	h := func(f http.HandlerFunc) http.Handler { return f }
 	signedIn := a.authn.Middleware
@@ -100,28 +101,27 @@ func (a *accountRoutes) register(r *mux.Router) {
 	id.Handle("/version", h(a.versionInfo)).Methods(get...)
 	id.Handle("/configs", h(a.configs)).Methods(get...)
 	id.Handle("/password/validate", h(a.validatePassword)).Methods(post)
-	id.Handle("/users", a.idem.wrap(h(a.registerUser))).Methods(post)
-	id.Handle("/users/email/generate_code", a.idem.wrap(h(a.requestEmailCode))).Methods(post)
-	id.Handle("/users/email/confirm_code", a.idem.wrap(h(a.confirmEmail))).Methods(post)
-	id.Handle("/users/password/generate_code", a.idem.wrap(h(a.requestResetCode))).Methods(post)
-	id.Handle("/users/password/confirm_code", a.idem.wrap(h(a.resetPassword))).Methods(post)
-	id.Handle("/sessions", a.idem.wrap(h(a.signIn))).Methods(post)
-	id.Handle("/sessions", signedIn(a.idem.wrap(h(a.signOut)))).Methods(del)
+	id.Handle("/users", h(a.registerUser)).Methods(post)
+	id.Handle("/users/email/generate_code", h(a.requestEmailCode)).Methods(post)
+	id.Handle("/users/email/confirm_code", h(a.confirmEmail)).Methods(post)
+	id.Handle("/users/password/generate_code", h(a.requestResetCode)).Methods(post)
+	id.Handle("/users/password/confirm_code", h(a.resetPassword)).Methods(post)
+	id.Handle("/sessions", h(a.signIn)).Methods(post)
+	id.Handle("/sessions", signedIn(h(a.signOut))).Methods(del)
 
 	res := r.PathPrefix("/api/v2/resource").Subrouter()
 	res.Use(signedIn)
 	res.Handle("/users/me", h(a.me)).Methods(get...)
-	res.Handle("/users/me", a.idem.wrap(h(a.updateData))).Methods(put)
-	res.Handle("/users/me", a.idem.wrap(h(a.deleteAccount))).Methods(del)
-	res.Handle("/users/password", a.idem.wrap(h(a.changePassword))).Methods(put)
-	res.Handle("/users/email", a.idem.wrap(h(a.changeEmail))).Methods(put)
-	res.Handle("/users/username", a.idem.wrap(h(a.changeUsername))).Methods(put)
-	// Not idempotent on purpose: a replay would have to keep the new secret in memory. A retry
-	// makes another secret, which replaces the first.
+	res.Handle("/users/me", h(a.updateData)).Methods(put)
+	res.Handle("/users/me", h(a.deleteAccount)).Methods(del)
+	res.Handle("/users/password", h(a.changePassword)).Methods(put)
+	res.Handle("/users/email", h(a.changeEmail)).Methods(put)
+	res.Handle("/users/username", h(a.changeUsername)).Methods(put)
+	// Ignores Idempotency-Key (unkeyedRoutes): a retry makes another secret, which replaces the first.
 	res.Handle("/otp/generate_qrcode", h(a.generateOTP)).Methods(post)
-	res.Handle("/otp/enable", a.idem.wrap(h(a.enableOTP))).Methods(post)
-	res.Handle("/otp/verify", a.idem.wrap(h(a.verifyOTP))).Methods(post)
-	res.Handle("/otp/disable", a.idem.wrap(h(a.disableOTP))).Methods(post)
+	res.Handle("/otp/enable", h(a.enableOTP)).Methods(post)
+	res.Handle("/otp/verify", h(a.verifyOTP)).Methods(post)
+	res.Handle("/otp/disable", h(a.disableOTP)).Methods(post)
 	if a.Labels != nil {
 		a.registerLabels(r, res)
 	}
@@ -134,11 +134,11 @@ func (a *accountRoutes) register(r *mux.Router) {
 }
 
 // meta is the command metadata of a request: the caller, their address and browser, the request
-// id and the idempotency key.
+// id and the idempotency key (the one the idempotency decorator derived, bound to the request).
 func (a *accountRoutes) meta(r *http.Request) commands.Meta {
 	m := commands.Meta{
 		IP: a.clientIP(r), UserAgent: r.UserAgent(), RequestID: RequestID(r.Context()),
-		IdempotencyKey: r.Header.Get(IdempotencyKeyHeader),
+		IdempotencyKey: commandKey(r.Context()),
 	}
 	if c, ok := CallerFrom(r.Context()); ok {
 		m.ActorUID, m.ActorRole = c.UID, c.Role

@@ -33,6 +33,7 @@ import (
 	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/idempotency"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -245,7 +246,8 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,

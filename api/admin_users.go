@@ -90,24 +90,21 @@ func (a *accountRoutes) registerAdminUsers(r *mux.Router) {
 		panic("api: AdminUsers needs Users")
 	}
 	get, post, put, del := []string{http.MethodGet, http.MethodHead}, http.MethodPost, http.MethodPut, http.MethodDelete
-	route := func(f http.HandlerFunc, idempotent bool, abilities ...commands.Ability) http.Handler {
-		var h http.Handler = f
-		if idempotent {
-			h = a.idem.wrap(h)
-		}
-		return a.authn.Middleware(RequireAbility(abilities...)(h))
+	// Every route honours Idempotency-Key: the decorator is on the router.
+	route := func(f http.HandlerFunc, abilities ...commands.Ability) http.Handler {
+		return a.authn.Middleware(RequireAbility(abilities...)(f))
 	}
 	const user = "/api/v2/admin/users/{uid:ID[0-9A-F]{10}}"
-	r.Handle("/api/v2/admin/users", route(a.adminListUsers, false, commands.AbilityReadUsers)).Methods(get...)
-	r.Handle("/api/v2/admin/users", route(a.adminCreateUser, true, commands.AbilityCreateUsers)).Methods(post)
+	r.Handle("/api/v2/admin/users", route(a.adminListUsers, commands.AbilityReadUsers)).Methods(get...)
+	r.Handle("/api/v2/admin/users", route(a.adminCreateUser, commands.AbilityCreateUsers)).Methods(post)
 	// Either ability opens the route; each field is checked against its own below.
-	r.Handle("/api/v2/admin/users", route(a.adminUpdateUser, true, commands.AbilityChangeUserState, commands.AbilityResetUserOTP)).Methods(put)
-	r.Handle("/api/v2/admin/users/role", route(a.adminChangeRole, true, commands.AbilityChangeUserRole)).Methods(post)
+	r.Handle("/api/v2/admin/users", route(a.adminUpdateUser, commands.AbilityChangeUserState, commands.AbilityResetUserOTP)).Methods(put)
+	r.Handle("/api/v2/admin/users/role", route(a.adminChangeRole, commands.AbilityChangeUserRole)).Methods(post)
 	r.Handle(user, a.authn.Middleware(RequireAbility(commands.AbilityReadUsers)(a.adminUserAsOf()))).Methods(get...)
-	r.Handle(user, route(a.adminCloseAccount, true, commands.AbilityDeleteUsers)).Methods(del)
-	r.Handle(user+"/login", route(a.adminSetLogin, true, commands.AbilityChangeUserState)).Methods(put)
+	r.Handle(user, route(a.adminCloseAccount, commands.AbilityDeleteUsers)).Methods(del)
+	r.Handle(user+"/login", route(a.adminSetLogin, commands.AbilityChangeUserState)).Methods(put)
 	if a.Admin.Metrics != nil {
-		r.Handle("/api/v2/admin/metrics", route(a.adminMetrics, false, commands.AbilityReadMetrics)).Methods(get...)
+		r.Handle("/api/v2/admin/metrics", route(a.adminMetrics, commands.AbilityReadMetrics)).Methods(get...)
 	}
 }
 

@@ -67,39 +67,69 @@ func NewAuthenticator(tokens TokenVerifier, sessions SessionChecker, log *slog.L
 // Middleware lets a request through only with a valid access token whose session is open, and
 // puts the Caller in its context (CallerFrom). Otherwise it answers 401: authz.missing_token
 // without a bearer token, jwt.decode_and_verify for a token that fails verification (forged,
-// expired, another algorithm, key or audience), authz.invalid_session for a closed session.
+// expired, another algorithm, key or audience), authz.invalid_session for a closed session. A
+// request that already carries a Caller (found by the idempotency decorator, which runs first)
+// is not checked twice.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
-			WriteError(w, http.StatusUnauthorized, "authz.missing_token")
+		if _, ok := CallerFrom(r.Context()); ok {
+			next.ServeHTTP(w, r)
 			return
 		}
-		claims, err := a.tokens.Verify(strings.TrimSpace(token))
-		if err != nil {
-			// The reason goes to the log only: a client learns nothing about the keys.
-			a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
-				slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
-			WriteError(w, http.StatusUnauthorized, "jwt.decode_and_verify")
-			return
-		}
-		s, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
-		if err != nil {
+		c, status, code, err := a.authenticate(r)
+		switch {
+		case status == http.StatusServiceUnavailable:
 			a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
 				slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
-			WriteError(w, http.StatusServiceUnavailable, "server.unavailable")
+			WriteError(w, status, code)
+			return
+		case status != 0:
+			if err != nil {
+				// The reason goes to the log only: a client learns nothing about the keys.
+				a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
+					slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
+			}
+			if code == "authz.missing_token" {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
+			}
+			WriteError(w, status, code)
 			return
 		}
-		if !open {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
-			WriteError(w, http.StatusUnauthorized, "authz.invalid_session")
-			return
-		}
-		c := Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level}
 		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
 	})
+}
+
+// caller is the signed-in caller of r, ok false if its bearer token is missing or fails. uid is
+// the user of a token that verifies, even when its session is closed (a sign-out, then its retry).
+func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) {
+	c, status, _, _ := a.authenticate(r)
+	if status == 0 {
+		return c, c.UID, true
+	}
+	return Caller{}, c.UID, false
+}
+
+// authenticate checks r's bearer token and session: the caller, or the status and code to
+// answer (and the error behind them, for the log).
+func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return Caller{}, http.StatusUnauthorized, "authz.missing_token", nil
+	}
+	claims, err := a.tokens.Verify(strings.TrimSpace(token))
+	if err != nil {
+		return Caller{}, http.StatusUnauthorized, "jwt.decode_and_verify", err
+	}
+	s, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+	if err != nil {
+		return Caller{}, http.StatusServiceUnavailable, "server.unavailable", err
+	}
+	if !open {
+		return Caller{UID: claims.UserID}, http.StatusUnauthorized, "authz.invalid_session", nil
+	}
+	return Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level}, 0, "", nil
 }
 
 // cause is the specific reason auth.Signer.Verify wraps with ErrAccessToken, for the log.

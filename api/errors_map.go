@@ -112,6 +112,9 @@ var errorRules = []errorRule{
 
 	{"", errBodyTooLarge, http.StatusRequestEntityTooLarge, "request.body_too_large"},
 	{"", errMalformedBody, http.StatusBadRequest, "request.malformed_body"},
+	{"", errInvalidText, http.StatusUnprocessableEntity, "request.invalid_utf8"},
+	// Text that reached the store without passing the decoders (a path segment, say).
+	{"", eventstore.ErrInvalidText, http.StatusUnprocessableEntity, "request.invalid_utf8"},
 	{"", eventstore.ErrClosed, http.StatusServiceUnavailable, "server.unavailable"},
 	{"", context.DeadlineExceeded, http.StatusServiceUnavailable, "server.unavailable"},
 	{"", context.Canceled, http.StatusServiceUnavailable, "server.unavailable"},

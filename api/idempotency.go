@@ -2,69 +2,106 @@ package api
 
 import (
 	"bytes"
-	"container/list"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/idempotency"
 )
 
 // IdempotencyKeyHeader names the key a client sends to make a retried request safe.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
-// Defaults of the idempotency cache.
-const (
-	DefaultIdempotencyTTL     = 24 * time.Hour
-	DefaultIdempotencyEntries = 10000
-)
+// IdempotentReplayedHeader is "true" on an answer that was kept from the first request.
+const IdempotentReplayedHeader = "Idempotent-Replayed"
 
-// idempotencyCache keeps the first successful response to each (route, caller, key), so that a
-// retried request gets that response again, byte for byte, and appends nothing. Requests with the
-// same key that arrive while the first runs wait for it.
+// Idempotency says where the answers to requests with an Idempotency-Key are kept.
+type Idempotency struct {
+	// Store keeps the claims and the first answers: idempotency.SQLStore in the event store's
+	// database, so that a retry on any replica, after any restart, gets the first answer.
+	Store idempotency.Store
+	// Secret keys the hashes that stand for caller, route, key and body (so a stolen table does
+	// not give them back, even a guessable body), and seals the kept answers (they hold access
+	// tokens and personal data). At least 32 bytes, the same on every replica: the server's
+	// secret key.
+	Secret []byte
+	// Retention is how long an answer is replayed; 0 means idempotency.DefaultRetention.
+	Retention time.Duration
+}
+
+// unkeyedRoutes never honour Idempotency-Key. generate_qrcode's answer is a new TOTP secret: a
+// retry makes another one, which replaces the first, rather than have a secret kept for replay.
+var unkeyedRoutes = map[string]bool{
+	http.MethodPost + " /api/v2/resource/otp/generate_qrcode": true,
+}
+
+// keptHeaders are the headers of a first answer that its replays carry again.
+var keptHeaders = []string{"Content-Type", "Cache-Control", "Location", "Total", "Page", "Per-Page"}
+
+// idempotentRequests is the decorator that makes every route honour Idempotency-Key: it is put
+// on the whole router, so no route, present or future, can forget it.
 //
-// It lives in memory: after a restart, or on another server, the command layer still recognises a
-// retry (it claims the key in the event store with the events) and appends nothing, and the
-// answer is rebuilt from the current state instead of replayed. The fingerprint of the body is a
-// keyed hash (the key never leaves the process), so a body with a password in it cannot be guessed
-// back from the cache.
-type idempotencyCache struct {
-	ttl     time.Duration
-	max     int
-	hmacKey []byte
-
-	mu      sync.Mutex
-	entries map[string]*list.Element // of *idemEntry, oldest first
-	order   *list.List
+// A request's claim is a keyed hash of its caller, method, route and key, and for an anonymous
+// caller also of its fingerprint (a keyed hash of its path, query and body): anonymous callers
+// cannot be told apart, so only the very same request is a retry, and a key never crosses from
+// one anonymous caller to another. The first request with a claim runs; its answer, if a
+// success, is kept sealed with the claim for the retention; a retry with the same fingerprint
+// gets it with Idempotent-Replayed: true, one with another fingerprint 422 idempotency.key_reused.
+// Concurrent duplicates wait for the first. A failed first request keeps nothing: a retry runs.
+type idempotentRequests struct {
+	keeper          *idempotency.Keeper
+	claimKey, fpKey []byte
+	sealer          *auth.Sealer
+	authn           *Authenticator
+	log             *slog.Logger
 }
 
-type idemEntry struct {
-	key         string
-	fingerprint []byte
-	done        chan struct{} // closed when the first request finished
-	resp        *storedResponse
-	expires     time.Time
-}
-
-type storedResponse struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func newIdempotencyCache(ttl time.Duration, max int) *idempotencyCache {
-	if ttl <= 0 {
-		ttl = DefaultIdempotencyTTL
+// newIdempotentRequests panics on a missing store, a short secret or a negative retention: the
+// binary checks its configuration before, so only a wiring mistake gets here.
+func newIdempotentRequests(o *Idempotency, authn *Authenticator, log *slog.Logger) *idempotentRequests {
+	if o == nil {
+		// Tests and a single process: claims in memory, under a secret nobody else has.
+		log.Warn("idempotent answers are kept in memory only: a restart or another replica forgets them")
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		o = &Idempotency{Store: idempotency.NewMemoryStore(), Secret: secret}
 	}
-	if max <= 0 {
-		max = DefaultIdempotencyEntries
+	if o.Store == nil {
+		panic("api: Idempotency needs a Store")
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	return &idempotencyCache{ttl: ttl, max: max, hmacKey: key, entries: map[string]*list.Element{}, order: list.New()}
+	if len(o.Secret) < 32 {
+		panic(fmt.Sprintf("api: idempotency secret of %d bytes, want at least 32", len(o.Secret)))
+	}
+	keeper, err := idempotency.NewKeeper(idempotency.Options{Store: o.Store, Retention: o.Retention, Logger: log})
+	if err != nil {
+		panic(err)
+	}
+	sealer, err := auth.NewSealer(derive(o.Secret, "answers"))
+	if err != nil {
+		panic(err) // not reachable: derive gives 32 bytes
+	}
+	return &idempotentRequests{
+		keeper: keeper, claimKey: derive(o.Secret, "claims"), fpKey: derive(o.Secret, "fingerprints"),
+		sealer: sealer, authn: authn, log: log,
+	}
+}
+
+// derive gives each use of the secret a key of its own.
+func derive(secret []byte, use string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("idlog idempotency v1 " + use))
+	return m.Sum(nil)
 }
 
 // validIdempotencyKey accepts 1-255 printable ASCII characters.
@@ -80,13 +117,31 @@ func validIdempotencyKey(k string) bool {
 	return true
 }
 
-// wrap makes h idempotent for requests that carry the header. It runs inside the router (for the
-// route template) and after the bearer middleware (for the caller).
-func (c *idempotencyCache) wrap(h http.Handler) http.Handler {
+type commandKeyCtx struct{}
+
+// commandKey is the idempotency key the commands of a request get: a keyed hash of caller,
+// route, key and fingerprint, never the client's key, so that the claim a command makes in the
+// event store is bound to the request too, and outlives the kept answer. "" without a key.
+func commandKey(ctx context.Context) string {
+	k, _ := ctx.Value(commandKeyCtx{}).(string)
+	return k
+}
+
+// middleware runs inside the router, where the route is known, before any route's own bearer
+// middleware: it finds the caller itself, and hands them on so the token is checked once.
+func (d *idempotentRequests) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get(IdempotencyKeyHeader)
-		if key == "" {
-			h.ServeHTTP(w, r)
+		if key == "" || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		route := r.URL.Path
+		if cur := mux.CurrentRoute(r); cur != nil {
+			route, _ = cur.GetPathTemplate()
+		}
+		if unkeyedRoutes[r.Method+" "+route] {
+			next.ServeHTTP(w, r)
 			return
 		}
 		if !validIdempotencyKey(key) {
@@ -99,110 +154,139 @@ func (c *idempotencyCache) wrap(h http.Handler) http.Handler {
 			WriteError(w, status, code)
 			return
 		}
-		route := r.URL.Path
-		if cur := mux.CurrentRoute(r); cur != nil {
-			route, _ = cur.GetPathTemplate()
+		// A request without a valid token is anonymous here; its route answers 401 if it needs
+		// one. A genuine token whose session is closed still names its user: the retry of a
+		// sign-out gets the sign-out's answer.
+		caller, uid, signedIn := d.authn.caller(r)
+		if signedIn {
+			r = r.WithContext(WithCaller(r.Context(), caller))
 		}
-		caller, _ := CallerFrom(r.Context())
-		id := r.Method + " " + route + "\x00" + caller.UID + "\x00" + key
-		mac := hmac.New(sha256.New, c.hmacKey)
-		// The path and query are part of the request: the same key sent to another user's wallet
-		// (/admin/wallets/{uid}/credits) or with another ?uid= is a reuse, not a retry.
-		mac.Write([]byte(r.URL.RequestURI() + "\x00"))
-		mac.Write(body)
-		fp := mac.Sum(nil)
+		fp := d.fingerprint(r, body)
+		claim := d.claim(uid, r.Method, route, key, fp)
 
-		for {
-			e, first := c.begin(id, fp)
-			if first {
-				rec := &recordingWriter{ResponseWriter: w}
-				completed := false
-				defer func() {
-					if !completed {
-						c.finish(e, nil) // a panic: let waiters run the request themselves
-					}
-				}()
-				h.ServeHTTP(rec, r)
-				completed = true
-				var resp *storedResponse
-				if rec.status >= 200 && rec.status < 300 {
-					resp = &storedResponse{status: rec.status, header: rec.Header().Clone(), body: rec.body.Bytes()}
-				}
-				c.finish(e, resp)
-				return
-			}
-			select {
-			case <-e.done:
-			case <-r.Context().Done():
-				WriteError(w, http.StatusServiceUnavailable, "server.unavailable")
-				return
-			}
-			if !hmac.Equal(e.fingerprint, fp) {
-				WriteError(w, http.StatusUnprocessableEntity, "idempotency.key_reused")
-				return
-			}
-			if e.resp != nil {
-				replay(w, e.resp)
-				return
-			}
-			// The first attempt failed: this one runs (the loop makes it the first now).
+		c, sealed, err := d.keeper.Begin(r.Context(), claim, fp)
+		switch {
+		case errors.Is(err, idempotency.ErrKeyReused):
+			WriteError(w, http.StatusUnprocessableEntity, "idempotency.key_reused")
+			return
+		case err != nil:
+			d.fail(w, r, err)
+			return
+		case c == nil:
+			d.replay(w, r, claim, sealed)
+			return
 		}
+
+		done := false
+		defer func() {
+			if !done { // a panic: let a retry run
+				d.end(r, c, nil)
+			}
+		}()
+		rec := &recordingWriter{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), commandKeyCtx{}, d.commandKey(claim, fp))))
+		done = true
+		if rec.status < 200 || rec.status > 299 {
+			d.end(r, c, nil)
+			return
+		}
+		d.end(r, c, d.seal(claim, rec))
 	})
 }
 
-// begin returns the live entry of id, or makes one and reports that the caller runs the request.
-func (c *idempotencyCache) begin(id string, fp []byte) (*idemEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if el, ok := c.entries[id]; ok {
-		e := el.Value.(*idemEntry)
-		if e.expires.IsZero() || now.Before(e.expires) {
-			return e, false
-		}
-		c.order.Remove(el)
-		delete(c.entries, id)
-	}
-	// Forget expired entries, then the oldest finished ones if still full.
-	for el := c.order.Front(); el != nil && len(c.entries) >= c.max; {
-		next := el.Next()
-		e := el.Value.(*idemEntry)
-		if !e.expires.IsZero() {
-			c.order.Remove(el)
-			delete(c.entries, e.key)
-		}
-		el = next
-	}
-	e := &idemEntry{key: id, fingerprint: fp, done: make(chan struct{})}
-	c.entries[id] = c.order.PushBack(e)
-	return e, true
+func (d *idempotentRequests) fingerprint(r *http.Request, body []byte) []byte {
+	m := hmac.New(sha256.New, d.fpKey)
+	// The path, query and content type are part of the request: the same key sent to another user's wallet
+	// (/admin/wallets/{uid}/credits) or with another ?uid= is a reuse, not a retry.
+	m.Write([]byte(r.Method + "\x00" + r.URL.RequestURI() + "\x00" + r.Header.Get("Content-Type") + "\x00"))
+	m.Write(body)
+	return m.Sum(nil)
 }
 
-// finish stores the response (nil: nothing to replay, forget the key) and wakes the waiters.
-func (c *idempotencyCache) finish(e *idemEntry, resp *storedResponse) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e.resp = resp
-	e.expires = time.Now().Add(c.ttl)
-	if resp == nil {
-		if el, ok := c.entries[e.key]; ok && el.Value == e {
-			c.order.Remove(el)
-			delete(c.entries, e.key)
-		}
+func (d *idempotentRequests) claim(uid, method, route, key string, fp []byte) string {
+	m := hmac.New(sha256.New, d.claimKey)
+	if uid != "" {
+		m.Write([]byte("user\x00" + uid + "\x00" + method + "\x00" + route + "\x00" + key))
+	} else {
+		m.Write([]byte("anonymous\x00" + method + "\x00" + route + "\x00" + key + "\x00"))
+		m.Write(fp)
 	}
-	close(e.done)
+	return hex.EncodeToString(m.Sum(nil))
 }
 
-func replay(w http.ResponseWriter, s *storedResponse) {
-	for k, vs := range s.header {
-		if k == RequestIDHeader {
-			continue // the retry has its own request id
+func (d *idempotentRequests) commandKey(claim string, fp []byte) string {
+	m := hmac.New(sha256.New, d.claimKey)
+	m.Write([]byte("command\x00" + claim + "\x00"))
+	m.Write(fp)
+	return "http:" + hex.EncodeToString(m.Sum(nil))
+}
+
+// keptAnswer is what is sealed and kept of a first answer.
+type keptAnswer struct {
+	Status int         `json:"status"`
+	Header http.Header `json:"header,omitempty"`
+	Body   []byte      `json:"body"`
+}
+
+func (d *idempotentRequests) seal(claim string, rec *recordingWriter) []byte {
+	a := keptAnswer{Status: rec.status, Header: http.Header{}, Body: rec.body.Bytes()}
+	for _, h := range keptHeaders {
+		if vs := rec.Header().Values(h); len(vs) > 0 {
+			a.Header[h] = vs
 		}
+	}
+	plain, err := json.Marshal(a)
+	if err != nil {
+		return nil // not reachable: every field encodes
+	}
+	// The claim as additional data: a sealed answer copied to another claim does not open.
+	return d.sealer.Seal(plain, []byte(claim))
+}
+
+// end completes the claim with the sealed answer, or releases it (nil), whatever became of the
+// request's context: the answer is sent, a retry must find it.
+func (d *idempotentRequests) end(r *http.Request, c *idempotency.Claim, sealed []byte) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	var err error
+	if sealed != nil {
+		err = c.Complete(ctx, sealed)
+	} else {
+		err = c.Release(ctx)
+	}
+	if err != nil {
+		// The command's own claim in the event store still keeps a retry from appending again.
+		d.log.LogAttrs(ctx, slog.LevelError, "keeping an idempotent answer failed",
+			slog.String("request_id", RequestID(ctx)), slog.Any("error", err))
+	}
+}
+
+func (d *idempotentRequests) replay(w http.ResponseWriter, r *http.Request, claim string, sealed []byte) {
+	var a keptAnswer
+	plain, err := d.sealer.Open(sealed, []byte(claim))
+	if err == nil {
+		err = json.Unmarshal(plain, &a)
+	}
+	if err != nil {
+		// Sealed under another secret: replicas must share the server's secret key.
+		d.fail(w, r, fmt.Errorf("api: open a kept answer: %w", err))
+		return
+	}
+	for k, vs := range a.Header {
 		w.Header()[k] = vs
 	}
-	w.Header().Set("Idempotent-Replayed", "true")
-	w.WriteHeader(s.status)
-	_, _ = w.Write(s.body)
+	w.Header().Set(IdempotentReplayedHeader, "true")
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
+}
+
+func (d *idempotentRequests) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := errorStatus("", err)
+	if status >= 500 {
+		d.log.LogAttrs(r.Context(), slog.LevelError, "idempotency check failed",
+			slog.String("request_id", RequestID(r.Context())), slog.String("code", code), slog.Any("error", err))
+	}
+	WriteError(w, status, code)
 }
 
 // recordingWriter passes a response through and keeps a copy of it.

@@ -174,9 +174,13 @@ func TestIdempotencyKey(t *testing.T) {
 	if len(s.events(t)) != n {
 		t.Error("the retry appended events")
 	}
-	// The same key with another body is a mistake of the client.
-	s.do(request{method: http.MethodPost, path: "/api/v2/identity/users", body: obj{"email": "twice@example.com", "password": password}, header: key}).
-		want(t, http.StatusUnprocessableEntity, "idempotency.key_reused")
+	// Anonymous callers cannot be told apart: the same key with another body is another caller's
+	// request, never an answer of the first.
+	other := s.do(request{method: http.MethodPost, path: "/api/v2/identity/users", body: obj{"email": "twice@example.com", "password": password}, header: key}).
+		want(t, http.StatusCreated)
+	if other.body == first.body || other.header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("another anonymous body with the key got the first answer: %s", other.body)
+	}
 	s.do(request{method: http.MethodPost, path: "/api/v2/identity/users", body: body, header: http.Header{"Idempotency-Key": {"bad key"}}}).
 		want(t, http.StatusUnprocessableEntity, "idempotency.invalid_key")
 
@@ -193,6 +197,12 @@ func TestIdempotencyKey(t *testing.T) {
 	s.do(put).want(t, http.StatusOK)
 	if len(s.events(t)) != n {
 		t.Error("a retried PUT appended events")
+	}
+	// A signed-in caller's key with another body is a mistake of the client.
+	put.body = obj{"data": obj{"n": 2}}
+	s.do(put).want(t, http.StatusUnprocessableEntity, "idempotency.key_reused")
+	if len(s.events(t)) != n {
+		t.Error("a reused key appended events")
 	}
 }
 

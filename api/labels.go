@@ -77,13 +77,13 @@ func (a *accountRoutes) registerLabels(r, res *mux.Router) {
 	get, post, put, patch, del := []string{http.MethodGet, http.MethodHead}, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete
 	h := func(f http.HandlerFunc) http.Handler { return f }
 	res.Handle("/labels", h(a.myLabels)).Methods(get...)
-	res.Handle("/labels", a.idem.wrap(h(a.addMyLabel))).Methods(post)
+	res.Handle("/labels", h(a.addMyLabel)).Methods(post)
 	res.Handle("/labels/{key}", h(a.myLabel)).Methods(get...)
-	res.Handle("/labels/{key}", a.idem.wrap(h(a.updateMyLabel))).Methods(patch)
-	res.Handle("/labels/{key}", a.idem.wrap(h(a.removeMyLabel))).Methods(del)
+	res.Handle("/labels/{key}", h(a.updateMyLabel)).Methods(patch)
+	res.Handle("/labels/{key}", h(a.removeMyLabel)).Methods(del)
 
 	writers := func(f http.HandlerFunc) http.Handler {
-		return a.authn.Middleware(RequireRole(labelWriters...)(a.idem.wrap(f)))
+		return a.authn.Middleware(RequireRole(labelWriters...)(f))
 	}
 	readers := func(f http.HandlerFunc) http.Handler { return a.authn.Middleware(RequireRole(labelReaders...)(f)) }
 	r.Handle("/api/v2/admin/users/labels/list", readers(a.labelKeys)).Methods(get...)

@@ -372,10 +372,14 @@ func TestCreditIdempotencyHTTP(t *testing.T) {
 		}
 		s.send(http.MethodPost, "/api/v2/admin/wallets/"+bob+"/credits", body, acctToken, "Idempotency-Key", "payment-42").
 			want(t, http.StatusUnprocessableEntity, "idempotency.key_reused")
+		// The log keeps a keyed hash bound to the request, never the client's key.
 		credits := 0
 		for _, e := range s.events(t) {
-			if e.Type == "WalletCredited" && e.Metadata.IdempotencyKey == "payment-42" {
+			if e.Type == "WalletCredited" && e.StreamID == "user-"+alice && e.Metadata.IdempotencyKey != "" {
 				credits++
+			}
+			if e.Metadata.IdempotencyKey == "payment-42" {
+				t.Errorf("event %s carries the client's key", e.Type)
 			}
 		}
 		if credits != 1 {

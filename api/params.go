@@ -8,6 +8,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/idlog/idlog/eventstore"
 )
 
 // maxBodyBytes bounds a request body: user data is at most 16 KiB, everything else is small.
@@ -17,12 +19,15 @@ const maxBodyBytes = 64 << 10
 var (
 	errMalformedBody = errors.New("api: malformed request body")
 	errBodyTooLarge  = errors.New("api: request body too large")
+	// errInvalidText: a field is not valid UTF-8 or holds NUL, which the event log refuses.
+	errInvalidText = errors.New("api: request text is not valid UTF-8 or holds NUL")
 )
 
 // params are the fields of a request body, JSON or form: Barong's clients send both.
 type params map[string]json.RawMessage
 
 // readParams decodes a JSON object or a URL-encoded or multipart form. An empty body is no fields.
+// Text that is not valid UTF-8 or holds NUL is errInvalidText: the log could not keep it.
 func readParams(r *http.Request) (params, error) {
 	body, err := readBody(r)
 	if err != nil {
@@ -42,6 +47,14 @@ func readParams(r *http.Request) (params, error) {
 		}
 		p := params{}
 		for k, vs := range r.PostForm {
+			if eventstore.CheckText(k) != nil {
+				return nil, errInvalidText
+			}
+			for _, v := range vs {
+				if eventstore.CheckText(v) != nil {
+					return nil, errInvalidText
+				}
+			}
 			if len(vs) > 0 {
 				p[k], _ = json.Marshal(vs[0])
 			}
@@ -54,6 +67,11 @@ func readParams(r *http.Request) (params, error) {
 	var p params
 	if err := json.Unmarshal(body, &p); err != nil || p == nil {
 		return nil, errMalformedBody
+	}
+	// encoding/json would quietly turn invalid bytes into U+FFFD in strings it decodes, but keep
+	// them in raw fields (user data); both are refused instead, as are NUL escapes.
+	if eventstore.CheckJSONText(body) != nil {
+		return nil, errInvalidText
 	}
 	return p, nil
 }

@@ -57,10 +57,10 @@ func (a *accountRoutes) registerWallet(r, res *mux.Router) {
 	get, post := []string{http.MethodGet, http.MethodHead}, http.MethodPost
 	h := func(f http.HandlerFunc) http.Handler { return f }
 	res.Handle("/wallet", h(a.myWallet)).Methods(get...)
-	res.Handle("/wallet/spend", a.idem.wrap(h(a.spend))).Methods(post)
-	res.Handle("/wallet/withdrawals", a.idem.wrap(h(a.withdraw))).Methods(post)
+	res.Handle("/wallet/spend", h(a.spend)).Methods(post)
+	res.Handle("/wallet/withdrawals", h(a.withdraw)).Methods(post)
 	r.Handle("/api/v2/admin/wallets/{uid}/credits",
-		a.authn.Middleware(RequireRole(walletCreditors...)(a.idem.wrap(h(a.credit))))).Methods(post)
+		a.authn.Middleware(RequireRole(walletCreditors...)(h(a.credit)))).Methods(post)
 }
 
 func (a *accountRoutes) myWallet(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/eventstore"
@@ -196,5 +199,55 @@ func TestTamperedExportIsRefused(t *testing.T) {
 	}
 	if _, err := audit.CheckExport(context.Background(), bytes.NewReader(file)); err != nil {
 		t.Fatalf("the untouched file: %v", err)
+	}
+}
+
+// An export whose line 10 holds what the log refuses (0xFF, or a \u0000 escape, in the data, as
+// an older idlog stored on SQLite; a stream version with a gap) is refused whole: the import names
+// the line and the target store stays empty. Before, SQLite took the bytes as they were, and
+// PostgreSQL failed half-way and kept the batches before the bad one.
+func TestImportOfBadLineWritesNothing(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		tamper string
+		arg    any
+		reason string
+	}{
+		"0xFF":        {`UPDATE events SET data = ? WHERE position = 10`, "{\"data\":\"\xff\"}", "not valid UTF-8 or holds NUL"},
+		"\\u0000":     {`UPDATE events SET data = ? WHERE position = 10`, `{"data":"a\u0000b"}`, "not valid UTF-8 or holds NUL"},
+		"version gap": {`UPDATE events SET stream_version = stream_version + 100 WHERE position >= ?`, 10, "is version"},
+	} {
+		for _, to := range backends(t) {
+			t.Run(name+"->"+to.name, func(t *testing.T) {
+				t.Parallel()
+				src := openSQLite(t)
+				seed(t, src.store, 15)
+				// Versions shifted from event 10 on: the first gap is at line 10.
+				src.exec(t, c.tamper, c.arg)
+				file := export(t, src.store, 0)
+
+				dst := to.open(t)
+				_, err := importInto(t, dst.store, file)
+				var le *audit.LineError
+				if !errors.Is(err, audit.ErrBadExport) || !errors.As(err, &le) || le.Line != 10 || !strings.Contains(le.Reason, c.reason) {
+					t.Fatalf("import: %v, want ErrBadExport at line 10: %s", err, c.reason)
+				}
+				if got := logOf(t, dst.store); len(got) != 0 {
+					t.Fatalf("the refused import left %d events in the store", len(got))
+				}
+				// The store refuses such text too, for a caller that skips the check.
+				if c.reason != "is version" {
+					bad := eventstore.Event{ID: uuid.New(), StreamID: "user-ID0000000001", StreamVersion: 1, Type: "UserDataUpdated",
+						SchemaVersion: 1, Data: []byte(c.arg.(string)), RecordedAt: time.Now().UTC()}
+					_, err := dst.store.(audit.Importer).ImportEvents(context.Background(), 0, []eventstore.Event{bad}, nil, nil)
+					if !errors.Is(err, eventstore.ErrInvalidText) {
+						t.Fatalf("ImportEvents of %q: %v, want ErrInvalidText", bad.Data, err)
+					}
+					if got := logOf(t, dst.store); len(got) != 0 {
+						t.Fatalf("ImportEvents stored %d events with invalid text", len(got))
+					}
+				}
+			})
+		}
 	}
 }

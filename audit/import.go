@@ -189,11 +189,17 @@ func eventOf(l *Line, compact *bytes.Buffer) (eventstore.Event, error) {
 	if !json.Valid(data) {
 		return eventstore.Event{}, errors.New("data is not valid JSON")
 	}
-	return eventstore.Event{
+	e := eventstore.Event{
 		ID: l.EventID, StreamID: l.StreamID, StreamVersion: l.StreamVersion,
 		Type: l.Type, SchemaVersion: l.SchemaVersion, Data: data, Metadata: l.Metadata,
 		RecordedAt: at,
-	}, nil
+	}
+	// What the log refuses to append it must not take in through an import either (PostgreSQL
+	// would fail half-way, SQLite would keep text no reader can decode).
+	if err := e.CheckText(); err != nil {
+		return eventstore.Event{}, err
+	}
+	return e, nil
 }
 
 // CheckExport reads a whole export and checks it: every line well-formed, ordinals 1, 2, 3...
@@ -203,10 +209,15 @@ func CheckExport(ctx context.Context, r io.Reader) (ExportSummary, error) {
 }
 
 // Import writes the export r into store, which must be empty and implement Importer. It reads r
-// twice: first it checks the whole file (CheckExport), so that a file whose chain does not hold
-// writes nothing; then it writes it in batches, checking it again as it goes. Positions are the
-// new store's own; everything else, the ordinals and so the chain, are kept: an export of the
-// imported store is byte for byte the file imported.
+// twice: first it checks the whole file, every line as CheckExport does and everything the store
+// would refuse (a stream version that does not follow the stream's last, an event id twice, text
+// that is not valid UTF-8 or holds NUL, unique keys o.Keys cannot tell), so that a bad line makes
+// the import fail with its line number (a *LineError) before anything is written and the store
+// stays empty; then it writes the file in batches, checking it again as it goes. Only a failure
+// of the store itself (a lost connection, a full disk) can still stop it half-way, and the error
+// then says how many events the store holds. Positions are the new store's own; everything else,
+// the ordinals and so the chain, are kept: an export of the imported store is byte for byte the
+// file imported.
 //
 // Unique keys are not in the log: o.Keys rebuilds those the events imply. Claims that only a
 // command's idempotency key made are not rebuilt: a request retried across the move with the
@@ -229,7 +240,7 @@ func Import(ctx context.Context, store eventstore.Store, r io.ReadSeeker, o Impo
 	if err != nil {
 		return ExportSummary{}, fmt.Errorf("audit: import: %w", err)
 	}
-	checked, err := CheckExport(ctx, r)
+	checked, err := checkImport(ctx, r, o)
 	if err != nil {
 		return ExportSummary{}, err
 	}
@@ -288,6 +299,40 @@ func Import(ctx context.Context, store eventstore.Store, r io.ReadSeeker, o Impo
 		return sum, fmt.Errorf("%w (the store now holds the first %d events of the file)", err, written)
 	}
 	return sum, err
+}
+
+// checkImport reads the whole export as CheckExport does, and checks what the store would refuse
+// of it, so that Import writes nothing of a file it cannot write whole. Line n holds ordinal n
+// (readExport makes sure of it), so a line is named by its ordinal.
+func checkImport(ctx context.Context, r io.Reader, o ImportOptions) (ExportSummary, error) {
+	versions := map[string]uint64{}
+	// 16 bytes an event (and the map's own): a few dozen MB for a million events.
+	ids := map[uuid.UUID]struct{}{}
+	return readExport(ctx, r, func(e eventstore.Event, l *Line) error {
+		bad := func(format string, args ...any) error {
+			return &LineError{Line: l.Ordinal, Err: ErrBadExport, Reason: fmt.Sprintf(format, args...)}
+		}
+		if _, dup := ids[e.ID]; dup {
+			return bad("event %s appears twice", e.ID)
+		}
+		ids[e.ID] = struct{}{}
+		if want := versions[e.StreamID] + 1; e.StreamVersion != want {
+			return bad("event %s is version %d of stream %q, want %d", e.ID, e.StreamVersion, e.StreamID, want)
+		}
+		versions[e.StreamID] = e.StreamVersion
+		if o.Keys != nil {
+			claim, release, err := o.Keys(e)
+			if err != nil {
+				return bad("unique keys of event %s: %v", e.ID, err)
+			}
+			for _, k := range append(claim, release...) {
+				if k == "" || eventstore.CheckText(k) != nil {
+					return bad("event %s implies the unique key %q, which the store cannot hold", e.ID, k)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func checkEmpty(ctx context.Context, store eventstore.Store) error {

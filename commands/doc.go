@@ -11,6 +11,8 @@
 // Idempotency: a command whose Meta carries an idempotency key claims the unique key
 // "idempotency:<sha256(command, actor, key)>" in the same append as its events, and derives its
 // event ids from the same hash. A retry finds the claim (or loses the race for it) and appends
-// nothing; its result says Replayed, and carries the current state of the user. The HTTP layer
-// keeps the first response to answer such retries with it; see api.
+// nothing; its result says Replayed, and carries the current state of the user. From HTTP the key
+// is never the client's: the API derives it from the caller, route, client key and body (a keyed
+// hash), so a claim never crosses from one request to another, anonymous callers included; and
+// the API keeps the first answer durably to replay it (package idempotency).
 package commands

@@ -28,8 +28,10 @@ type idempotency struct {
 	seed  [sha256.Size]byte
 }
 
-// newIdempotency scopes the key to the command and the actor: two users, or two commands, never
-// share a key. The hash keeps the claim short whatever the key.
+// newIdempotency scopes the key to the command and the actor: two signed-in users, or two
+// commands, never share a key. Anonymous callers all have the actor "": their keys must be bound
+// to the request by whoever sets them (the API derives them from caller, route, key and body).
+// The hash keeps the claim short whatever the key.
 func newIdempotency(command string, m Meta) (idempotency, error) {
 	if m.IdempotencyKey == "" {
 		return idempotency{}, nil

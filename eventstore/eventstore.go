@@ -176,7 +176,8 @@ type Store interface {
 	Close() error
 }
 
-// Validate checks an append before any adapter touches storage. Adapters call it first.
+// Validate checks an append before any adapter touches storage. Adapters call it first. Every
+// text of the append must be valid UTF-8 without NUL (ErrInvalidText).
 func (a Append) Validate() error {
 	if a.Stream == "" {
 		return fmt.Errorf("%w: empty stream id", ErrInvalidAppend)
@@ -213,7 +214,8 @@ func (a Append) Validate() error {
 			return fmt.Errorf("%w: empty unique key", ErrInvalidAppend)
 		}
 	}
-	return nil
+	// Last: the only check that reads every byte.
+	return a.checkText()
 }
 
 // WithIDs returns the events with every zero id replaced by a new UUIDv7. Adapters call it so the

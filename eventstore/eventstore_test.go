@@ -66,3 +66,29 @@ func TestKeyTakenErrorIsErrKeyTaken(t *testing.T) {
 		t.Error("ExpectedVersion.String is off")
 	}
 }
+
+func TestCheckJSONText(t *testing.T) {
+	t.Parallel()
+	cases := map[string]bool{ // JSON -> may enter the log
+		`{"a":"b"}`:                      true,
+		`"é 😀 \u00e9 \ud83d\ude00"`:      true,
+		`"\\u0000"`:                      true, // an escaped backslash, then text
+		`"\\\u0000"`:                     false,
+		`"\u0000"`:                       false,
+		`"\U0000"`:                       true, // not an escape JSON knows; json.Valid refuses it
+		`"\ud800"`:                       false,
+		`"\udc00\ud800"`:                 false,
+		`"\ud800\u0041"`:                 false,
+		`"\ud800x"`:                      false,
+		"\"\xff\"":                       false,
+		"\"\xed\xa0\x80\"":               false, // a surrogate encoded in UTF-8
+		"\"a\x00\"":                      false,
+		`{"k":["\u0001","\u001f","\t"]}`: true,
+	}
+	for in, ok := range cases {
+		err := eventstore.CheckJSONText([]byte(in))
+		if (err == nil) != ok || (err != nil && !errors.Is(err, eventstore.ErrInvalidText)) {
+			t.Errorf("CheckJSONText(%q) = %v, want ok %v", in, err, ok)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/idempotency"
 	"github.com/idlog/idlog/internal/config"
 	"github.com/idlog/idlog/projections"
 )
@@ -88,6 +89,9 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			UserAsOf: func(current http.Handler) http.Handler { return api.AdminUserAsOfHandler(store, nil, log, current) },
 		},
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
+		// Beside the read models: the event store's own database (or, with EventStoreDB, the
+		// read models' SQL database), so every replica and every restart finds the answers.
+		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(m.db), Secret: secretKey, Retention: a.IdempotencyRetention},
 	}, nil
 }
 

@@ -28,6 +28,7 @@ func Run(t *testing.T, b Backend) {
 		{"ReadBackEnvelope", testReadBackEnvelope},
 		{"ExpectedVersion", testExpectedVersion},
 		{"InvalidAppend", testInvalidAppend},
+		{"InvalidText", testInvalidText},
 		{"IdempotentReappend", testIdempotentReappend},
 		{"ConcurrentAppendsOneStream", testConcurrentAppendsOneStream},
 		{"ConcurrentRetriesDenseVersions", testConcurrentRetriesDenseVersions},
@@ -267,6 +268,46 @@ func testInvalidAppend(t *testing.T, b Backend) {
 	}
 	if got := collect(t, s.ReadAll(ctx, 0, eventstore.Filter{})); len(got) != 0 {
 		t.Errorf("invalid appends stored %d events", len(got))
+	}
+}
+
+// Text that is not valid UTF-8, or holds NUL, never enters the log, wherever it hides: PostgreSQL
+// would refuse it with a 500, SQLite would keep it and serve invalid JSON to every reader.
+func testInvalidText(t *testing.T, b Backend) {
+	s, _ := newStore(t, b, Hooks{})
+	ctx := testCtx(t)
+	raw := func(data string) eventstore.NewEvent {
+		return eventstore.NewEvent{Type: "T", SchemaVersion: 1, Data: []byte(data)}
+	}
+	good := raw(`{"a":"b"}`)
+	withMeta := func(m eventstore.Metadata) eventstore.NewEvent { e := good; e.Metadata = m; return e }
+	cases := map[string]eventstore.Append{
+		"0xFF in data":             {Stream: "t-1", Expected: eventstore.Any, Events: []eventstore.NewEvent{raw("{\"data\":\"\xff\"}")}},
+		"truncated rune in data":   {Stream: "t-2", Expected: eventstore.Any, Events: []eventstore.NewEvent{raw("{\"d\":\"\xc3\"}")}},
+		"\\u0000 in data":          {Stream: "t-3", Expected: eventstore.Any, Events: []eventstore.NewEvent{raw(`{"d":"a\u0000b"}`)}},
+		"\\u0000 in a key":         {Stream: "t-4", Expected: eventstore.Any, Events: []eventstore.NewEvent{raw(`{"\u0000":1}`)}},
+		"lone surrogate in data":   {Stream: "t-5", Expected: eventstore.Any, Events: []eventstore.NewEvent{raw(`{"d":"\ud800"}`)}},
+		"0xFF in the user agent":   {Stream: "t-6", Expected: eventstore.Any, Events: []eventstore.NewEvent{withMeta(eventstore.Metadata{UserAgent: "curl\xff"})}},
+		"NUL in the actor":         {Stream: "t-7", Expected: eventstore.Any, Events: []eventstore.NewEvent{withMeta(eventstore.Metadata{ActorUID: "ID\x00"})}},
+		"0xFF in the type":         {Stream: "t-8", Expected: eventstore.Any, Events: []eventstore.NewEvent{{Type: "T\xff", SchemaVersion: 1, Data: []byte(`1`)}}},
+		"0xFF in the stream":       {Stream: "t-9\xff", Expected: eventstore.Any, Events: []eventstore.NewEvent{good}},
+		"NUL in a key to claim":    {Stream: "t-10", Expected: eventstore.Any, Events: []eventstore.NewEvent{good}, Claim: []string{"email:a\x00@b"}},
+		"0xFF in a key to release": {Stream: "t-11", Expected: eventstore.Any, Events: []eventstore.NewEvent{good}, Release: []string{"email:\xff"}},
+	}
+	for name, a := range cases {
+		if _, err := s.Append(ctx, a); !errors.Is(err, eventstore.ErrInvalidText) || !errors.Is(err, eventstore.ErrInvalidAppend) {
+			t.Errorf("%s: err = %v, want ErrInvalidText", name, err)
+		}
+	}
+	if got := collect(t, s.ReadAll(ctx, 0, eventstore.Filter{})); len(got) != 0 {
+		t.Errorf("appends with invalid text stored %d events", len(got))
+	}
+	// What looks like an escape but is not one, and text outside the ASCII range, are kept as is.
+	fine := raw(`{"d":"\\u0000 is six characters","e":"\ud83d\ude00 é 😀"}`)
+	mustAppend(t, s, eventstore.Append{Stream: "t-ok", Expected: eventstore.NoStream, Events: []eventstore.NewEvent{fine}})
+	got := collect(t, s.ReadStream(ctx, "t-ok", 0))
+	if len(got) != 1 || !bytes.Equal(got[0].Data, fine.Data) {
+		t.Errorf("read back %d events, want the one appended with its exact data %s", len(got), fine.Data)
 	}
 }
 

@@ -37,6 +37,9 @@ func (s *Store) ImportEvents(ctx context.Context, after uint64, events []eventst
 		if e.StreamID == "" || e.StreamVersion < 1 || e.Type == "" || e.SchemaVersion < 1 || !json.Valid(e.Data) {
 			return 0, fmt.Errorf("%w: import event %s: incomplete envelope or invalid JSON data", eventstore.ErrInvalidAppend, e.ID)
 		}
+		if err := e.CheckText(); err != nil {
+			return 0, fmt.Errorf("import event %s: %w", e.ID, err)
+		}
 		md, err := json.Marshal(e.Metadata)
 		if err != nil {
 			return 0, fmt.Errorf("%w: import event %s metadata: %v", eventstore.ErrInvalidAppend, e.ID, err)

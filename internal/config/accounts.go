@@ -41,6 +41,9 @@ type Accounts struct {
 	EmailTokenTTL, ResetTokenTTL time.Duration
 	// ReadYourWrites bounds how long an answer waits for the read models to show its change.
 	ReadYourWrites time.Duration
+	// IdempotencyRetention is how long the first answer to a request with an Idempotency-Key is
+	// kept and replayed to its retries.
+	IdempotencyRetention time.Duration
 	// TrustForwardedFor takes a client's address from X-Forwarded-For (set it behind a proxy only).
 	TrustForwardedFor bool
 	// SignupBonus is how many free coins a new user gets, as commands.WalletConfig reads it: 0
@@ -89,6 +92,7 @@ func (a Accounts) LogValue() slog.Value {
 		slog.Duration("email_token_ttl", a.EmailTokenTTL),
 		slog.Duration("reset_token_ttl", a.ResetTokenTTL),
 		slog.Duration("read_your_writes", a.ReadYourWrites),
+		slog.Duration("idempotency_retention", a.IdempotencyRetention),
 		slog.Bool("trust_forwarded_for", a.TrustForwardedFor),
 		slog.Int64("signup_bonus", a.SignupBonus),
 		slog.String("levels", a.Levels),
@@ -180,6 +184,8 @@ var accountSettings = []setting{
 		func(a *Accounts, d time.Duration) { a.ResetTokenTTL = d }),
 	durationSetting("IDLOG_READ_YOUR_WRITES_TIMEOUT", "read-your-writes-timeout", "2s", "how long an answer waits for the read models to show its change (`duration`)",
 		func(a *Accounts, d time.Duration) { a.ReadYourWrites = d }),
+	durationSetting("IDLOG_IDEMPOTENCY_RETENTION", "idempotency-retention", "24h", "how long the first answer to a request with an Idempotency-Key is kept for its retries (`duration`)",
+		func(a *Accounts, d time.Duration) { a.IdempotencyRetention = d }),
 	{
 		env: "IDLOG_TRUST_FORWARDED_FOR", flag: "trust-forwarded-for", def: "false",
 		usage: "take client addresses from X-Forwarded-For (`bool`; only behind a proxy that sets it)",

@@ -17,6 +17,7 @@ var defaultAccounts = config.Accounts{
 	Argon2:            auth.DefaultParams(),
 	SignInMaxFailures: 5, SignInLockout: 15 * time.Minute, SignInAddressMaxFailures: 100, SignInAddressWindow: 15 * time.Minute,
 	EmailTokenTTL: 24 * time.Hour, ResetTokenTTL: time.Hour, ReadYourWrites: 2 * time.Second,
+	IdempotencyRetention: 24 * time.Hour,
 }
 
 func TestAccountSettings(t *testing.T) {
@@ -37,6 +38,7 @@ func TestAccountSettings(t *testing.T) {
 		"IDLOG_EMAIL_TOKEN_TTL":             "48h",
 		"IDLOG_RESET_TOKEN_TTL":             "30m",
 		"IDLOG_READ_YOUR_WRITES_TIMEOUT":    "500ms",
+		"IDLOG_IDEMPOTENCY_RETENTION":       "1h",
 		"IDLOG_TRUST_FORWARDED_FOR":         "true",
 	}, "-token-ttl", "10m")
 	if err != nil {
@@ -48,7 +50,7 @@ func TestAccountSettings(t *testing.T) {
 		Argon2:         auth.Params{Memory: 65536, Iterations: 3, Parallelism: 4, SaltLength: 16, KeyLength: 32},
 		SignInLockout:  time.Hour, SignInAddressMaxFailures: 100, SignInAddressWindow: time.Minute,
 		EmailTokenTTL: 48 * time.Hour, ResetTokenTTL: 30 * time.Minute, ReadYourWrites: 500 * time.Millisecond,
-		TrustForwardedFor: true,
+		IdempotencyRetention: time.Hour, TrustForwardedFor: true,
 	}
 	if c.Accounts != want {
 		t.Errorf("accounts = %+v\nwant %+v", c.Accounts, want)
@@ -68,6 +70,7 @@ func TestBadAccountSettings(t *testing.T) {
 		"IDLOG_SIGNIN_ADDRESS_MAX_FAILURES": {"-1", "want a whole number"},
 		"IDLOG_SIGNIN_LOCKOUT":              {"forever", "want a duration"},
 		"IDLOG_TRUST_FORWARDED_FOR":         {"maybe", "want true or false"},
+		"IDLOG_IDEMPOTENCY_RETENTION":       {"0s", "must be positive"},
 	} {
 		_, err := load(t, map[string]string{env: tt.value})
 		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), env) || !strings.Contains(err.Error(), tt.want) {
