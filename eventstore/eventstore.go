@@ -274,7 +274,8 @@ type Snapshot struct {
 type Snapshots interface {
 	// LoadSnapshot returns the stream's latest snapshot, ok false if it has none.
 	LoadSnapshot(ctx context.Context, stream string) (s Snapshot, ok bool, err error)
-	// SaveSnapshot keeps s as the stream's snapshot unless one of a later version and the same
-	// schema is kept already.
+	// SaveSnapshot replaces the stream's snapshot with s. The last save wins, even an older one:
+	// a snapshot behind its stream costs a longer read, and a bad one (unreadable, ahead of the
+	// stream) is replaced by the next save instead of staying forever.
 	SaveSnapshot(ctx context.Context, stream string, s Snapshot) error
 }

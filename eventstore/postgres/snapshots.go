@@ -33,8 +33,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (eventstore.Sna
 	return snap, true, nil
 }
 
-// SaveSnapshot implements eventstore.Snapshots. A snapshot of another schema is replaced whatever
-// its version: it is of no use to this build.
+// SaveSnapshot implements eventstore.Snapshots.
 func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore.Snapshot) error {
 	if s.closed.Load() {
 		return eventstore.ErrClosed
@@ -44,8 +43,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO snapshots (stream_id, version, schema_version, data) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
-			data = EXCLUDED.data, saved_at = now()
-		WHERE snapshots.version < EXCLUDED.version OR snapshots.schema_version <> EXCLUDED.schema_version`,
+			data = EXCLUDED.data, saved_at = now()`,
 		stream, int64(snap.Version), snap.Schema, snap.Data)
 	if err != nil {
 		return fmt.Errorf("postgres: save snapshot of %q: %w", stream, err)

@@ -34,13 +34,11 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (eventstore.Sna
 	return snap, true, nil
 }
 
-// saveSnapshot keeps the newest snapshot of a stream, or replaces one of another schema whatever
-// its version: it is of no use to this build. It runs rarely (once per many events), so it is not
-// prepared with the writer's statements.
+// saveSnapshot replaces the snapshot of a stream. It runs rarely (once per many events), so it is
+// not prepared with the writer's statements.
 const saveSnapshot = `INSERT INTO snapshots (stream_id, version, schema_version, data, saved_at) VALUES (?, ?, ?, ?, ?)
 	ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, schema_version = excluded.schema_version,
-		data = excluded.data, saved_at = excluded.saved_at
-	WHERE snapshots.version < excluded.version OR snapshots.schema_version <> excluded.schema_version`
+		data = excluded.data, saved_at = excluded.saved_at`
 
 // SaveSnapshot implements eventstore.Snapshots. It goes through the writer like an append.
 func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore.Snapshot) error {
