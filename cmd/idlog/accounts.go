@@ -56,7 +56,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
 		Notifier: cmds.LogNotifier{Logger: log, Next: notifier},
 	}, cmds.Config{
-		Streams: cmds.StreamsConfig{Levels: levels},
+		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
 		Codes:   cmds.CodesConfig{EmailTokenTTL: a.EmailTokenTTL, ResetTokenTTL: a.ResetTokenTTL, Logger: log},
 		SignIn: cmds.SignInConfig{
