@@ -51,7 +51,7 @@ func eachSnapshotStore(t *testing.T, fn func(t *testing.T, store snapshotStore))
 	})
 }
 
-func newStreams(t *testing.T, store snapshotStore, cfg commands.StreamsConfig) *commands.UserStreams {
+func newStreams(t testing.TB, store snapshotStore, cfg commands.StreamsConfig) *commands.UserStreams {
 	t.Helper()
 	s, err := commands.NewUserStreams(store, store, domain.NewEventRegistry(), cfg)
 	if err != nil {
@@ -61,7 +61,7 @@ func newStreams(t *testing.T, store snapshotStore, cfg commands.StreamsConfig) *
 }
 
 // appendEvents stores domain events at the end of the user's stream, as commands would have.
-func appendEvents(t *testing.T, store eventstore.Store, uid domain.UserID, events ...domain.Event) {
+func appendEvents(t testing.TB, store eventstore.Store, uid domain.UserID, events ...domain.Event) {
 	t.Helper()
 	batch := make([]eventstore.NewEvent, len(events))
 	for i, e := range events {
@@ -92,11 +92,16 @@ func signIns(prefix string, from, n int) []domain.Event {
 }
 
 // newHistory stores a user with a history of the given number of sign-ins and returns them.
-func newHistory(t *testing.T, store eventstore.Store, uid domain.UserID, n int) {
+func newHistory(t testing.TB, store eventstore.Store, uid domain.UserID, n int) {
 	t.Helper()
 	appendEvents(t, store, uid, domain.UserRegistered{UserID: uid, Email: "h@example.com", PasswordHash: "$argon2id$x", Role: domain.RoleMember},
 		domain.WalletCredited{Balance: domain.BalanceFree, Amount: 100, Reason: domain.WalletReasonSignupBonus})
-	appendEvents(t, store, uid, signIns("s", 0, n)...)
+	all := signIns("s", 0, n)
+	for len(all) > 0 {
+		k := min(len(all), 1000)
+		appendEvents(t, store, uid, all[:k]...)
+		all = all[k:]
+	}
 }
 
 // rehydrated folds the user's whole stream, without any cache or snapshot.
