@@ -225,7 +225,8 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Admin: &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Profiles: projections.NewProfileView(db, dialect),
+		Admin:    &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 	}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt}
 }

@@ -71,7 +71,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.users}, Tokens: signer, Projections: m.runtime,
-		Labels: m.labels, Wallets: m.wallet,
+		Labels: m.labels, Wallets: m.wallet, Profiles: m.profiles,
 		Admin: &api.AdminUsers{
 			Users: m.users, Activity: m.activity, Metrics: m.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.
