@@ -10,10 +10,11 @@ import (
 	"github.com/idlog/idlog/domain"
 )
 
-// BenchmarkColdLoad measures loading a user that the process does not hold in memory (a new
-// replica, or one evicted from the cache), with a history of IDLOG_BENCH_HISTORY sign-ins (default
-// 10,000): folding every event, or reading the snapshot and the events after it. heavy/fresh
-// compares with a user of one sign-in loaded the same way in the same run.
+// BenchmarkColdLoad measures loading a user for a command, with a history of IDLOG_BENCH_HISTORY
+// sign-ins (default 10,000), when the process does not hold them in memory (a new replica, or one
+// evicted from the cache): folding every event, or reading the snapshot and the events after it;
+// and when it does (cached). heavy/fresh compares with a user of one sign-in loaded the same way
+// in the same run.
 func BenchmarkColdLoad(b *testing.B) {
 	history := 10000
 	if n, err := strconv.Atoi(os.Getenv("IDLOG_BENCH_HISTORY")); err == nil && n > 0 {
@@ -29,12 +30,13 @@ func BenchmarkColdLoad(b *testing.B) {
 			// A tail after the last snapshot, as a live user has.
 			appendEvents(b, store, heavy, signIns("tail", history, 30)...)
 			for _, mode := range []struct {
-				name  string
-				every int
-			}{{"events", -1}, {"snapshot", 100}} {
+				name         string
+				cache, every int
+			}{{"events", -1, -1}, {"snapshot", -1, 100}, {"cached", 0, 100}} {
 				b.Run(mode.name, func(b *testing.B) {
-					// No cache: every load is a cold one.
-					streams := newStreams(b, store, commands.StreamsConfig{CacheSize: -1, SnapshotEvery: mode.every})
+					// Without the cache every load is a cold one; with it, a load reads the
+					// (empty) tail and copies the cached user.
+					streams := newStreams(b, store, commands.StreamsConfig{CacheSize: mode.cache, SnapshotEvery: mode.every})
 					for _, uid := range []domain.UserID{heavy, fresh} { // saves the snapshots, if any
 						if _, err := commands.LoadUser(b.Context(), streams, uid); err != nil {
 							b.Fatal(err)
