@@ -34,6 +34,11 @@ const DefaultSessionLimit = 100
 // MaxSessionLimit bounds the limit LimitSessions accepts.
 const MaxSessionLimit = 10000
 
+// maxSessionsEndedAtOnce bounds the sessions one sign-in ends for the limit, so that its events
+// fit one append however far over the limit a user's history left them; the next sign-ins end
+// the rest.
+const maxSessionsEndedAtOnce = 1000
+
 // LimitSessions sets how many sessions the user may have open at once (0 means
 // DefaultSessionLimit): a sign-in beyond it ends the oldest open ones first. Like UseLevels it is
 // configuration, not state: the command layer sets the configured limit on every user it loads.
@@ -115,7 +120,7 @@ func (u *User) endOldestSessions(now time.Time, keep int) []Event {
 		return strings.Compare(a.id, b.id)
 	})
 	var events []Event
-	for _, o := range all[:len(all)-keep] {
+	for _, o := range all[:min(len(all)-keep, maxSessionsEndedAtOnce)] {
 		events = append(events, SessionEnded{SessionID: o.id, Reason: SessionEndSessionLimit})
 	}
 	return events

@@ -296,6 +296,33 @@ func TestSessionLimitEndsTheOldestSessions(t *testing.T) {
 	}
 }
 
+// TestSessionLimitEndsAtMostAThousandAtOnce: a history from before the limit may hold thousands of
+// open sessions; a sign-in ends the oldest thousand, so its events fit one append, and the next
+// sign-ins end the rest.
+func TestSessionLimitEndsAtMostAThousandAtOnce(t *testing.T) {
+	t.Parallel()
+	u := register(t)
+	u.LimitSessions(domain.MaxSessionLimit)
+	for i := range 1500 {
+		if _, err := signIn(fmt.Sprint("s", i), at(0), 0)(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u.LimitSessions(10)
+	events, err := signIn("next", at(1), 0)(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "events of the first sign-in", len(events), 1001)
+	mustBe(t, "open sessions after it", len(u.OpenSessions(at(1))), 501)
+	events, err = signIn("again", at(1), 0)(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "events of the second sign-in", len(events), 493) // 501 + 1 - 10 ended, then started
+	mustBe(t, "open sessions after it", len(u.OpenSessions(at(1))), 10)
+}
+
 // TestManySignInsKeepTheStateSmall: ten thousand sign-ins, most long expired, leave the user with
 // the open sessions only, and the limit bounds those.
 func TestManySignInsKeepTheStateSmall(t *testing.T) {
