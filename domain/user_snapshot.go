@@ -67,7 +67,7 @@ type userSnapshot struct {
 	LoginDisabled   bool              `json:"login_disabled,omitempty"`
 	Closed          bool              `json:"closed,omitempty"`
 	RefID           UserID            `json:"refid,omitempty"`
-	Data            json.RawMessage   `json:"data,omitempty"`
+	Data            []byte            `json:"data,omitempty"` // the exact bytes, not re-encoded JSON
 	EmailToken      *snapshotToken    `json:"email_token,omitempty"`
 	ResetToken      *snapshotToken    `json:"reset_token,omitempty"`
 	OTPSecret       []byte            `json:"otp_secret,omitempty"`
@@ -156,7 +156,7 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 	}
 	u := &User{
 		id: s.ID, email: s.Email, emailVerified: s.EmailVerified, username: s.Username, passwordHash: s.PasswordHash,
-		role: s.Role, state: s.State, loginDisabled: s.LoginDisabled, closed: s.Closed, refID: s.RefID, data: s.Data,
+		role: s.Role, state: s.State, loginDisabled: s.LoginDisabled, closed: s.Closed, refID: s.RefID, data: json.RawMessage(s.Data),
 		emailToken: s.EmailToken.pending(), resetToken: s.ResetToken.pending(),
 		otpSecret: s.OTPSecret, otpEnabled: s.OTPEnabled, lastOTPStep: s.LastOTPStep,
 		sessions:     make(map[string]session, len(s.Sessions)),

@@ -343,3 +343,27 @@ func TestManySignInsKeepTheStateSmall(t *testing.T) {
 		t.Errorf("snapshot of %d bytes for %d open sessions", len(data), domain.DefaultSessionLimit)
 	}
 }
+
+// TestSnapshotKeepsDataByteForByte: free data stored as the events hold it, spaces included, so
+// that a restored user compares it (UpdateData's "unchanged") as the rehydrated one does.
+func TestSnapshotKeepsDataByteForByte(t *testing.T) {
+	t.Parallel()
+	u, err := domain.RehydrateUser([]domain.Event{domain.UserRegistered{
+		UserID: uid, Email: "alice@example.com", PasswordHash: hash1, Role: domain.RoleMember, Data: json.RawMessage(`{ "lang" : "fr" }`),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := u.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := domain.RestoreUser(data, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "data", string(restored.Data()), `{ "lang" : "fr" }`)
+	_, errA := u.UpdateData(json.RawMessage(`{"lang":"fr"}`))
+	_, errB := restored.UpdateData(json.RawMessage(`{"lang":"fr"}`))
+	mustBe(t, "update", fmt.Sprint(errB), fmt.Sprint(errA))
+}
