@@ -46,6 +46,9 @@ type Accounts struct {
 	// Wallets, when set, serves the wallet routes (/api/v2/resource/wallet, /api/v2/admin/wallets)
 	// and adds the balances to GET /users/me.
 	Wallets Wallets
+	// Profiles, when set, answers GET /users/me with one query (the user, their labels and
+	// balances) instead of one per read model.
+	Profiles Profiles
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
 	Admin *AdminUsers

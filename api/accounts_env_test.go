@@ -246,6 +246,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
+		Profiles:    projections.NewProfileView(db, dialect),
 		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 	}

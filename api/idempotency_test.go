@@ -16,6 +16,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -41,6 +42,7 @@ type deployment struct {
 	clock   *clock
 	mail    *mailbox
 	logs    *logBuffer
+	dialect migrations.Dialect
 }
 
 func newDeployment(t testing.TB, backend string) *deployment {
@@ -69,6 +71,7 @@ func newDeployment(t testing.TB, backend string) *deployment {
 			t.Fatal(err)
 		}
 	}
+	d.dialect = dialect
 	log := slog.New(slog.NewJSONHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d.users = projections.NewUsersView(d.db, dialect)
 	rt, err := projections.New(projections.Options{DB: d.db, Dialect: dialect, Store: d.store, Logger: log, LogInDB: true,
@@ -108,8 +111,13 @@ func (d *deployment) start(t testing.TB) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	limiter, err := attempts.New(attempts.Options{DB: d.db, Dialect: d.dialect})
+	if err != nil {
+		t.Fatal(err)
+	}
 	app, err := commands.New(commands.Deps{
 		Store: d.store, Keys: d.keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: d.mail,
+		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: d.clock.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: commands.SignInConfig{Logger: log}})
 	if err != nil {
 		t.Fatal(err)

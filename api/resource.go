@@ -14,6 +14,15 @@ func uidOf(c Caller) domain.UserID { return domain.UserID(c.UID) }
 
 func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 	c, _ := CallerFrom(r.Context())
+	if a.Profiles != nil {
+		p, err := a.Profiles.ByUID(r.Context(), c.UID)
+		if err != nil {
+			a.fail(w, r, scopeResourceUser, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, meOfProfile(p))
+		return
+	}
 	v, err := a.Users.ByUID(r.Context(), c.UID)
 	if err != nil {
 		a.fail(w, r, scopeResourceUser, err)

@@ -181,6 +181,24 @@ type meJSON struct {
 	WalletStandard int64       `json:"wallet_standard"`
 }
 
+// Profiles reads a user with their labels and balances at once (projections.ProfileView).
+type Profiles interface {
+	// ByUID returns the user's profile, or an error matching projections.ErrNotFound.
+	ByUID(ctx context.Context, uid string) (projections.Profile, error)
+}
+
+// meOfProfile is GET /users/me from a profile.
+func meOfProfile(p projections.Profile) meJSON {
+	u := p.User
+	return meJSON{
+		userJSON: userJSONOf(UserView{
+			UID: u.UID, Email: u.Email, Username: u.Username, Role: u.Role, State: u.State, Level: u.Level,
+			OTP: u.OTP, EmailVerified: u.EmailVerified, Data: u.Data, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+		}),
+		Labels: labelsJSON(p.Labels), WalletFree: p.Wallet.Free, WalletStandard: p.Wallet.Standard,
+	}
+}
+
 // meOf adds the user's labels and balances to their view, when the server has those read models.
 func (a *accountRoutes) meOf(ctx context.Context, v UserView) (meJSON, error) {
 	m := meJSON{userJSON: userJSONOf(v), Labels: []labelJSON{}}

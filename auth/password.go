@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -63,9 +64,14 @@ func (p Params) Validate() error {
 }
 
 // PasswordHasher hashes and verifies passwords with argon2id. It is safe for concurrent use.
+//
+// At most as many hashes as there are cores (GOMAXPROCS) are computed at once; the others queue.
+// Each holds its memory cost (19 MiB by default) while it runs, so a burst of sign-ins would
+// otherwise take memory without bound and finish no sooner: the cores are the limit either way.
 type PasswordHasher struct {
 	params Params
-	dummy  string // a hash of a random password, for DummyVerify
+	dummy  string        // a hash of a random password, for DummyVerify
+	slots  chan struct{} // one per hash allowed to run at once
 }
 
 // NewPasswordHasher returns a hasher that hashes with p. Building it computes one hash (the dummy
@@ -74,7 +80,7 @@ func NewPasswordHasher(p Params) (*PasswordHasher, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	h := &PasswordHasher{params: p}
+	h := &PasswordHasher{params: p, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	h.dummy = h.Hash(rand.Text())
 	return h, nil
 }
@@ -88,7 +94,7 @@ func (h *PasswordHasher) Hash(password string) string {
 	p := h.params
 	salt := make([]byte, p.SaltLength)
 	rand.Read(salt) // never fails (crypto/rand, Go 1.24+)
-	key := argon2.IDKey([]byte(password), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
+	key := h.derive(password, salt, p)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Iterations, p.Parallelism,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
 }
@@ -100,8 +106,15 @@ func (h *PasswordHasher) Verify(password, encoded string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	got := argon2.IDKey([]byte(password), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
+	got := h.derive(password, salt, p)
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
+}
+
+// derive computes one argon2id key when a slot is free.
+func (h *PasswordHasher) derive(password string, salt []byte, p Params) []byte {
+	h.slots <- struct{}{}
+	defer func() { <-h.slots }()
+	return argon2.IDKey([]byte(password), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
 }
 
 // DummyVerify spends the time of a Verify and returns nothing: the sign-in of an unknown login

@@ -224,3 +224,19 @@ func TestLogNotifierNeverLogsTheCode(t *testing.T) {
 		t.Error("the code did not reach Next")
 	}
 }
+
+// newLimiter is an attempt limiter of its own, over a fresh SQLite database, for tests whose
+// subject is not the limits.
+func newLimiter(t testing.TB) *attempts.Limiter {
+	t.Helper()
+	db, err := projections.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "attempts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: migrations.SQLite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return limiter
+}

@@ -9,7 +9,8 @@ import (
 
 // SessionCheck answers whether a session is open, from the user's event stream: the source of
 // truth, read on every call (the events since the cached version), so a sign-out, a password
-// change or a ban revokes tokens at once, in every process.
+// change or a ban revokes tokens at once, in every process. It reads the shared rebuilt user, and
+// copies nothing.
 type SessionCheck struct{ users *UserStreams }
 
 // NewSessionCheck returns the check.
@@ -35,7 +36,7 @@ func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool,
 	if err != nil {
 		return Session{}, false, nil
 	}
-	u, err := c.users.load(ctx, id)
+	u, err := c.users.current(ctx, id)
 	if errors.Is(err, ErrUserNotFound) {
 		return Session{}, false, nil
 	}

@@ -17,8 +17,9 @@ import (
 
 // Defaults of StreamsConfig.
 const (
-	DefaultMaxAttempts = 5
-	DefaultCacheSize   = 10000
+	DefaultMaxAttempts   = 5
+	DefaultCacheSize     = 10000
+	DefaultSnapshotEvery = 100
 )
 
 // Unique keys users claim in the event store.
@@ -35,9 +36,18 @@ type StreamsConfig struct {
 	// MaxAttempts bounds how many times a command decides and appends when the stream keeps
 	// changing under it; then it fails with ErrConflict. 0 means DefaultMaxAttempts.
 	MaxAttempts int
-	// CacheSize is how many users' decoded histories stay in memory, so that loading a user reads
-	// only the events appended since. 0 means DefaultCacheSize; negative turns the cache off.
+	// CacheSize is how many rebuilt users stay in memory, so that loading a user applies only the
+	// events appended since. 0 means DefaultCacheSize; negative turns the cache off.
 	CacheSize int
+	// SnapshotEvery: once a user's stream has grown this many events past their last snapshot,
+	// loading them saves a new one, when the store keeps snapshots (eventstore.Snapshots), so that
+	// a process that does not have them in memory yet reads the snapshot and the events after it
+	// instead of their whole history. 0 means DefaultSnapshotEvery; negative turns snapshots off
+	// (those already stored are not read either).
+	SnapshotEvery int
+	// MaxSessions is how many sessions a user may have open at once; a sign-in beyond it ends the
+	// oldest. 0 means domain.DefaultSessionLimit; at most domain.MaxSessionLimit.
+	MaxSessions int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Levels is the ladder of label requirements that gives users their level; the zero Levels
@@ -49,20 +59,25 @@ type StreamsConfig struct {
 // optimistic concurrency, unique keys and idempotency. Every handler shares one. It is safe for
 // concurrent use.
 //
-// Loading always reads the store (the events after the cached version), so a change appended by
-// another process is seen at once: the cache saves decoding, never freshness.
+// Loading always reads the store (the events after the version it holds), so a change appended by
+// another process is seen at once: the cache of rebuilt users and the snapshots save folding the
+// history again, never freshness. A request thus costs the same whatever the user's history.
 type UserStreams struct {
-	store       eventstore.Store
-	keys        eventstore.KeyOwners
-	registry    *domain.Registry
-	now         func() time.Time
-	maxAttempts int
-	cache       *historyCache
-	levels      domain.Levels
+	store         eventstore.Store
+	keys          eventstore.KeyOwners
+	registry      *domain.Registry
+	now           func() time.Time
+	maxAttempts   int
+	cache         *stateCache
+	snapshots     eventstore.Snapshots // nil: the store keeps none, or they are turned off
+	snapshotEvery uint64
+	maxSessions   int
+	levels        domain.Levels
 }
 
 // NewUserStreams returns the users of store. keys finds the stream holding an email or username;
-// the SQL stores implement it (eventstore.KeyOwners). Nil dependencies are wiring mistakes and panic.
+// the SQL stores implement it (eventstore.KeyOwners). Snapshots are kept in the store if it can
+// (eventstore.Snapshots). Nil dependencies are wiring mistakes and panic.
 func NewUserStreams(store eventstore.Store, keys eventstore.KeyOwners, registry *domain.Registry, cfg StreamsConfig) (*UserStreams, error) {
 	if store == nil || keys == nil || registry == nil {
 		panic("commands: NewUserStreams needs a store, its key owners and an event registry")
@@ -70,11 +85,17 @@ func NewUserStreams(store eventstore.Store, keys eventstore.KeyOwners, registry 
 	if cfg.MaxAttempts < 0 {
 		return nil, fmt.Errorf("commands: max attempts (%d) cannot be negative", cfg.MaxAttempts)
 	}
+	if cfg.MaxSessions < 0 || cfg.MaxSessions > domain.MaxSessionLimit {
+		return nil, fmt.Errorf("commands: max sessions (%d) must be between 1 and %d, or 0 for the default", cfg.MaxSessions, domain.MaxSessionLimit)
+	}
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = DefaultSnapshotEvery
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -82,9 +103,13 @@ func NewUserStreams(store eventstore.Store, keys eventstore.KeyOwners, registry 
 	if cfg.Levels.IsZero() {
 		cfg.Levels = domain.DefaultLevels()
 	}
-	s := &UserStreams{store: store, keys: keys, registry: registry, now: cfg.Now, maxAttempts: cfg.MaxAttempts, levels: cfg.Levels}
+	s := &UserStreams{store: store, keys: keys, registry: registry, now: cfg.Now, maxAttempts: cfg.MaxAttempts,
+		maxSessions: cfg.MaxSessions, levels: cfg.Levels}
 	if cfg.CacheSize > 0 {
-		s.cache = &historyCache{max: cfg.CacheSize, m: map[domain.UserID][]domain.Event{}}
+		s.cache = &stateCache{max: cfg.CacheSize, m: map[domain.UserID]cachedUser{}}
+	}
+	if snaps, ok := store.(eventstore.Snapshots); ok && cfg.SnapshotEvery > 0 {
+		s.snapshots, s.snapshotEvery = snaps, uint64(cfg.SnapshotEvery)
 	}
 	return s, nil
 }
@@ -95,50 +120,129 @@ func (s *UserStreams) Now() time.Time { return s.now() }
 // Levels is the level ladder the users' label commands use.
 func (s *UserStreams) Levels() domain.Levels { return s.levels }
 
-// load rebuilds the user from its stream: ErrUserNotFound if the stream has no event.
+// load returns the user as their stream stands now, for a command to change: a copy of its own.
+// ErrUserNotFound if the stream has no event.
 func (s *UserStreams) load(ctx context.Context, uid domain.UserID) (*domain.User, error) {
-	history, err := s.history(ctx, uid)
+	u, err := s.current(ctx, uid)
 	if err != nil {
 		return nil, err
 	}
-	if len(history) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUserNotFound, uid)
-	}
-	u, err := domain.RehydrateUser(history)
-	if err != nil {
-		return nil, fmt.Errorf("commands: rebuild user %s: %w", uid, err)
-	}
-	u.UseLevels(s.levels)
-	return u, nil
+	return u.Clone(), nil
 }
 
-// history returns the decoded events of the user's stream: the cached ones, then those appended
-// since. The returned slice is never written to again by anyone.
-func (s *UserStreams) history(ctx context.Context, uid domain.UserID) ([]domain.Event, error) {
-	cached := s.cache.get(uid)
-	var fresh []domain.Event
-	for e, err := range s.store.ReadStream(ctx, uid.Stream(), uint64(len(cached))) {
+// current returns the user as their stream stands now, shared with other callers: read it, never
+// call its commands (load gives a copy for that). It starts from the user cached in memory, or
+// else from the stored snapshot, and applies the events stored after it: one read of the store,
+// whatever the length of the history.
+func (s *UserStreams) current(ctx context.Context, uid domain.UserID) (*domain.User, error) {
+	base, cached := s.cache.get(uid)
+	if !cached {
+		base = s.restore(ctx, uid)
+	}
+	u, err := s.catchUp(ctx, uid, base, !cached && base.user != nil)
+	if errors.Is(err, errSnapshotAhead) {
+		// The snapshot claims a version the stream does not have: trust the events alone.
+		u, err = s.catchUp(ctx, uid, cachedUser{}, false)
+	}
+	return u, err
+}
+
+// errSnapshotAhead: a stored snapshot is of a version beyond the stream's last event.
+var errSnapshotAhead = errors.New("commands: snapshot ahead of its stream")
+
+// catchUp applies to base (none: an empty user) the events of the stream after its version, caches
+// the result and saves a snapshot when one is due. confirm (for a base read from a snapshot) also
+// reads the base's own version, to make sure the stream has it (errSnapshotAhead otherwise).
+func (s *UserStreams) catchUp(ctx context.Context, uid domain.UserID, base cachedUser, confirm bool) (*domain.User, error) {
+	var after uint64
+	if base.user != nil {
+		after = base.user.Version()
+	}
+	from := after
+	if confirm {
+		from--
+	}
+	next := from + 1
+	var tail []domain.Event
+	for e, err := range s.store.ReadStream(ctx, uid.Stream(), from) {
 		if err != nil {
 			return nil, fmt.Errorf("commands: read stream of %s: %w", uid, err)
 		}
-		if e.StreamVersion != uint64(len(cached)+len(fresh)+1) {
+		if e.StreamVersion != next {
 			// Only a broken store gets here; forget the cache rather than build on it.
 			s.cache.drop(uid)
-			return nil, fmt.Errorf("commands: stream of %s yields version %d after %d", uid, e.StreamVersion, len(cached)+len(fresh))
+			return nil, fmt.Errorf("commands: stream of %s yields version %d, want %d", uid, e.StreamVersion, next)
+		}
+		next++
+		if e.StreamVersion <= after {
+			continue // the snapshot's own version: it exists
 		}
 		d, err := s.decode(e)
 		if err != nil {
 			return nil, err
 		}
-		fresh = append(fresh, d)
+		tail = append(tail, d)
 	}
-	if len(fresh) == 0 {
-		return cached, nil
+	if confirm && next <= after {
+		return nil, errSnapshotAhead
 	}
-	// cached is clipped: appending copies, so no other reader's slice changes.
-	history := append(cached, fresh...)
-	s.cache.put(uid, history)
-	return history, nil
+	var u *domain.User
+	switch {
+	case base.user == nil && len(tail) == 0:
+		return nil, fmt.Errorf("%w: %s", ErrUserNotFound, uid)
+	case base.user == nil:
+		var err error
+		if u, err = domain.RehydrateUser(tail); err != nil {
+			return nil, fmt.Errorf("commands: rebuild user %s: %w", uid, err)
+		}
+	case len(tail) == 0 && !confirm:
+		return base.user, nil // cached, and nothing new
+	default:
+		u = base.user
+		if !confirm {
+			u = u.Clone() // the cached one is shared: never changed
+		}
+		if err := u.Advance(tail); err != nil {
+			return nil, fmt.Errorf("commands: rebuild user %s: %w", uid, err)
+		}
+	}
+	u.UseLevels(s.levels)
+	u.LimitSessions(s.maxSessions)
+	saved := base.saved
+	if s.snapshots != nil && u.Version()-saved >= s.snapshotEvery {
+		s.saveSnapshot(ctx, u)
+		saved = u.Version() // tried: a failure is tried again SnapshotEvery events later
+	}
+	s.cache.put(uid, cachedUser{user: u, saved: saved})
+	return u, nil
+}
+
+// restore returns the user of the stored snapshot, or no user when there is none or it cannot be
+// used (another schema, unreadable, someone else's, the store failing): the events then rebuild
+// the user, so a snapshot can only save time.
+func (s *UserStreams) restore(ctx context.Context, uid domain.UserID) cachedUser {
+	if s.snapshots == nil {
+		return cachedUser{}
+	}
+	snap, ok, err := s.snapshots.LoadSnapshot(ctx, uid.Stream())
+	if err != nil || !ok || snap.Schema != domain.UserSnapshotSchema {
+		return cachedUser{}
+	}
+	u, err := domain.RestoreUser(snap.Data, snap.Version)
+	if err != nil || u.ID() != uid {
+		return cachedUser{}
+	}
+	return cachedUser{user: u, saved: snap.Version}
+}
+
+// saveSnapshot stores the user's state. A failure only means the next cold load reads more events,
+// so it is not the request's failure.
+func (s *UserStreams) saveSnapshot(ctx context.Context, u *domain.User) {
+	data, err := u.Snapshot()
+	if err != nil {
+		return
+	}
+	_ = s.snapshots.SaveSnapshot(ctx, u.ID().Stream(), eventstore.Snapshot{Version: u.Version(), Schema: domain.UserSnapshotSchema, Data: data})
 }
 
 // foreignEvent stands for a stored event this build does not know (a newer feature's): it still
@@ -341,34 +445,44 @@ func (s *UserStreams) owner(ctx context.Context, key string) (domain.UserID, boo
 	return uid, true, nil
 }
 
-// historyCache keeps decoded user histories. Entries are never modified, only replaced by longer
-// ones; a full cache forgets an arbitrary eighth of its entries (Go's map order is random).
-type historyCache struct {
-	mu  sync.Mutex
-	max int
-	m   map[domain.UserID][]domain.Event
+// cachedUser is a rebuilt user and the version of their last snapshot saved or read.
+type cachedUser struct {
+	user  *domain.User // never changed once cached: readers share it
+	saved uint64
 }
 
-// get returns the cached history, clipped so that appending to it copies. A nil cache is empty.
-func (c *historyCache) get(uid domain.UserID) []domain.Event {
+// stateCache keeps rebuilt users, each at the version it was rebuilt at. An entry is only replaced
+// by one of a later version; a full cache forgets an arbitrary eighth of its entries (Go's map
+// order is random). The users' state is bounded (sessions by the session limit), so the cache does
+// not grow with their history.
+type stateCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[domain.UserID]cachedUser
+}
+
+// get returns the cached user. A nil cache is empty.
+func (c *stateCache) get(uid domain.UserID) (cachedUser, bool) {
 	if c == nil {
-		return nil
+		return cachedUser{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clip(c.m[uid])
+	e, ok := c.m[uid]
+	return e, ok
 }
 
-func (c *historyCache) put(uid domain.UserID, history []domain.Event) {
+func (c *stateCache) put(uid domain.UserID, e cachedUser) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(history) <= len(c.m[uid]) {
+	old, ok := c.m[uid]
+	if ok && old.user.Version() >= e.user.Version() {
 		return // a concurrent load stored as much or more
 	}
-	if _, ok := c.m[uid]; !ok && len(c.m) >= c.max {
+	if !ok && len(c.m) >= c.max {
 		n := max(c.max/8, 1)
 		for k := range c.m {
 			delete(c.m, k)
@@ -377,10 +491,10 @@ func (c *historyCache) put(uid domain.UserID, history []domain.Event) {
 			}
 		}
 	}
-	c.m[uid] = history
+	c.m[uid] = e
 }
 
-func (c *historyCache) drop(uid domain.UserID) {
+func (c *stateCache) drop(uid domain.UserID) {
 	if c == nil {
 		return
 	}

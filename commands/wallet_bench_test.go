@@ -108,6 +108,7 @@ func benchApp(b *testing.B, s benchStore) commands.Application {
 	}
 	app, err := commands.New(commands.Deps{
 		Store: s, Keys: s, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: &mailbox{},
+		Attempts: newLimiter(b),
 	}, commands.Config{Wallet: commands.WalletConfig{SignupBonus: 1 << 40}})
 	if err != nil {
 		b.Fatal(err)

@@ -41,7 +41,9 @@ type User struct {
 	otpEnabled  bool
 	lastOTPStep int64 // the last TOTP time step accepted, never decreases
 
-	sessions map[string]time.Time // open session id -> expiry
+	sessions     map[string]session // open session id -> its times
+	expiries     expiryHeap         // the sessions' expiries, soonest first; may hold ended ones
+	sessionLimit int                // most sessions open at once; configuration, not state (LimitSessions)
 
 	failedLogins    int // sign-in failures since the last successful sign-in
 	lastFailedLogin time.Time
@@ -174,7 +176,7 @@ func (u *User) apply(e Event) {
 		*u = User{
 			id: e.UserID, email: e.Email, username: e.Username, passwordHash: e.PasswordHash,
 			role: e.Role, state: StateActive, refID: e.RefID, data: e.Data,
-			sessions: map[string]time.Time{},
+			sessions: map[string]session{},
 		}
 	case EmailVerificationRequested:
 		u.emailToken = &pendingToken{hash: e.TokenHash, expiresAt: e.ExpiresAt}
@@ -202,13 +204,9 @@ func (u *User) apply(e Event) {
 		u.data = e.Data
 	case SessionStarted:
 		// Forget sessions that expired before this sign-in, so the set stays as small as the
-		// number of sign-ins within one session lifetime.
-		for sid, exp := range u.sessions {
-			if !exp.After(e.At) {
-				delete(u.sessions, sid)
-			}
-		}
-		u.sessions[e.SessionID] = e.ExpiresAt
+		// number of sign-ins within one session lifetime, without walking the open ones.
+		u.pruneSessions(e.At)
+		u.addSession(e.SessionID, session{started: e.At, expires: e.ExpiresAt})
 		u.failedLogins, u.lastFailedLogin = 0, time.Time{}
 		if e.OTPStep > u.lastOTPStep {
 			u.lastOTPStep = e.OTPStep
@@ -217,7 +215,7 @@ func (u *User) apply(e Event) {
 		u.failedLogins++
 		u.lastFailedLogin = e.At
 	case SessionEnded:
-		delete(u.sessions, e.SessionID)
+		u.removeSession(e.SessionID)
 	case OTPSecretGenerated:
 		u.otpSecret = bytes.Clone(e.Ciphertext)
 	case OTPEnabled:
@@ -302,15 +300,15 @@ func (u *User) LastOTPStep() int64 { return u.lastOTPStep }
 
 // HasSession reports whether the session is open (started, not ended, not expired) at now.
 func (u *User) HasSession(sid string, now time.Time) bool {
-	exp, ok := u.sessions[sid]
-	return ok && exp.After(now)
+	s, ok := u.sessions[sid]
+	return ok && s.expires.After(now)
 }
 
 // OpenSessions lists the ids of the sessions open at now, sorted.
 func (u *User) OpenSessions(now time.Time) []string {
 	var out []string
-	for sid, exp := range u.sessions {
-		if exp.After(now) {
+	for sid, s := range u.sessions {
+		if s.expires.After(now) {
 			out = append(out, sid)
 		}
 	}

@@ -121,6 +121,9 @@ const (
 	SessionEndAccountDeleted  SessionEnd = "account_deleted"
 	SessionEndLoginDisabled   SessionEnd = "login_disabled"
 	SessionEndAccountClosed   SessionEnd = "account_closed"
+	// SessionEndSessionLimit: the user signed in with as many sessions open as their limit, and this
+	// one, the oldest, made room (User.LimitSessions).
+	SessionEndSessionLimit SessionEnd = "session_limit"
 )
 
 // SessionEnded: the session is closed; an access token bound to it is refused from now on.

@@ -2,7 +2,11 @@ package domain
 
 import (
 	"bytes"
+	"cmp"
+	"container/heap"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,11 +26,38 @@ type SessionStart struct {
 	OTPStep   int64     // the TOTP step of the code given; 0 when two-factor authentication is off
 }
 
+// DefaultSessionLimit is how many sessions a user may have open at once when LimitSessions was not
+// given another limit: enough for every device of a person, few enough that the user's state (and
+// the copy every command takes of it) stays small whatever their history.
+const DefaultSessionLimit = 100
+
+// MaxSessionLimit bounds the limit LimitSessions accepts.
+const MaxSessionLimit = 10000
+
+// maxSessionsEndedAtOnce bounds the sessions one sign-in ends for the limit, so that its events
+// fit one append however far over the limit a user's history left them; the next sign-ins end
+// the rest.
+const maxSessionsEndedAtOnce = 1000
+
+// LimitSessions sets how many sessions the user may have open at once (0 means
+// DefaultSessionLimit): a sign-in beyond it ends the oldest open ones first. Like UseLevels it is
+// configuration, not state: the command layer sets the configured limit on every user it loads.
+func (u *User) LimitSessions(n int) { u.sessionLimit = n }
+
+func (u *User) maxSessions() int {
+	if u.sessionLimit <= 0 {
+		return DefaultSessionLimit
+	}
+	return min(u.sessionLimit, MaxSessionLimit)
+}
+
 // StartSession opens a session. The user must be active (ErrUserNotActive) with sign-in not
 // disabled by an administrator (ErrLoginDisabled). With two-factor
 // authentication on, a code is required (ErrOTPRequired) and its step must be after the last
 // accepted one (ErrOTPReplayed); with it off, giving a step is a mistake (ErrOTPNotEnabled).
-// A successful sign-in clears the count of failed ones.
+// A successful sign-in clears the count of failed ones. When the user already has as many sessions
+// open as their limit (LimitSessions), the oldest ones end first (SessionEnded, reason
+// session_limit), before SessionStarted.
 func (u *User) StartSession(s SessionStart) ([]Event, error) {
 	if err := u.requireActive(); err != nil {
 		return nil, err
@@ -56,7 +87,43 @@ func (u *User) StartSession(s SessionStart) ([]Event, error) {
 	case s.OTPStep != 0:
 		return nil, fmt.Errorf("%w: sign-in carried a code step", ErrOTPNotEnabled)
 	}
-	return u.record(SessionStarted{SessionID: s.SessionID, At: s.At.UTC(), ExpiresAt: s.ExpiresAt.UTC(), OTPStep: s.OTPStep}), nil
+	events := u.endOldestSessions(s.At, u.maxSessions()-1)
+	events = append(events, SessionStarted{SessionID: s.SessionID, At: s.At.UTC(), ExpiresAt: s.ExpiresAt.UTC(), OTPStep: s.OTPStep})
+	return u.record(events...), nil
+}
+
+// endOldestSessions returns a SessionEnded (reason session_limit) for each of the oldest sessions
+// open at now beyond the `keep` most recent ones: oldest start first, then by id, so that the same
+// history always gives the same events. It walks the open sessions only when there are too many,
+// and there are at most the limit of them.
+func (u *User) endOldestSessions(now time.Time, keep int) []Event {
+	if len(u.sessions) <= keep {
+		return nil
+	}
+	type open struct {
+		id string
+		session
+	}
+	var all []open
+	for sid, s := range u.sessions {
+		if s.expires.After(now) {
+			all = append(all, open{sid, s})
+		}
+	}
+	if len(all) <= keep {
+		return nil
+	}
+	slices.SortFunc(all, func(a, b open) int {
+		if c := a.started.Compare(b.started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	var events []Event
+	for _, o := range all[:min(len(all)-keep, maxSessionsEndedAtOnce)] {
+		events = append(events, SessionEnded{SessionID: o.id, Reason: SessionEndSessionLimit})
+	}
+	return events
 }
 
 // FailLogin records a failed sign-in of this user at `at`, whatever its state, for the activity log
@@ -166,4 +233,70 @@ func (u *User) DisableOTP(step int64) ([]Event, error) {
 		return nil, err
 	}
 	return u.record(OTPDisabled{Step: step}), nil
+}
+
+// session is an open session of a user.
+type session struct {
+	started, expires time.Time
+}
+
+// sessionExpiry is an entry of the expiry heap: the session sid expires at expires.
+type sessionExpiry struct {
+	expires time.Time
+	sid     string
+}
+
+// expiryHeap orders sessions by expiry, soonest first (container/heap), so that a sign-in forgets
+// the expired sessions without walking the open ones. An ended session leaves its entry behind
+// until it comes up or the heap is rebuilt.
+type expiryHeap []sessionExpiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(sessionExpiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// addSession opens a session.
+func (u *User) addSession(sid string, s session) {
+	u.sessions[sid] = s
+	heap.Push(&u.expiries, sessionExpiry{expires: s.expires, sid: sid})
+}
+
+// removeSession closes a session. Its heap entry stays; when ended sessions' entries outnumber
+// the open sessions, the heap is rebuilt, so it stays within twice their number.
+func (u *User) removeSession(sid string) {
+	delete(u.sessions, sid)
+	if len(u.expiries) > 2*len(u.sessions)+16 {
+		u.rebuildExpiries()
+	}
+}
+
+// pruneSessions forgets the sessions that expired at or before at.
+func (u *User) pruneSessions(at time.Time) {
+	for len(u.expiries) > 0 && !u.expiries[0].expires.After(at) {
+		x := heap.Pop(&u.expiries).(sessionExpiry)
+		// An entry of an ended session whose id was used again must not end the new one.
+		if s, ok := u.sessions[x.sid]; ok && s.expires.Equal(x.expires) {
+			delete(u.sessions, x.sid)
+		}
+	}
+}
+
+// rebuildExpiries makes the heap hold exactly the open sessions, in an order that depends only on
+// them (expiry, then id).
+func (u *User) rebuildExpiries() {
+	h := make(expiryHeap, 0, len(u.sessions))
+	for sid, s := range u.sessions {
+		h = append(h, sessionExpiry{expires: s.expires, sid: sid})
+	}
+	slices.SortFunc(h, func(a, b sessionExpiry) int {
+		return cmp.Or(a.expires.Compare(b.expires), strings.Compare(a.sid, b.sid))
+	})
+	u.expiries = h // a sorted slice is a heap
 }

@@ -259,3 +259,25 @@ type KeyOwners interface {
 	// KeyOwner returns the stream holding key, or an error matching ErrKeyNotClaimed.
 	KeyOwner(ctx context.Context, key string) (stream string, err error)
 }
+
+// Snapshot is the state of a stream's aggregate at a stream version, encoded by the aggregate
+// (domain.User.Snapshot). It is a cache of the stream's events, never a source of truth: a reader
+// that cannot use one (of another Schema, unreadable, ahead of the stream) rebuilds from the
+// events. It holds personal data as the events do, and is erased with them.
+type Snapshot struct {
+	Version uint64 // the stream version the state was taken at
+	Schema  int    // the aggregate's snapshot schema when it was taken
+	Data    []byte
+}
+
+// Snapshots keeps the latest snapshot of streams in the store's own database. PostgreSQL and
+// SQLite implement it; EventStoreDB does not (its users are folded from events, then kept in
+// memory).
+type Snapshots interface {
+	// LoadSnapshot returns the stream's latest snapshot, ok false if it has none.
+	LoadSnapshot(ctx context.Context, stream string) (s Snapshot, ok bool, err error)
+	// SaveSnapshot replaces the stream's snapshot with s. The last save wins, even an older one:
+	// a snapshot behind its stream costs a longer read, and a bad one (unreadable, ahead of the
+	// stream) is replaced by the next save instead of staying forever.
+	SaveSnapshot(ctx context.Context, stream string, s Snapshot) error
+}

@@ -66,7 +66,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
 		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter,
 	}, cmds.Config{
-		Streams: cmds.StreamsConfig{Levels: levels},
+		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
 		Codes:   cmds.CodesConfig{EmailTokenTTL: a.EmailTokenTTL, ResetTokenTTL: a.ResetTokenTTL, Logger: log},
 		SignIn: cmds.SignInConfig{
@@ -82,7 +82,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.users}, Tokens: signer, Projections: m.runtime,
-		Labels: m.labels, Wallets: m.wallet,
+		Labels: m.labels, Wallets: m.wallet, Profiles: m.profiles,
 		Admin: &api.AdminUsers{
 			Users: m.users, Activity: m.activity, Metrics: m.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.

@@ -83,6 +83,9 @@ type Store struct {
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
 	lastAppended atomic.Uint64
+	// readStream is ReadStream's query, prepared (on each connection as it is first used): a
+	// user's stream is read on every request, and an unprepared query costs a second round trip.
+	readStream *sql.Stmt
 }
 
 var (
@@ -109,7 +112,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{db: db, opts: o, done: make(chan struct{})}, nil
+	readStream, err := db.PrepareContext(ctx, readStreamQuery)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: prepare the stream read: %w", err)
+	}
+	return &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream}, nil
 }
 
 // Redact returns dsn with any password replaced, fit for logs and errors.
@@ -134,6 +142,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.done)
+	_ = s.readStream.Close() // fails only if closed already; the pool's Close says what matters
 	return s.db.Close()
 }
 
@@ -328,7 +337,11 @@ func (r *eventRow) event() eventstore.Event {
 
 // query runs a read and scans every row.
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventRow, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return scanEvents(s.db.QueryContext(ctx, q, args...))
+}
+
+// scanEvents scans every row of a read.
+func scanEvents(rows *sql.Rows, err error) ([]eventRow, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -344,15 +357,16 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventRow, e
 	return out, rows.Err()
 }
 
+const readStreamQuery = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
+
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
-	const q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
 	return s.pages(ctx, 0, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
 		after := afterVersion
 		if !first {
 			after = last.StreamVersion
 		}
-		return s.query(ctx, q, stream, int64(after), s.opts.PageSize)
+		return scanEvents(s.readStream.QueryContext(ctx, stream, int64(after), s.opts.PageSize))
 	}, endOfData)
 }
 

@@ -24,19 +24,23 @@ const pageSize = 500
 
 const eventColumns = "position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at"
 
-// pageQuery is a keyset-paged query: the SQL and its arguments for the page after key.
+// pageQuery is a keyset-paged query: the SQL (or the statement prepared from it) and its arguments
+// for the page after key.
 type pageQuery struct {
 	op   string
 	sql  string
+	stmt *sql.Stmt // when set, run instead of sql
 	args func(after int64) []any
 	key  func(e eventstore.Event) int64 // the key of a yielded event, for the next page
 }
+
+const readStreamSQL = "SELECT " + eventColumns + " FROM events WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version LIMIT ?"
 
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
 	pq := pageQuery{
 		op:   "read stream " + stream,
-		sql:  "SELECT " + eventColumns + " FROM events WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version LIMIT ?",
+		stmt: s.readStream,
 		args: func(after int64) []any { return []any{stream, after, pageSize} },
 		key:  func(e eventstore.Event) int64 { return int64(e.StreamVersion) },
 	}
@@ -145,7 +149,7 @@ func (s *Store) readPages(ctx context.Context, pq pageQuery, after int64, yield 
 			return after, false
 		}
 		var err error
-		page, err = s.fetch(ctx, pq.sql, pq.args(after), page[:0])
+		page, err = s.fetch(ctx, pq, pq.args(after), page[:0])
 		if err != nil {
 			yield(eventstore.Event{}, s.readErr(ctx, pq.op, err))
 			return after, false
@@ -164,8 +168,16 @@ func (s *Store) readPages(ctx context.Context, pq pageQuery, after int64, yield 
 }
 
 // fetch runs one page query and returns its rows appended to buf.
-func (s *Store) fetch(ctx context.Context, query string, args []any, buf []eventstore.Event) ([]eventstore.Event, error) {
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
+func (s *Store) fetch(ctx context.Context, pq pageQuery, args []any, buf []eventstore.Event) ([]eventstore.Event, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if pq.stmt != nil {
+		rows, err = pq.stmt.QueryContext(ctx, args...)
+	} else {
+		rows, err = s.rdb.QueryContext(ctx, pq.sql, args...)
+	}
 	if err != nil {
 		return buf, err
 	}

@@ -84,6 +84,9 @@ type Store struct {
 	wdb  *sql.DB // one connection, owned by the writer goroutine
 	w    *writer
 	rdb  *sqlx.DB // read pool (query_only)
+	// readStream is ReadStream's query, prepared once per read connection: a user's stream is
+	// read on every request, and preparing SQL costs SQLite more than running it.
+	readStream *sql.Stmt
 
 	mu      sync.RWMutex // guards closed and sending on reqs against Close
 	closed  bool
@@ -168,15 +171,22 @@ func open(ctx context.Context, o Options, path string, wdb *sql.DB) (*Store, err
 		_ = rdb.Close()
 		return nil, fmt.Errorf("eventstore/sqlite: open %q for reading: %w", path, err)
 	}
+	readStream, err := rdb.PrepareContext(ctx, readStreamSQL)
+	if err != nil {
+		w.close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("eventstore/sqlite: open %q for reading: %w", path, err)
+	}
 
 	s := &Store{
-		opts:    o,
-		wdb:     wdb,
-		w:       w,
-		rdb:     rdb,
-		reqs:    make(chan *writeRequest, queueLen),
-		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		opts:       o,
+		wdb:        wdb,
+		w:          w,
+		rdb:        rdb,
+		readStream: readStream,
+		reqs:       make(chan *writeRequest, queueLen),
+		closing:    make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	go s.runWriter()
 	return s, nil
@@ -221,7 +231,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 
 	<-s.done
-	return errors.Join(s.w.close(), s.wdb.Close(), s.rdb.Close())
+	return errors.Join(s.w.close(), s.wdb.Close(), s.readStream.Close(), s.rdb.Close())
 }
 
 func (s *Store) isClosed() bool {

@@ -52,6 +52,8 @@ type Accounts struct {
 	// Levels is the level ladder as IDLOG_LEVELS gives it ("email=verified,phone=verified,...",
 	// checked by domain.ParseLevels); empty means Barong's ladder, domain.DefaultLevels.
 	Levels string
+	// MaxSessions and SnapshotEvery: see sessions.go.
+	MaxSessions, SnapshotEvery int
 }
 
 // Key files inside the data directory, by default.
@@ -96,6 +98,8 @@ func (a Accounts) LogValue() slog.Value {
 		slog.Bool("trust_forwarded_for", a.TrustForwardedFor),
 		slog.Int64("signup_bonus", a.SignupBonus),
 		slog.String("levels", a.Levels),
+		slog.Int("max_sessions", a.MaxSessions),
+		slog.Int("snapshot_every", a.SnapshotEvery),
 	)
 }
 

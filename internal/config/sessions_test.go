@@ -1,0 +1,39 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/idlog/idlog/internal/config"
+)
+
+func TestSessionSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env            map[string]string
+		sessions, snap int
+		wantErrName    string
+	}{
+		{env: map[string]string{}, sessions: 0, snap: 0}, // the commands' defaults: 100 and 100
+		{env: map[string]string{"IDLOG_MAX_SESSIONS": "5", "IDLOG_SNAPSHOT_EVERY": "500"}, sessions: 5, snap: 500},
+		{env: map[string]string{"IDLOG_SNAPSHOT_EVERY": "0"}, sessions: 0, snap: -1},
+		{env: map[string]string{"IDLOG_MAX_SESSIONS": "0"}, wantErrName: "IDLOG_MAX_SESSIONS"},
+		{env: map[string]string{"IDLOG_MAX_SESSIONS": "10001"}, wantErrName: "IDLOG_MAX_SESSIONS"},
+		{env: map[string]string{"IDLOG_SNAPSHOT_EVERY": "-1"}, wantErrName: "IDLOG_SNAPSHOT_EVERY"},
+	} {
+		c, err := load(t, tc.env)
+		if tc.wantErrName != "" {
+			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.wantErrName) {
+				t.Errorf("%v: %v, want an error naming %s", tc.env, err, tc.wantErrName)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		if c.Accounts.MaxSessions != tc.sessions || c.Accounts.SnapshotEvery != tc.snap {
+			t.Errorf("%v: max sessions %d, snapshot every %d; want %d, %d", tc.env, c.Accounts.MaxSessions, c.Accounts.SnapshotEvery, tc.sessions, tc.snap)
+		}
+	}
+}
