@@ -229,11 +229,16 @@ func TestLogNotifierNeverLogsTheCode(t *testing.T) {
 // subject is not the limits.
 func newLimiter(t testing.TB) *attempts.Limiter {
 	t.Helper()
-	db, err := projections.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "attempts.db"))
+	path := filepath.Join(t.TempDir(), "attempts.db")
+	store, err := sqlite.Open(context.Background(), sqlite.Options{Path: path}) // applies the migrations
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	db, err := projections.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close(); store.Close() })
 	limiter, err := attempts.New(attempts.Options{DB: db, Dialect: migrations.SQLite})
 	if err != nil {
 		t.Fatal(err)
