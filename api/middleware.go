@@ -159,7 +159,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("request_id", RequestID(r.Context())),
 				slog.String("panic", fmt.Sprint(p)),
 				slog.String("stack", string(debug.Stack())))
-			if sw, ok := w.(*statusWriter); !ok || sw.status == 0 {
+			if sw, ok := w.(interface{ wroteHeader() bool }); !ok || !sw.wroteHeader() {
 				WriteError(w, http.StatusInternalServerError, "server.internal_error")
 			}
 		}()
@@ -189,6 +189,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	w.bytes += int64(n)
 	return n, err
 }
+
+func (w *statusWriter) wroteHeader() bool { return w.status != 0 }
 
 // Unwrap lets http.ResponseController reach Flush, deadlines and hijacking underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -27,7 +27,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	log := newLogger(env.stderr, cfg)
 	log.Info("starting", "config", cfg, "eventstore", cfg.EventStore())
 
-	store, err := openStore(ctx, cfg, log)
+	store, err := openStoreWith(ctx, cfg, log, serveTimeouts(cfg))
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
@@ -72,6 +72,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		Views:    &api.Views{Activity: models.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
+		// Read-your-writes waits inside it have their own, shorter bound.
+		RequestTimeout: cfg.RequestTimeout,
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
 			// Commands keep working while NATS is away (events wait in the store): degraded, not down.

@@ -66,6 +66,9 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long to finish.
 	ShutdownTimeout time.Duration
+	// RequestTimeout bounds how long a request may take before its answer starts (past it: 503).
+	// PostgreSQL sessions get statement, lock and idle-in-transaction timeouts derived from it.
+	RequestTimeout time.Duration
 	// Accounts are the settings of sign-up, sign-in and access tokens.
 	Accounts Accounts
 }
@@ -131,6 +134,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("accounts", c.Accounts),
 	)
 }
@@ -304,6 +308,21 @@ var settings = []setting{
 				return errors.New("must be positive")
 			}
 			c.ShutdownTimeout = d
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s",
+		usage: "how long a request may take before it is answered 503 server.unavailable (`duration`, e.g. 10s); PostgreSQL statement and lock timeouts follow it",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 10s or 1m")
+			}
+			if d < 100*time.Millisecond {
+				return errors.New("must be at least 100ms")
+			}
+			c.RequestTimeout = d
 			return nil
 		},
 	},

@@ -41,6 +41,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
 		ShutdownTimeout:     15 * time.Second,
+		RequestTimeout:      10 * time.Second,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -88,6 +89,7 @@ func TestGoodValues(t *testing.T) {
 		"IDLOG_LOG_LEVEL":        "DEBUG",
 		"IDLOG_LOG_FORMAT":       "json",
 		"IDLOG_SHUTDOWN_TIMEOUT": "1m30s",
+		"IDLOG_REQUEST_TIMEOUT":  "3s",
 	}
 	c, err := load(t, env)
 	if err != nil {
@@ -103,6 +105,7 @@ func TestGoodValues(t *testing.T) {
 		LogLevel:            slog.LevelDebug,
 		LogFormat:           "json",
 		ShutdownTimeout:     90 * time.Second,
+		RequestTimeout:      3 * time.Second,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -178,6 +181,8 @@ func TestBadValues(t *testing.T) {
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_SHUTDOWN_TIMEOUT "10": want a duration`},
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "-1s", wantMsg: `invalid IDLOG_SHUTDOWN_TIMEOUT "-1s": must be positive`},
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "0s", flag: "shutdown-timeout", wantMsg: `invalid -shutdown-timeout "0s": must be positive`},
+		{env: "IDLOG_REQUEST_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "10": want a duration`},
+		{env: "IDLOG_REQUEST_TIMEOUT", value: "1ms", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "1ms": must be at least 100ms`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value+"/"+tt.flag, func(t *testing.T) {
