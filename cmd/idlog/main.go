@@ -63,6 +63,7 @@ func main() {
 
 // run dispatches to a subcommand and returns the exit status.
 func run(ctx context.Context, args []string, env *environment) int {
+	privateUmask()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		usage(env.stderr)
 		if len(args) == 0 {

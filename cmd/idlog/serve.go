@@ -26,6 +26,9 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	}
 	log := newLogger(env.stderr, cfg)
 	log.Info("starting", "config", cfg, "eventstore", cfg.EventStore())
+	if err := prepareDataDir(cfg.DataDir, log); err != nil {
+		return err
+	}
 
 	store, err := openStoreWith(ctx, cfg, log, serveTimeouts(cfg))
 	if err != nil {
