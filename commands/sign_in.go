@@ -216,6 +216,9 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 		if errors.Is(err, domain.ErrOTPReplayed) {
 			return change{}, &signInFailure{domain.LoginFailureReplayedOTP, err}
 		}
+		if err == nil {
+			events = append(events, rehashed(h.hasher, u, cmd.Password)...)
+		}
 		return change{events: events, asUser: true}, err
 	})
 	var failed *signInFailure
