@@ -64,6 +64,9 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// LogPersonalData keeps email addresses, client addresses and user agents in log attributes;
+	// false leaves them out (log messages never hold them).
+	LogPersonalData bool
 	// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long to finish.
 	ShutdownTimeout time.Duration
 	// RequestTimeout bounds how long a request may take before its answer starts (past it: 503).
@@ -133,6 +136,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("nats_max_bytes", c.NATSMaxBytes),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
+		slog.Bool("log_personal_data", c.LogPersonalData),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("accounts", c.Accounts),
@@ -294,6 +298,18 @@ var settings = []setting{
 				return nil
 			}
 			return errors.New("want text or json")
+		},
+	},
+	{
+		env: "IDLOG_LOG_PERSONAL_DATA", flag: "log-personal-data", def: "true",
+		usage: "log email addresses, client addresses and user agents in attributes (`bool`; false leaves them out of logs)",
+		apply: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			c.LogPersonalData = b
+			return nil
 		},
 	},
 	{
