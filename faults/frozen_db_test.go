@@ -158,7 +158,7 @@ func (p *privatePostgres) signal(sig syscall.Signal) error {
 // and the session timeouts, requests hung for as long as the database was frozen.
 func TestFrozenDatabaseAnswers503(t *testing.T) {
 	pg := startPrivatePostgres(t)
-	nd := newNode(t, "IDLOG_DATABASE_URL="+pg.dsn, "IDLOG_NATS_PORT=0", "IDLOG_REQUEST_TIMEOUT=2s")
+	nd := newNode(t, "IDLOG_DATABASE_URL="+pg.dsn, "IDLOG_NATS_PORT=0", "IDLOG_REQUEST_TIMEOUT=3s")
 	nd.start()
 	u := signUp(t, nd, "frozen@example.com")
 

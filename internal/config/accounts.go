@@ -261,6 +261,14 @@ var labelWalletSettings = []setting{
 // checkAccounts checks what no single setting can: the argon2 parameters together, and previous
 // signing keys with the end of their grace.
 func checkAccounts(c *Config) error {
+	if c.RequestTimeout > 0 && c.Accounts.ReadYourWrites >= c.RequestTimeout {
+		// The wait happens after the change is stored: a deadline inside it would answer 503 to
+		// a change that took effect.
+		return &InvalidError{
+			Source: "IDLOG_READ_YOUR_WRITES_TIMEOUT", Value: c.Accounts.ReadYourWrites.String(),
+			Reason: fmt.Sprintf("must be shorter than IDLOG_REQUEST_TIMEOUT (%v)", c.RequestTimeout),
+		}
+	}
 	if len(c.PreviousSigningKeyPaths()) > 0 && c.Accounts.SigningKeyPreviousUntil.IsZero() {
 		return &InvalidError{
 			Source: "IDLOG_SIGNING_KEY_PREVIOUS_UNTIL", Value: "",

@@ -106,3 +106,11 @@ func TestPreviousSigningKeys(t *testing.T) {
 		t.Errorf("a bad time: %v", err)
 	}
 }
+
+func TestReadYourWritesWithinTheRequestDeadline(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, map[string]string{"IDLOG_READ_YOUR_WRITES_TIMEOUT": "5s", "IDLOG_REQUEST_TIMEOUT": "5s"})
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "shorter than IDLOG_REQUEST_TIMEOUT") {
+		t.Errorf("read-your-writes as long as the request deadline: %v, want refused", err)
+	}
+}
