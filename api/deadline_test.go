@@ -33,6 +33,11 @@ func TestRequestDeadlineAnswers503(t *testing.T) {
 	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("Content-Type = %q, want JSON", ct)
 	}
+	// The timing and the access log still see the route and the 503.
+	_, metrics := do(t, h, http.MethodGet, "/metrics", nil)
+	if !strings.Contains(metrics, `idlog_http_request_duration_seconds_count{method="GET",route="/readyz",status="503"} 1`) {
+		t.Errorf("/metrics does not count the 503 of /readyz:\n%s", metrics)
+	}
 	// The handler's context ended too, so waits that do watch it (a pooled connection) stop.
 	select {
 	case err := <-cause:
