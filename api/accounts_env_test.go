@@ -135,6 +135,8 @@ type serverOptions struct {
 	// metrics, when set, receives the attempt limiter's metrics.
 	metrics prometheus.Registerer
 	limits  commands.LimitsConfig
+	// logHandler, when set, wraps the handler of the server's logs (logprivacy's filter).
+	logHandler func(slog.Handler) slog.Handler
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -188,7 +190,11 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		}
 	}
 	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logHandler slog.Handler = slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
+	if o.logHandler != nil {
+		logHandler = o.logHandler(logHandler)
+	}
+	log := slog.New(logHandler)
 
 	users := projections.NewUsersView(db, dialect)
 	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)

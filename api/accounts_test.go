@@ -117,7 +117,7 @@ func TestAccountJourney(t *testing.T) {
 			noSecrets(t, where, string(e.Data)+string(md), secrets, codes)
 		}
 		logs := s.logs.String()
-		if !strings.Contains(logs, "email code sent to journey@example.com") {
+		if !strings.Contains(logs, `"msg":"email code sent"`) || !strings.Contains(logs, `"to":"journey@example.com"`) {
 			t.Errorf("the development notifier did not log the hand-off:\n%s", logs)
 		}
 		for _, line := range strings.Split(logs, "\n") {

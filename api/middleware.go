@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,9 +62,10 @@ func validRequestID(id string) bool {
 // to instrument, which runs outside it.
 func recordRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slot, ok := r.Context().Value(routeKey).(*string); ok {
+		if slot, ok := r.Context().Value(routeKey).(*atomic.Pointer[string]); ok {
 			if route := mux.CurrentRoute(r); route != nil {
-				*slot, _ = route.GetPathTemplate()
+				template, _ := route.GetPathTemplate()
+				slot.Store(&template)
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -99,14 +101,16 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 func instrument(log *slog.Logger, m *httpMetrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		route := ""
-		r = r.WithContext(context.WithValue(r.Context(), routeKey, &route))
+		// Atomic: past its deadline a handler still runs on its own goroutine (withDeadline).
+		slot := new(atomic.Pointer[string])
+		r = r.WithContext(context.WithValue(r.Context(), routeKey, slot))
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		elapsed := time.Since(start)
 
-		if route == "" {
-			route = unmatchedRoute
+		route := unmatchedRoute
+		if p := slot.Load(); p != nil && *p != "" {
+			route = *p
 		}
 		status := sw.status
 		if status == 0 {
@@ -159,7 +163,7 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("request_id", RequestID(r.Context())),
 				slog.String("panic", fmt.Sprint(p)),
 				slog.String("stack", string(debug.Stack())))
-			if sw, ok := w.(*statusWriter); !ok || sw.status == 0 {
+			if sw, ok := w.(interface{ wroteHeader() bool }); !ok || !sw.wroteHeader() {
 				WriteError(w, http.StatusInternalServerError, "server.internal_error")
 			}
 		}()
@@ -189,6 +193,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	w.bytes += int64(n)
 	return n, err
 }
+
+func (w *statusWriter) wroteHeader() bool { return w.status != 0 }
 
 // Unwrap lets http.ResponseController reach Flush, deadlines and hijacking underneath.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

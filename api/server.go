@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,9 @@ type Options struct {
 	// Views, with Accounts, serves the read-model routes (the activity log, the projections'
 	// status) behind the same bearer middleware. Without Accounts nobody can sign in to use them.
 	Views *Views
+	// RequestTimeout bounds how long a request may take before its answer starts; past it the
+	// answer is 503 server.unavailable. 0 means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 }
 
 // NewServer returns idlog's HTTP handler. It registers its metrics in o.Metrics, so it is called
@@ -58,6 +62,9 @@ type Options struct {
 func NewServer(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.Metrics == nil {
 		o.Metrics = prometheus.NewRegistry()
@@ -97,7 +104,8 @@ func NewServer(o Options) http.Handler {
 		}
 	}
 
-	// Outermost first: every request gets an id, then is timed and logged, and a panic inside is
-	// answered with a 500 that the timing and the log still see.
-	return withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics), recoverPanics(o.Logger, r)))
+	// Outermost first: every request gets an id, then is timed and logged, gets its deadline,
+	// and a panic inside is answered with a 500 that the timing and the log still see.
+	return withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics),
+		withDeadline(o.Logger, o.RequestTimeout, recoverPanics(o.Logger, r))))
 }

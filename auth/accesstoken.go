@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -46,6 +47,10 @@ type SignerConfig struct {
 	// PreviousKeys are public keys of earlier signing keys: tokens they signed are still accepted
 	// (and published in the JWKS) until they expire, so rotating the key signs nobody out.
 	PreviousKeys []ed25519.PublicKey
+	// PreviousKeysUntil ends that grace: from then on the previous keys verify nothing and leave
+	// the JWKS, so a retired key, even leaked, cannot mint tokens for ever. Set it to the rotation
+	// time plus the token TTL (and leeway). Zero keeps them as long as they are configured.
+	PreviousKeysUntil time.Time
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -180,6 +185,9 @@ func (s *Signer) Verify(token string) (AccessClaims, error) {
 	tok, err := s.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
 		k, ok := s.keys[kid]
+		if ok && !s.inUse(kid) {
+			return nil, fmt.Errorf("%w: kid %q was retired at %s", ErrAccessTokenUnknownKey, kid, s.cfg.PreviousKeysUntil.UTC().Format(time.RFC3339))
+		}
 		if !ok {
 			return nil, fmt.Errorf("%w: kid %q", ErrAccessTokenUnknownKey, kid)
 		}
@@ -198,6 +206,12 @@ func (s *Signer) Verify(token string) (AccessClaims, error) {
 		UserID: tc.Subject, SessionID: tc.SessionID, Role: tc.Role, Level: tc.Level, Email: tc.Email,
 		IssuedAt: tc.IssuedAt.UTC(), ExpiresAt: tc.ExpiresAt.UTC(),
 	}, nil
+}
+
+// inUse reports whether the key kid verifies tokens now: the current key always, a previous one
+// until PreviousKeysUntil.
+func (s *Signer) inUse(kid string) bool {
+	return kid == s.kid || s.cfg.PreviousKeysUntil.IsZero() || s.cfg.Now().Before(s.cfg.PreviousKeysUntil)
 }
 
 // classify maps a jwt error to one of this package's.
@@ -242,10 +256,14 @@ type JWKS struct {
 	Keys []JWK `json:"keys"`
 }
 
-// JWKS returns the public keys that verify tokens: the current one first, then the previous ones.
+// JWKS returns the public keys that verify tokens: the current one first, then the previous ones
+// still in their grace.
 func (s *Signer) JWKS() JWKS {
 	set := JWKS{Keys: make([]JWK, 0, len(s.order))}
 	for _, kid := range s.order {
+		if !s.inUse(kid) {
+			continue
+		}
 		set.Keys = append(set.Keys, JWK{
 			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(s.keys[kid]),
 			Kid: kid, Use: "sig", Alg: jwt.SigningMethodEdDSA.Alg(),
@@ -271,6 +289,42 @@ func LoadOrCreateSigningKey(path string) (ed25519.PrivateKey, error) {
 		return nil, err
 	}
 	return ParseSigningKey(b)
+}
+
+// LoadVerifyingKey returns the public key in the PEM file at path: a "PUBLIC KEY" (PKIX), or the
+// "PRIVATE KEY" (PKCS#8) of an earlier signing key, whose file must then be private to its owner
+// (ErrKeyFileMode otherwise). It reads the previous keys of a rotation.
+func LoadVerifyingKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: read key file: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%w: %s holds no PEM block", ErrKeyInvalid, path)
+	}
+	switch block.Type {
+	case "PUBLIC KEY":
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrKeyInvalid, path, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: %T is not an Ed25519 key", ErrKeyInvalid, path, k)
+		}
+		return pub, nil
+	case "PRIVATE KEY":
+		if b, err = readKeyFile(path); err != nil {
+			return nil, err
+		}
+		key, err := ParseSigningKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return key.Public().(ed25519.PublicKey), nil
+	}
+	return nil, fmt.Errorf("%w: %s holds a PEM %q block, want PUBLIC KEY or PRIVATE KEY", ErrKeyInvalid, path, block.Type)
 }
 
 // ParseSigningKey decodes an Ed25519 private key from PEM (PKCS#8 "PRIVATE KEY").

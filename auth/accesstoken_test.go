@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -367,4 +369,68 @@ func TestSignerAndSealerConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// After a rotation, a token of the previous key verifies while the grace lasts, and from its end
+// is refused, even though the token itself has not expired; the JWKS drops the key too.
+func TestKeyRotationGraceEnds(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := newKey(t), newKey(t)
+	oldSigner, _ := newSigner(t, oldKey, func(c *auth.SignerConfig) { c.TTL = time.Hour })
+	oldToken, _, err := oldSigner.Sign(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := issued.Add(10 * time.Minute)
+	rotated, c := newSigner(t, newKey, func(c *auth.SignerConfig) {
+		c.PreviousKeys = []ed25519.PublicKey{oldKey.Public().(ed25519.PublicKey)}
+		c.PreviousKeysUntil = until
+	})
+	c.Set(until.Add(-time.Second))
+	if _, err := rotated.Verify(oldToken); err != nil {
+		t.Errorf("within the grace, the previous key's token is refused: %v", err)
+	}
+	if set := rotated.JWKS(); len(set.Keys) != 2 {
+		t.Errorf("within the grace the JWKS has %d keys, want the current and the previous", len(set.Keys))
+	}
+	c.Set(until)
+	if _, err := rotated.Verify(oldToken); !errors.Is(err, auth.ErrAccessTokenUnknownKey) {
+		t.Errorf("after the grace, the previous key's (unexpired) token: %v, want ErrAccessTokenUnknownKey", err)
+	}
+	if set := rotated.JWKS(); len(set.Keys) != 1 || set.Keys[0].Kid != rotated.KeyID() {
+		t.Errorf("after the grace the JWKS = %+v, want the current key alone", set)
+	}
+	newToken, _, _ := rotated.Sign(alice)
+	if _, err := rotated.Verify(newToken); err != nil {
+		t.Errorf("the current key's token after the grace: %v", err)
+	}
+}
+
+func TestLoadVerifyingKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := newKey(t)
+	want := key.Public().(ed25519.PublicKey)
+	der, _ := x509.MarshalPKIXPublicKey(want)
+	pubFile := filepath.Join(dir, "old.pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	privDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	privFile := filepath.Join(dir, "old.pem")
+	if err := os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{pubFile, privFile} {
+		got, err := auth.LoadVerifyingKey(f)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("LoadVerifyingKey(%s) = %x, %v; want the key", filepath.Base(f), got, err)
+		}
+	}
+	if err := os.Chmod(privFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.LoadVerifyingKey(privFile); !errors.Is(err, auth.ErrKeyFileMode) {
+		t.Errorf("a private key readable by others: %v, want ErrKeyFileMode", err)
+	}
 }

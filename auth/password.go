@@ -130,6 +130,20 @@ func (h *PasswordHasher) NeedsRehash(encoded string) bool {
 	return err != nil || p != h.params
 }
 
+// Outdated reports whether encoded was made with lower costs than the hasher's (less memory,
+// fewer passes, a shorter salt or key), so that a sign-in should hash the password again. Unlike
+// NeedsRehash it is false for a hash with higher costs: during a rolling upgrade a replica still
+// on the old costs does not undo what an upgraded one did. A malformed hash is not outdated:
+// it cannot have verified a password.
+func (h *PasswordHasher) Outdated(encoded string) bool {
+	p, _, _, err := decodeHash(encoded)
+	if err != nil {
+		return false
+	}
+	c := h.params
+	return p.Memory < c.Memory || p.Iterations < c.Iterations || p.SaltLength < c.SaltLength || p.KeyLength < c.KeyLength
+}
+
 // decodeHash parses a PHC argon2id string strictly.
 func decodeHash(encoded string) (p Params, salt, key []byte, err error) {
 	bad := func(why string) (Params, []byte, []byte, error) {

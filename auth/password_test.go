@@ -178,3 +178,21 @@ func BenchmarkPasswordVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestOutdated(t *testing.T) {
+	t.Parallel()
+	low := auth.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+	high := low
+	high.Memory, high.Iterations = 128, 2
+	lowHash := hasher(t, low).Hash("password")
+	highHash := hasher(t, high).Hash("password")
+	if !hasher(t, high).Outdated(lowHash) {
+		t.Error("a hash with lower costs is not outdated")
+	}
+	if hasher(t, low).Outdated(highHash) {
+		t.Error("a hash with higher costs is outdated: replicas on older costs would downgrade it")
+	}
+	if hasher(t, high).Outdated(highHash) || hasher(t, high).Outdated("garbage") {
+		t.Error("a current or malformed hash is outdated")
+	}
+}

@@ -37,6 +37,20 @@ func (p *passwordProof) check(u *domain.User, wrong error) error {
 	return nil
 }
 
+// rehashed upgrades u's hash when it was made with lower argon2 costs than the hasher's, once
+// password has been proven against it: the only moment idlog holds the password. A hash that
+// cannot be upgraded is kept; the sign-in does not fail for it.
+func rehashed(h *auth.PasswordHasher, u *domain.User, password string) []domain.Event {
+	if !h.Outdated(u.PasswordHash()) {
+		return nil
+	}
+	events, err := u.RehashPassword(h.Hash(password))
+	if err != nil {
+		return nil
+	}
+	return events
+}
+
 // checkNewPassword applies the password rules (auth.CheckPassword) and the confirmation.
 func checkNewPassword(password, confirm string) error {
 	if password == "" {

@@ -29,7 +29,8 @@ type LogNotifier struct {
 	Next   Notifier
 }
 
-// Notify hands the code to Next, if any, then logs "email code sent to <to>" with the kind.
+// Notify hands the code to Next, if any, then logs "email code sent" with the kind and, in the
+// attribute "to" (personal data: logprivacy can drop it), the address.
 func (n LogNotifier) Notify(ctx context.Context, kind, to string, payload map[string]string) error {
 	if n.Next != nil {
 		if err := n.Next.Notify(ctx, kind, to, payload); err != nil {
@@ -37,7 +38,7 @@ func (n LogNotifier) Notify(ctx context.Context, kind, to string, payload map[st
 		}
 	}
 	if n.Logger != nil {
-		n.Logger.LogAttrs(ctx, slog.LevelInfo, "email code sent to "+to, slog.String("kind", kind), slog.String("to", to))
+		n.Logger.LogAttrs(ctx, slog.LevelInfo, "email code sent", slog.String("kind", kind), slog.String("to", to))
 	}
 	return nil
 }

@@ -355,6 +355,9 @@ func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, 
 		if errors.Is(err, domain.ErrOTPReplayed) {
 			return change{}, &signInFailure{domain.LoginFailureReplayedOTP, err}
 		}
+		if err == nil {
+			events = append(events, rehashed(h.hasher, u, cmd.Password)...)
+		}
 		return change{events: events, asUser: true}, err
 	})
 	var failed *signInFailure

@@ -188,6 +188,8 @@ func (u *User) apply(e Event) {
 	case PasswordChanged:
 		u.passwordHash = e.PasswordHash
 		u.resetToken = nil
+	case PasswordRehashed:
+		u.passwordHash = e.PasswordHash
 	case PasswordResetRequested:
 		u.resetToken = &pendingToken{hash: e.TokenHash, expiresAt: e.ExpiresAt}
 	case PasswordReset:

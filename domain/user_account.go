@@ -92,6 +92,19 @@ func (u *User) ChangePassword(newHash string, now time.Time, keepSession string)
 	return u.record(events...), nil
 }
 
+// RehashPassword replaces the hash of the current password by newHash, a hash of the same
+// password with other costs that the command layer made after the password was proven. Nothing
+// else changes: sessions stay open, a pending reset stays valid.
+func (u *User) RehashPassword(newHash string) ([]Event, error) {
+	if err := checkPasswordHash(newHash); err != nil {
+		return nil, err
+	}
+	if newHash == u.passwordHash {
+		return nil, ErrUnchanged
+	}
+	return u.record(PasswordRehashed{PasswordHash: newHash}), nil
+}
+
 // RequestPasswordReset records that a reset token was sent to the user's email. tokenHash is
 // auth.HashToken of the token; it is valid until expiresAt and replaces any earlier one.
 func (u *User) RequestPasswordReset(tokenHash string, expiresAt time.Time) ([]Event, error) {

@@ -43,6 +43,12 @@ type PasswordChanged struct {
 	PasswordHash string `json:"password_hash"`
 }
 
+// PasswordRehashed: the password did not change, but its hash was made again with the current
+// argon2 costs at a sign-in that proved it (hashes made with older, cheaper costs are upgraded).
+type PasswordRehashed struct {
+	PasswordHash string `json:"password_hash"`
+}
+
 // PasswordResetRequested: a reset token was sent; it is valid until ExpiresAt and replaces any
 // earlier one.
 type PasswordResetRequested struct {
@@ -199,6 +205,7 @@ func (UserRegistered) EventType() string             { return "UserRegistered" }
 func (EmailVerificationRequested) EventType() string { return "EmailVerificationRequested" }
 func (EmailVerified) EventType() string              { return "EmailVerified" }
 func (PasswordChanged) EventType() string            { return "PasswordChanged" }
+func (PasswordRehashed) EventType() string           { return "PasswordRehashed" }
 func (PasswordResetRequested) EventType() string     { return "PasswordResetRequested" }
 func (PasswordReset) EventType() string              { return "PasswordReset" }
 func (EmailChanged) EventType() string               { return "EmailChanged" }
@@ -227,7 +234,7 @@ func RegisterEvents(r *Registry) {
 		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
 		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
-		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{},
+		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{}, PasswordRehashed{},
 	} {
 		r.Register(e, 1)
 	}

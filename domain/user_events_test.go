@@ -17,7 +17,7 @@ func TestEventRegistryNames(t *testing.T) {
 	want := []string{
 		"AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
-		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordReset",
+		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
 		"PasswordResetRequested", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionStarted", "UserDataUpdated",
 		"UserDeleted", "UserRegistered", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
@@ -50,6 +50,7 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		signIn("s1", at(2), 0), signIn("s2", at(2), 0), failLogin(domain.LoginFailureInvalidPassword, at(3)), signOut("s1"),
 		genOTP("sealed-1"), enableOTP(5000), verifyOTP(5001), signIn("s3", at(4), 5002),
 		changePassword(hash2, at(5), "s3"), requestReset("r1", at(60)), resetPassword("r1", hash1, at(6)),
+		func(u *domain.User) ([]domain.Event, error) { return u.RehashPassword(hash2) },
 		changeRole(domain.RoleSupport), changeState(domain.StateLocked, "too many failures", at(7)),
 		changeState(domain.StateActive, "", at(8)), deleteUser(at(9)), changeState(domain.StateActive, "restored", at(10)), disableLogin(at(10)), enableLogin,
 		failSecret(domain.SecretOTP, "DisableOTP", at(10)), disableOTP(5003), genOTP("sealed-2"),

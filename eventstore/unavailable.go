@@ -25,11 +25,15 @@ func Unavailable(err error) bool {
 		return true
 	}
 	// SQLSTATE classes 08 (connection exception) and 57 (operator intervention: shutdown,
-	// terminated backend, cannot connect now). Drivers expose the state through SQLState.
+	// terminated backend, cannot connect now, and 57014, a statement_timeout), and the session
+	// timeouts idlog sets: 55P03 (lock_timeout) and 25P03 (idle_in_transaction_session_timeout).
+	// Drivers expose the state through SQLState.
 	var coded interface{ SQLState() string }
 	if errors.As(err, &coded) {
 		switch state := coded.SQLState(); {
 		case len(state) == 5 && (state[:2] == "08" || state[:2] == "57"):
+			return true
+		case state == "55P03" || state == "25P03":
 			return true
 		}
 	}

@@ -32,6 +32,11 @@ func TestUnavailable(t *testing.T) {
 		{fmt.Errorf("write: %w", syscall.ECONNRESET), true},
 		{fmt.Errorf("append: %w", &pq.Error{Code: "57P01", Message: "terminating connection due to administrator command"}), true},
 		{&pq.Error{Code: "08006"}, true},
+		// The session timeouts idlog sets: statement, lock, idle in transaction.
+		{fmt.Errorf("append: %w", &pq.Error{Code: "57014", Message: "canceling statement due to statement timeout"}), true},
+		{&pq.Error{Code: "55P03", Message: "canceling statement due to lock timeout"}, true},
+		{&pq.Error{Code: "25P03", Message: "terminating connection due to idle-in-transaction timeout"}, true},
+		{&pq.Error{Code: "55000"}, false}, // object not in prerequisite state: a bug, not an outage
 		{fmt.Errorf("x: %w", eventstore.ErrClosed), true},
 	}
 	for _, c := range cases {

@@ -44,7 +44,12 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 		return nil, err
 	}
 	a := cfg.Accounts
-	signer, err := auth.NewSigner(signingKey, auth.SignerConfig{Issuer: a.TokenIssuer, Audience: a.TokenAudience, TTL: a.TokenTTL})
+	previous, err := previousSigningKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := auth.NewSigner(signingKey, auth.SignerConfig{Issuer: a.TokenIssuer, Audience: a.TokenAudience, TTL: a.TokenTTL,
+		PreviousKeys: previous, PreviousKeysUntil: a.SigningKeyPreviousUntil})
 	if err != nil {
 		return nil, err
 	}

@@ -2,43 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
 )
-
-// startServe runs serve with env until the test stops it, and returns its base URL and the
-// function that stops it (and checks it exited well).
-func startServe(t *testing.T, env map[string]string) (string, func()) {
-	t.Helper()
-	stderr := &syncBuffer{}
-	ctx, cancel := context.WithCancel(t.Context())
-	served := make(chan int, 1)
-	go func() {
-		served <- run(ctx, []string{"serve"}, &environment{stdout: io.Discard, stderr: stderr, getenv: func(k string) string { return env[k] }})
-	}()
-	stop := func() {
-		cancel()
-		if code := <-served; code != 0 {
-			t.Errorf("serve exited with %d: %s", code, stderr.String())
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for _, l := range strings.Split(stderr.String(), "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(l), &e) == nil && e["msg"] == "listening" {
-				return "http://" + e["addr"].(string), stop
-			}
-		}
-	}
-	stop()
-	t.Fatalf("serve did not listen within 30s: %s", stderr.String())
-	return "", nil
-}
 
 // A sign-up retried after serve restarted gets the first answer again, from the data directory,
 // and makes no second account; the same key with another body is another anonymous caller's.

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/internal/logprivacy"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's name.
@@ -63,6 +64,7 @@ func main() {
 
 // run dispatches to a subcommand and returns the exit status.
 func run(ctx context.Context, args []string, env *environment) int {
+	privateUmask()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		usage(env.stderr)
 		if len(args) == 0 {
@@ -124,8 +126,12 @@ func loadConfig(fs *flag.FlagSet, args []string, env *environment) (config.Confi
 // newLogger writes structured logs to w in the configured format, from the configured level up.
 func newLogger(w io.Writer, c config.Config) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	if !c.LogPersonalData {
+		h = logprivacy.WithoutPersonalData(h)
+	}
+	return slog.New(h)
 }

@@ -26,8 +26,11 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	}
 	log := newLogger(env.stderr, cfg)
 	log.Info("starting", "config", cfg, "eventstore", cfg.EventStore())
+	if err := prepareDataDir(cfg.DataDir, log); err != nil {
+		return err
+	}
 
-	store, err := openStore(ctx, cfg, log)
+	store, err := openStoreWith(ctx, cfg, log, serveTimeouts(cfg))
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
@@ -74,6 +77,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		Version:  version(),
 		// The public key of the events' signatures, for consumers of NATS.
 		EventKeys: new(bus.signer.JWKS()),
+		// Read-your-writes waits inside it have their own, shorter bound.
+		RequestTimeout: cfg.RequestTimeout,
 		Ready: []api.Check{
 			{Name: "eventstore", Check: func(ctx context.Context) error { return cfg.RedactError(pingStore(ctx, store)) }},
 			// Commands keep working while NATS is away (events wait in the store): degraded, not down.

@@ -11,8 +11,24 @@ import (
 	"github.com/idlog/idlog/internal/config"
 )
 
-// openStore opens the configured event store. The SQL constructors migrate their schema.
+// openStore opens the configured event store for a one-shot command. The SQL constructors migrate
+// their schema.
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (eventstore.Store, error) {
+	return openStoreWith(ctx, cfg, log, postgres.SessionTimeouts{})
+}
+
+// serveTimeouts are the PostgreSQL session timeouts of the server, derived from its request
+// timeout: a statement or a lock wait ends when the request's answer is due, and a transaction
+// left idle by a stalled process is ended soon after. One-shot commands (imports, rebuilds) have
+// no request deadline and keep the server's settings.
+func serveTimeouts(cfg config.Config) postgres.SessionTimeouts {
+	return postgres.SessionTimeouts{
+		Statement: cfg.RequestTimeout, Lock: cfg.RequestTimeout, IdleInTransaction: 2 * cfg.RequestTimeout,
+	}
+}
+
+// openStoreWith opens the configured event store; a PostgreSQL one gets the session timeouts.
+func openStoreWith(ctx context.Context, cfg config.Config, log *slog.Logger, timeouts postgres.SessionTimeouts) (eventstore.Store, error) {
 	// Each case returns a nil interface on error, never a nil *Store inside a non-nil interface.
 	switch cfg.EventStore() {
 	case config.EventStoreDB:
@@ -22,7 +38,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (events
 		}
 		return s, nil
 	case config.Postgres:
-		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Timeouts: timeouts})
 		if err != nil {
 			return nil, err
 		}

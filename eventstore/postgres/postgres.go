@@ -41,6 +41,9 @@ type Options struct {
 	PageSize int
 	// MaxOpenConns caps the connection pool. Default 16.
 	MaxOpenConns int
+	// Timeouts are set on every connection of the pool (see SessionTimeouts). Migrations run on
+	// a connection of their own without them: a long index build must not be cut.
+	Timeouts SessionTimeouts
 	// BeforeCommit, when set, runs inside each append's transaction before it commits (tests use
 	// it to hold transactions open). Appends then take three round trips instead of one.
 	BeforeCommit func(ctx context.Context, a eventstore.Append)
@@ -98,7 +101,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	db, err := sqlx.Open("postgres", o.DSN)
+	poolDSN, err := WithSessionTimeouts(o.DSN, o.Timeouts)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open("postgres", poolDSN)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", Redact(o.DSN), err)
 	}
@@ -108,7 +115,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: connect to %s: %w", Redact(o.DSN), err)
 	}
-	if err := migrations.Up(ctx, db.DB, migrations.Postgres); err != nil {
+	if err := migrate(ctx, o, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
@@ -118,6 +125,20 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: prepare the stream read: %w", err)
 	}
 	return &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream}, nil
+}
+
+// migrate applies pending migrations, on the pool itself unless it carries session timeouts.
+func migrate(ctx context.Context, o Options, pool *sqlx.DB) error {
+	if o.Timeouts == (SessionTimeouts{}) {
+		return migrations.Up(ctx, pool.DB, migrations.Postgres)
+	}
+	db, err := sql.Open("postgres", o.DSN)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return migrations.Up(ctx, db, migrations.Postgres)
 }
 
 // Redact returns dsn with any password replaced, fit for logs and errors.

@@ -15,6 +15,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -117,6 +118,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("eventstore/sqlite: create directory of %q: %w", path, err)
 	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("eventstore/sqlite: create %q: %w", path, err)
+	}
 
 	wdb, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -132,6 +136,23 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// createPrivate creates the database file 0600 whatever the umask, if it does not exist yet.
+// SQLite gives the -wal and -shm files it creates the mode of the database file.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func open(ctx context.Context, o Options, path string, wdb *sql.DB) (*Store, error) {

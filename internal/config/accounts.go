@@ -23,6 +23,11 @@ type Accounts struct {
 	// SigningKeyFile holds the Ed25519 key that signs access tokens (PEM, PKCS#8); empty means
 	// keys/signing.pem in the data directory. A missing file is created with a new key.
 	SigningKeyFile string
+	// SigningKeyPreviousFiles lists, comma-separated, the PEM files of earlier signing keys (their
+	// private or public keys): after a rotation their tokens stay valid, and they stay in the
+	// JWKS, until SigningKeyPreviousUntil, which is required with them.
+	SigningKeyPreviousFiles string
+	SigningKeyPreviousUntil time.Time
 	// SecretKeyFile holds the AES-256 key that seals TOTP secrets (base64); empty means
 	// keys/secret.key in the data directory. A missing file is created with a new key.
 	SecretKeyFile string
@@ -70,6 +75,18 @@ func (c Config) SigningKeyPath() string {
 	return filepath.Join(c.DataDir, defaultSigningKeyFile)
 }
 
+// PreviousSigningKeyPaths are the files of earlier signing keys, still accepted until
+// Accounts.SigningKeyPreviousUntil.
+func (c Config) PreviousSigningKeyPaths() []string {
+	var paths []string
+	for _, p := range strings.Split(c.Accounts.SigningKeyPreviousFiles, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			paths = append(paths, filepath.Clean(p))
+		}
+	}
+	return paths
+}
+
 // SecretKeyPath is the file of the key that seals stored secrets.
 func (c Config) SecretKeyPath() string {
 	if c.Accounts.SecretKeyFile != "" {
@@ -85,6 +102,8 @@ func (a Accounts) LogValue() slog.Value {
 		slog.String("token_issuer", a.TokenIssuer),
 		slog.String("token_audience", a.TokenAudience),
 		slog.String("signing_key_file", a.SigningKeyFile),
+		slog.String("signing_key_previous_files", a.SigningKeyPreviousFiles),
+		slog.Time("signing_key_previous_until", a.SigningKeyPreviousUntil),
 		slog.String("secret_key_file", a.SecretKeyFile),
 		slog.String("argon2", fmt.Sprintf("m=%d,t=%d,p=%d", a.Argon2.Memory, a.Argon2.Iterations, a.Argon2.Parallelism)),
 		slog.Int("signin_max_failures", a.SignInMaxFailures),
@@ -166,6 +185,20 @@ var accountSettings = []setting{
 		func(a *Accounts, s string) { a.TokenAudience = s }),
 	stringSetting("IDLOG_SIGNING_KEY_FILE", "signing-key-file", "", "`file` of the Ed25519 key signing access tokens (default <data-dir>/keys/signing.pem, created if missing)",
 		func(a *Accounts, s string) { a.SigningKeyFile = filepath.Clean(s) }),
+	stringSetting("IDLOG_SIGNING_KEY_PREVIOUS_FILES", "signing-key-previous-files", "", "comma-separated PEM `files` of earlier signing keys, still accepted after a rotation until IDLOG_SIGNING_KEY_PREVIOUS_UNTIL",
+		func(a *Accounts, s string) { a.SigningKeyPreviousFiles = s }),
+	{
+		env: "IDLOG_SIGNING_KEY_PREVIOUS_UNTIL", flag: "signing-key-previous-until",
+		usage: "`time` (RFC 3339) until which the keys of IDLOG_SIGNING_KEY_PREVIOUS_FILES verify tokens: the rotation time plus the token TTL",
+		apply: func(c *Config, v string) error {
+			t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
+			if err != nil {
+				return errors.New("want an RFC 3339 time such as 2026-12-02T21:30:00Z")
+			}
+			c.Accounts.SigningKeyPreviousUntil = t.UTC()
+			return nil
+		},
+	},
 	stringSetting("IDLOG_SECRET_KEY_FILE", "secret-key-file", "", "`file` of the AES-256 key sealing TOTP secrets (default <data-dir>/keys/secret.key, created if missing)",
 		func(a *Accounts, s string) { a.SecretKeyFile = filepath.Clean(s) }),
 	intSetting("IDLOG_ARGON2_MEMORY", "argon2-memory", "19456", "argon2id memory per password hash in `KiB` (OWASP: 19456)", 8, 1<<20,
@@ -236,8 +269,23 @@ var labelWalletSettings = []setting{
 	},
 }
 
-// checkAccounts checks what no single setting can: the argon2 parameters together.
+// checkAccounts checks what no single setting can: the argon2 parameters together, and previous
+// signing keys with the end of their grace.
 func checkAccounts(c *Config) error {
+	if c.RequestTimeout > 0 && c.Accounts.ReadYourWrites >= c.RequestTimeout {
+		// The wait happens after the change is stored: a deadline inside it would answer 503 to
+		// a change that took effect.
+		return &InvalidError{
+			Source: "IDLOG_READ_YOUR_WRITES_TIMEOUT", Value: c.Accounts.ReadYourWrites.String(),
+			Reason: fmt.Sprintf("must be shorter than IDLOG_REQUEST_TIMEOUT (%v)", c.RequestTimeout),
+		}
+	}
+	if len(c.PreviousSigningKeyPaths()) > 0 && c.Accounts.SigningKeyPreviousUntil.IsZero() {
+		return &InvalidError{
+			Source: "IDLOG_SIGNING_KEY_PREVIOUS_UNTIL", Value: "",
+			Reason: "required with IDLOG_SIGNING_KEY_PREVIOUS_FILES: previous keys must not verify tokens for ever",
+		}
+	}
 	c.Accounts.Argon2.SaltLength, c.Accounts.Argon2.KeyLength = auth.DefaultParams().SaltLength, auth.DefaultParams().KeyLength
 	if err := c.Accounts.Argon2.Validate(); err != nil {
 		return &InvalidError{

@@ -83,3 +83,37 @@ func TestBadAccountSettings(t *testing.T) {
 		t.Errorf("memory 16 KiB with 4 lanes: %v", err)
 	}
 }
+
+// Previous signing keys need the end of their grace; both are read as given.
+func TestPreviousSigningKeys(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, map[string]string{
+		"IDLOG_SIGNING_KEY_PREVIOUS_FILES": "/keys/a.pem, /keys/../keys/b.pem,",
+		"IDLOG_SIGNING_KEY_PREVIOUS_UNTIL": "2026-12-02T22:00:00+01:00",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.PreviousSigningKeyPaths(); strings.Join(got, "|") != "/keys/a.pem|/keys/b.pem" {
+		t.Errorf("previous key files %q", got)
+	}
+	if want := time.Date(2026, 12, 2, 21, 0, 0, 0, time.UTC); !c.Accounts.SigningKeyPreviousUntil.Equal(want) {
+		t.Errorf("until = %v, want %v", c.Accounts.SigningKeyPreviousUntil, want)
+	}
+	_, err = load(t, map[string]string{"IDLOG_SIGNING_KEY_PREVIOUS_FILES": "/keys/a.pem"})
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "IDLOG_SIGNING_KEY_PREVIOUS_UNTIL") {
+		t.Errorf("previous keys without an end: %v, want an error naming IDLOG_SIGNING_KEY_PREVIOUS_UNTIL", err)
+	}
+	_, err = load(t, map[string]string{"IDLOG_SIGNING_KEY_PREVIOUS_UNTIL": "tomorrow"})
+	if err == nil || !strings.Contains(err.Error(), `invalid IDLOG_SIGNING_KEY_PREVIOUS_UNTIL "tomorrow"`) {
+		t.Errorf("a bad time: %v", err)
+	}
+}
+
+func TestReadYourWritesWithinTheRequestDeadline(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, map[string]string{"IDLOG_READ_YOUR_WRITES_TIMEOUT": "5s", "IDLOG_REQUEST_TIMEOUT": "5s"})
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "shorter than IDLOG_REQUEST_TIMEOUT") {
+		t.Errorf("read-your-writes as long as the request deadline: %v, want refused", err)
+	}
+}

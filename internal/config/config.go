@@ -66,8 +66,14 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// LogPersonalData keeps email addresses, client addresses and user agents in log attributes;
+	// false leaves them out (log messages never hold them).
+	LogPersonalData bool
 	// ShutdownTimeout bounds a graceful shutdown: in-flight requests get this long to finish.
 	ShutdownTimeout time.Duration
+	// RequestTimeout bounds how long a request may take before its answer starts (past it: 503).
+	// PostgreSQL sessions get statement, lock and idle-in-transaction timeouts derived from it.
+	RequestTimeout time.Duration
 	// Accounts are the settings of sign-up, sign-in and access tokens.
 	Accounts Accounts
 }
@@ -133,7 +139,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("nats_auth", c.NATSAuth),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
+		slog.Bool("log_personal_data", c.LogPersonalData),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("accounts", c.Accounts),
 	)
 }
@@ -296,6 +304,18 @@ var settings = []setting{
 		},
 	},
 	{
+		env: "IDLOG_LOG_PERSONAL_DATA", flag: "log-personal-data", def: "true",
+		usage: "log email addresses, client addresses and user agents in attributes (`bool`; false leaves them out of logs)",
+		apply: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("want true or false")
+			}
+			c.LogPersonalData = b
+			return nil
+		},
+	},
+	{
 		env: "IDLOG_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", def: "15s",
 		usage: "how long in-flight requests may take to finish on shutdown (`duration`, e.g. 15s)",
 		apply: func(c *Config, v string) error {
@@ -307,6 +327,21 @@ var settings = []setting{
 				return errors.New("must be positive")
 			}
 			c.ShutdownTimeout = d
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s",
+		usage: "how long a request may take before it is answered 503 server.unavailable (`duration`, e.g. 10s); PostgreSQL statement and lock timeouts follow it",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 10s or 1m")
+			}
+			if d < 100*time.Millisecond {
+				return errors.New("must be at least 100ms")
+			}
+			c.RequestTimeout = d
 			return nil
 		},
 	},

@@ -40,7 +40,9 @@ func TestDefaults(t *testing.T) {
 		NATSDuplicateWindow: 2 * time.Minute,
 		LogLevel:            slog.LevelInfo,
 		LogFormat:           "text",
+		LogPersonalData:     true,
 		ShutdownTimeout:     15 * time.Second,
+		RequestTimeout:      10 * time.Second,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -81,13 +83,15 @@ func TestNATSSettings(t *testing.T) {
 func TestGoodValues(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"IDLOG_HTTP_ADDR":        ":0",
-		"IDLOG_DATA_DIR":         "/var/lib/idlog/",
-		"IDLOG_DATABASE_URL":     "postgres://idlog:pw@db:5432/idlog?sslmode=disable",
-		"IDLOG_NATS_URL":         "nats://n1:4222, nats://n2:4222",
-		"IDLOG_LOG_LEVEL":        "DEBUG",
-		"IDLOG_LOG_FORMAT":       "json",
-		"IDLOG_SHUTDOWN_TIMEOUT": "1m30s",
+		"IDLOG_HTTP_ADDR":         ":0",
+		"IDLOG_DATA_DIR":          "/var/lib/idlog/",
+		"IDLOG_DATABASE_URL":      "postgres://idlog:pw@db:5432/idlog?sslmode=disable",
+		"IDLOG_NATS_URL":          "nats://n1:4222, nats://n2:4222",
+		"IDLOG_LOG_LEVEL":         "DEBUG",
+		"IDLOG_LOG_FORMAT":        "json",
+		"IDLOG_SHUTDOWN_TIMEOUT":  "1m30s",
+		"IDLOG_REQUEST_TIMEOUT":   "3s",
+		"IDLOG_LOG_PERSONAL_DATA": "false",
 	}
 	c, err := load(t, env)
 	if err != nil {
@@ -103,6 +107,7 @@ func TestGoodValues(t *testing.T) {
 		LogLevel:            slog.LevelDebug,
 		LogFormat:           "json",
 		ShutdownTimeout:     90 * time.Second,
+		RequestTimeout:      3 * time.Second,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -178,6 +183,9 @@ func TestBadValues(t *testing.T) {
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_SHUTDOWN_TIMEOUT "10": want a duration`},
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "-1s", wantMsg: `invalid IDLOG_SHUTDOWN_TIMEOUT "-1s": must be positive`},
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "0s", flag: "shutdown-timeout", wantMsg: `invalid -shutdown-timeout "0s": must be positive`},
+		{env: "IDLOG_LOG_PERSONAL_DATA", value: "maybe", wantMsg: `invalid IDLOG_LOG_PERSONAL_DATA "maybe": want true or false`},
+		{env: "IDLOG_REQUEST_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "10": want a duration`},
+		{env: "IDLOG_REQUEST_TIMEOUT", value: "1ms", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "1ms": must be at least 100ms`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value+"/"+tt.flag, func(t *testing.T) {
