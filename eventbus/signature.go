@@ -125,7 +125,8 @@ func ParseEventKeys(doc []byte) (EventKeys, error) {
 }
 
 // VerifyEvent checks that data, the body of a message received on subject, is an event idlog
-// signed with one of keys, and returns it. It fails, with an error matching ErrEventSignature,
+// signed with one of keys, and returns it. It checks notifications and audit checkpoints as well
+// (pass "" as their subject; decode the body as what it is). It fails, with an error matching ErrEventSignature,
 // for a message without signature, signed by another key, altered after signing, or received on
 // another subject than the event's own (pass "" when the subject is unknown, as for a line of
 // idlog events tail).
