@@ -56,6 +56,8 @@ func (p *AuditPublisher) PublishCheckpoint(ctx context.Context, c audit.Checkpoi
 	if err != nil {
 		return fmt.Errorf("eventbus: encode audit checkpoint: %w", err)
 	}
+	// Signed as the events are: a checkpoint is only worth comparing if it is idlog's.
+	body = p.stream.client.opts.Signer.appendSignature(body, 0)
 	msg := &nats.Msg{
 		Subject: AuditSubject,
 		Data:    body,

@@ -91,6 +91,9 @@ func TestAuditCheckpointsArePublishedOnce(t *testing.T) {
 		if err := json.Unmarshal(m.Data, &c); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := eventbus.VerifyEvent(testSigner.Keys(), "", m.Data); err != nil {
+			t.Errorf("checkpoint %d: %v", c.Ordinal, err)
+		}
 		if seen[c.Ordinal] {
 			t.Errorf("checkpoint %d published twice", c.Ordinal)
 		}

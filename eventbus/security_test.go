@@ -413,6 +413,14 @@ func TestEventSignatures(t *testing.T) {
 			t.Errorf("%s: VerifyEvent = %v, want ErrEventSignature saying %q", name, err, tt.want)
 		}
 	}
+	// After a key change, with the old key kept as a previous one, old events still verify.
+	rotated, err := eventbus.NewEventSigner(otherKey, keys[testSigner.KeyID()])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventbus.VerifyEvent(rotated.Keys(), msg.Subject, msg.Raw); err != nil || rotated.KeyID() != other.KeyID() {
+		t.Errorf("VerifyEvent with the previous key kept = %v (signing with %s)", err, rotated.KeyID())
+	}
 	// The JWKS round-trips into the keys that verify.
 	doc, _ := json.Marshal(testSigner.JWKS())
 	parsed, err := eventbus.ParseEventKeys(doc)

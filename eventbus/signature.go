@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/idlog/idlog/auth"
 )
@@ -31,33 +32,52 @@ const signatureMember = `,"idlogsignature":"`
 
 // EventSigner signs the events idlog publishes with an Ed25519 key. Safe for concurrent use.
 type EventSigner struct {
-	key ed25519.PrivateKey
-	kid string
+	key   ed25519.PrivateKey
+	kid   string
+	order []string  // key ids, the signing key's first
+	keys  EventKeys // the signing key's and the previous ones
 }
 
-// NewEventSigner returns a signer with key.
-func NewEventSigner(key ed25519.PrivateKey) (*EventSigner, error) {
+// NewEventSigner returns a signer with key. previous are the public keys of keys that signed
+// events before it: they stay in JWKS and Keys, so events already published keep verifying
+// after the key changes.
+func NewEventSigner(key ed25519.PrivateKey, previous ...ed25519.PublicKey) (*EventSigner, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: an Ed25519 private key of %d bytes, want %d", ErrInvalidOptions, len(key), ed25519.PrivateKeySize)
 	}
-	return &EventSigner{key: key, kid: auth.KeyID(key.Public().(ed25519.PublicKey))}, nil
+	s := &EventSigner{key: key, keys: EventKeys{}}
+	for _, pub := range append([]ed25519.PublicKey{key.Public().(ed25519.PublicKey)}, previous...) {
+		if len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%w: an Ed25519 public key of %d bytes, want %d", ErrInvalidOptions, len(pub), ed25519.PublicKeySize)
+		}
+		kid := auth.KeyID(pub)
+		if _, dup := s.keys[kid]; !dup {
+			s.keys[kid] = pub
+			s.order = append(s.order, kid)
+		}
+	}
+	s.kid = s.order[0]
+	return s, nil
 }
 
 // KeyID is the id of the signing key, as idlogkeyid and the JWKS name it.
 func (s *EventSigner) KeyID() string { return s.kid }
 
-// JWKS is the public key that verifies the events, for /.well-known/events-jwks.json.
+// JWKS are the public keys that verify the events, the signing key's first, for
+// /.well-known/events-jwks.json.
 func (s *EventSigner) JWKS() auth.JWKS {
-	return auth.JWKS{Keys: []auth.JWK{{
-		Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(s.key.Public().(ed25519.PublicKey)),
-		Kid: s.kid, Use: "sig", Alg: "EdDSA",
-	}}}
+	set := auth.JWKS{Keys: make([]auth.JWK, 0, len(s.order))}
+	for _, kid := range s.order {
+		set.Keys = append(set.Keys, auth.JWK{
+			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(s.keys[kid]),
+			Kid: kid, Use: "sig", Alg: "EdDSA",
+		})
+	}
+	return set
 }
 
-// Keys are the keys that verify the events: this signer's.
-func (s *EventSigner) Keys() EventKeys {
-	return EventKeys{s.kid: s.key.Public().(ed25519.PublicKey)}
-}
+// Keys are the keys that verify the events: the signing key's and the previous ones.
+func (s *EventSigner) Keys() EventKeys { return maps.Clone(s.keys) }
 
 // appendSignature signs the JSON object b[start:] (which ends with '}') and returns b with the
 // key id and the signature added as its last members.
@@ -105,7 +125,8 @@ func ParseEventKeys(doc []byte) (EventKeys, error) {
 }
 
 // VerifyEvent checks that data, the body of a message received on subject, is an event idlog
-// signed with one of keys, and returns it. It fails, with an error matching ErrEventSignature,
+// signed with one of keys, and returns it. It checks notifications and audit checkpoints as well
+// (pass "" as their subject; decode the body as what it is). It fails, with an error matching ErrEventSignature,
 // for a message without signature, signed by another key, altered after signing, or received on
 // another subject than the event's own (pass "" when the subject is unknown, as for a line of
 // idlog events tail).

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/idlog/idlog/domain"
 )
@@ -140,7 +141,12 @@ func TestKillDuringLoad(t *testing.T) {
 	nd.stop()
 	log = readLog(t, "sqlite", "file:"+dbPath+"?_pragma=query_only(1)")
 	nd.start() // the embedded NATS runs inside idlog
-	checkStream(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), log)
+	dataDir := envValue(nd.env, "IDLOG_DATA_DIR")
+	reader, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "keys", "nats-reader.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStream(t, fmt.Sprintf("nats://127.0.0.1:%d", natsPort), dataDir, log, reader)
 }
 
 func envValue(env []string, name string) string {
@@ -208,7 +214,7 @@ func TestNATSStoppedDuringLoad(t *testing.T) {
 	nd.stop()
 	log := readLog(t, "sqlite", "file:"+filepath.Join(envValue(nd.env, "IDLOG_DATA_DIR"), "idlog.db")+"?_pragma=query_only(1)")
 	checkAcked(t, log, a)
-	checkStream(t, natsURL, log)
+	checkStream(t, natsURL, envValue(nd.env, "IDLOG_DATA_DIR"), log)
 	t.Logf("%d requests answered 2xx while NATS was down", okDown)
 }
 

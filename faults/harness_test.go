@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite"
+
+	"github.com/idlog/idlog/eventbus"
 )
 
 // binary is the idlog binary TestMain builds once for every test.
@@ -406,9 +408,19 @@ func str(v any) string { s, _ := v.(string); return s }
 
 // checkStream: the JSON stream holds each event of the log exactly once (by Nats-Msg-Id), and
 // nothing else.
-func checkStream(t *testing.T, natsURL string, log []storedEvent) {
+// Every message must carry idlog's signature, checked with the key serve wrote into dataDir.
+// opts authenticate the connection (the embedded server admits no anonymous client).
+func checkStream(t *testing.T, natsURL, dataDir string, log []storedEvent, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
+	jwks, err := os.ReadFile(filepath.Join(dataDir, "keys", "events-jwks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := eventbus.ParseEventKeys(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(natsURL, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,6 +453,9 @@ func checkStream(t *testing.T, natsURL string, log []storedEvent) {
 		for m := range batch.Messages() {
 			seen[m.Headers().Get("Nats-Msg-Id")]++
 			n++
+			if _, err := eventbus.VerifyEvent(keys, m.Subject(), m.Data()); err != nil {
+				t.Errorf("stream message on %s: %v", m.Subject(), err)
+			}
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatal(err)

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -151,13 +154,26 @@ func (b *eventBus) close() {
 }
 
 // loadEventSigner loads the key that signs the events (made at the first start) and writes its
-// public half, as a JWKS, into the data directory for consumers on this machine.
+// public half, as a JWKS, into the data directory for consumers on this machine. The keys that
+// file held are kept in it after the current one: events signed before a key change still verify.
 func loadEventSigner(cfg config.Config) (*eventbus.EventSigner, error) {
 	key, err := auth.LoadOrCreateSigningKey(cfg.EventsSigningKeyPath())
 	if err != nil {
 		return nil, fmt.Errorf("events signing key: %w", err)
 	}
-	signer, err := eventbus.NewEventSigner(key)
+	var previous []ed25519.PublicKey
+	if doc, err := os.ReadFile(cfg.EventsKeysPath()); err == nil {
+		keys, err := eventbus.ParseEventKeys(doc)
+		if err != nil {
+			return nil, fmt.Errorf("the events' public keys in %s: %w", cfg.EventsKeysPath(), err)
+		}
+		for _, k := range keys {
+			previous = append(previous, k)
+		}
+		// The order of a map's keys is random; the JWKS lists the previous keys in a stable one.
+		slices.SortFunc(previous, func(a, b ed25519.PublicKey) int { return bytes.Compare(a, b) })
+	}
+	signer, err := eventbus.NewEventSigner(key, previous...)
 	if err != nil {
 		return nil, err
 	}

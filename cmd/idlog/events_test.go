@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
@@ -185,6 +187,34 @@ func TestServeRelaysToEventsTail(t *testing.T) {
 	}
 	if got := tail("-durable", "test", "-max", "2"); strings.Join(got, ",") != strings.Join(ids[1:], ",") {
 		t.Errorf("resumed durable tail = %v, want %v", got, ids[1:])
+	}
+
+	// A message on idlog.events.> that idlog did not sign (published here with idlog's own NATS
+	// credentials, as a thief of nats-idlog.nk could) is skipped by tail and reported.
+	seed, err := nats.NkeyOptionFromSeed(filepath.Join(dir, "keys", "nats-idlog.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief, err := nats.Connect(natsURL, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer thief.Close()
+	js, _ := jetstream.New(thief)
+	if _, err := js.Publish(t.Context(), "idlog.events.UserRegistered.ID0000000009", []byte(`{"specversion":"1.0","type":"UserRegistered","subject":"ID0000000009","idlogposition":"999999","data":{"role":"admin"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.Must(uuid.NewV7())
+	if _, err := s.Append(t.Context(), eventstore.Append{
+		Stream: "user-ID0000000003", Expected: eventstore.NoStream,
+		Events: []eventstore.NewEvent{{ID: id, Type: "UserRegistered", SchemaVersion: 1, Data: json.RawMessage(`{"email":"d@example.com"}`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, tailErr := runIdlog(t, tailEnv, "events", "tail", "-from-start", "-max", "4")
+	if code != 0 || strings.Count(stdout, "\n") != 4 || strings.Contains(stdout, "999999") || !strings.Contains(stdout, id.String()) ||
+		!strings.Contains(tailErr, "skipped message 4 on idlog.events.UserRegistered.ID0000000009: eventbus: event signature: the message is not signed") {
+		t.Errorf("tail past a forged event = %d, stdout %q, stderr %q; want the 4 genuine events and the forgery reported", code, stdout, tailErr)
 	}
 
 	for path, want := range map[string]string{"/readyz": `"status":"ok"`, "/metrics": "idlog_eventbus_nats_connected 1"} {
