@@ -33,7 +33,7 @@ func TestSignInUpgradesAHashWithOlderCosts(t *testing.T) {
 	// The same store, restarted with raised costs.
 	app, err := commands.New(commands.Deps{
 		Store: e.store, Keys: e.store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
-		Tokens: e.signer, Notifier: e.mail,
+		Tokens: e.signer, Notifier: e.mail, Attempts: newLimiter(t),
 	}, commands.Config{Streams: commands.StreamsConfig{Now: e.clock.Now}})
 	if err != nil {
 		t.Fatal(err)
