@@ -139,6 +139,9 @@ type Relay struct {
 	lagKnown   bool
 
 	descs relayDescs
+
+	follower        *follower.Follower
+	followerMetrics prometheus.Collector
 }
 
 // NewRelay checks o and returns a relay. Run starts it.
@@ -147,7 +150,18 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{opts: o, log: o.Logger, descs: newRelayDescs()}, nil
+	r := &Relay{opts: o, log: o.Logger, descs: newRelayDescs()}
+	r.follower, err = follower.New(follower.Options{
+		Name: RelayFollowerName, Store: o.Store, BatchSize: 4 * o.Window,
+		RetryMin: o.MinBackoff, RetryMax: o.MaxBackoff,
+		Wake:      o.Client.changed, // NATS is back: no need to wait out the pause
+		FailLevel: slog.LevelWarn, Lease: o.Lease, Logger: o.Logger,
+	}, &relayStep{r: r})
+	if err != nil {
+		return nil, err
+	}
+	r.followerMetrics = r.follower.Collector()
+	return r, nil
 }
 
 // RelayStatus is a snapshot of the relay.
@@ -162,12 +176,16 @@ type RelayStatus struct {
 	LagSeconds float64
 	// Connected: NATS answers now.
 	Connected bool
+	// State is the relay's follower state (follower.StateRunning, StateStandby, ...); Owner names
+	// the replica that owns the relay, when a Lease is set.
+	State, Owner string
 	// Err says why the relay is not publishing; nil while it is.
 	Err error
 }
 
 // Status returns the relay's state now.
 func (r *Relay) Status() RelayStatus {
+	fs := r.follower.Status()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return RelayStatus{
@@ -177,6 +195,8 @@ func (r *Relay) Status() RelayStatus {
 		LagEvents:  r.lagEvents,
 		LagSeconds: r.lagSeconds,
 		Connected:  r.opts.Client.connected(),
+		State:      fs.State,
+		Owner:      fs.Owner,
 		Err:        r.err,
 	}
 }
@@ -213,15 +233,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	if pos, err := r.opts.Checkpoints.Checkpoint(ctx, r.opts.CheckpointName); err == nil {
 		r.position.Store(max(pos, r.position.Load()))
 	}
-	f, err := follower.New(follower.Options{
-		Name: RelayFollowerName, Store: r.opts.Store, BatchSize: 4 * r.opts.Window,
-		RetryMin: r.opts.MinBackoff, RetryMax: r.opts.MaxBackoff,
-		Wake:      r.opts.Client.changed, // NATS is back: no need to wait out the pause
-		FailLevel: slog.LevelWarn, Lease: r.opts.Lease, Logger: r.log,
-	}, &relayStep{r: r})
-	if err != nil {
-		return err
-	}
 	var wg sync.WaitGroup
 	bg, stopBG := context.WithCancel(ctx)
 	saved := make(chan uint64, 1)
@@ -229,7 +240,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); saved <- r.saveCheckpoints(bg) }()
 	go func() { defer wg.Done(); r.measureLag(bg) }()
 
-	runErr := f.Run(ctx)
+	runErr := r.follower.Run(ctx)
 
 	stopBG()
 	wg.Wait()
@@ -481,6 +492,12 @@ func (r *Relay) measureLag(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// A standby's position is the owner's: read it where the owner saves it.
+		if r.follower.Status().State == follower.StateStandby {
+			if pos, err := r.opts.Checkpoints.Checkpoint(ctx, r.opts.CheckpointName); err == nil {
+				r.position.Store(pos)
+			}
+		}
 		var (
 			n      int
 			oldest time.Time
@@ -536,6 +553,7 @@ func (r *Relay) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.lagEvents, d.lagSeconds, d.position, d.published, d.duplicates, d.failures, d.connected} {
 		ch <- desc
 	}
+	r.followerMetrics.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -558,4 +576,5 @@ func (r *Relay) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	ch <- prometheus.MustNewConstMetric(d.connected, prometheus.GaugeValue, connected)
+	r.followerMetrics.Collect(ch)
 }

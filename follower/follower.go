@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/idlog/idlog/eventstore"
 )
 
@@ -30,6 +32,9 @@ var (
 	// ErrRestart, wrapped in a Step's error, makes the engine resume at once from Step.Resume,
 	// without a pause and without counting a failure (a rebuilt generation was swapped in, say).
 	ErrRestart = errors.New("follower: resume from the durable position")
+	// ErrLeaseLost, wrapped in a Step's error, says that a write was refused because this process
+	// no longer owns the follower: the engine stops following and stands by.
+	ErrLeaseLost = errors.New("follower: this process no longer owns the follower")
 	// ErrRunning: Run was called while the follower runs.
 	ErrRunning = errors.New("follower: already running")
 	// errSubscriptionEnded: a live subscription ended while its context had not.
@@ -84,6 +89,8 @@ type Options struct {
 	Lease Lease
 	// Logger receives failures and changes of owner. Nil discards them.
 	Logger *slog.Logger
+	// Metrics, when set, receives the follower's metrics (idlog_follower_*{follower=Name}).
+	Metrics prometheus.Registerer
 }
 
 var followerName = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
@@ -169,7 +176,13 @@ func New(o Options, step Step) (*Follower, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Follower{o: o, step: step, state: StateStopped}, nil
+	f := &Follower{o: o, step: step, state: StateStopped}
+	if o.Metrics != nil {
+		if err := o.Metrics.Register(newCollector(f)); err != nil {
+			return nil, fmt.Errorf("follower: %s: register metrics: %w", o.Name, err)
+		}
+	}
+	return f, nil
 }
 
 // Name is the follower's name.
@@ -235,6 +248,9 @@ func (f *Follower) follow(ctx context.Context) error {
 			return err
 		case errors.Is(err, ErrRestart):
 			continue
+		case errors.Is(err, ErrLeaseLost) && f.o.Lease != nil:
+			log.Warn("follower: a write was fenced: another process owns the follower", "error", err)
+			return nil
 		}
 		if moved {
 			backoff = f.o.RetryMin
@@ -306,8 +322,8 @@ type item struct {
 }
 
 // Pass applies the events of one read of the log (open returns a Subscribe or a ReadAll after
-// from; its ctx ends when Pass returns) batch by
-// batch until the read ends, fails or ctx ends, and returns the last durable position. Reading
+// from; its ctx ends when Pass returns) batch by batch until the read ends, fails or ctx ends,
+// and returns the last durable position. Reading
 // runs in its own goroutine, up to a batch ahead, so the next page is fetched while a batch is
 // applied, and a batch takes whatever has arrived. A finite read that ends returns nil: the caller
 // flushes what it must.

@@ -17,6 +17,7 @@ import (
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -121,6 +122,7 @@ type Runtime struct {
 	wg       sync.WaitGroup
 	progress chan struct{} // closed and replaced whenever a live checkpoint moves
 	stopped  chan struct{}
+	watchers int // WaitFor calls watching the checkpoints other replicas move
 }
 
 // runner is the state of one projector's live goroutine.
@@ -137,6 +139,7 @@ type runner struct {
 	position   uint64
 	lastErr    string
 	lastErrAt  time.Time
+	shared     uint64 // the live checkpoint as last read from the database (see pollShared)
 
 	follower *follower.Follower // the live projector
 }
@@ -179,7 +182,7 @@ func New(o Options, projectors ...Projector) (*Runtime, error) {
 		f, err := follower.New(follower.Options{
 			Name: FollowerName(name), Store: o.Store, BatchSize: o.BatchSize, FlushEvery: passFlush / 2,
 			RetryMin: o.RetryMin, RetryMax: o.RetryMax, FailLevel: slog.LevelError, Lease: o.Lease,
-			Logger: o.Logger.With("projector", name),
+			Logger: o.Logger.With("projector", name), Metrics: o.Metrics,
 		}, &liveStep{genStep{r: r, rn: rn, rl: roleLive}})
 		if err != nil {
 			return nil, err
@@ -266,6 +269,10 @@ func (r *Runtime) Stop() {
 // ctx's error, wrapped, if ctx ends first: bound the wait with a deadline, and past it answer that
 // the view may lag.
 func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
+	if !r.reached(position) && r.o.Lease != nil {
+		// Projectors another replica owns move in the database only: watch it while waiting.
+		defer r.watchShared()()
+	}
 	for {
 		r.mu.Lock()
 		wake := r.progress
@@ -283,10 +290,70 @@ func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
 	}
 }
 
+// SharedPoll is how often a replica that waits for projectors another replica owns reads their
+// checkpoints: one small query for all its waiting requests.
+const SharedPoll = 5 * time.Millisecond
+
+// watchShared makes sure one goroutine polls the live checkpoints while anyone waits, and returns
+// the function that says this waiter is done.
+func (r *Runtime) watchShared() (done func()) {
+	r.mu.Lock()
+	r.watchers++
+	if r.watchers == 1 {
+		go r.pollShared()
+	}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.watchers--
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runtime) pollShared() {
+	t := time.NewTicker(SharedPoll)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		if r.watchers == 0 {
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var rows []struct {
+			Name     string `db:"name"`
+			Position int64  `db:"position"`
+		}
+		err := r.o.DB.SelectContext(ctx, &rows, r.q.livePositions)
+		cancel()
+		if err == nil {
+			moved := false
+			for _, row := range rows {
+				if rn := r.byName[row.Name]; rn != nil {
+					rn.mu.Lock()
+					if uint64(row.Position) > rn.shared {
+						rn.shared, moved = uint64(row.Position), true
+					}
+					rn.mu.Unlock()
+				}
+			}
+			if moved {
+				r.notifyProgress()
+			}
+		}
+		select {
+		case <-t.C:
+		case <-r.stopped:
+			return
+		}
+	}
+}
+
 func (r *Runtime) reached(position uint64) bool {
 	for _, rn := range r.runners {
 		rn.mu.Lock()
-		ok := rn.loaded && rn.position >= position
+		ok := (rn.loaded && rn.position >= position) || rn.shared >= position
 		rn.mu.Unlock()
 		if !ok {
 			return false
@@ -613,7 +680,7 @@ classify:
 		passed(cut)
 		return cut, cutErr
 	}
-	if ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) {
+	if ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) || errors.Is(err, follower.ErrLeaseLost) {
 		return 0, err
 	}
 	var ee *EventError
@@ -668,6 +735,10 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	// batch in flight then waits for that row, finds it retired and rolls back whole). So a batch
 	// takes no lock before it writes, and holds a Postgres transaction id, which holds back every
 	// follower of the log (see eventstore/postgres), only for its writes and commit.
+	// Under a lease, only the owner's batches commit: a stalled owner that wakes up is refused.
+	if err := lease.Check(ctx, tx, r.o.Dialect); err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, r.q.advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
@@ -713,6 +784,7 @@ type queries struct {
 	advance, saveError, retire                                     string
 	lockGeneration, startBuild, newCheckpoint, swap                string
 	maxGeneration, generations, checkpoints                        string
+	livePositions                                                  string
 }
 
 func newQueries(d dialect) queries {
@@ -732,6 +804,8 @@ func newQueries(d dialect) queries {
 		maxGeneration:  d.rebind(`SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE name = ?`),
 		generations:    d.rebind(`SELECT name, live, building FROM projection_generations`),
 		checkpoints:    `SELECT name, generation, position, updated_at, last_error, last_error_at FROM projection_checkpoints`,
+		livePositions: `SELECT c.name, c.position FROM projection_checkpoints c
+			JOIN projection_generations g ON g.name = c.name AND g.live = c.generation`,
 	}
 	if migrations.Dialect(d) == migrations.Postgres {
 		// The commit is asynchronous: a crash may lose the last batches, but only whole, with their

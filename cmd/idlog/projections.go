@@ -17,6 +17,7 @@ import (
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/internal/config"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
@@ -64,7 +65,7 @@ type readModels struct {
 // openReadModels opens the read models beside the event store: in its Postgres database, or in
 // its SQLite file. With EventStoreDB they go to IDLOG_DATABASE_URL if set, else to the SQLite file
 // in the data directory. metrics may be nil.
-func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
+func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
 	m := &readModels{}
 	var dialect migrations.Dialect
 	logInDB := true
@@ -103,7 +104,7 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.labels = projections.NewLabelsView(m.db, dialect)
 	m.wallet = projections.NewWalletView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
-		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB,
+		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 	}, m.users, m.activity, m.labels, m.wallet)
 	if err != nil {
 		m.close()
@@ -135,7 +136,7 @@ func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *e
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
 	defer store.Close()
-	m, err := openReadModels(ctx, cfg, store, log, nil)
+	m, err := openReadModels(ctx, cfg, store, nil, log, nil)
 	if err != nil {
 		return cfg.RedactError(err)
 	}
