@@ -91,6 +91,8 @@ type Deps struct {
 	Sealer   *auth.Sealer
 	Tokens   TokenSigner
 	Notifier Notifier
+	// UserLocks, when set, serialise the wallet commands of one user across replicas.
+	UserLocks UserLocks
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -123,7 +125,7 @@ func New(d Deps, c Config) (Application, error) {
 	if err := c.Wallet.validate(); err != nil {
 		return Application{}, err
 	}
-	queue := NewUserQueue()
+	queue := NewUserQueue().Across(d.UserLocks)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	return Application{
 		Commands: Commands{

@@ -13,7 +13,9 @@ import (
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -52,9 +54,14 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			return nil, err // config checked it already
 		}
 	}
+	// Replicas on one PostgreSQL database queue one user's wallet commands across them too.
+	var userLocks cmds.UserLocks
+	if pg, ok := store.(*postgres.Store); ok {
+		userLocks = lease.NewUserLocks(pg.DB().DB)
+	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
-		Notifier: cmds.LogNotifier{Logger: log, Next: notifier},
+		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, UserLocks: userLocks,
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
