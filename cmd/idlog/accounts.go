@@ -39,6 +39,9 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	if err := agreeOnKeys(m.db, signingKey, secretKey); err != nil {
+		return nil, err
+	}
 	a := cfg.Accounts
 	signer, err := auth.NewSigner(signingKey, auth.SignerConfig{Issuer: a.TokenIssuer, Audience: a.TokenAudience, TTL: a.TokenTTL})
 	if err != nil {

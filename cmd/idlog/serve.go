@@ -43,6 +43,9 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("follower leases: %w", err))
 	}
 	defer closeLeases()
+	if err := refuseSharedEmbeddedNATS(ctx, cfg, store, leases); err != nil {
+		return cfg.RedactError(err)
+	}
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

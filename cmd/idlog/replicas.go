@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/lease"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/replicacheck"
+)
+
+// agreeOnKeys refuses keys other than those the replicas of this database use: a replica that
+// made its own keys would refuse everyone else's tokens and could not open their sealed secrets.
+// The first replica records the keys' fingerprints.
+func agreeOnKeys(db *sqlx.DB, signing ed25519.PrivateKey, secret []byte) error {
+	d := migrations.SQLite
+	if strings.HasPrefix(db.DriverName(), "postgres") {
+		d = migrations.Postgres
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	checks := []struct{ name, what, setting, fp string }{
+		{"signing_key", "token signing key", "IDLOG_SIGNING_KEY_FILE (-signing-key-file)", replicacheck.Fingerprint("signing key", signing.Public().(ed25519.PublicKey))},
+		{"secret_key", "secret sealing key", "IDLOG_SECRET_KEY_FILE (-secret-key-file)", replicacheck.Fingerprint("secret key", secret)},
+	}
+	for _, c := range checks {
+		err := replicacheck.Agree(ctx, db.DB, d, c.name, c.fp)
+		var me *replicacheck.MismatchError
+		if errors.As(err, &me) {
+			return fmt.Errorf("the %s (fingerprint %s) differs from the one this database's replicas use (fingerprint %s): give every replica the same key: set %s to a copy of their key file: %w",
+				c.what, me.Mine, me.Recorded, c.setting, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refuseSharedEmbeddedNATS refuses an embedded NATS server on a PostgreSQL database that other
+// live replicas use: each replica would publish to a stream of its own, and only the replica that
+// owns the relay would fill its stream.
+func refuseSharedEmbeddedNATS(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease) error {
+	pg, ok := store.(*postgres.Store)
+	l, lok := leases.(*lease.Leases)
+	if cfg.NATSURL != "" || !ok || !lok {
+		return nil
+	}
+	others, err := replicacheck.OtherLiveReplicas(ctx, pg.DB().DB, l.Owner())
+	if err != nil {
+		return err
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("other replicas run on this database (%s), and this one would start an embedded NATS server that only it publishes to: set IDLOG_NATS_URL (-nats-url) to the NATS server or cluster every replica uses",
+			strings.Join(others, ", "))
+	}
+	return nil
+}
