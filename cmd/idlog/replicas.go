@@ -5,10 +5,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
@@ -64,5 +66,23 @@ func refuseSharedEmbeddedNATS(ctx context.Context, cfg config.Config, store even
 		return fmt.Errorf("other replicas run on this database (%s), and this one would start an embedded NATS server that only it publishes to: set IDLOG_NATS_URL (-nats-url) to the NATS server or cluster every replica uses",
 			strings.Join(others, ", "))
 	}
+	return nil
+}
+
+// watchHorizon runs, on PostgreSQL, the watch of the transaction that holds the followers back,
+// until ctx ends: idlog_eventstore_read_horizon_held_seconds and a warning naming it.
+func watchHorizon(ctx context.Context, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) error {
+	pg, ok := store.(*postgres.Store)
+	if !ok {
+		return nil
+	}
+	held := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "idlog_eventstore_read_horizon_held_seconds",
+		Help: "Age of the oldest open PostgreSQL transaction holding a transaction id: no follower reads past it until it ends.",
+	})
+	if err := metrics.Register(held); err != nil {
+		return err
+	}
+	go postgres.HorizonWatch{Store: pg, Logger: log, Held: held}.Run(ctx)
 	return nil
 }

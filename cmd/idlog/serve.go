@@ -49,6 +49,9 @@ func serve(ctx context.Context, env *environment, args []string) error {
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := watchHorizon(ctx, store, log, metrics); err != nil {
+		return fmt.Errorf("watch the read horizon: %w", err)
+	}
 	bus, err := startEventBus(ctx, cfg, store, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
