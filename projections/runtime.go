@@ -422,15 +422,24 @@ type genStep struct {
 
 func (s *genStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
 	_, err := s.r.applyBatch(ctx, s.rn, s.gen, s.rl, &s.cur, batch, s.onCommit)
-	if err == nil && s.cur.pos != s.cur.saved && time.Since(s.cur.savedAt) >= passFlush {
+	if err == nil && s.cur.pos != s.cur.saved && time.Since(s.cur.savedAt) >= s.flushAfter() {
 		err = s.r.flush(ctx, s.rn, s.gen, s.rl, &s.cur)
 	}
 	return s.cur.pos, err
 }
 
+// flushAfter is how long the checkpoint of passed events may wait. Other replicas read a live
+// projector's progress from its checkpoint only (see WaitFor), so under a lease it moves at once.
+func (s *genStep) flushAfter() time.Duration {
+	if s.rl == roleLive && s.r.o.Lease != nil {
+		return 0
+	}
+	return passFlush
+}
+
 // Flush saves the checkpoint of passed events once they waited passFlush.
 func (s *genStep) Flush(ctx context.Context) (uint64, error) {
-	if s.cur.pos == s.cur.saved || time.Since(s.cur.savedAt) < passFlush {
+	if s.cur.pos == s.cur.saved || time.Since(s.cur.savedAt) < s.flushAfter() {
 		return s.cur.pos, nil
 	}
 	return s.cur.pos, s.r.flush(ctx, s.rn, s.gen, s.rl, &s.cur)

@@ -118,6 +118,7 @@ func (b *eventBus) details() any {
 	return map[string]any{
 		"connected": st.Connected, "position": st.Position,
 		"lag_events": st.LagEvents, "lag_seconds": st.LagSeconds,
+		"state": st.State, "owner": st.Owner, // which replica publishes; the others stand by
 	}
 }
 

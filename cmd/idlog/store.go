@@ -22,7 +22,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (events
 		}
 		return s, nil
 	case config.Postgres:
-		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Replicas: true})
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,10 @@ type Options struct {
 	// BeforeCommit, when set, runs inside each append's transaction before it commits (tests use
 	// it to hold transactions open). Appends then take three round trips instead of one.
 	BeforeCommit func(ctx context.Context, a eventstore.Append)
+	// Replicas: other processes (replicas) append to this database too. Each append then
+	// notifies (LISTEN/NOTIFY) after it commits, and the store listens, so its subscribers see
+	// other replicas' appends at once rather than at their next poll.
+	Replicas bool
 }
 
 func (o *Options) validate() error {
@@ -109,7 +113,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	return &Store{db: db, opts: o, done: make(chan struct{})}, nil
+	s := &Store{db: db, opts: o, done: make(chan struct{})}
+	if o.Replicas {
+		if err := s.listen(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("postgres: listen to %s: %w", Redact(o.DSN), err)
+		}
+	}
+	return s, nil
 }
 
 // Redact returns dsn with any password replaced, fit for logs and errors.
@@ -184,6 +195,9 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 			res := r.result()
 			raiseTo(&s.lastAppended, res.LastPosition)
 			s.appended.Notify()
+			if s.opts.Replicas {
+				s.notifyAppended(res.LastPosition)
+			}
 			return res, nil
 		}
 		// Any failure may be a retry of an append that is already stored: answer it with the
