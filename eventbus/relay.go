@@ -245,7 +245,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	// The last position, saved outside the ended context so a stop keeps what was acknowledged.
-	if pos := r.position.Load(); pos > <-saved {
+	if pos := r.position.Load(); pos > <-saved && r.owns() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := r.opts.Checkpoints.SetCheckpoint(sctx, r.opts.CheckpointName, pos); err != nil {
@@ -254,6 +254,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.log.Debug("event relay stopped", "position", r.position.Load())
 	return runErr
+}
+
+// owns reports whether this process runs the relay: a standby's position is the owner's, read
+// from the checkpoint, and must not be written back over the owner's newer one.
+func (r *Relay) owns() bool {
+	st := r.follower.Status().State
+	return st != follower.StateStandby
 }
 
 // RelayFollowerName is the relay's name as a follower (status, metrics, lease).
@@ -467,7 +474,7 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		case <-t.C:
 		}
 		pos := r.position.Load()
-		if pos <= saved {
+		if pos <= saved || !r.owns() {
 			continue
 		}
 		if err := r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos); err != nil {

@@ -79,24 +79,34 @@ func (l *Leases) Owner() string { return l.o.Owner }
 
 func (l *Leases) pg() bool { return l.o.Dialect == migrations.Postgres }
 
-// take tries once to own name: a free or expired row, or one this process already holds. It
-// returns the new token, or 0 and the current owner.
+// take tries once to own name: a free or expired row. It returns the new token, or 0 and the
+// current owner, in one statement (standbys run it every TTL/4).
 func (l *Leases) take(ctx context.Context, name string) (int64, string, error) {
 	var q string
 	var args []any
 	if l.pg() {
-		q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at)
-			VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, token = l.token + 1, expires_at = EXCLUDED.expires_at
-			WHERE l.expires_at < now() RETURNING token`
+		q = `WITH taken AS (
+				INSERT INTO follower_leases AS l (name, owner, token, expires_at)
+				VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+				ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, token = l.token + 1, expires_at = EXCLUDED.expires_at
+				WHERE l.expires_at < now() RETURNING token)
+			SELECT coalesce((SELECT token FROM taken), 0), coalesce((SELECT owner FROM follower_leases WHERE name = $1), '')`
 		args = []any{name, l.o.Owner, l.o.TTL.Milliseconds()}
-	} else {
-		now := time.Now().UnixMilli()
-		q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
-			ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at
-			WHERE l.expires_at < ? RETURNING token`
-		args = []any{name, l.o.Owner, now + l.o.TTL.Milliseconds(), now}
+		var token int64
+		var owner string
+		if err := l.o.DB.QueryRowContext(ctx, q, args...).Scan(&token, &owner); err != nil {
+			return 0, "", fmt.Errorf("lease: take %q: %w", name, err)
+		}
+		if token > 0 {
+			return token, l.o.Owner, nil
+		}
+		return 0, owner, nil
 	}
+	now := time.Now().UnixMilli()
+	q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
+		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at
+		WHERE l.expires_at < ? RETURNING token`
+	args = []any{name, l.o.Owner, now + l.o.TTL.Milliseconds(), now}
 	var token int64
 	err := l.o.DB.QueryRowContext(ctx, q, args...).Scan(&token)
 	if err == nil {

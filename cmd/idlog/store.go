@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/esdb"
@@ -22,7 +23,9 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (events
 		}
 		return s, nil
 	case config.Postgres:
-		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Replicas: true})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Replicas: true,
+			// Appends of every replica wake subscribers (LISTEN/NOTIFY): the poll is a safety net.
+			PollInterval: time.Second})
 		if err != nil {
 			return nil, err
 		}
