@@ -5,6 +5,7 @@ package faults_test
 import (
 	"bytes"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -194,6 +195,8 @@ func TestThreeReplicas(t *testing.T) {
 	waitRelay(t, nodes[0], 30*time.Second)
 
 	// Idle cost: transactions per second of the three replicas doing nothing.
+	// PostgreSQL reports a backend's counts up to a second late: let the set-up's settle first.
+	time.Sleep(3 * time.Second)
 	var before, after int64
 	q := `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`
 	_ = db.QueryRow(q).Scan(&before)
@@ -268,6 +271,19 @@ func TestThreeReplicas(t *testing.T) {
 	// Generous bounds for a shared 2-core machine; the figures are logged above.
 	if tookKill > 15*time.Second || tookStop > 15*time.Second {
 		t.Errorf("takeover took %v after kill -9 and %v after SIGSTOP, want well under 15s", tookKill, tookStop)
+	}
+
+	// Status names one owner per projector, and nothing is failing.
+	var status []struct {
+		Name, State, Owner string
+	}
+	if err := json.Unmarshal([]byte(nodes[next].idlog("projections", "status", "-json")), &status); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range status {
+		if s.Owner == "" || s.State == "failing" {
+			t.Errorf("projections status of %s: state %q, owner %q; want an owner and no failure", s.Name, s.State, s.Owner)
+		}
 	}
 
 	// The relay's owner has published the whole log before the replicas stop.

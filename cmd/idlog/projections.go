@@ -164,7 +164,7 @@ func projectionsStatus(ctx context.Context, env *environment, args []string) err
 
 func printStatus(env *environment, st []projections.Status) {
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROJECTOR\tGENERATION\tPOSITION\tLAG EVENTS\tLAG SECONDS\tSTATE\tREBUILD\tLAST ERROR")
+	fmt.Fprintln(tw, "PROJECTOR\tGENERATION\tPOSITION\tLAG EVENTS\tLAG SECONDS\tSTATE\tOWNER\tREBUILD\tLAST ERROR")
 	for _, s := range st {
 		lag := fmt.Sprint(s.LagEvents)
 		if s.LagEvents < 0 {
@@ -178,7 +178,11 @@ func printStatus(env *environment, st []projections.Status) {
 		if s.LastError != "" {
 			lastErr = strings.ReplaceAll(s.LastError, "\n", " ")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%s\t%s\t%s\n", s.Name, s.Generation, s.Position, lag, s.LagSeconds, s.State, rebuild, lastErr)
+		owner := "-" // the replica that runs it, when replicas share the database
+		if s.Owner != "" {
+			owner = s.Owner
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%s\t%s\t%s\t%s\n", s.Name, s.Generation, s.Position, lag, s.LagSeconds, s.State, owner, rebuild, lastErr)
 	}
 	tw.Flush()
 }
