@@ -60,7 +60,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	// Replicas on one PostgreSQL database queue one user's wallet commands across them too.
 	var userLocks cmds.UserLocks
 	if pg, ok := store.(*postgres.Store); ok {
-		userLocks = lease.NewUserLocks(pg.DB().DB)
+		userLocks = lease.NewUserLocks(pg.DB().DB, pg.DB().Stats().MaxOpenConnections/2)
 	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
