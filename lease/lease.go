@@ -27,6 +27,10 @@ import (
 // after the owner died or stalled. The owner renews it every TTL/4.
 const DefaultTTL = 3 * time.Second
 
+// DefaultSQLiteTTL is DefaultTTL on SQLite, where one process owns everything (see
+// Options.SQLiteTakeover): renewing every 15 s keeps an idle server's file quiet.
+const DefaultSQLiteTTL = time.Minute
+
 // ErrFenced: a write carried a fencing token that no longer owns its follower. It is
 // follower.ErrLeaseLost, so the engine stands by instead of retrying.
 var ErrFenced = follower.ErrLeaseLost
@@ -43,6 +47,10 @@ type Options struct {
 	TTL time.Duration
 	// Logger receives renewal failures. Nil discards them.
 	Logger *slog.Logger
+	// SQLiteTakeover: on SQLite, Acquire takes a lease at once even if it has not expired, since
+	// one process alone uses a SQLite file (a restart after a crash need not wait for the TTL).
+	// Tests of failover leave it off.
+	SQLiteTakeover bool
 }
 
 // Leases implements follower.Lease on a database table.
@@ -63,6 +71,9 @@ func New(o Options) (*Leases, error) {
 	}
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
+		if o.Dialect == migrations.SQLite {
+			o.TTL = DefaultSQLiteTTL
+		}
 	}
 	if o.Owner == "" {
 		host, _ := os.Hostname()
@@ -102,11 +113,13 @@ func (l *Leases) take(ctx context.Context, name string) (int64, string, error) {
 		}
 		return 0, owner, nil
 	}
+	// SQLite: one process uses the file, so it owns every follower at once, even if the row
+	// names a process that died without giving it up.
 	now := time.Now().UnixMilli()
 	q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
 		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at
-		WHERE l.expires_at < ? RETURNING token`
-	args = []any{name, l.o.Owner, now + l.o.TTL.Milliseconds(), now}
+		WHERE l.expires_at < ? OR ? RETURNING token`
+	args = []any{name, l.o.Owner, now + l.o.TTL.Milliseconds(), now, l.o.SQLiteTakeover}
 	var token int64
 	err := l.o.DB.QueryRowContext(ctx, q, args...).Scan(&token)
 	if err == nil {

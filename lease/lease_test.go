@@ -163,3 +163,27 @@ func TestReleaseHandsOverAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLiteRestartTakesItsLeasesAtOnce: a process restarted after a crash finds its old leases
+// unexpired; on SQLite, which one process uses, it takes them at once.
+func TestSQLiteRestartTakesItsLeasesAtOnce(t *testing.T) {
+	t.Parallel()
+	db, _ := backends()[0].open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	crashed, _ := lease.New(lease.Options{DB: db, Dialect: migrations.SQLite, Owner: "crashed", SQLiteTakeover: true})
+	h, err := crashed.Acquire(ctx, "projector.users", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = h // never released: the process died
+	restarted, _ := lease.New(lease.Options{DB: db, Dialect: migrations.SQLite, Owner: "restarted", SQLiteTakeover: true})
+	h2, err := restarted.Acquire(ctx, "projector.users", nil)
+	if err != nil {
+		t.Fatalf("the restarted process waited for the crashed one's lease: %v", err)
+	}
+	defer h2.Release()
+	if h2.Token <= h.Token {
+		t.Fatalf("token %d after %d", h2.Token, h.Token)
+	}
+}

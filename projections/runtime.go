@@ -429,9 +429,10 @@ func (s *genStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, 
 }
 
 // flushAfter is how long the checkpoint of passed events may wait. Other replicas read a live
-// projector's progress from its checkpoint only (see WaitFor), so under a lease it moves at once.
+// projector's progress from its checkpoint only (see WaitFor), so under a lease on PostgreSQL it
+// moves at once. (On SQLite one process owns every projector.)
 func (s *genStep) flushAfter() time.Duration {
-	if s.rl == roleLive && s.r.o.Lease != nil {
+	if s.rl == roleLive && s.r.o.Lease != nil && s.r.o.Dialect == migrations.Postgres {
 		return 0
 	}
 	return passFlush

@@ -32,7 +32,7 @@ func openLeases(ctx context.Context, cfg config.Config, store eventstore.Store, 
 		if err != nil {
 			return nil, nil, err
 		}
-		l, err := lease.New(lease.Options{DB: db.DB, Dialect: migrations.SQLite, Logger: log})
+		l, err := lease.New(lease.Options{DB: db.DB, Dialect: migrations.SQLite, Logger: log, SQLiteTakeover: true})
 		if err != nil {
 			_ = db.Close()
 			return nil, nil, err
