@@ -206,9 +206,10 @@ func (r *Relay) Check(ctx context.Context) error {
 	if err := r.opts.Client.Check(ctx); err != nil {
 		return err
 	}
+	standby := !r.owns() // another replica publishes: this one's last failure is history
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
+	if r.err != nil && !standby {
 		return fmt.Errorf("eventbus: relay paused: %w", r.err)
 	}
 	return nil
