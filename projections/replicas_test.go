@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 // shared checkpoints; when the owner stops, the standby takes over, and nothing fails.
 func TestReplicasShareEachProjectorWithOneOwner(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
-		e := b.open(t, envOptions{})
+		e := b.open(t, envOptions{replicas: true})
 		logs := &syncBuffer{}
 		replica := func(owner string) (*projections.Runtime, *projections.UsersView) {
 			l, err := lease.New(lease.Options{DB: e.db.DB, Dialect: e.dialect, Owner: owner, TTL: 400 * time.Millisecond})
@@ -47,7 +47,7 @@ func TestReplicasShareEachProjectorWithOneOwner(t *testing.T) {
 			}
 			users, activity := e.views()
 			log := slog.New(slog.NewTextHandler(logs, nil)).With("replica", owner)
-			return e.runtime(t, projections.Options{Lease: l, Logger: log}, users, activity), users
+			return e.runtime(t, projections.Options{Lease: l, Logger: log, SharedProgress: e.sharedProgress()}, users, activity), users
 		}
 		ra, usersA := replica("a")
 		rb, usersB := replica("b")

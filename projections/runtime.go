@@ -67,7 +67,14 @@ type Options struct {
 	// Lease, when set, lets one replica at a time run each projector live; the others stand by
 	// and answer WaitFor from the checkpoints in DB.
 	Lease follower.Lease
+	// SharedProgress, when set (PostgreSQL replicas), returns a channel closed when any
+	// replica's projector commits: its commits then NOTIFY ProgressChannel, and a standby waiting
+	// in WaitFor reads the checkpoints when told instead of polling every SharedPoll.
+	SharedProgress func() <-chan struct{}
 }
+
+// ProgressChannel is the PostgreSQL NOTIFY channel of projector commits (Options.SharedProgress).
+const ProgressChannel = "idlog_projection_progress"
 
 func (o *Options) validate() error {
 	switch {
@@ -311,9 +318,17 @@ func (r *Runtime) watchShared() (done func()) {
 }
 
 func (r *Runtime) pollShared() {
-	t := time.NewTicker(SharedPoll)
+	poll := SharedPoll
+	if r.o.SharedProgress != nil {
+		poll = sharedFallbackPoll
+	}
+	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
+		var told <-chan struct{}
+		if r.o.SharedProgress != nil {
+			told = r.o.SharedProgress() // taken before the read, so a commit during it is not missed
+		}
 		r.mu.Lock()
 		if r.watchers == 0 {
 			r.mu.Unlock()
@@ -344,11 +359,16 @@ func (r *Runtime) pollShared() {
 		}
 		select {
 		case <-t.C:
+		case <-told:
 		case <-r.stopped:
 			return
 		}
 	}
 }
+
+// sharedFallbackPoll bounds the wait of a standby told of progress (Options.SharedProgress),
+// should a notification be lost with its connection.
+const sharedFallbackPoll = 100 * time.Millisecond
 
 func (r *Runtime) reached(position uint64) bool {
 	for _, rn := range r.runners {
@@ -749,7 +769,11 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	if err := lease.Check(ctx, tx, r.o.Dialect); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, r.q.advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
+	advance := r.q.advance
+	if r.o.SharedProgress != nil && rl == roleLive && r.q.advanceNotify != "" {
+		advance = r.q.advanceNotify
+	}
+	res, err := tx.ExecContext(ctx, advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
 	}
@@ -795,6 +819,7 @@ type queries struct {
 	lockGeneration, startBuild, newCheckpoint, swap                string
 	maxGeneration, generations, checkpoints                        string
 	livePositions                                                  string
+	advanceNotify                                                  string // advance that notifies ProgressChannel
 }
 
 func newQueries(d dialect) queries {
@@ -822,6 +847,8 @@ func newQueries(d dialect) queries {
 		// checkpoint, and the projector applies them again; it saves a WAL flush per batch, which
 		// live (small) batches feel most. Set here, it costs no round trip of its own.
 		q.advance += ` RETURNING set_config('synchronous_commit', 'off', true)`
+		// Replicas waiting for this projector's progress (see WaitFor) are told at the commit.
+		q.advanceNotify = q.advance + `, pg_notify('` + ProgressChannel + `', name)`
 	}
 	return q
 }

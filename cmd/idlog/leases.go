@@ -42,3 +42,13 @@ func openLeases(ctx context.Context, cfg config.Config, store eventstore.Store, 
 		return nil, func() {}, nil
 	}
 }
+
+// sharedProgress tells standby replicas of projector commits, by PostgreSQL notifications, so
+// that read-your-writes does not poll. Nil unless replicas share a PostgreSQL database.
+func sharedProgress(store eventstore.Store, leases follower.Lease) func() <-chan struct{} {
+	pg, ok := store.(*postgres.Store)
+	if !ok || leases == nil {
+		return nil
+	}
+	return pg.Progressed
+}

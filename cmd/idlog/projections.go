@@ -105,6 +105,7 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.wallet = projections.NewWalletView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
+		SharedProgress: sharedProgress(store, leases),
 	}, m.users, m.activity, m.labels, m.wallet)
 	if err != nil {
 		m.close()

@@ -10,6 +10,7 @@ import (
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/projections"
 )
 
 // openStore opens the configured event store. The SQL constructors migrate their schema.
@@ -23,7 +24,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (events
 		}
 		return s, nil
 	case config.Postgres:
-		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Replicas: true,
+		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Replicas: true, ProgressChannel: projections.ProgressChannel,
 			// Appends of every replica wake subscribers (LISTEN/NOTIFY): the poll is a safety net.
 			PollInterval: time.Second})
 		if err != nil {

@@ -19,13 +19,24 @@ func (s *Store) notifyAppended(pos uint64) {
 	_, _ = s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, appendedChannel, strconv.FormatUint(pos, 10))
 }
 
-// listen wakes this store's subscribers on appends of other processes, until the store closes.
-// A lost connection is re-established by pq; until then subscribers poll as usual.
+// Progressed returns a channel closed at the next notification on Options.ProgressChannel, from
+// any process (with Options.Replicas). Take it before reading what it guards.
+func (s *Store) Progressed() <-chan struct{} { return s.progressed.Changed() }
+
+// listen wakes this store's subscribers on appends of other processes, and Progressed's
+// waiters, until the store closes. A lost connection is re-established by pq; until then
+// everyone polls as usual.
 func (s *Store) listen() error {
 	l := pq.NewListener(s.opts.DSN, 100*time.Millisecond, 10*time.Second, nil)
-	if err := l.Listen(appendedChannel); err != nil {
-		_ = l.Close()
-		return err
+	channels := []string{appendedChannel}
+	if s.opts.ProgressChannel != "" {
+		channels = append(channels, s.opts.ProgressChannel)
+	}
+	for _, ch := range channels {
+		if err := l.Listen(ch); err != nil {
+			_ = l.Close()
+			return err
+		}
 	}
 	go func() {
 		defer l.Close()
@@ -34,6 +45,10 @@ func (s *Store) listen() error {
 			case <-s.done:
 				return
 			case n := <-l.Notify:
+				if n != nil && n.Channel == s.opts.ProgressChannel {
+					s.progressed.Notify()
+					continue
+				}
 				if n != nil {
 					if pos, err := strconv.ParseUint(n.Extra, 10, 64); err == nil {
 						raiseTo(&s.lastAppended, pos)
@@ -41,6 +56,7 @@ func (s *Store) listen() error {
 				}
 				// nil after a reconnection: something may have been missed; look now.
 				s.appended.Notify()
+				s.progressed.Notify()
 			}
 		}
 	}()

@@ -48,6 +48,9 @@ type Options struct {
 	// notifies (LISTEN/NOTIFY) after it commits, and the store listens, so its subscribers see
 	// other replicas' appends at once rather than at their next poll.
 	Replicas bool
+	// ProgressChannel, with Replicas, is a NOTIFY channel the store also listens to: each
+	// notification rings Progressed (the projections' commits, for replicas that wait on them).
+	ProgressChannel string
 }
 
 func (o *Options) validate() error {
@@ -82,7 +85,8 @@ type Store struct {
 	closed atomic.Bool
 	done   chan struct{}
 
-	appended eventstore.Signal // rung after every append: wakes subscribers
+	appended   eventstore.Signal // rung after every append: wakes subscribers
+	progressed eventstore.Signal // rung at every notification of projection progress
 	// lastAppended is the highest position appended through this store. A follower that has not
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
