@@ -58,9 +58,22 @@ func refuseSharedEmbeddedNATS(ctx context.Context, cfg config.Config, store even
 	if cfg.NATSURL != "" || !ok || !lok {
 		return nil
 	}
-	others, err := replicacheck.OtherLiveReplicas(ctx, pg.DB().DB, l.Owner())
-	if err != nil {
-		return err
+	// Leases of this very replica before a crash look alive for up to a TTL: wait them out.
+	deadline := time.Now().Add(lease.DefaultTTL + time.Second)
+	var others []string
+	for {
+		var err error
+		if others, err = replicacheck.OtherLiveReplicas(ctx, pg.DB().DB, l.Owner()); err != nil {
+			return err
+		}
+		if len(others) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	if len(others) > 0 {
 		return fmt.Errorf("other replicas run on this database (%s), and this one would start an embedded NATS server that only it publishes to: set IDLOG_NATS_URL (-nats-url) to the NATS server or cluster every replica uses",

@@ -9,6 +9,10 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/idlog/idlog/eventstore/eventstoretest"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/lease"
+	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -55,4 +59,46 @@ func TestServeRefusesEmbeddedNATSBesideOtherReplicas(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "IDLOG_NATS_URL") || !strings.Contains(stderr, "replica-1") {
 		t.Fatalf("serve = %d, stderr %q; want a refusal naming replica-1 and IDLOG_NATS_URL", code, stderr)
 	}
+}
+
+// TestServeWaitsOutItsOwnLeasesAfterACrash: leases left by a replica that crashed (they expire
+// without renewal) do not stop an embedded-NATS replica from starting.
+func TestServeWaitsOutItsOwnLeasesAfterACrash(t *testing.T) {
+	t.Parallel()
+	dsn := eventstoretest.PostgresSchema(t)
+	if code, _, stderr := runIdlog(t, map[string]string{"IDLOG_DATABASE_URL": dsn}, "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO follower_leases (name, owner, token, expires_at) VALUES ('nats-relay', 'crashed', 1, now() + interval '1 second')`); err != nil {
+		t.Fatal(err)
+	}
+	err = refuseSharedEmbeddedNATS(t.Context(), config.Config{}, openPostgresStore(t, dsn), newTestLeases(t, dsn))
+	if err != nil {
+		t.Fatalf("a lease that expires unrenewed stopped the start: %v", err)
+	}
+}
+
+func openPostgresStore(t *testing.T, dsn string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(t.Context(), postgres.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newTestLeases(t *testing.T, dsn string) *lease.Leases {
+	t.Helper()
+	s := openPostgresStore(t, dsn)
+	l, err := lease.New(lease.Options{DB: s.DB().DB, Dialect: migrations.Postgres})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
