@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -265,6 +266,10 @@ func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, cp *Check
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(ledgerLock)); err != nil {
 			return l.err("lock", err)
 		}
+	}
+	// Under a lease, only the sealer's owner writes: a stalled one that wakes up is refused.
+	if err := lease.Check(ctx, tx, l.dialect); err != nil {
+		return err
 	}
 	var last int64
 	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(ordinal), 0) FROM audit_events`).Scan(&last); err != nil {

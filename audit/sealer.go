@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
 )
 
 // CheckpointPublisher hands sealed checkpoints to a party outside the database, so that a
@@ -50,6 +50,8 @@ type SealerOptions struct {
 	Logger *slog.Logger
 	// Retry is how long Run waits after a failure before it resumes. 0 means DefaultSealRetry.
 	Retry time.Duration
+	// Lease, when set, lets one replica at a time run the sealer; the others stand by.
+	Lease follower.Lease
 }
 
 func (o *SealerOptions) validate() error {
@@ -225,96 +227,55 @@ func (s *Sealer) CatchUp(ctx context.Context) (Seal, error) {
 }
 
 // Run follows the log and seals it until ctx ends, then returns nil. Failures (the database or
-// the store unavailable) are logged, and Run resumes from the ledger after Retry.
+// the store unavailable) are logged, and Run resumes from the ledger after Retry. The follower
+// engine does the following; the sealer is its step (see sealStep).
 func (s *Sealer) Run(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for {
-		err := s.follow(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, eventstore.ErrClosed) {
-			return err
-		}
-		s.o.Logger.Error("audit: sealer failed; resuming", "err", err, "retry_in", s.o.Retry)
-		t := time.NewTimer(s.o.Retry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
-// follow seals the log from the ledger's tail until ctx ends or something fails.
-func (s *Sealer) follow(ctx context.Context) error {
-	if err := s.load(ctx); err != nil {
+	f, err := follower.New(follower.Options{
+		Name: SealerName, Store: s.o.Store, BatchSize: s.o.BatchSize,
+		FlushEvery: min(s.o.CheckpointInterval, time.Second),
+		RetryMin:   s.o.Retry, RetryMax: s.o.Retry,
+		FailLevel: slog.LevelError, Lease: s.o.Lease, Logger: s.o.Logger,
+	}, sealStep{s})
+	if err != nil {
 		return err
 	}
-	s.publish(ctx)
+	return f.Run(ctx)
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	events := make(chan eventstore.Event, s.o.BatchSize)
-	readErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		defer close(events)
-		for e, err := range s.o.Store.Subscribe(ctx, s.tail.Position, eventstore.Filter{}) {
-			if err != nil {
-				readErr <- err
-				return
-			}
-			select {
-			case events <- e:
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
+// SealerName is the sealer's name as a follower (status, metrics, lease).
+const SealerName = "audit-sealer"
 
-	tick := time.NewTicker(min(s.o.CheckpointInterval, time.Second))
-	defer tick.Stop()
-	batch := make([]eventstore.Event, 0, s.o.BatchSize)
-	for {
-		select {
-		case e, ok := <-events:
-			if !ok {
-				select {
-				case err := <-readErr:
-					return fmt.Errorf("audit: follow the log: %w", err)
-				default:
-					return ctx.Err()
-				}
-			}
-			batch = append(batch[:0], e)
-			// Take whatever else is ready: under load a transaction seals many events.
-		more:
-			for len(batch) < s.limit() {
-				select {
-				case e, ok := <-events:
-					if !ok {
-						break more
-					}
-					batch = append(batch, e)
-				default:
-					break more
-				}
-			}
-			err := s.seal(ctx, batch, false)
-			clear(batch)
-			if err != nil {
-				return err
-			}
-		case <-tick.C:
-			// A checkpoint for the events sealed since the last one, once the interval is over.
-			if err := s.seal(ctx, nil, false); err != nil {
-				return err
-			}
-			s.publish(ctx)
-		}
+// sealStep is the sealer as a follower step: the durable position is the ledger's tail.
+type sealStep struct{ s *Sealer }
+
+func (st sealStep) Resume(ctx context.Context) (uint64, error) {
+	if err := st.s.load(ctx); err != nil {
+		return 0, err
 	}
+	st.s.publish(ctx)
+	return st.s.tail.Position, nil
+}
+
+// Apply seals batch, cut so that a full checkpoint span ends a transaction.
+func (st sealStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
+	s := st.s
+	for len(batch) > 0 {
+		n := min(len(batch), s.limit())
+		if err := s.seal(ctx, batch[:n], false); err != nil {
+			return s.tail.Position, err
+		}
+		batch = batch[n:]
+	}
+	return s.tail.Position, nil
+}
+
+// Flush writes a checkpoint for the events sealed since the last one, once the interval is over.
+func (st sealStep) Flush(ctx context.Context) (uint64, error) {
+	if err := st.s.seal(ctx, nil, false); err != nil {
+		return st.s.tail.Position, err
+	}
+	st.s.publish(ctx)
+	return st.s.tail.Position, nil
 }

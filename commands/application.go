@@ -94,6 +94,8 @@ type Deps struct {
 	Notifier Notifier
 	// Attempts limits attempts at secrets and code requests (package attempts).
 	Attempts AttemptLimiter
+	// UserLocks, when set, serialise the wallet commands of one user across replicas.
+	UserLocks UserLocks
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -133,7 +135,7 @@ func New(d Deps, c Config) (Application, error) {
 	if err := c.Wallet.validate(); err != nil {
 		return Application{}, err
 	}
-	queue := NewUserQueue()
+	queue := NewUserQueue().Across(d.UserLocks)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{

@@ -20,6 +20,22 @@ const userQueueStripes = 1024
 type UserQueue struct {
 	seed    maphash.Seed
 	stripes [userQueueStripes]chan struct{}
+	across  UserLocks // nil: this process only
+}
+
+// UserLocks serialise commands on one user across replicas (a PostgreSQL advisory lock, say). A
+// UserQueue takes the user's lock after its own turn, so one process holds at most one lock per
+// user at a time.
+type UserLocks interface {
+	// Lock waits until this process holds the lock of key, or ctx ends.
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// Across makes the queue also hold the user's lock across replicas during each turn. Nil keeps
+// it to this process. It returns q.
+func (q *UserQueue) Across(l UserLocks) *UserQueue {
+	q.across = l
+	return q
 }
 
 // NewUserQueue returns an empty queue.
@@ -37,8 +53,16 @@ func (q *UserQueue) lock(ctx context.Context, uid domain.UserID) (unlock func(),
 	c := q.stripes[maphash.String(q.seed, string(uid))%userQueueStripes]
 	select {
 	case c <- struct{}{}:
-		return func() { <-c }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if q.across == nil {
+		return func() { <-c }, nil
+	}
+	release, err := q.across.Lock(ctx, "user "+string(uid))
+	if err != nil {
+		<-c
+		return nil, err
+	}
+	return func() { release(); <-c }, nil
 }

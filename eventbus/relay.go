@@ -16,14 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
 )
 
 // DefaultCheckpointName is the name under which the relay keeps its position in the store.
 const DefaultCheckpointName = "nats-relay"
-
-// readAhead is how many encoded events may wait for their publish: a few pages of a store's
-// reads (a few MB at most), so the next page is fetched while the last one is published.
-const readAhead = 4096
 
 // lagCountLimit bounds how many events one lag measurement counts, so that measuring a long
 // outage's backlog stays cheap; the metric then reads "at least this many".
@@ -61,6 +58,8 @@ type RelayOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives failures and recoveries. Nil discards them.
 	Logger *slog.Logger
+	// Lease, when set, lets one replica at a time run the relay; the others stand by.
+	Lease follower.Lease
 }
 
 func (o RelayOptions) validate() (RelayOptions, error) {
@@ -140,6 +139,9 @@ type Relay struct {
 	lagKnown   bool
 
 	descs relayDescs
+
+	follower        *follower.Follower
+	followerMetrics prometheus.Collector
 }
 
 // NewRelay checks o and returns a relay. Run starts it.
@@ -148,7 +150,18 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{opts: o, log: o.Logger, descs: newRelayDescs()}, nil
+	r := &Relay{opts: o, log: o.Logger, descs: newRelayDescs()}
+	r.follower, err = follower.New(follower.Options{
+		Name: RelayFollowerName, Store: o.Store, BatchSize: 4 * o.Window,
+		RetryMin: o.MinBackoff, RetryMax: o.MaxBackoff,
+		Wake:      o.Client.changed, // NATS is back: no need to wait out the pause
+		FailLevel: slog.LevelWarn, Lease: o.Lease, Logger: o.Logger,
+	}, &relayStep{r: r})
+	if err != nil {
+		return nil, err
+	}
+	r.followerMetrics = r.follower.Collector()
+	return r, nil
 }
 
 // RelayStatus is a snapshot of the relay.
@@ -163,12 +176,16 @@ type RelayStatus struct {
 	LagSeconds float64
 	// Connected: NATS answers now.
 	Connected bool
+	// State is the relay's follower state (follower.StateRunning, StateStandby, ...); Owner names
+	// the replica that owns the relay, when a Lease is set.
+	State, Owner string
 	// Err says why the relay is not publishing; nil while it is.
 	Err error
 }
 
 // Status returns the relay's state now.
 func (r *Relay) Status() RelayStatus {
+	fs := r.follower.Status()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return RelayStatus{
@@ -178,6 +195,8 @@ func (r *Relay) Status() RelayStatus {
 		LagEvents:  r.lagEvents,
 		LagSeconds: r.lagSeconds,
 		Connected:  r.opts.Client.connected(),
+		State:      fs.State,
+		Owner:      fs.Owner,
 		Err:        r.err,
 	}
 }
@@ -187,9 +206,10 @@ func (r *Relay) Check(ctx context.Context) error {
 	if err := r.opts.Client.Check(ctx); err != nil {
 		return err
 	}
+	standby := !r.owns() // another replica publishes: this one's last failure is history
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
+	if r.err != nil && !standby {
 		return fmt.Errorf("eventbus: relay paused: %w", r.err)
 	}
 	return nil
@@ -202,7 +222,8 @@ func (r *Relay) setErr(err error) {
 }
 
 // Run relays until ctx ends, then saves its checkpoint and returns nil. Failures do not end it:
-// it logs them, pauses, and starts over from its checkpoint. A Relay runs once at a time.
+// it logs them, pauses, and starts over from its checkpoint. A Relay runs once at a time. The
+// follower engine does the following; publishing is its step (see relayStep).
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("eventbus: relay is already running")
@@ -220,34 +241,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); saved <- r.saveCheckpoints(bg) }()
 	go func() { defer wg.Done(); r.measureLag(bg) }()
 
-	for attempt := 0; ; {
-		progressed, err := r.runOnce(ctx)
-		if ctx.Err() != nil {
-			break
-		}
-		if progressed {
-			attempt = 0
-		}
-		r.failures.Add(1)
-		r.setErr(err)
-		wait := backoff(r.opts.MinBackoff, r.opts.MaxBackoff, attempt)
-		attempt++
-		r.log.Warn("event relay paused", "error", err, "position", r.position.Load(), "retry_in", wait.Round(time.Millisecond))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-r.opts.Client.changed(): // NATS is back: no need to wait out the pause
-		}
-		t.Stop()
-		if ctx.Err() != nil {
-			break
-		}
-	}
+	runErr := r.follower.Run(ctx)
+
 	stopBG()
 	wg.Wait()
 	// The last position, saved outside the ended context so a stop keeps what was acknowledged.
-	if pos := r.position.Load(); pos > <-saved {
+	if pos := r.position.Load(); pos > <-saved && r.owns() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := r.opts.Checkpoints.SetCheckpoint(sctx, r.opts.CheckpointName, pos); err != nil {
@@ -255,31 +254,36 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}
 	r.log.Debug("event relay stopped", "position", r.position.Load())
-	return nil
+	return runErr
 }
 
-// outgoing is an event encoded for publishing.
-type outgoing struct {
-	pos      uint64
-	id, subj string
-	data     []byte
+// owns reports whether this process runs the relay: a standby's position is the owner's, read
+// from the checkpoint, and must not be written back over the owner's newer one.
+func (r *Relay) owns() bool {
+	st := r.follower.Status().State
+	return st != follower.StateStandby
 }
 
-// inflight is a publish awaiting its acknowledgement.
-type inflight struct {
-	pos uint64
-	ack jetstream.PubAckFuture
+// RelayFollowerName is the relay's name as a follower (status, metrics, lease).
+const RelayFollowerName = "nats-relay"
+
+// relayStep publishes batches of the log to JetStream: the durable position is the highest one
+// JetStream acknowledged with everything below it.
+type relayStep struct {
+	r      *Relay
+	js     jetstream.JetStream
+	prevID string // the last message published in this run
 }
 
-// runOnce relays from the checkpoint until ctx ends or something fails, and reports whether the
-// acknowledged position moved.
-func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
+// Resume connects, makes sure the stream exists and finds where to publish from.
+func (st *relayStep) Resume(ctx context.Context) (uint64, error) {
+	r := st.r
 	nc, err := r.opts.Client.Conn(ctx)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if !nc.IsConnected() {
-		return false, r.opts.Client.Check(ctx)
+		return 0, r.opts.Client.Check(ctx)
 	}
 	// One JetStream handle per connection: each holds a reply subscription for acknowledgements.
 	if r.js == nil || r.jsConn != nc {
@@ -289,12 +293,12 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 			jetstream.WithPublishAsyncMaxPending(r.opts.Window),
 			jetstream.WithPublishAsyncTimeout(r.opts.AckTimeout))
 		if err != nil {
-			return false, fmt.Errorf("eventbus: %w", err)
+			return 0, fmt.Errorf("eventbus: %w", err)
 		}
 		r.js, r.jsConn = js, nc
 	}
-	js := r.js
-	stream, err := ensureStream(ctx, js, jetstream.StreamConfig{
+	st.js, st.prevID = r.js, ""
+	stream, err := ensureStream(ctx, st.js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "idlog's event log, in global order; one CloudEvents JSON message per event",
 		Subjects:    []string{EventsSubjects},
@@ -307,117 +311,59 @@ func (r *Relay) runOnce(ctx context.Context) (progressed bool, err error) {
 		Duplicates:  r.opts.DuplicateWindow,
 	})
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	from, err := r.startPosition(ctx, stream)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	start := from
 	r.position.Store(from)
 	r.setErr(nil)
 	r.log.Debug("event relay publishing", "from", from)
-	defer func() { progressed = r.position.Load() > start }()
+	return from, nil
+}
 
-	// sub stops reading the log; acks stops waiting for acknowledgements. A failure stops both at
-	// once; a stop (ctx) ends the reading at once and gives pending acknowledgements a moment, so
-	// the checkpoint keeps what JetStream has already stored.
-	sub, stopSub := context.WithCancelCause(ctx)
-	defer stopSub(nil)
-	acks, stopAcks := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer stopAcks(nil)
-	fail := func(err error) {
-		stopAcks(err)
-		stopSub(err)
-	}
-	grace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, func() { stopAcks(nil) }) })
+// Apply publishes batch with up to Window publishes awaiting their acknowledgement, then waits
+// for the rest. A stop (ctx) gives pending acknowledgements a moment, so the checkpoint keeps
+// what JetStream has already stored.
+func (st *relayStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
+	r := st.r
+	acks, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAcks()
+	grace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, stopAcks) })
 	defer grace()
 
-	// Room for more than the window, so that the publisher never waits for the bookkeeping.
-	pending := make(chan inflight, 4*r.opts.Window)
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		r.collect(acks, pending, fail)
-	}()
-
-	// Reading and encoding run ahead of publishing, so the store is read while the publisher
-	// waits for room in the window, and the publisher has events while the next page is read.
-	encoded := make(chan outgoing, readAhead)
-	go func() {
-		defer close(encoded)
-		for e, err := range r.opts.Store.Subscribe(sub, from, eventstore.Filter{}) {
-			if err != nil {
-				if sub.Err() == nil {
-					fail(fmt.Errorf("eventbus: read the event log after position %d: %w", from, err))
-				}
-				return
-			}
-			o := outgoing{
-				pos:  e.GlobalPosition,
-				id:   e.ID.String(),
-				subj: Subject(e),
-				data: appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Client.opts.Signer, r.opts.Source, e),
-			}
-			select {
-			case encoded <- o:
-			case <-sub.Done():
-				return
-			}
-		}
-	}()
-
-	var prevID string
-	for o := range encoded {
+	pending := make([]inflight, 0, len(batch))
+	var failed error
+	for _, e := range batch {
 		msg := &nats.Msg{
-			Subject: o.subj,
-			Data:    o.data,
-			Header:  nats.Header{headerMsgID: {o.id}, headerExpectedStream: {EventsStream}},
+			Subject: Subject(e),
+			Data:    appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Client.opts.Signer, r.opts.Source, e),
+			Header:  nats.Header{headerMsgID: {e.ID.String()}, headerExpectedStream: {EventsStream}},
 		}
 		// Chained to the previous message of this run: if that one is lost, this one is
 		// refused too, and the run starts over before anything can be stored out of order.
-		if prevID != "" {
-			msg.Header[headerExpectedLastID] = []string{prevID}
+		// A stalled owner that wakes up after another took over is refused the same way.
+		if st.prevID != "" {
+			msg.Header[headerExpectedLastID] = []string{st.prevID}
 		}
-		ack, err := js.PublishMsgAsync(msg)
+		ack, err := st.js.PublishMsgAsync(msg)
 		// A full window that stays full past the client's stall wait publishes nothing: try
 		// again. Acknowledgements or their timeouts free it in the end.
-		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && sub.Err() == nil {
-			ack, err = js.PublishMsgAsync(msg)
+		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil {
+			ack, err = st.js.PublishMsgAsync(msg)
 		}
 		if err != nil {
-			fail(fmt.Errorf("eventbus: publish event at position %d: %w", o.pos, err))
+			failed = fmt.Errorf("eventbus: publish event at position %d: %w", e.GlobalPosition, err)
 			break
 		}
-		prevID = o.id
-		select {
-		case pending <- inflight{pos: o.pos, ack: ack}:
-		case <-sub.Done():
-		}
-		if sub.Err() != nil {
+		st.prevID = e.ID.String()
+		pending = append(pending, inflight{pos: e.GlobalPosition, ack: ack})
+		if ctx.Err() != nil {
 			break
 		}
 	}
-	stopSub(nil) // the reader may be blocked on a full channel
-	for range encoded {
-	}
-	close(pending)
-	<-collected
-	if cause := context.Cause(acks); cause != nil && !errors.Is(cause, context.Canceled) {
-		return progressed, cause
-	}
-	if cause := context.Cause(sub); cause != nil && !errors.Is(cause, context.Canceled) {
-		return progressed, cause
-	}
-	if ctx.Err() == nil {
-		return progressed, errors.New("eventbus: the event log subscription ended")
-	}
-	return progressed, nil
-}
-
-// collect waits for the acknowledgements in publish order and moves the position past each.
-func (r *Relay) collect(ctx context.Context, pending <-chan inflight, fail func(error)) {
-	for f := range pending {
+	for _, f := range pending {
 		select {
 		case ack := <-f.ack.Ok():
 			if ack.Duplicate {
@@ -426,13 +372,31 @@ func (r *Relay) collect(ctx context.Context, pending <-chan inflight, fail func(
 				r.published.Add(1)
 			}
 			r.position.Store(f.pos)
+			continue
 		case err := <-f.ack.Err():
-			fail(fmt.Errorf("eventbus: JetStream did not store the event at position %d: %w", f.pos, err))
-			return
-		case <-ctx.Done():
-			return
+			failed = fmt.Errorf("eventbus: JetStream did not store the event at position %d: %w", f.pos, err)
+		case <-acks.Done():
+			failed = ctx.Err()
 		}
+		break
 	}
+	if failed == nil {
+		failed = ctx.Err()
+	}
+	return r.position.Load(), failed
+}
+
+// Failed shows the failure in Status and the metrics.
+func (st *relayStep) Failed(_ context.Context, err error) slog.Level {
+	st.r.failures.Add(1)
+	st.r.setErr(err)
+	return slog.LevelWarn
+}
+
+// inflight is a publish awaiting its acknowledgement.
+type inflight struct {
+	pos uint64
+	ack jetstream.PubAckFuture
 }
 
 // startPosition is where a run starts: the checkpoint, or the last position this process knows
@@ -511,7 +475,7 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		case <-t.C:
 		}
 		pos := r.position.Load()
-		if pos <= saved {
+		if pos <= saved || !r.owns() {
 			continue
 		}
 		if err := r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos); err != nil {
@@ -535,6 +499,12 @@ func (r *Relay) measureLag(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		// A standby's position is the owner's: read it where the owner saves it.
+		if r.follower.Status().State == follower.StateStandby {
+			if pos, err := r.opts.Checkpoints.Checkpoint(ctx, r.opts.CheckpointName); err == nil {
+				r.position.Store(pos)
+			}
 		}
 		var (
 			n      int
@@ -591,6 +561,7 @@ func (r *Relay) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.lagEvents, d.lagSeconds, d.position, d.published, d.duplicates, d.failures, d.connected} {
 		ch <- desc
 	}
+	r.followerMetrics.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -613,4 +584,5 @@ func (r *Relay) Collect(ch chan<- prometheus.Metric) {
 		connected = 1
 	}
 	ch <- prometheus.MustNewConstMetric(d.connected, prometheus.GaugeValue, connected)
+	r.followerMetrics.Collect(ch)
 }

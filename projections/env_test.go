@@ -33,6 +33,9 @@ type env struct {
 
 type envOptions struct {
 	beforeCommit func(ctx context.Context, a eventstore.Append)
+	// replicas: on PostgreSQL, the store notifies appends and projector progress to other
+	// processes (see sharedProgress).
+	replicas bool
 }
 
 // backend opens fresh storage of one engine.
@@ -77,12 +80,25 @@ func openSQLite(t testing.TB, o envOptions) env {
 func openPostgres(t testing.TB, o envOptions) env {
 	t.Helper()
 	dsn := eventstoretest.PostgresSchema(t)
-	s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn, BeforeCommit: o.beforeCommit})
+	po := postgres.Options{DSN: dsn, BeforeCommit: o.beforeCommit}
+	if o.replicas {
+		po.Replicas, po.ProgressChannel = true, projections.ProgressChannel
+	}
+	s, err := postgres.Open(context.Background(), po)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return env{store: s, db: s.DB(), dialect: migrations.Postgres}
+}
+
+// sharedProgress is what serve gives replicas' runtimes on PostgreSQL: the store's notifications
+// of projector commits. Nil on SQLite.
+func (e env) sharedProgress() func() <-chan struct{} {
+	if s, ok := e.store.(*postgres.Store); ok {
+		return s.Progressed
+	}
+	return nil
 }
 
 func (e env) views() (*projections.UsersView, *projections.ActivityView) {

@@ -150,7 +150,7 @@ func (r *Runtime) rebuild(ctx context.Context, b *build) error {
 	for {
 		// Catch up with the log as it is now, then try to swap; the live generation may have moved
 		// on meanwhile, and then the next round reads what it has seen.
-		p, _, err := r.follow(ctx, b.rn, b.gen, pos, roleBuild, source, onCommit)
+		p, err := r.follow(ctx, b.rn, b.gen, pos, roleBuild, source, onCommit)
 		pos = p
 		if err != nil {
 			return err

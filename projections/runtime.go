@@ -16,6 +16,8 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -62,7 +64,17 @@ type Options struct {
 	// stores: Status then counts the lag in events there. Otherwise the lag in events is -1
 	// (unknown).
 	LogInDB bool
+	// Lease, when set, lets one replica at a time run each projector live; the others stand by
+	// and answer WaitFor from the checkpoints in DB.
+	Lease follower.Lease
+	// SharedProgress, when set (PostgreSQL replicas), returns a channel closed when any
+	// replica's projector commits: its commits then NOTIFY ProgressChannel, and a standby waiting
+	// in WaitFor reads the checkpoints when told instead of polling every SharedPoll.
+	SharedProgress func() <-chan struct{}
 }
+
+// ProgressChannel is the PostgreSQL NOTIFY channel of projector commits (Options.SharedProgress).
+const ProgressChannel = "idlog_projection_progress"
 
 func (o *Options) validate() error {
 	switch {
@@ -117,6 +129,7 @@ type Runtime struct {
 	wg       sync.WaitGroup
 	progress chan struct{} // closed and replaced whenever a live checkpoint moves
 	stopped  chan struct{}
+	watchers int // WaitFor calls watching the checkpoints other replicas move
 }
 
 // runner is the state of one projector's live goroutine.
@@ -133,6 +146,9 @@ type runner struct {
 	position   uint64
 	lastErr    string
 	lastErrAt  time.Time
+	shared     uint64 // the live checkpoint as last read from the database (see pollShared)
+
+	follower *follower.Follower // the live projector
 }
 
 var projectorName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -170,6 +186,15 @@ func New(o Options, projectors ...Projector) (*Runtime, error) {
 			}
 		}
 		rn := &runner{p: p, name: name, interest: p.Interest()}
+		f, err := follower.New(follower.Options{
+			Name: FollowerName(name), Store: o.Store, BatchSize: o.BatchSize, FlushEvery: passFlush / 2,
+			RetryMin: o.RetryMin, RetryMax: o.RetryMax, FailLevel: slog.LevelError, Lease: o.Lease,
+			Logger: o.Logger.With("projector", name), Metrics: o.Metrics,
+		}, &liveStep{genStep{r: r, rn: rn, rl: roleLive}})
+		if err != nil {
+			return nil, err
+		}
+		rn.follower = f
 		if rn.interest.Types != nil {
 			rn.types = map[string]bool{}
 			for _, t := range rn.interest.Types {
@@ -251,6 +276,10 @@ func (r *Runtime) Stop() {
 // ctx's error, wrapped, if ctx ends first: bound the wait with a deadline, and past it answer that
 // the view may lag.
 func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
+	if !r.reached(position) && r.o.Lease != nil {
+		// Projectors another replica owns move in the database only: watch it while waiting.
+		defer r.watchShared()()
+	}
 	for {
 		r.mu.Lock()
 		wake := r.progress
@@ -268,10 +297,83 @@ func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
 	}
 }
 
+// SharedPoll is how often a replica that waits for projectors another replica owns reads their
+// checkpoints: one small query for all its waiting requests.
+const SharedPoll = 5 * time.Millisecond
+
+// watchShared makes sure one goroutine polls the live checkpoints while anyone waits, and returns
+// the function that says this waiter is done.
+func (r *Runtime) watchShared() (done func()) {
+	r.mu.Lock()
+	r.watchers++
+	if r.watchers == 1 {
+		go r.pollShared()
+	}
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		r.watchers--
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runtime) pollShared() {
+	poll := SharedPoll
+	if r.o.SharedProgress != nil {
+		poll = sharedFallbackPoll
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		var told <-chan struct{}
+		if r.o.SharedProgress != nil {
+			told = r.o.SharedProgress() // taken before the read, so a commit during it is not missed
+		}
+		r.mu.Lock()
+		if r.watchers == 0 {
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		var rows []struct {
+			Name     string `db:"name"`
+			Position int64  `db:"position"`
+		}
+		err := r.o.DB.SelectContext(ctx, &rows, r.q.livePositions)
+		cancel()
+		if err == nil {
+			moved := false
+			for _, row := range rows {
+				if rn := r.byName[row.Name]; rn != nil {
+					rn.mu.Lock()
+					if uint64(row.Position) > rn.shared {
+						rn.shared, moved = uint64(row.Position), true
+					}
+					rn.mu.Unlock()
+				}
+			}
+			if moved {
+				r.notifyProgress()
+			}
+		}
+		select {
+		case <-t.C:
+		case <-told:
+		case <-r.stopped:
+			return
+		}
+	}
+}
+
+// sharedFallbackPoll bounds the wait of a standby told of progress (Options.SharedProgress),
+// should a notification be lost with its connection.
+const sharedFallbackPoll = 100 * time.Millisecond
+
 func (r *Runtime) reached(position uint64) bool {
 	for _, rn := range r.runners {
 		rn.mu.Lock()
-		ok := rn.loaded && rn.position >= position
+		ok := (rn.loaded && rn.position >= position) || rn.shared >= position
 		rn.mu.Unlock()
 		if !ok {
 			return false
@@ -316,55 +418,96 @@ const (
 	roleBuild
 )
 
-// runLive follows the log for one projector until ctx ends, retrying after failures.
+// runLive follows the log for one projector until ctx ends, retrying after failures: the
+// follower engine runs it, with liveStep as its step.
 func (r *Runtime) runLive(ctx context.Context, rn *runner) {
-	log := r.o.Logger.With("projector", rn.name)
-	backoff := r.o.RetryMin
-	for ctx.Err() == nil {
-		gen, from, err := r.ensure(ctx, rn.name)
-		var committed int
-		if err == nil {
-			rn.setPosition(gen, from, r)
-			source := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
-				return r.o.Store.Subscribe(ctx, after, eventstore.Filter{})
-			}
-			onCommit := func(pos uint64, _ int) {
-				rn.commitOK(gen, pos)
-				r.notifyProgress()
-			}
-			_, committed, err = r.follow(ctx, rn, gen, from, roleLive, source, onCommit)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if committed > 0 {
-			backoff = r.o.RetryMin
-		}
-		switch {
-		case errors.Is(err, errCheckpointMoved):
-			var live int64
-			if lerr := r.o.DB.GetContext(ctx, &live, r.q.liveGeneration, rn.name); lerr == nil && live != gen {
-				log.Info("a rebuilt generation was swapped in; following it", "generation", live)
-				continue
-			}
-			log.Warn("another runner moved the checkpoint (is this projector running in two processes?); reloading")
-		default:
-			r.fail(ctx, log, rn, gen, err, backoff)
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, r.o.RetryMax)
+	if err := rn.follower.Run(ctx); err != nil && ctx.Err() == nil {
+		r.o.Logger.Error("projector stopped", "projector", rn.name, "error", err)
 	}
+}
+
+// FollowerName is a projector's name as a follower (leases, metrics).
+func FollowerName(projector string) string { return "projector." + projector }
+
+// genStep applies events to one generation of a projector: the follower step of both the live
+// projector and a rebuild.
+type genStep struct {
+	r        *Runtime
+	rn       *runner
+	gen      int64
+	rl       role
+	cur      cursor
+	onCommit func(pos uint64, n int)
+}
+
+func (s *genStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
+	_, err := s.r.applyBatch(ctx, s.rn, s.gen, s.rl, &s.cur, batch, s.onCommit)
+	if err == nil && s.cur.pos != s.cur.saved && time.Since(s.cur.savedAt) >= s.flushAfter() {
+		err = s.r.flush(ctx, s.rn, s.gen, s.rl, &s.cur)
+	}
+	return s.cur.pos, err
+}
+
+// flushAfter is how long the checkpoint of passed events may wait. Other replicas read a live
+// projector's progress from its checkpoint only (see WaitFor), so under a lease on PostgreSQL it
+// moves at once. (On SQLite one process owns every projector.)
+func (s *genStep) flushAfter() time.Duration {
+	if s.rl == roleLive && s.r.o.Lease != nil && s.r.o.Dialect == migrations.Postgres {
+		return 0
+	}
+	return passFlush
+}
+
+// Flush saves the checkpoint of passed events once they waited passFlush.
+func (s *genStep) Flush(ctx context.Context) (uint64, error) {
+	if s.cur.pos == s.cur.saved || time.Since(s.cur.savedAt) < s.flushAfter() {
+		return s.cur.pos, nil
+	}
+	return s.cur.pos, s.r.flush(ctx, s.rn, s.gen, s.rl, &s.cur)
+}
+
+// liveStep is the live projector: it resumes from the live generation's checkpoint.
+type liveStep struct{ genStep }
+
+func (s *liveStep) Resume(ctx context.Context) (uint64, error) {
+	gen, from, err := s.r.ensure(ctx, s.rn.name)
+	if err != nil {
+		return 0, err
+	}
+	s.rn.setPosition(gen, from, s.r)
+	s.gen, s.cur = gen, cursor{pos: from, saved: from, savedAt: time.Now()}
+	s.onCommit = func(pos uint64, _ int) {
+		s.rn.commitOK(gen, pos)
+		s.r.notifyProgress()
+	}
+	return from, nil
+}
+
+func (s *liveStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
+	pos, err := s.genStep.Apply(ctx, batch)
+	if errors.Is(err, errCheckpointMoved) {
+		var live int64
+		if lerr := s.r.o.DB.GetContext(ctx, &live, s.r.q.liveGeneration, s.rn.name); lerr == nil && live != s.gen {
+			s.r.o.Logger.Info("a rebuilt generation was swapped in; following it", "projector", s.rn.name, "generation", live)
+			return pos, fmt.Errorf("%w: %w", follower.ErrRestart, err)
+		}
+	}
+	return pos, err
+}
+
+// Failed records a failure in the status and the checkpoint row. A checkpoint moved by another
+// runner is no failure of this projector: it reloads.
+func (s *liveStep) Failed(ctx context.Context, err error) slog.Level {
+	if errors.Is(err, errCheckpointMoved) {
+		return slog.LevelWarn
+	}
+	s.r.fail(ctx, s.rn, s.gen, err)
+	return slog.LevelError
 }
 
 // fail reports a failure everywhere it must be seen: status, log, metric and the checkpoint row
 // (so `idlog projections status` in another process shows it).
-func (r *Runtime) fail(ctx context.Context, log *slog.Logger, rn *runner, gen int64, err error, retryIn time.Duration) {
+func (r *Runtime) fail(ctx context.Context, rn *runner, gen int64, err error) {
 	msg := err.Error()
 	if len(msg) > 2000 {
 		msg = msg[:2000]
@@ -375,7 +518,7 @@ func (r *Runtime) fail(ctx context.Context, log *slog.Logger, rn *runner, gen in
 	pos := rn.position
 	rn.mu.Unlock()
 	r.m.failures.WithLabelValues(rn.name).Inc()
-	log.Error("projector failed; it stays at its checkpoint and retries", "generation", gen, "checkpoint", pos, "retry_in", retryIn, "error", err)
+	log := r.o.Logger.With("projector", rn.name, "generation", gen, "checkpoint", pos)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	defer r.lockWrites()()
@@ -433,103 +576,28 @@ type item struct {
 }
 
 // follow applies the events source yields after from, batch by batch, until the source ends
-// (nil) or fails, or a batch fails. It returns the last committed position and how many events
-// it committed. Reading runs in its own goroutine, so the next page is fetched while a batch
-// commits, and a batch takes whatever has arrived: large while catching up, small when live.
+// (nil) or fails, or a batch fails, and then saves the checkpoint of passed events. It returns the
+// last position the projector passed. The follower engine reads ahead and batches.
 func (r *Runtime) follow(ctx context.Context, rn *runner, gen int64, from uint64, rl role,
-	source func(context.Context, uint64) iter.Seq2[eventstore.Event, error], onCommit func(pos uint64, n int)) (uint64, int, error) {
-	rctx, cancel := context.WithCancel(ctx)
-	ch := make(chan item, r.o.BatchSize)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(ch)
-		for e, err := range source(rctx, from) {
-			select {
-			case ch <- item{e, err}:
-			case <-rctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		cancel()
-		for range ch { //nolint:revive // drain so the reader can exit
-		}
-		<-done
-	}()
-
-	cur := &cursor{pos: from, saved: from, savedAt: time.Now()}
-	total := 0
-	batch := make([]eventstore.Event, 0, r.o.BatchSize)
-	for {
-		batch = batch[:0]
-		var readErr error
-		ended := false
-		var flushDue <-chan time.Time // set while passed events wait for their checkpoint
-		stopTimer := func() bool { return false }
-		if cur.pos != cur.saved {
-			t := time.NewTimer(time.Until(cur.savedAt.Add(passFlush)))
-			flushDue, stopTimer = t.C, t.Stop
-		}
-		select {
-		case it, ok := <-ch:
-			switch {
-			case !ok:
-				ended = true
-			case it.err != nil:
-				readErr = it.err
-			default:
-				batch = append(batch, it.e)
-			}
-		case <-flushDue:
-			if err := r.flush(ctx, rn, gen, rl, cur); err != nil {
-				return cur.pos, total, err
-			}
-			continue
-		case <-ctx.Done():
-			stopTimer()
-			return cur.pos, total, ctx.Err()
-		}
-		stopTimer()
-	drain:
-		for !ended && readErr == nil && len(batch) < r.o.BatchSize {
-			select {
-			case it, ok := <-ch:
-				switch {
-				case !ok:
-					ended = true
-				case it.err != nil:
-					readErr = it.err
-				default:
-					batch = append(batch, it.e)
-				}
-			default:
-				break drain
-			}
-		}
-		if len(batch) > 0 {
-			n, err := r.applyBatch(ctx, rn, gen, rl, cur, batch, onCommit)
-			total += n
-			if err == nil && cur.pos != cur.saved && time.Since(cur.savedAt) >= passFlush {
-				err = r.flush(ctx, rn, gen, rl, cur)
-			}
-			if err != nil {
-				return cur.pos, total, err
-			}
-		}
-		switch {
-		case readErr != nil:
-			return cur.pos, total, fmt.Errorf("projections: %s: read the event log after position %d: %w", rn.name, cur.pos, readErr)
-		case ended:
-			// The end of a read (a rebuild's round): the checkpoint must say where it ended.
-			return cur.pos, total, r.flush(ctx, rn, gen, rl, cur)
-		}
+	source func(context.Context, uint64) iter.Seq2[eventstore.Event, error], onCommit func(pos uint64, n int)) (uint64, error) {
+	st := &genStep{r: r, rn: rn, gen: gen, rl: rl, cur: cursor{pos: from, saved: from, savedAt: time.Now()}, onCommit: onCommit}
+	pos, err := follower.Pass(ctx, from, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
+		return source(ctx, from)
+	}, follower.Pacing{Step: resumeAt{st, from}, BatchSize: r.o.BatchSize, FlushEvery: passFlush / 2})
+	if err != nil {
+		return pos, err
 	}
+	// The end of a read (a rebuild's round): the checkpoint must say where it ended.
+	return st.cur.pos, r.flush(ctx, rn, gen, rl, &st.cur)
 }
+
+// resumeAt makes a genStep a follower.Step for one pass from a known position.
+type resumeAt struct {
+	*genStep
+	from uint64
+}
+
+func (s resumeAt) Resume(context.Context) (uint64, error) { return s.from, nil }
 
 // passFlush bounds how long the checkpoint of events that were none of a projector's concern
 // waits for a batch that writes; then a transaction of its own saves it. Below LiveLagThreshold,
@@ -642,7 +710,7 @@ classify:
 		passed(cut)
 		return cut, cutErr
 	}
-	if ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) {
+	if ctx.Err() != nil || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSuperseded) || errors.Is(err, follower.ErrLeaseLost) {
 		return 0, err
 	}
 	var ee *EventError
@@ -697,7 +765,15 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	// batch in flight then waits for that row, finds it retired and rolls back whole). So a batch
 	// takes no lock before it writes, and holds a Postgres transaction id, which holds back every
 	// follower of the log (see eventstore/postgres), only for its writes and commit.
-	res, err := tx.ExecContext(ctx, r.q.advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
+	// Under a lease, only the owner's batches commit: a stalled owner that wakes up is refused.
+	if err := lease.Check(ctx, tx, r.o.Dialect); err != nil {
+		return err
+	}
+	advance := r.q.advance
+	if r.o.SharedProgress != nil && rl == roleLive && r.q.advanceNotify != "" {
+		advance = r.q.advanceNotify
+	}
+	res, err := tx.ExecContext(ctx, advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
 	}
@@ -742,6 +818,8 @@ type queries struct {
 	advance, saveError, retire                                     string
 	lockGeneration, startBuild, newCheckpoint, swap                string
 	maxGeneration, generations, checkpoints                        string
+	livePositions                                                  string
+	advanceNotify                                                  string // advance that notifies ProgressChannel
 }
 
 func newQueries(d dialect) queries {
@@ -761,12 +839,16 @@ func newQueries(d dialect) queries {
 		maxGeneration:  d.rebind(`SELECT coalesce(max(generation), 0) FROM projection_checkpoints WHERE name = ?`),
 		generations:    d.rebind(`SELECT name, live, building FROM projection_generations`),
 		checkpoints:    `SELECT name, generation, position, updated_at, last_error, last_error_at FROM projection_checkpoints`,
+		livePositions: `SELECT c.name, c.position FROM projection_checkpoints c
+			JOIN projection_generations g ON g.name = c.name AND g.live = c.generation`,
 	}
 	if migrations.Dialect(d) == migrations.Postgres {
 		// The commit is asynchronous: a crash may lose the last batches, but only whole, with their
 		// checkpoint, and the projector applies them again; it saves a WAL flush per batch, which
 		// live (small) batches feel most. Set here, it costs no round trip of its own.
 		q.advance += ` RETURNING set_config('synchronous_commit', 'off', true)`
+		// Replicas waiting for this projector's progress (see WaitFor) are told at the commit.
+		q.advanceNotify = q.advance + `, pg_notify('` + ProgressChannel + `', name)`
 	}
 	return q
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
 )
 
 // The states of a projector in Status.
@@ -38,8 +39,11 @@ type Status struct {
 	// LagSeconds is how long the oldest event after Position has waited; 0 if none.
 	LagSeconds float64 `json:"lag_seconds"`
 	State      string  `json:"state"`
-	// Running reports whether this process runs the projector live.
-	Running     bool       `json:"running"`
+	// Running reports whether this process runs the projector live: with leases, only the
+	// owner does; the other replicas stand by.
+	Running bool `json:"running"`
+	// Owner names the replica that holds the projector's lease, if leases are used.
+	Owner       string     `json:"owner,omitempty"`
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
 	// UpdatedAt is when the checkpoint last moved.
@@ -81,9 +85,10 @@ func (r *Runtime) Status(ctx context.Context) ([]Status, error) {
 	if err := r.o.DB.SelectContext(ctx, &cps, r.q.checkpoints); err != nil {
 		return nil, fmt.Errorf("projections: status: %w", err)
 	}
+	owners := r.owners(ctx)
 	out := make([]Status, 0, len(r.runners))
 	for _, rn := range r.runners {
-		s := Status{Name: rn.name}
+		s := Status{Name: rn.name, Owner: owners[FollowerName(rn.name)]}
 		var building int64
 		for _, g := range gens {
 			if g.Name == rn.name {
@@ -104,14 +109,16 @@ func (r *Runtime) Status(ctx context.Context) ([]Status, error) {
 				s.Rebuild = &RebuildStatus{Generation: building, Position: uint64(c.Position), UpdatedAt: c.UpdatedAt.Time}
 			}
 		}
+		fs := rn.follower.Status().State
+		owned := fs == follower.StateRunning || fs == follower.StateFailing || fs == follower.StateStarting
 		rn.mu.Lock()
-		s.Running = rn.running
-		if rn.running && rn.loaded && rn.generation == s.Generation && rn.position > s.Position {
+		s.Running = rn.running && owned
+		if s.Running && rn.loaded && rn.generation == s.Generation && rn.position > s.Position {
 			// Events that were none of the projector's concern move its checkpoint in the database
 			// only with its next write, or passFlush later.
 			s.Position = rn.position
 		}
-		if rn.running {
+		if s.Running {
 			// This process knows better than the row, which a failing database may not have taken.
 			s.LastError = rn.lastErr
 			s.LastErrorAt = nil
@@ -142,6 +149,23 @@ func (r *Runtime) Status(ctx context.Context) ([]Status, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// owners reads who holds each follower's lease. Without the table (a database migrated before
+// 00090) nobody is named.
+func (r *Runtime) owners(ctx context.Context) map[string]string {
+	var rows []struct {
+		Name  string `db:"name"`
+		Owner string `db:"owner"`
+	}
+	if err := r.o.DB.SelectContext(ctx, &rows, `SELECT name, owner FROM follower_leases`); err != nil {
+		return nil
+	}
+	m := make(map[string]string, len(rows))
+	for _, row := range rows {
+		m[row.Name] = row.Owner
+	}
+	return m
 }
 
 // lag counts the events after pos and the age of the oldest of them.

@@ -16,8 +16,10 @@ import (
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/idempotency"
 	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -48,6 +50,9 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	if err := agreeOnKeys(m.db, log, signingKey, previous, secretKey); err != nil {
+		return nil, err
+	}
 	signer, err := auth.NewSigner(signingKey, auth.SignerConfig{Issuer: a.TokenIssuer, Audience: a.TokenAudience, TTL: a.TokenTTL,
 		PreviousKeys: previous, PreviousKeysUntil: a.SigningKeyPreviousUntil})
 	if err != nil {
@@ -67,9 +72,14 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	// Replicas on one PostgreSQL database queue one user's wallet commands across them too.
+	var userLocks cmds.UserLocks
+	if pg, ok := store.(*postgres.Store); ok {
+		userLocks = lease.NewUserLocks(pg.DB().DB, pg.DB().Stats().MaxOpenConnections/2)
+	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
-		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter,
+		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter, UserLocks: userLocks,
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},

@@ -18,6 +18,7 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/internal/config"
 )
 
@@ -41,7 +42,7 @@ type eventBus struct {
 // startEventBus starts the embedded NATS server unless cfg names one, connects, and starts the
 // relay. An external server that does not answer does not stop idlog: the error is logged, the
 // events wait in the store, and the relay publishes them once NATS answers.
-func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) (*eventBus, error) {
+func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer) (*eventBus, error) {
 	checkpoints, ok := store.(eventstore.Checkpoints)
 	if !ok {
 		return nil, fmt.Errorf("the %s event store keeps no checkpoints, which the NATS relay needs", cfg.EventStore())
@@ -105,7 +106,7 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 	b.relay, err = eventbus.NewRelay(eventbus.RelayOptions{
 		Store: store, Checkpoints: checkpoints, Client: b.client,
 		MaxAge: cfg.NATSMaxAge, MaxBytes: cfg.NATSMaxBytes, DuplicateWindow: cfg.NATSDuplicateWindow,
-		Logger: log,
+		Logger: log, Lease: leases,
 	})
 	if err != nil {
 		return fail(err)
@@ -136,6 +137,7 @@ func (b *eventBus) details() any {
 	return map[string]any{
 		"connected": st.Connected, "position": st.Position,
 		"lag_events": st.LagEvents, "lag_seconds": st.LagSeconds,
+		"state": st.State, "owner": st.Owner, // which replica publishes; the others stand by
 	}
 }
 

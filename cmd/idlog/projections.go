@@ -17,6 +17,7 @@ import (
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/internal/config"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
@@ -66,7 +67,7 @@ type readModels struct {
 // openReadModels opens the read models beside the event store: in its Postgres database, or in
 // its SQLite file. With EventStoreDB they go to IDLOG_DATABASE_URL if set, else to the SQLite file
 // in the data directory. metrics may be nil.
-func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
+func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
 	m := &readModels{}
 	var dialect migrations.Dialect
 	logInDB := true
@@ -107,7 +108,8 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.wallet = projections.NewWalletView(m.db, dialect)
 	m.profiles = projections.NewProfileView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
-		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB,
+		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
+		SharedProgress: sharedProgress(store, leases),
 	}, m.users, m.activity, m.labels, m.wallet)
 	if err != nil {
 		m.close()
@@ -139,7 +141,7 @@ func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *e
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
 	defer store.Close()
-	m, err := openReadModels(ctx, cfg, store, log, nil)
+	m, err := openReadModels(ctx, cfg, store, nil, log, nil)
 	if err != nil {
 		return cfg.RedactError(err)
 	}
@@ -167,7 +169,7 @@ func projectionsStatus(ctx context.Context, env *environment, args []string) err
 
 func printStatus(env *environment, st []projections.Status) {
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROJECTOR\tGENERATION\tPOSITION\tLAG EVENTS\tLAG SECONDS\tSTATE\tREBUILD\tLAST ERROR")
+	fmt.Fprintln(tw, "PROJECTOR\tGENERATION\tPOSITION\tLAG EVENTS\tLAG SECONDS\tSTATE\tOWNER\tREBUILD\tLAST ERROR")
 	for _, s := range st {
 		lag := fmt.Sprint(s.LagEvents)
 		if s.LagEvents < 0 {
@@ -181,7 +183,11 @@ func printStatus(env *environment, st []projections.Status) {
 		if s.LastError != "" {
 			lastErr = strings.ReplaceAll(s.LastError, "\n", " ")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%s\t%s\t%s\n", s.Name, s.Generation, s.Position, lag, s.LagSeconds, s.State, rebuild, lastErr)
+		owner := "-" // the replica that runs it, when replicas share the database
+		if s.Owner != "" {
+			owner = s.Owner
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.1f\t%s\t%s\t%s\t%s\n", s.Name, s.Generation, s.Position, lag, s.LagSeconds, s.State, owner, rebuild, lastErr)
 	}
 	tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -19,7 +20,7 @@ import (
 // checkpoint to NATS. It returns the ledger (for the audit routes) and a function that stops it.
 // With EventStoreDB there is no SQL database of the store's to hold the ledger: nothing is sealed
 // and the ledger is nil.
-func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
+func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, leases follower.Lease, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
 	var dialect migrations.Dialect
 	switch store.(type) {
 	case *postgres.Store:
@@ -38,7 +39,7 @@ func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, clien
 	if err != nil {
 		return nil, nil, err
 	}
-	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, Logger: log})
+	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, Logger: log, Lease: leases})
 	if err != nil {
 		return nil, nil, err
 	}

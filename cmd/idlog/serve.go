@@ -41,16 +41,28 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		}
 	}()
 
+	leases, closeLeases, err := openLeases(ctx, cfg, store, log)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("follower leases: %w", err))
+	}
+	defer closeLeases()
+	if err := refuseSharedEmbeddedNATS(ctx, cfg, store, leases); err != nil {
+		return cfg.RedactError(err)
+	}
+
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	bus, err := startEventBus(ctx, cfg, store, log, metrics)
+	if err := watchHorizon(ctx, store, log, metrics); err != nil {
+		return fmt.Errorf("watch the read horizon: %w", err)
+	}
+	bus, err := startEventBus(ctx, cfg, store, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
 	}
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
-	models, err := openReadModels(ctx, cfg, store, log, metrics)
+	models, err := openReadModels(ctx, cfg, store, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("read models: %w", err))
 	}
@@ -60,7 +72,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
-	ledger, stopSealer, err := startSealer(ctx, store, models.db, bus.client, log)
+	ledger, stopSealer, err := startSealer(ctx, store, models.db, bus.client, leases, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/esdb"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/internal/config"
+	"github.com/idlog/idlog/projections"
 )
 
 // openStore opens the configured event store for a one-shot command. The SQL constructors migrate
@@ -38,7 +40,10 @@ func openStoreWith(ctx context.Context, cfg config.Config, log *slog.Logger, tim
 		}
 		return s, nil
 	case config.Postgres:
-		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Timeouts: timeouts})
+		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Timeouts: timeouts, Replicas: true,
+			ProgressChannel: projections.ProgressChannel,
+			// Appends of every replica wake subscribers (LISTEN/NOTIFY): the poll is a safety net.
+			PollInterval: time.Second})
 		if err != nil {
 			return nil, err
 		}

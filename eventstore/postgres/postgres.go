@@ -47,6 +47,13 @@ type Options struct {
 	// BeforeCommit, when set, runs inside each append's transaction before it commits (tests use
 	// it to hold transactions open). Appends then take three round trips instead of one.
 	BeforeCommit func(ctx context.Context, a eventstore.Append)
+	// Replicas: other processes (replicas) append to this database too. Each append then
+	// notifies (LISTEN/NOTIFY) after it commits, and the store listens, so its subscribers see
+	// other replicas' appends at once rather than at their next poll.
+	Replicas bool
+	// ProgressChannel, with Replicas, is a NOTIFY channel the store also listens to: each
+	// notification rings Progressed (the projections' commits, for replicas that wait on them).
+	ProgressChannel string
 }
 
 func (o *Options) validate() error {
@@ -81,7 +88,8 @@ type Store struct {
 	closed atomic.Bool
 	done   chan struct{}
 
-	appended eventstore.Signal // rung after every append: wakes subscribers
+	appended   eventstore.Signal // rung after every append: wakes subscribers
+	progressed eventstore.Signal // rung at every notification of projection progress
 	// lastAppended is the highest position appended through this store. A follower that has not
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
@@ -124,7 +132,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the stream read: %w", err)
 	}
-	return &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream}, nil
+	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream}
+	if o.Replicas {
+		if err := s.listen(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("postgres: listen to %s: %w", Redact(o.DSN), err)
+		}
+	}
+	return s, nil
 }
 
 // migrate applies pending migrations, on the pool itself unless it carries session timeouts.
@@ -137,7 +152,7 @@ func migrate(ctx context.Context, o Options, pool *sqlx.DB) error {
 		return err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2) // the migration lock holds one connection
 	return migrations.Up(ctx, db, migrations.Postgres)
 }
 
@@ -214,6 +229,9 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 			res := r.result()
 			raiseTo(&s.lastAppended, res.LastPosition)
 			s.appended.Notify()
+			if s.opts.Replicas {
+				s.notifyAppended(res.LastPosition)
+			}
 			return res, nil
 		}
 		// Any failure may be a retry of an append that is already stored: answer it with the
