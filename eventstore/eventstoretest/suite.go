@@ -45,6 +45,7 @@ func Run(t *testing.T, b Backend) {
 		{"Closed", testClosed},
 		{"Checkpoints", testCheckpoints},
 		{"KeyOwners", testKeyOwners},
+		{"ScanAll", testScanAll},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
