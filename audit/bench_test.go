@@ -59,6 +59,9 @@ func fill(b *testing.B, s eventstore.Store, n int) {
 	}
 }
 
+// pagedStore hides the store's eventstore.Scanner, so that Verify reads through ReadAll.
+type pagedStore struct{ eventstore.Store }
+
 // rawScan is the reference for verify: one plain query over every column of the log that the
 // chain covers, each row scanned into reused raw bytes, nothing decoded, nothing hashed.
 func rawScan(b *testing.B, e *env) int {
@@ -115,6 +118,9 @@ func peakHeap(f func()) float64 {
 // events, in events/s, with the peak heap: it must not grow with the log.
 //
 //	IDLOG_AUDIT_BENCH_EVENTS=100000 go test -run '^$' -bench Audit -benchtime 1x ./audit/
+//
+// "scan" is the reference for verify: one plain query over the same rows, nothing decoded or
+// hashed; "verify-readall" is verify through ReadAll's pages instead of the store's ScanAll.
 func BenchmarkAudit(b *testing.B) {
 	n := benchEvents(b)
 	for _, be := range backends(b) {
@@ -163,6 +169,17 @@ func BenchmarkAudit(b *testing.B) {
 					}
 					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 					b.ReportMetric(heap, "peak-heap-MiB")
+				}
+			})
+			// The read path verify had before ScanAll, in the same run: the store's ReadAll pages.
+			b.Run("verify-readall", func(b *testing.B) {
+				for b.Loop() {
+					start := time.Now()
+					r, err := audit.Verify(ctx, pagedStore{e.store}, e.ledger)
+					if err != nil || !r.OK() || r.Verified != uint64(n) {
+						b.Fatalf("verify: %v %+v", err, r)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 				}
 			})
 			b.Run("export", func(b *testing.B) {
