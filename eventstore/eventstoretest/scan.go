@@ -1,10 +1,15 @@
 package eventstoretest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/idlog/idlog/eventstore"
 )
@@ -64,5 +69,65 @@ func testScanAll(t *testing.T, b Backend) {
 				t.Fatalf("ScanAll after %d, event %d:\n got %+v\nwant %+v", after, i, got[i], want[i])
 			}
 		}
+	}
+}
+
+// testScanAllLateCommits: while appends commit out of their positions' order (some are held
+// before their commit), every ScanAll yields a prefix of the final log: it never yields an event
+// and leaves out one below it that commits later.
+func testScanAllLateCommits(t *testing.T, b Backend) {
+	hooks := Hooks{BeforeCommit: func(ctx context.Context, a eventstore.Append) {
+		if strings.HasPrefix(a.Stream, "slow-") {
+			time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+		}
+	}}
+	s, _ := newStore(t, b, hooks)
+	sc, ok := s.(eventstore.Scanner)
+	if !ok {
+		t.Skip("the store does not implement eventstore.Scanner")
+	}
+	const writers, perWriter = 6, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			prefix := "fast-"
+			if w%2 == 0 {
+				prefix = "slow-"
+			}
+			for i := range perWriter {
+				stream := fmt.Sprintf("%s%d", prefix, w)
+				if _, err := s.Append(testCtx(t), eventstore.Append{Stream: stream, Expected: eventstore.Any,
+					Events: []eventstore.NewEvent{ev("Raced", map[string]int{"w": w, "i": i})}}); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	var scans [][]eventstore.Event
+	for running := true; running; {
+		select {
+		case <-finished:
+			running = false
+		default:
+		}
+		scans = append(scans, collect(t, sc.ScanAll(testCtx(t), 0)))
+	}
+	final := collect(t, s.ReadAll(testCtx(t), 0, eventstore.Filter{}))
+	if len(final) != writers*perWriter {
+		t.Fatalf("the log holds %d events, want %d", len(final), writers*perWriter)
+	}
+	for n, scan := range scans {
+		for i, e := range scan {
+			if i >= len(final) || e.ID != final[i].ID {
+				t.Fatalf("scan %d of %d, event %d is %s at position %d: not the final log's event there (a later commit below it was skipped)",
+					n+1, len(scans), i, e.ID, e.GlobalPosition)
+			}
+		}
+	}
+	if last := scans[len(scans)-1]; len(last) != len(final) {
+		t.Fatalf("the scan after the last append yielded %d events, want %d", len(last), len(final))
 	}
 }

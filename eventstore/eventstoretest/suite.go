@@ -46,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 		{"Checkpoints", testCheckpoints},
 		{"KeyOwners", testKeyOwners},
 		{"ScanAll", testScanAll},
+		{"ScanAllLateCommits", testScanAllLateCommits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
