@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -58,6 +59,35 @@ func fill(b *testing.B, s eventstore.Store, n int) {
 	}
 }
 
+// pagedStore hides the store's eventstore.Scanner, so that Verify reads through ReadAll.
+type pagedStore struct{ eventstore.Store }
+
+// rawScan is the reference for verify: one plain query over every column of the log that the
+// chain covers, each row scanned into reused raw bytes, nothing decoded, nothing hashed.
+func rawScan(b *testing.B, e *env) int {
+	rows, err := e.db.Query(`SELECT position, event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at FROM events ORDER BY position`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	cols := make([]sql.RawBytes, 9)
+	dest := make([]any, len(cols))
+	for i := range cols {
+		dest[i] = &cols[i]
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
 // peakHeap samples the heap in use while f runs and returns the highest figure, in MiB.
 func peakHeap(f func()) float64 {
 	runtime.GC()
@@ -88,6 +118,9 @@ func peakHeap(f func()) float64 {
 // events, in events/s, with the peak heap: it must not grow with the log.
 //
 //	IDLOG_AUDIT_BENCH_EVENTS=100000 go test -run '^$' -bench Audit -benchtime 1x ./audit/
+//
+// "scan" is the reference for verify: one plain query over the same rows, nothing decoded or
+// hashed; "verify-readall" is verify through ReadAll's pages instead of the store's ScanAll.
 func BenchmarkAudit(b *testing.B) {
 	n := benchEvents(b)
 	for _, be := range backends(b) {
@@ -116,6 +149,15 @@ func BenchmarkAudit(b *testing.B) {
 					b.ReportMetric(heap, "peak-heap-MiB")
 				}
 			})
+			b.Run("scan", func(b *testing.B) {
+				for b.Loop() {
+					start := time.Now()
+					if got := rawScan(b, e); got != n {
+						b.Fatalf("scan read %d rows, want %d", got, n)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+				}
+			})
 			b.Run("verify", func(b *testing.B) {
 				for b.Loop() {
 					var r audit.Report
@@ -127,6 +169,17 @@ func BenchmarkAudit(b *testing.B) {
 					}
 					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 					b.ReportMetric(heap, "peak-heap-MiB")
+				}
+			})
+			// The read path verify had before ScanAll, in the same run: the store's ReadAll pages.
+			b.Run("verify-readall", func(b *testing.B) {
+				for b.Loop() {
+					start := time.Now()
+					r, err := audit.Verify(ctx, pagedStore{e.store}, e.ledger)
+					if err != nil || !r.OK() || r.Verified != uint64(n) {
+						b.Fatalf("verify: %v %+v", err, r)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 				}
 			})
 			b.Run("export", func(b *testing.B) {

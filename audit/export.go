@@ -81,8 +81,8 @@ func Export(ctx context.Context, store eventstore.Store, w io.Writer, from uint6
 	var sum ExportSummary
 	var chain Chain
 	var compact bytes.Buffer
-	for e, err := range prefetch(ctx, verifyPrefetch, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
-		return store.ReadAll(ctx, 0, eventstore.Filter{})
+	for e, err := range prefetchAhead(ctx, verifyPrefetch, verifyAhead, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
+		return readLog(ctx, store)
 	}) {
 		if err != nil {
 			return sum, fmt.Errorf("audit: export: read the log: %w", err)

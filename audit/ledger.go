@@ -169,9 +169,17 @@ func (l *Ledger) Seals(ctx context.Context, after, upTo uint64) iter.Seq2[Seal, 
 				return
 			}
 			page = page[:0]
+			// Scanned into plain values and decoded here: through uuid's and hashBytes' Scan
+			// methods and uint64 fields, database/sql takes its reflection path for every column,
+			// which made reading the ledger cost as much as reading the log.
+			var ord, pos int64
+			var id, chain sql.RawBytes
 			for rows.Next() {
-				var s Seal
-				if err := rows.Scan(&s.Ordinal, &s.Position, &s.EventID, hashBytes{&s.Chain}); err != nil {
+				s, err := Seal{}, rows.Scan(&ord, &pos, &id, &chain)
+				if err == nil {
+					s, err = sealOf(ord, pos, id, chain)
+				}
+				if err != nil {
 					rows.Close()
 					yield(Seal{}, l.err("read seals", err))
 					return
@@ -191,6 +199,25 @@ func (l *Ledger) Seals(ctx context.Context, after, upTo uint64) iter.Seq2[Seal, 
 			lo = hi
 		}
 	}
+}
+
+// sealOf decodes a ledger row read as plain values: the event id as text (or 16 bytes, as
+// uuid.UUID's Scan also takes it), the chain as 32 bytes.
+func sealOf(ord, pos int64, id, chain []byte) (Seal, error) {
+	s := Seal{Ordinal: uint64(ord), Position: uint64(pos)}
+	if len(id) == len(s.EventID) {
+		copy(s.EventID[:], id)
+	} else {
+		var err error
+		if s.EventID, err = uuid.ParseBytes(id); err != nil {
+			return Seal{}, fmt.Errorf("ordinal %d: event id %q: %w", ord, id, err)
+		}
+	}
+	if len(chain) != len(s.Chain) {
+		return Seal{}, fmt.Errorf("ordinal %d: chain column holds %d bytes, want 32 bytes", ord, len(chain))
+	}
+	copy(s.Chain[:], chain)
+	return s, nil
 }
 
 // Checkpoints yields the sealed checkpoints with an ordinal in (after, upTo], in order.

@@ -10,13 +10,20 @@ import (
 // bounded: at most three batches are in flight. Stopping early cancels the producer and waits
 // for it.
 func prefetch[T any](ctx context.Context, batch int, open func(ctx context.Context) iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return prefetchAhead(ctx, batch, 1, open)
+}
+
+// prefetchAhead is prefetch with room for `ahead` batches waiting for the consumer: a source that
+// comes in pages larger than a batch (ScanAll) can hand over a whole page and go on reading the
+// next while the consumer works through it. At most ahead+2 batches are in flight.
+func prefetchAhead[T any](ctx context.Context, batch, ahead int, open func(ctx context.Context) iter.Seq2[T, error]) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		type chunk struct {
 			items []T
 			err   error
 		}
-		ch := make(chan chunk, 1)
+		ch := make(chan chunk, ahead)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

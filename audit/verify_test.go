@@ -109,6 +109,12 @@ func TestVerifyNamesTampering(t *testing.T) {
 			e.exec(t, `UPDATE events SET position = ? WHERE position = ?`, int64(log[len(log)-1].GlobalPosition+1000), int64(a.GlobalPosition))
 			return log[3].ID // found where a was sealed
 		}, audit.KindReordered, 3},
+		{"event moved beyond every transaction id", func(t *testing.T, e *env, log []eventstore.Event) uuid.UUID {
+			// On PostgreSQL no transaction can ever end above this position: a reader that waits
+			// for the read horizon to pass the newest position waits for ever.
+			e.exec(t, `UPDATE events SET position = ? WHERE position = ?`, int64(1)<<62, int64(log[2].GlobalPosition))
+			return log[3].ID
+		}, audit.KindReordered, 3},
 		{"event inserted", func(t *testing.T, e *env, log []eventstore.Event) uuid.UUID {
 			after := log[7]
 			pos := after.GlobalPosition + 1

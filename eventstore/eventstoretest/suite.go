@@ -45,6 +45,8 @@ func Run(t *testing.T, b Backend) {
 		{"Closed", testClosed},
 		{"Checkpoints", testCheckpoints},
 		{"KeyOwners", testKeyOwners},
+		{"ScanAll", testScanAll},
+		{"ScanAllLateCommits", testScanAllLateCommits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -32,6 +33,7 @@ type pageQuery struct {
 	stmt *sql.Stmt // when set, run instead of sql
 	args func(after int64) []any
 	key  func(e eventstore.Event) int64 // the key of a yielded event, for the next page
+	size int                            // rows a full page holds: pageSize when 0
 }
 
 const readStreamSQL = "SELECT " + eventColumns + " FROM events WHERE stream_id = ? AND stream_version > ? ORDER BY stream_version LIMIT ?"
@@ -160,7 +162,7 @@ func (s *Store) readPages(ctx context.Context, pq pageQuery, after int64, yield 
 			}
 			after = pq.key(page[i])
 		}
-		if len(page) < pageSize {
+		if len(page) < cmp.Or(pq.size, pageSize) {
 			return after, true
 		}
 		clear(page) // let the consumer's copies be the only references to the events' data
@@ -196,7 +198,7 @@ func (s *Store) fetch(ctx context.Context, pq pageQuery, args []any, buf []event
 			return buf, fmt.Errorf("event at position %d: bad event id %q: %w", pos, id, err)
 		}
 		if string(metadata) != "{}" {
-			if err := json.Unmarshal(metadata, &e.Metadata); err != nil {
+			if err := decodeMetadata(metadata, &e.Metadata); err != nil {
 				return buf, fmt.Errorf("event at position %d: bad metadata: %w", pos, err)
 			}
 		}
