@@ -50,7 +50,7 @@ func TestSpendsSpreadOverReplicasNeverConflict(t *testing.T) {
 		t.Cleanup(func() { store.Close() })
 		app, err := commands.New(commands.Deps{
 			Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
-			Tokens: signer, Notifier: &mailbox{}, UserLocks: lease.NewUserLocks(store.DB().DB, 8),
+			Tokens: signer, Notifier: &mailbox{}, UserLocks: lease.NewUserLocks(store.DB().DB, 8), Attempts: newLimiter(t),
 		}, commands.Config{Wallet: commands.WalletConfig{SignupBonus: 100}})
 		if err != nil {
 			t.Fatal(err)

@@ -172,8 +172,11 @@ func TestThreeReplicas(t *testing.T) {
 	// One set of keys for every replica, made before they start.
 	keys := t.TempDir()
 	signing, secret := filepath.Join(keys, "signing.pem"), filepath.Join(keys, "secret.key")
-	if _, err := auth.LoadOrCreateSigningKey(signing); err != nil {
-		t.Fatal(err)
+	events := filepath.Join(keys, "events.pem")
+	for _, f := range []string{signing, events} {
+		if _, err := auth.LoadOrCreateSigningKey(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := auth.LoadOrCreateKey(secret); err != nil {
 		t.Fatal(err)
@@ -181,7 +184,8 @@ func TestThreeReplicas(t *testing.T) {
 	var nodes []*node
 	for range 3 {
 		nodes = append(nodes, newNode(t, "IDLOG_DATABASE_URL="+dsn, "IDLOG_NATS_URL="+natsURL,
-			"IDLOG_SIGNING_KEY_FILE="+signing, "IDLOG_SECRET_KEY_FILE="+secret, "IDLOG_LOG_LEVEL=info"))
+			"IDLOG_SIGNING_KEY_FILE="+signing, "IDLOG_SECRET_KEY_FILE="+secret, "IDLOG_EVENTS_SIGNING_KEY_FILE="+events,
+			"IDLOG_LOG_LEVEL=info"))
 	}
 	// All at once, on an empty database.
 	for _, n := range nodes {
@@ -315,7 +319,7 @@ func TestThreeReplicas(t *testing.T) {
 		all.spends = append(all.spends, a.spends...)
 	}
 	checkAcked(t, log, all)
-	checkStream(t, natsURL, log)
+	checkStream(t, natsURL, envValue(nodes[0].env, "IDLOG_DATA_DIR"), log)
 	for i, n := range nodes {
 		for _, line := range strings.Split(n.logs.String(), "\n") {
 			if strings.Contains(line, "level=ERROR") {

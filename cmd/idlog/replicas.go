@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/follower"
@@ -22,6 +23,17 @@ import (
 	"github.com/idlog/idlog/replicacheck"
 )
 
+// sharedKey is a key every replica of a database must hold: its fingerprint, and the
+// fingerprints of keys it may replace (a rotation).
+type sharedKey struct {
+	name, what, setting, fingerprint string
+	rotatedFrom                      []string
+}
+
+func signingFingerprint(k ed25519.PublicKey) string {
+	return replicacheck.Fingerprint("signing key", k)
+}
+
 // agreeOnKeys refuses keys other than those the replicas of this database use: a replica that
 // made its own keys would refuse everyone else's tokens and could not open their sealed secrets.
 // The first replica records the keys' fingerprints. A signing key rotation is the one change
@@ -29,35 +41,45 @@ import (
 // (IDLOG_SIGNING_KEY_PREVIOUS_FILES), the new key is recorded in its place, and replicas still
 // signing with the old one are refused at their next start.
 func agreeOnKeys(db *sqlx.DB, log *slog.Logger, signing ed25519.PrivateKey, previous []ed25519.PublicKey, secret []byte) error {
+	sk := sharedKey{"signing_key", "token signing key", "IDLOG_SIGNING_KEY_FILE (-signing-key-file)", signingFingerprint(signing.Public().(ed25519.PublicKey)), nil}
+	for _, k := range previous {
+		sk.rotatedFrom = append(sk.rotatedFrom, signingFingerprint(k))
+	}
+	return agree(db, log, sk,
+		sharedKey{"secret_key", "secret sealing key", "IDLOG_SECRET_KEY_FILE (-secret-key-file)", replicacheck.Fingerprint("secret key", secret), nil})
+}
+
+// agreeOnEventsKey refuses an events signing key other than the one the replicas use: after a
+// failover another replica's relay publishes, and consumers verify with the keys any replica
+// serves. A change of the key (the previous ones stay in the events' JWKS) is recorded.
+func agreeOnEventsKey(db *sqlx.DB, log *slog.Logger, signer *eventbus.EventSigner) error {
+	k := sharedKey{name: "events_signing_key", what: "events signing key", setting: "IDLOG_EVENTS_SIGNING_KEY_FILE (-events-signing-key-file)",
+		fingerprint: signingFingerprint(signer.Keys()[signer.KeyID()])}
+	for _, pub := range signer.Keys() {
+		k.rotatedFrom = append(k.rotatedFrom, signingFingerprint(pub))
+	}
+	return agree(db, log, k)
+}
+
+func agree(db *sqlx.DB, log *slog.Logger, keys ...sharedKey) error {
 	d := migrations.SQLite
 	if strings.HasPrefix(db.DriverName(), "postgres") {
 		d = migrations.Postgres
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	signingFingerprint := func(k ed25519.PublicKey) string { return replicacheck.Fingerprint("signing key", k) }
-	checks := []struct {
-		name, what, setting, fp string
-		rotatedFrom             []string
-	}{
-		{"signing_key", "token signing key", "IDLOG_SIGNING_KEY_FILE (-signing-key-file)", signingFingerprint(signing.Public().(ed25519.PublicKey)), nil},
-		{"secret_key", "secret sealing key", "IDLOG_SECRET_KEY_FILE (-secret-key-file)", replicacheck.Fingerprint("secret key", secret), nil},
-	}
-	for _, k := range previous {
-		checks[0].rotatedFrom = append(checks[0].rotatedFrom, signingFingerprint(k))
-	}
-	for _, c := range checks {
-		err := replicacheck.Agree(ctx, db.DB, d, c.name, c.fp)
+	for _, c := range keys {
+		err := replicacheck.Agree(ctx, db.DB, d, c.name, c.fingerprint)
 		var me *replicacheck.MismatchError
 		if errors.As(err, &me) && slices.Contains(c.rotatedFrom, me.Recorded) {
-			replaced, rerr := replicacheck.Replace(ctx, db.DB, d, c.name, me.Recorded, c.fp)
+			replaced, rerr := replicacheck.Replace(ctx, db.DB, d, c.name, me.Recorded, c.fingerprint)
 			if rerr != nil {
 				return rerr
 			}
 			if replaced {
-				log.Info("key rotation recorded for every replica", "key", c.name, "from", me.Recorded, "to", c.fp)
+				log.Info("key rotation recorded for every replica", "key", c.name, "from", me.Recorded, "to", c.fingerprint)
 			}
-			err = replicacheck.Agree(ctx, db.DB, d, c.name, c.fp)
+			err = replicacheck.Agree(ctx, db.DB, d, c.name, c.fingerprint)
 		}
 		if errors.As(err, &me) {
 			return fmt.Errorf("the %s (fingerprint %s) differs from the one this database's replicas use (fingerprint %s): give every replica the same key: set %s to a copy of their key file: %w",

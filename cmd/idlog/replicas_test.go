@@ -17,25 +17,32 @@ import (
 )
 
 // TestServeRefusesKeysOtherReplicasDoNotUse: a replica whose key files differ from the ones
-// recorded in the database does not start, and says which setting to fix.
+// recorded in the database does not start, and says which setting to fix: the token signing key,
+// and the events signing key (after a failover another replica's relay publishes, and consumers
+// verify with the keys any replica serves).
 func TestServeRefusesKeysOtherReplicasDoNotUse(t *testing.T) {
 	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "data")
-	if code, _, stderr := runIdlog(t, nil, "migrate", "-data-dir", dir); code != 0 {
-		t.Fatalf("migrate: %s", stderr)
-	}
-	db, err := projections.OpenSQLite(t.Context(), filepath.Join(dir, "idlog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	// Another replica recorded its own key.
-	if _, err := db.Exec(`INSERT INTO replica_settings (name, value) VALUES ('signing_key', '0123456789abcdef')`); err != nil {
-		t.Fatal(err)
-	}
-	code, _, stderr := runIdlog(t, map[string]string{"IDLOG_NATS_PORT": "0"}, "serve", "-data-dir", dir, "-http-addr", "127.0.0.1:0")
-	if code == 0 || !strings.Contains(stderr, "IDLOG_SIGNING_KEY_FILE") || !strings.Contains(stderr, "0123456789abcdef") {
-		t.Fatalf("serve = %d, stderr %q; want a refusal naming IDLOG_SIGNING_KEY_FILE and the recorded fingerprint", code, stderr)
+	for name, setting := range map[string]string{"signing_key": "IDLOG_SIGNING_KEY_FILE", "events_signing_key": "IDLOG_EVENTS_SIGNING_KEY_FILE"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "data")
+			if code, _, stderr := runIdlog(t, nil, "migrate", "-data-dir", dir); code != 0 {
+				t.Fatalf("migrate: %s", stderr)
+			}
+			db, err := projections.OpenSQLite(t.Context(), filepath.Join(dir, "idlog.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			// Another replica recorded its own key.
+			if _, err := db.Exec(`INSERT INTO replica_settings (name, value) VALUES (?, '0123456789abcdef')`, name); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runIdlog(t, map[string]string{"IDLOG_NATS_PORT": "0"}, "serve", "-data-dir", dir, "-http-addr", "127.0.0.1:0")
+			if code == 0 || !strings.Contains(stderr, setting) || !strings.Contains(stderr, "0123456789abcdef") {
+				t.Fatalf("serve = %d, stderr %q; want a refusal naming %s and the recorded fingerprint", code, stderr, setting)
+			}
+		})
 	}
 }
 

@@ -69,6 +69,10 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Stopped after the HTTP server has drained (requests may wait for the read models), and
 	// before the store closes.
 	defer models.close()
+	// After a failover another replica publishes: consumers must verify its events with the same key.
+	if err := agreeOnEventsKey(models.db, log, bus.signer); err != nil {
+		return cfg.RedactError(err)
+	}
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
