@@ -21,12 +21,12 @@ import (
 	"github.com/idlog/idlog/migrations"
 )
 
-// Defaults of Options.
+// Defaults of Options: the follower engine's, which runs the projectors.
 const (
-	DefaultBatchSize = 1000
-	MaxBatchSize     = 10000
-	DefaultRetryMin  = 100 * time.Millisecond
-	DefaultRetryMax  = 30 * time.Second
+	DefaultBatchSize = follower.DefaultBatchSize
+	MaxBatchSize     = follower.MaxBatchSize
+	DefaultRetryMin  = follower.DefaultRetryMin
+	DefaultRetryMax  = follower.DefaultRetryMax
 )
 
 // Errors of the runtime.
