@@ -122,7 +122,8 @@ func assertStableRoundTrip(t *testing.T, ce eventbus.CloudEvent) {
 	}
 }
 
-// compact is raw as encoding/json writes it: compacted, and null when absent.
+// compact is raw as encoding/json writes it: compacted, <, > and & escaped as \u003c, \u003e
+// and \u0026 (the same JSON text, spelt differently), and null when absent.
 func compact(raw json.RawMessage) json.RawMessage {
 	if len(raw) == 0 {
 		return json.RawMessage("null")
@@ -131,7 +132,9 @@ func compact(raw json.RawMessage) json.RawMessage {
 	if json.Compact(&buf, raw) != nil {
 		return raw
 	}
-	return buf.Bytes()
+	var escaped bytes.Buffer
+	json.HTMLEscape(&escaped, buf.Bytes())
+	return escaped.Bytes()
 }
 
 // jsonString is s as encoding/json reads it back after writing it (invalid UTF-8 replaced).
