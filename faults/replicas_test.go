@@ -87,6 +87,24 @@ func freshDatabase(t *testing.T) (string, *sql.DB) {
 	return dsn, db
 }
 
+// sharedKeys makes one set of key files for every replica, before they start, and returns the
+// settings that point a replica at them.
+func sharedKeys(t *testing.T) []string {
+	t.Helper()
+	keys := t.TempDir()
+	signing, secret := filepath.Join(keys, "signing.pem"), filepath.Join(keys, "secret.key")
+	events := filepath.Join(keys, "events.pem")
+	for _, f := range []string{signing, events} {
+		if _, err := auth.LoadOrCreateSigningKey(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := auth.LoadOrCreateKey(secret); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"IDLOG_SIGNING_KEY_FILE=" + signing, "IDLOG_SECRET_KEY_FILE=" + secret, "IDLOG_EVENTS_SIGNING_KEY_FILE=" + events}
+}
+
 // owner returns the index of the node that holds the lease of follower, -1 if none holds a live one.
 func owner(t *testing.T, db *sql.DB, nodes []*node, follower string) int {
 	t.Helper()
@@ -169,23 +187,10 @@ func TestThreeReplicas(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown() })
 	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
-	// One set of keys for every replica, made before they start.
-	keys := t.TempDir()
-	signing, secret := filepath.Join(keys, "signing.pem"), filepath.Join(keys, "secret.key")
-	events := filepath.Join(keys, "events.pem")
-	for _, f := range []string{signing, events} {
-		if _, err := auth.LoadOrCreateSigningKey(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := auth.LoadOrCreateKey(secret); err != nil {
-		t.Fatal(err)
-	}
+	keys := sharedKeys(t)
 	var nodes []*node
 	for range 3 {
-		nodes = append(nodes, newNode(t, "IDLOG_DATABASE_URL="+dsn, "IDLOG_NATS_URL="+natsURL,
-			"IDLOG_SIGNING_KEY_FILE="+signing, "IDLOG_SECRET_KEY_FILE="+secret, "IDLOG_EVENTS_SIGNING_KEY_FILE="+events,
-			"IDLOG_LOG_LEVEL=info"))
+		nodes = append(nodes, newNode(t, append(keys, "IDLOG_DATABASE_URL="+dsn, "IDLOG_NATS_URL="+natsURL, "IDLOG_LOG_LEVEL=info")...))
 	}
 	// All at once, on an empty database.
 	for _, n := range nodes {
