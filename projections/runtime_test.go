@@ -62,9 +62,10 @@ func TestCrashMidBatchEndsLikeACleanRebuild(t *testing.T) {
 			if err := r.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			// Besides the crashes inside Apply, a kill at any moment.
+			// Besides the crashes inside Apply, a kill at any moment; later and later, so that a
+			// loaded machine also gets to the end.
 			mu.Lock()
-			d := time.Duration(20+rnd.IntN(200)) * time.Millisecond
+			d := time.Duration(20+rnd.IntN(200)+10*round) * time.Millisecond
 			mu.Unlock()
 			timer := time.AfterFunc(d, cancel)
 			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
