@@ -102,8 +102,8 @@ func userScans(t *testing.T, db *sql.DB) int64 {
 
 // With IDLOG_READ_DATABASE_URL naming a real streaming replica (pg_basebackup of a private
 // PostgreSQL), a read right after a write finds it every time, the reads are answered by the
-// replica, and with the replica stopped they are answered by the primary, still right; when it
-// comes back, reads go to it again. The write-then-read p50 is reported beside the same pairs on a
+// replica; with its replay paused (lag) or the replica stopped they are answered by the primary,
+// still right; when it catches up or comes back, reads go to it again. The write-then-read p50 is reported beside the same pairs on a
 // replica-less idlog on the same primary, in the same run.
 func TestReadReplica(t *testing.T) {
 	primary := startPrivatePostgres(t)
@@ -172,12 +172,34 @@ func TestReadReplica(t *testing.T) {
 	t.Logf("write-then-read p50: %v with the read replica, %v without (ratio %.2f); p99 %v and %v; %d pairs each, interleaved",
 		p50Routed, p50Plain, float64(p50Routed)/float64(p50Plain), percentile(routedTook, .99), percentile(plainTook, .99), rounds)
 
+	// Replay paused: the replica lags. Reads go to the primary (reason lag) and see every write.
+	if _, err := standbyDB.Exec(`SELECT pg_wal_replay_pause()`); err != nil {
+		t.Fatal(err)
+	}
+	lag0 := metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="lag"}`)
+	const pausedRounds = 30
+	took, misses := pairs(t, routed, users[routed], "paused", pausedRounds)
+	if misses != 0 {
+		t.Errorf("with the standby's replay paused, %d of %d reads missed the write just answered, want 0", misses, pausedRounds)
+	}
+	if got := metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="lag"}`) - lag0; got < pausedRounds {
+		t.Errorf("with the standby's replay paused, %.0f reads of %d went to the primary for lag, want all", got, pausedRounds)
+	}
+	if !strings.Contains(routed.output(), "the read replica lags; reading the primary") {
+		t.Errorf("no log line says the replica lags:\n%s", routed.output())
+	}
+	t.Logf("with replay paused: write-then-read p50 %v (the first pair waits IDLOG_READ_MAX_WAIT, the next ones a few ms)", percentile(took, .5))
+	if _, err := standbyDB.Exec(`SELECT pg_wal_replay_resume()`); err != nil {
+		t.Fatal(err)
+	}
+	backOnReplica(t, routed, users[routed], "resumed")
+
 	// The standby stops: reads fall back to the primary and still see every write.
 	standby.stop(t)
 	primaryReads0 := metricValue(t, routed, `idlog_read_replica_reads_total{database="primary"}`)
 	down0 := metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="down"}`)
 	const downRounds = 30
-	_, misses := pairs(t, routed, users[routed], "down", downRounds)
+	_, misses = pairs(t, routed, users[routed], "down", downRounds)
 	if misses != 0 {
 		t.Errorf("with the standby stopped, %d of %d reads missed the write just answered, want 0", misses, downRounds)
 	}
@@ -193,18 +215,30 @@ func TestReadReplica(t *testing.T) {
 
 	// It comes back: reads go to it again, and still see every write.
 	standby.start(t)
-	replicaReads0 = metricValue(t, routed, `idlog_read_replica_reads_total{database="replica"}`)
-	deadline = time.Now().Add(30 * time.Second)
-	for i := 0; metricValue(t, routed, `idlog_read_replica_reads_total{database="replica"}`) == replicaReads0; i++ {
+	backOnReplica(t, routed, users[routed], "back")
+}
+
+// backOnReplica runs write-then-read pairs until the replica answers reads again, then 20 more,
+// and checks that no read missed its write.
+func backOnReplica(t *testing.T, n *node, u user, run string) {
+	t.Helper()
+	sample := `idlog_read_replica_reads_total{database="replica"}`
+	before := metricValue(t, n, sample)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; metricValue(t, n, sample) == before; i++ {
 		if time.Now().After(deadline) {
-			t.Fatal("30s after the standby came back, reads still go to the primary")
+			t.Fatalf("%s: after 30s reads still go to the primary", run)
 		}
-		if _, misses := pairs(t, routed, users[routed], fmt.Sprintf("back-%d", i), 1); misses != 0 {
-			t.Errorf("after the standby came back, a read missed the write just answered")
+		if _, misses := pairs(t, n, u, fmt.Sprintf("%s-%d", run, i), 1); misses != 0 {
+			t.Errorf("%s: a read missed the write just answered", run)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, misses := pairs(t, routed, users[routed], "after", 20); misses != 0 {
-		t.Errorf("once the standby is back, %d of 20 reads missed the write just answered, want 0", misses)
+	before = metricValue(t, n, sample)
+	if _, misses := pairs(t, n, u, run+"-after", 20); misses != 0 {
+		t.Errorf("%s: once the replica answers again, %d of 20 reads missed the write just answered, want 0", run, misses)
+	}
+	if got := metricValue(t, n, sample) - before; got < 20 {
+		t.Errorf("%s: the replica answered %.0f of 20 reads once back, want all", run, got)
 	}
 }

@@ -100,10 +100,12 @@ type Router struct {
 	verified  atomic.Bool   // the replica was found to be a standby of the primary
 	downUntil atomic.Int64  // unix nanoseconds before which reads skip the replica
 	lagLogged atomic.Int64  // unix nanoseconds of the last "lags" log line
+	lagging   atomic.Bool   // the last wait ran out: the replica is behind by more than MaxWait
 
 	mu       sync.Mutex
 	moved    chan struct{} // closed and replaced when replayed moves or the replica fails
 	watchers int           // waits in progress; the poller runs while there are any
+	polling  bool          // the poller runs
 	down     bool          // for the log: the last state logged was "down"
 
 	reads     *prometheus.CounterVec
@@ -167,10 +169,13 @@ func (r *Router) Written(ctx context.Context) error {
 	// A transactional logical message gets the statement a transaction id, so its commit is
 	// flushed (the projectors commit asynchronously) and the replica is sent everything up to
 	// it. The message's position is after every commit visible when the statement began.
+	// Not cut by the request's deadline: a position left unknown sends every read to the primary.
+	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), emitTimeout)
+	defer ecancel()
 	var lsn int64
-	if err := r.o.Primary.QueryRowContext(ctx, `SELECT pg_wal_lsn_diff(pg_logical_emit_message(true, 'idlog.read_your_writes', ''), '0/0')::bigint`).Scan(&lsn); err != nil {
+	if err := r.o.Primary.QueryRowContext(ectx, `SELECT pg_wal_lsn_diff(pg_logical_emit_message(true, 'idlog.read_your_writes', ''), '0/0')::bigint`).Scan(&lsn); err != nil {
 		// Unknown position: nobody can tell when the replica holds the write.
-		r.markDown(fmt.Errorf("read the primary's WAL position: %w", err))
+		r.markDown("the primary's WAL position of a write is unknown; reads go to the primary", err)
 		return fmt.Errorf("readreplica: %w", err)
 	}
 	for {
@@ -179,26 +184,53 @@ func (r *Router) Written(ctx context.Context) error {
 			break
 		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.o.MaxWait)
+	wctx, cancel := context.WithTimeout(ctx, r.maxWait())
 	defer cancel()
-	_ = r.wait(wctx, uint64(lsn))
+	r.waited(ctx, r.wait(wctx, uint64(lsn)))
 	return nil
 }
 
-// UseReplica reports whether a read may go to the replica now: it has replayed the newest write
-// answered here, at once or within MaxWait. Otherwise the caller reads the primary, counted as a
+// emitTimeout bounds the statement that reads a write's WAL position on the primary.
+const emitTimeout = 2 * time.Second
+
+// lagWait is how long waits are while the replica lags: long enough to see it catch up, short
+// enough that no request pays MaxWait while it stays behind.
+const lagWait = 2 * Poll
+
+// maxWait is how long the next wait for the replica may take.
+func (r *Router) maxWait() time.Duration {
+	if r.lagging.Load() {
+		return min(lagWait, r.o.MaxWait)
+	}
+	return r.o.MaxWait
+}
+
+// waited notes how a wait for the replica ended: a wait that ran out (ctx still alive) means the
+// replica lags, one that was met that it does not.
+func (r *Router) waited(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		if r.lagging.CompareAndSwap(true, false) {
+			r.o.Logger.Info("the read replica caught up; reads go to it again")
+		}
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		r.lagging.Store(true)
+	}
+}
+
+// useReplica reports whether a read may go to the replica now: it has replayed the newest write
+// answered here, at once or within MaxWait. Otherwise the read goes to the primary, counted as a
 // fallback.
-func (r *Router) UseReplica(ctx context.Context) bool {
+func (r *Router) useReplica(ctx context.Context) bool {
 	need := r.required.Load()
 	if r.verified.Load() && !r.isDown() && r.replayed.Load() >= need {
-		r.reads.WithLabelValues("replica").Inc()
 		return true
 	}
-	wctx, cancel := context.WithTimeout(ctx, r.o.MaxWait)
+	wctx, cancel := context.WithTimeout(ctx, r.maxWait())
 	defer cancel()
 	err := r.wait(wctx, need)
+	r.waited(ctx, err)
 	if err == nil {
-		r.reads.WithLabelValues("replica").Inc()
 		return true
 	}
 	reason := ReasonLag
@@ -211,41 +243,46 @@ func (r *Router) UseReplica(ctx context.Context) bool {
 			"behind_bytes", int64(need)-int64(r.replayed.Load()))
 	}
 	r.fallbacks.WithLabelValues(reason).Inc()
-	r.reads.WithLabelValues("primary").Inc()
 	return false
 }
 
 // Failed tells whether err, returned by a query on the replica, is the replica's failure rather
 // than the query's (a lost connection, a query cancelled by recovery, a standby shutting down). If
-// it is, reads skip the replica for DownFor and the caller should read the primary.
+// it is, reads skip the replica for DownFor and the caller should read the primary (Read does).
 func (r *Router) Failed(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil || !replicaFailure(err) {
 		return false
 	}
-	r.markDown(err)
+	r.markDown(replicaFailed, err)
 	r.fallbacks.WithLabelValues(ReasonDown).Inc()
-	r.reads.WithLabelValues("primary").Inc()
 	return true
 }
 
 // Read runs query on the replica's view when the replica may answer, else on the primary's; a
 // query the replica fails is run again on the primary. A nil router reads the primary.
 func Read[V, T any](ctx context.Context, r *Router, primary, replica V, query func(V) (T, error)) (T, error) {
-	if r != nil && r.UseReplica(ctx) {
+	if r == nil {
+		return query(primary)
+	}
+	if r.useReplica(ctx) {
 		t, err := query(replica)
 		if !r.Failed(ctx, err) {
+			r.reads.WithLabelValues("replica").Inc()
 			return t, err
 		}
 	}
+	r.reads.WithLabelValues("primary").Inc()
 	return query(primary)
 }
+
+const replicaFailed = "the read replica failed; reads go to the primary"
 
 // errDown: the replica failed recently, or failed to tell its replay position.
 var errDown = errors.New("readreplica: the replica is down")
 
 func (r *Router) isDown() bool { return time.Now().UnixNano() < r.downUntil.Load() }
 
-func (r *Router) markDown(err error) {
+func (r *Router) markDown(msg string, err error) {
 	r.downUntil.Store(time.Now().Add(r.o.DownFor).UnixNano())
 	r.mu.Lock()
 	logIt := !r.down
@@ -253,7 +290,7 @@ func (r *Router) markDown(err error) {
 	r.wakeLocked()
 	r.mu.Unlock()
 	if logIt {
-		r.o.Logger.Warn("the read replica failed; reads go to the primary", "for", r.o.DownFor, "error", err)
+		r.o.Logger.Warn(msg, "for", r.o.DownFor, "error", err)
 	}
 }
 
@@ -266,7 +303,8 @@ func (r *Router) wait(ctx context.Context, lsn uint64) error {
 	}
 	r.mu.Lock()
 	r.watchers++
-	if r.watchers == 1 {
+	if !r.polling {
+		r.polling = true
 		go r.pollWhileWatched()
 	}
 	r.mu.Unlock()
@@ -300,6 +338,7 @@ func (r *Router) pollWhileWatched() {
 	for {
 		r.mu.Lock()
 		if r.watchers == 0 {
+			r.polling = false
 			r.mu.Unlock()
 			return
 		}
@@ -307,7 +346,7 @@ func (r *Router) pollWhileWatched() {
 		if !r.isDown() {
 			ctx, cancel := context.WithTimeout(context.Background(), max(r.o.MaxWait, time.Second))
 			if err := r.poll(ctx); err != nil {
-				r.markDown(err)
+				r.markDown(replicaFailed, err)
 			}
 			cancel()
 		}

@@ -72,13 +72,17 @@ func TestUnreachableReplicaReadsThePrimary(t *testing.T) {
 	if err != nil || got != "primary" {
 		t.Errorf("Read = %q, %v; want the primary's answer", got, err)
 	}
-	if n := fallbacks(t, reg, readreplica.ReasonDown); n < 1 {
-		t.Errorf("fallbacks for reason down = %v, want at least 1", n)
+	if n := counter(t, reg, "idlog_read_replica_fallbacks_total", "reason", readreplica.ReasonDown); n != 1 {
+		t.Errorf("fallbacks for reason down = %v, want 1", n)
+	}
+	if p, q := counter(t, reg, "idlog_read_replica_reads_total", "database", "primary"),
+		counter(t, reg, "idlog_read_replica_reads_total", "database", "replica"); p != 1 || q != 0 {
+		t.Errorf("reads by database: primary %v, replica %v; want 1 and 0", p, q)
 	}
 }
 
-// fallbacks reads idlog_read_replica_fallbacks_total{reason} from reg.
-func fallbacks(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+// counter reads the sample of a counter of reg with one label.
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -87,13 +91,13 @@ func fallbacks(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
-				if mf.GetName() == "idlog_read_replica_fallbacks_total" && lp.GetName() == "reason" && lp.GetValue() == reason {
+				if mf.GetName() == name && lp.GetName() == label && lp.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	t.Fatalf("no idlog_read_replica_fallbacks_total{reason=%q}", reason)
+	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
 }
 
