@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,8 +109,8 @@ func userScans(t *testing.T, db *sql.DB) int64 {
 
 // With IDLOG_READ_DATABASE_URL naming a real streaming replica (pg_basebackup of a private
 // PostgreSQL), a read right after a write finds it every time, the reads are answered by the
-// replica; with its replay paused (lag) or the replica stopped they are answered by the primary,
-// still right; when it catches up or comes back, reads go to it again. The write-then-read p50 is reported beside the same pairs on a
+// replica; with its replay paused (lag), the replica frozen or stopped they are answered by the
+// primary, still right; when it catches up or comes back, reads go to it again. The write-then-read p50 is reported beside the same pairs on a
 // replica-less idlog on the same primary, in the same run.
 func TestReadReplica(t *testing.T) {
 	primary := startPrivatePostgres(t)
@@ -132,7 +133,7 @@ func TestReadReplica(t *testing.T) {
 
 	plain := newNode(t, "IDLOG_DATABASE_URL="+onDatabase(primary.dsn, "idlog_plain"), "IDLOG_NATS_PORT=0")
 	routed := newNode(t, "IDLOG_DATABASE_URL="+onDatabase(primary.dsn, "idlog_routed"), "IDLOG_NATS_PORT=0",
-		"IDLOG_READ_DATABASE_URL="+onDatabase(standby.dsn, "idlog_routed"))
+		"IDLOG_READ_DATABASE_URL="+onDatabase(standby.dsn, "idlog_routed"), "IDLOG_REQUEST_TIMEOUT=4s")
 	plain.start()
 	routed.start()
 	users := map[*node]user{}
@@ -221,10 +222,41 @@ func TestReadReplica(t *testing.T) {
 	}
 	backOnReplica(t, routed, users[routed], "resumed")
 
+	// The standby freezes (SIGSTOP), as when cut off without a reset: a read that finds it caught
+	// up waits half its deadline for it, then reads the primary; the next reads go to the primary
+	// at once, and still see every write.
+	if err := standby.signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := true
+	defer func() {
+		if frozen {
+			_ = standby.signal(syscall.SIGCONT)
+		}
+	}()
+	down0 := metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="down"}`)
+	for range 3 {
+		status, body, err := send(hc, http.MethodGet, routed.url("/api/v2/resource/users/me"), users[routed].token, "")
+		if err != nil || status != http.StatusOK || !strings.Contains(body, `"resumed-after-19"`) {
+			t.Errorf("GET /users/me with the standby frozen = %d %s %v, want 200 with the last label value", status, body, err)
+		}
+	}
+	if _, misses := pairs(t, routed, users[routed], "frozen", 10); misses != 0 {
+		t.Errorf("with the standby frozen, %d of 10 reads missed the write just answered, want 0", misses)
+	}
+	if metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="down"}`) == down0 {
+		t.Error("with the standby frozen, idlog_read_replica_fallbacks_total{reason=\"down\"} did not move")
+	}
+	if err := standby.signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	frozen = false
+	backOnReplica(t, routed, users[routed], "thawed")
+
 	// The standby stops: reads fall back to the primary and still see every write.
 	standby.stop(t)
 	primaryReads0 := metricValue(t, routed, `idlog_read_replica_reads_total{database="primary"}`)
-	down0 := metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="down"}`)
+	down0 = metricValue(t, routed, `idlog_read_replica_fallbacks_total{reason="down"}`)
 	const downRounds = 30
 	_, misses = pairs(t, routed, users[routed], "down", downRounds)
 	if misses != 0 {

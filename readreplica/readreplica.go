@@ -30,6 +30,8 @@ const (
 	DefaultMaxWait = 250 * time.Millisecond
 	// DefaultDownFor is how long reads skip a replica that failed before they try it again.
 	DefaultDownFor = 2 * time.Second
+	// DefaultQueryTimeout bounds a query on the replica.
+	DefaultQueryTimeout = 5 * time.Second
 )
 
 // Poll is how often the replay position is read while someone waits for it: one small query on
@@ -58,6 +60,10 @@ type Options struct {
 	MaxWait time.Duration
 	// DownFor is how long reads go to the primary after the replica failed. 0 means DefaultDownFor.
 	DownFor time.Duration
+	// QueryTimeout bounds a query on the replica (and half the time its context has left, if it
+	// has a deadline): past it the replica counts as down and the query runs on the primary. Keep
+	// it well under the request's own bound. 0 means DefaultQueryTimeout.
+	QueryTimeout time.Duration
 	// Logger receives the replica's comings and goings. Nil discards them.
 	Logger *slog.Logger
 	// Metrics, when set, receives the router's Prometheus metrics.
@@ -70,8 +76,11 @@ func (o *Options) validate() error {
 		return errors.New("readreplica: Options.Primary is nil")
 	case o.Replica == nil:
 		return errors.New("readreplica: Options.Replica is nil")
-	case o.MaxWait < 0 || o.DownFor < 0:
-		return fmt.Errorf("readreplica: max wait (%v) and down for (%v) cannot be negative", o.MaxWait, o.DownFor)
+	case o.MaxWait < 0 || o.DownFor < 0 || o.QueryTimeout < 0:
+		return fmt.Errorf("readreplica: max wait (%v), down for (%v) and query timeout (%v) cannot be negative", o.MaxWait, o.DownFor, o.QueryTimeout)
+	}
+	if o.QueryTimeout == 0 {
+		o.QueryTimeout = DefaultQueryTimeout
 	}
 	if o.MaxWait == 0 {
 		o.MaxWait = DefaultMaxWait
@@ -247,7 +256,8 @@ func (r *Router) useReplica(ctx context.Context) bool {
 }
 
 // Failed tells whether err, returned by a query on the replica, is the replica's failure rather
-// than the query's (a lost connection, a query cancelled by recovery, a standby shutting down). If
+// than the query's (a lost connection, a query cancelled by recovery, a standby shutting down, a
+// deadline of the replica's own while ctx's runs). If
 // it is, reads skip the replica for DownFor and the caller should read the primary (Read does).
 func (r *Router) Failed(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil || !replicaFailure(err) {
@@ -259,20 +269,55 @@ func (r *Router) Failed(ctx context.Context, err error) bool {
 }
 
 // Read runs query on the replica's view when the replica may answer, else on the primary's; a
-// query the replica fails is run again on the primary. A nil router reads the primary.
-func Read[V, T any](ctx context.Context, r *Router, primary, replica V, query func(V) (T, error)) (T, error) {
+// query the replica fails, or does not answer in time (Options.QueryTimeout), is run again on the
+// primary. A nil router reads the primary.
+func Read[V, T any](ctx context.Context, r *Router, primary, replica V, query func(context.Context, V) (T, error)) (T, error) {
 	if r == nil {
-		return query(primary)
+		return query(ctx, primary)
 	}
 	if r.useReplica(ctx) {
-		t, err := query(replica)
-		if !r.Failed(ctx, err) {
+		if t, ok, err := onReplica(ctx, r, replica, query); ok {
 			r.reads.WithLabelValues("replica").Inc()
 			return t, err
 		}
 	}
 	r.reads.WithLabelValues("primary").Inc()
-	return query(primary)
+	return query(ctx, primary)
+}
+
+// onReplica runs query on the replica; ok is false if the replica failed it or did not answer in
+// time (QueryTimeout, or half the time ctx has left). A replica that hangs (frozen, cut off without a reset) is left behind: lib/pq returns
+// only once the server answers the cancel, so the query's goroutine finishes on its own later.
+func onReplica[V, T any](ctx context.Context, r *Router, replica V, query func(context.Context, V) (T, error)) (t T, ok bool, err error) {
+	timeout := r.o.QueryTimeout
+	if d, has := ctx.Deadline(); has {
+		timeout = min(timeout, time.Until(d)/2)
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	type answer struct {
+		t   T
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer cancel()
+		t, err := query(qctx, replica)
+		done <- answer{t, err}
+	}()
+	select {
+	case a := <-done:
+		if r.Failed(ctx, a.err) {
+			return t, false, nil
+		}
+		return a.t, true, a.err
+	case <-qctx.Done():
+		if ctx.Err() != nil {
+			return t, true, ctx.Err() // the caller gave up
+		}
+		r.markDown(replicaFailed, fmt.Errorf("no answer in %v", timeout))
+		r.fallbacks.WithLabelValues(ReasonDown).Inc()
+		return t, false, nil
+	}
 }
 
 const replicaFailed = "the read replica failed; reads go to the primary"
@@ -433,7 +478,7 @@ func replicaFailure(err error) bool {
 		return false
 	}
 	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, ErrNotStandby) || errors.Is(err, sql.ErrConnDone)
 }

@@ -68,7 +68,7 @@ func TestUnreachableReplicaReadsThePrimary(t *testing.T) {
 	if err := r.Written(context.Background()); err != nil {
 		t.Fatalf("Written = %v", err)
 	}
-	got, err := readreplica.Read(context.Background(), r, "primary", "replica", func(db string) (string, error) { return db, nil })
+	got, err := readreplica.Read(context.Background(), r, "primary", "replica", func(_ context.Context, db string) (string, error) { return db, nil })
 	if err != nil || got != "primary" {
 		t.Errorf("Read = %q, %v; want the primary's answer", got, err)
 	}
@@ -139,7 +139,7 @@ func TestFailedTellsTheReplicaFromTheQuery(t *testing.T) {
 // Without a router (no read replica set), Read reads the primary.
 func TestNilRouterReadsThePrimary(t *testing.T) {
 	t.Parallel()
-	got, err := readreplica.Read(context.Background(), nil, "primary", "replica", func(db string) (string, error) { return db, nil })
+	got, err := readreplica.Read(context.Background(), nil, "primary", "replica", func(_ context.Context, db string) (string, error) { return db, nil })
 	if err != nil || !strings.EqualFold(got, "primary") {
 		t.Errorf("Read = %q, %v; want the primary's answer", got, err)
 	}

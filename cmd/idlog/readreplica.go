@@ -57,7 +57,9 @@ func (m *readModels) useReadReplica(ctx context.Context, cfg config.Config, log 
 	db.SetConnMaxIdleTime(time.Minute)
 	router, err := readreplica.New(ctx, readreplica.Options{
 		Primary: m.db.DB, Replica: db.DB, MaxWait: cfg.ReadMaxWait,
-		Logger: log.With("component", "read_replica"), Metrics: metrics,
+		// A replica that hangs leaves the other half of the request's time to the primary.
+		QueryTimeout: cfg.RequestTimeout / 2,
+		Logger:       log.With("component", "read_replica"), Metrics: metrics,
 	})
 	if err != nil {
 		_ = db.Close()
@@ -110,13 +112,13 @@ type page[T any] struct {
 	total int
 }
 
-func read[V, T any](ctx context.Context, r *readreplica.Router, v pair[V], query func(V) (T, error)) (T, error) {
+func read[V, T any](ctx context.Context, r *readreplica.Router, v pair[V], query func(context.Context, V) (T, error)) (T, error) {
 	return readreplica.Read(ctx, r, v.p, v.q, query)
 }
 
-func readPage[V, T any](ctx context.Context, r *readreplica.Router, v pair[V], query func(V) ([]T, int, error)) ([]T, int, error) {
-	pg, err := readreplica.Read(ctx, r, v.p, v.q, func(v V) (page[T], error) {
-		items, total, err := query(v)
+func readPage[V, T any](ctx context.Context, r *readreplica.Router, v pair[V], query func(context.Context, V) ([]T, int, error)) ([]T, int, error) {
+	pg, err := readreplica.Read(ctx, r, v.p, v.q, func(ctx context.Context, v V) (page[T], error) {
+		items, total, err := query(ctx, v)
 		return page[T]{items, total}, err
 	})
 	return pg.items, pg.total, err
@@ -125,21 +127,27 @@ func readPage[V, T any](ctx context.Context, r *readreplica.Router, v pair[V], q
 type routedUsers struct{ *routed }
 
 func (x routedUsers) ByUID(ctx context.Context, uid string) (projections.User, error) {
-	return read(ctx, x.r, x.users, func(v *projections.UsersView) (projections.User, error) { return v.ByUID(ctx, uid) })
+	return read(ctx, x.r, x.users, func(ctx context.Context, v *projections.UsersView) (projections.User, error) {
+		return v.ByUID(ctx, uid)
+	})
 }
 
 func (x routedUsers) List(ctx context.Context, f projections.UserFilter) ([]projections.User, int, error) {
-	return readPage(ctx, x.r, x.users, func(v *projections.UsersView) ([]projections.User, int, error) { return v.List(ctx, f) })
+	return readPage(ctx, x.r, x.users, func(ctx context.Context, v *projections.UsersView) ([]projections.User, int, error) {
+		return v.List(ctx, f)
+	})
 }
 
 type routedActivity struct{ *routed }
 
 func (x routedActivity) List(ctx context.Context, f projections.ActivityFilter) ([]projections.Activity, int, error) {
-	return readPage(ctx, x.r, x.activity, func(v *projections.ActivityView) ([]projections.Activity, int, error) { return v.List(ctx, f) })
+	return readPage(ctx, x.r, x.activity, func(ctx context.Context, v *projections.ActivityView) ([]projections.Activity, int, error) {
+		return v.List(ctx, f)
+	})
 }
 
 func (x routedActivity) UserMetrics(ctx context.Context, from, to time.Time) (projections.UserMetrics, error) {
-	return read(ctx, x.r, x.activity, func(v *projections.ActivityView) (projections.UserMetrics, error) {
+	return read(ctx, x.r, x.activity, func(ctx context.Context, v *projections.ActivityView) (projections.UserMetrics, error) {
 		return v.UserMetrics(ctx, from, to)
 	})
 }
@@ -147,29 +155,41 @@ func (x routedActivity) UserMetrics(ctx context.Context, from, to time.Time) (pr
 type routedLabels struct{ *routed }
 
 func (x routedLabels) ForUser(ctx context.Context, uid string) ([]projections.UserLabel, error) {
-	return read(ctx, x.r, x.labels, func(v *projections.LabelsView) ([]projections.UserLabel, error) { return v.ForUser(ctx, uid) })
+	return read(ctx, x.r, x.labels, func(ctx context.Context, v *projections.LabelsView) ([]projections.UserLabel, error) {
+		return v.ForUser(ctx, uid)
+	})
 }
 
 func (x routedLabels) Users(ctx context.Context, f projections.LabelFilter) ([]projections.User, int, error) {
-	return readPage(ctx, x.r, x.labels, func(v *projections.LabelsView) ([]projections.User, int, error) { return v.Users(ctx, f) })
+	return readPage(ctx, x.r, x.labels, func(ctx context.Context, v *projections.LabelsView) ([]projections.User, int, error) {
+		return v.Users(ctx, f)
+	})
 }
 
 func (x routedLabels) Keys(ctx context.Context) ([]projections.LabelCount, error) {
-	return read(ctx, x.r, x.labels, func(v *projections.LabelsView) ([]projections.LabelCount, error) { return v.Keys(ctx) })
+	return read(ctx, x.r, x.labels, func(ctx context.Context, v *projections.LabelsView) ([]projections.LabelCount, error) {
+		return v.Keys(ctx)
+	})
 }
 
 type routedWallet struct{ *routed }
 
 func (x routedWallet) Balances(ctx context.Context, uid string) (projections.Balances, error) {
-	return read(ctx, x.r, x.wallet, func(v *projections.WalletView) (projections.Balances, error) { return v.Balances(ctx, uid) })
+	return read(ctx, x.r, x.wallet, func(ctx context.Context, v *projections.WalletView) (projections.Balances, error) {
+		return v.Balances(ctx, uid)
+	})
 }
 
 func (x routedWallet) Movements(ctx context.Context, f projections.MovementFilter) ([]projections.Movement, int, error) {
-	return readPage(ctx, x.r, x.wallet, func(v *projections.WalletView) ([]projections.Movement, int, error) { return v.Movements(ctx, f) })
+	return readPage(ctx, x.r, x.wallet, func(ctx context.Context, v *projections.WalletView) ([]projections.Movement, int, error) {
+		return v.Movements(ctx, f)
+	})
 }
 
 type routedProfiles struct{ *routed }
 
 func (x routedProfiles) ByUID(ctx context.Context, uid string) (projections.Profile, error) {
-	return read(ctx, x.r, x.profiles, func(v *projections.ProfileView) (projections.Profile, error) { return v.ByUID(ctx, uid) })
+	return read(ctx, x.r, x.profiles, func(ctx context.Context, v *projections.ProfileView) (projections.Profile, error) {
+		return v.ByUID(ctx, uid)
+	})
 }

@@ -360,8 +360,9 @@ func TestRedactError(t *testing.T) {
 func TestLogValueHidesPasswords(t *testing.T) {
 	t.Parallel()
 	c, err := load(t, map[string]string{
-		"IDLOG_DATABASE_URL": "postgres://idlog:hunter2@db/idlog",
-		"IDLOG_NATS_URL":     "nats://tok3n@nats:4222",
+		"IDLOG_DATABASE_URL":      "postgres://idlog:hunter2@db/idlog",
+		"IDLOG_READ_DATABASE_URL": "postgres://idlog:r3plica@standby/idlog",
+		"IDLOG_NATS_URL":          "nats://tok3n@nats:4222",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -369,10 +370,13 @@ func TestLogValueHidesPasswords(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
 	out := buf.String()
-	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok3n") {
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok3n") || strings.Contains(out, "r3plica") {
 		t.Errorf("log shows a secret: %s", out)
 	}
 	if !strings.Contains(out, `"database_url":"postgres://idlog:xxxxx@db/idlog"`) {
 		t.Errorf("log lacks the redacted database URL: %s", out)
+	}
+	if !strings.Contains(out, `"read_database_url":"postgres://idlog:xxxxx@standby/idlog"`) {
+		t.Errorf("log lacks the redacted read database URL: %s", out)
 	}
 }
