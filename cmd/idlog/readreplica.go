@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -63,6 +64,9 @@ func (m *readModels) useReadReplica(ctx context.Context, cfg config.Config, log 
 	})
 	if err != nil {
 		_ = db.Close()
+		if errors.Is(err, readreplica.ErrNotStandby) || errors.Is(err, readreplica.ErrOtherCluster) {
+			return fmt.Errorf("IDLOG_READ_DATABASE_URL: %w: name a streaming replica (hot standby) of IDLOG_DATABASE_URL, or leave it empty", err)
+		}
 		return fmt.Errorf("IDLOG_READ_DATABASE_URL: %w", err)
 	}
 	m.replicaDB = db
