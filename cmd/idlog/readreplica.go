@@ -52,8 +52,8 @@ func (m *readModels) useReadReplica(ctx context.Context, cfg config.Config, log 
 	if err != nil {
 		return fmt.Errorf("IDLOG_READ_DATABASE_URL: %w", err)
 	}
-	// Like the primary's pool: idle connections are not held forever, so a restarted standby is
-	// reached again with fresh ones.
+	// No bigger than the primary's pool; idle connections are not held for ever, so a restarted
+	// standby is reached again with fresh ones.
 	db.SetMaxOpenConns(m.db.Stats().MaxOpenConnections)
 	db.SetConnMaxIdleTime(time.Minute)
 	router, err := readreplica.New(ctx, readreplica.Options{
