@@ -21,35 +21,44 @@ import (
 )
 
 // privatePostgres is a PostgreSQL server of the test's own, in a temp dir on a free port, so the
-// test may freeze it without touching the machine's shared one.
+// test may freeze or stop it without touching the machine's shared one.
 type privatePostgres struct {
 	dsn  string
+	port int
+	data string // its data directory
+	bins pgBinaries
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// startPrivatePostgres runs initdb and postgres from /usr/lib/postgresql/*/bin. PostgreSQL refuses
-// to run as root, so as root they run as the postgres user. Without the binaries the test is
-// skipped, loudly, except in CI (CI=true), where it fails.
-func startPrivatePostgres(t *testing.T) *privatePostgres {
+// pgBinaries are the PostgreSQL server programs and a temp dir to run them in. PostgreSQL refuses
+// to run as root, so as root they run as the postgres user.
+type pgBinaries struct {
+	bin, dir string
+	cred     *syscall.Credential
+}
+
+// findPostgres finds the binaries in /usr/lib/postgresql/*/bin. Without them the test is skipped,
+// loudly, except in CI (CI=true), where it fails.
+func findPostgres(t *testing.T) pgBinaries {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
 	if len(bins) == 0 {
-		msg := "FROZEN DATABASE TEST SKIPPED: no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)"
+		msg := t.Name() + " SKIPPED: no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
 	sort.Slice(bins, func(i, j int) bool { return pgMajor(bins[i]) < pgMajor(bins[j]) })
-	bin := filepath.Dir(bins[len(bins)-1])
+	b := pgBinaries{bin: filepath.Dir(bins[len(bins)-1])}
 
-	dir, err := os.MkdirTemp("", "idlog-frozen-pg-")
+	dir, err := os.MkdirTemp("", "idlog-faults-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	var cred *syscall.Credential
+	b.dir = dir
 	if os.Geteuid() == 0 {
 		u, err := osuser.Lookup("postgres")
 		if err != nil {
@@ -57,27 +66,42 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		b.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			t.Fatal(err)
 		}
 	}
-	as := func(name string, args ...string) *exec.Cmd {
-		c := exec.Command(filepath.Join(bin, name), args...)
-		c.Dir = dir
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		return c
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := as("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput(); err != nil {
+	return b
+}
+
+// command runs one of the binaries in the temp dir, as postgres when the test runs as root.
+func (b pgBinaries) command(name string, args ...string) *exec.Cmd {
+	c := exec.Command(filepath.Join(b.bin, name), args...)
+	c.Dir = b.dir
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: b.cred}
+	return c
+}
+
+// startPrivatePostgres runs initdb and postgres: a server of the test's own.
+func startPrivatePostgres(t *testing.T) *privatePostgres {
+	t.Helper()
+	b := findPostgres(t)
+	data := filepath.Join(b.dir, "data")
+	// trust, for local and host connections and for replication (initdb's pg_hba.conf has both).
+	if out, err := b.command("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := freePort(t)
-	p := &privatePostgres{
-		dsn:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-		done: make(chan struct{}),
-	}
-	p.cmd = as("postgres", "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	p := &privatePostgres{bins: b, data: data, port: freePort(t)}
+	p.dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
+	p.start(t)
+	return p
+}
+
+// start runs postgres on p's data directory and port, and waits until it accepts connections.
+func (p *privatePostgres) start(t *testing.T) {
+	t.Helper()
+	p.done = make(chan struct{})
+	p.cmd = p.bins.command("postgres", "-D", p.data, "-p", strconv.Itoa(p.port), "-k", p.bins.dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=60")
 	logs := &lockedWriter{w: io.Discard}
 	var buf strings.Builder
@@ -88,18 +112,24 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	done := p.done
+	go func() { _ = p.cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
+		select {
+		case <-done:
+			return // stopped by the test
+		default:
+		}
 		_ = p.signal(syscall.SIGCONT)
 		_ = p.cmd.Process.Signal(syscall.SIGQUIT) // immediate shutdown
 		select {
-		case <-p.done:
+		case <-done:
 		case <-time.After(30 * time.Second):
 			_ = p.signal(syscall.SIGKILL)
-			<-p.done
+			<-done
 		}
 		if t.Failed() && buf.Len() > 0 {
-			t.Logf("postgres output:\n%s", buf.String())
+			t.Logf("postgres output (%s):\n%s", p.data, buf.String())
 		}
 	})
 
@@ -114,12 +144,22 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 			t.Fatal("the private PostgreSQL did not accept connections in 30s")
 		}
 		select {
-		case <-p.done:
-			t.Fatal("the private PostgreSQL exited at start")
+		case <-done:
+			t.Fatalf("the private PostgreSQL exited at start:\n%s", buf.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return p
+}
+
+// stop shuts the server down (fast: sessions are ended) and waits for it.
+func (p *privatePostgres) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the private PostgreSQL did not stop in 30s")
+	}
 }
 
 func pgMajor(bin string) int {

@@ -96,10 +96,10 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	}
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
-		App: app, Users: usersView{m.users}, Tokens: signer, Projections: m.runtime,
-		Labels: m.labels, Wallets: m.wallet, Profiles: m.profiles,
+		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
+		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles,
 		Admin: &api.AdminUsers{
-			Users: m.users, Activity: m.activity, Metrics: m.activity,
+			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.
 			UserAsOf: func(current http.Handler) http.Handler { return api.AdminUserAsOfHandler(store, nil, log, current) },
 		},
@@ -118,8 +118,13 @@ func orNever(n int) int {
 	return n
 }
 
+// userByUID is the users read model's lookup; *projections.UsersView is one.
+type userByUID interface {
+	ByUID(ctx context.Context, uid string) (projections.User, error)
+}
+
 // usersView serves the API's user lookups from the users read model.
-type usersView struct{ v *projections.UsersView }
+type usersView struct{ v userByUID }
 
 func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) {
 	x, err := u.v.ByUID(ctx, uid)

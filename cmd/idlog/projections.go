@@ -62,6 +62,10 @@ type readModels struct {
 	wallet   *projections.WalletView
 	profiles *projections.ProfileView // the three above in one query, for GET /users/me
 	runtime  *projections.Runtime
+	// reads are the views the API queries: these above, or routed through the read replica
+	// (useReadReplica), which replicaDB then holds.
+	reads     readViews
+	replicaDB *sqlx.DB
 }
 
 // openReadModels opens the read models beside the event store: in its Postgres database, or in
@@ -116,6 +120,7 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 		return nil, err
 	}
 	m.runtime = rt
+	m.reads = m.primaryViews()
 	return m, nil
 }
 
@@ -123,6 +128,9 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 func (m *readModels) close() {
 	if m.runtime != nil {
 		m.runtime.Stop()
+	}
+	if m.replicaDB != nil {
+		_ = m.replicaDB.Close()
 	}
 	if m.ownDB && m.db != nil {
 		_ = m.db.Close()

@@ -69,6 +69,10 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Stopped after the HTTP server has drained (requests may wait for the read models), and
 	// before the store closes.
 	defer models.close()
+	// Read-model queries on a streaming replica of the database, when one is set.
+	if err := models.useReadReplica(ctx, cfg, log, metrics); err != nil {
+		return cfg.RedactError(err)
+	}
 	// After a failover another replica publishes: consumers must verify its events with the same key.
 	if err := agreeOnEventsKey(models.db, log, bus.signer); err != nil {
 		return cfg.RedactError(err)
@@ -88,7 +92,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	handler := api.NewServer(api.Options{
 		Logger:   log,
 		Metrics:  metrics,
-		Views:    &api.Views{Activity: models.activity, Projections: models.runtime, Events: store, Ledger: ledger},
+		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
 		// The public key of the events' signatures, for consumers of NATS.

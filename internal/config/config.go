@@ -42,6 +42,13 @@ type Config struct {
 	DataDir string
 	// DatabaseURL, when set (postgres://...), puts the event store in PostgreSQL.
 	DatabaseURL string
+	// ReadDatabaseURL, when set (postgres://...), names a streaming replica (a hot standby) of
+	// DatabaseURL that answers the read-model queries; session checks, commands and the projectors
+	// stay on DatabaseURL. It needs DatabaseURL.
+	ReadDatabaseURL string
+	// ReadMaxWait bounds how long a read waits for the replica to replay the last write (and a
+	// write's answer for the replica to replay it) before the read goes to DatabaseURL.
+	ReadMaxWait time.Duration
 	// EventStoreURL, when set (esdb://...), puts the event store in EventStoreDB. It wins over
 	// DatabaseURL for the event store.
 	EventStoreURL string
@@ -130,6 +137,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("data_dir", c.DataDir),
 		slog.String("database_url", RedactURL(c.DatabaseURL)),
+		slog.String("read_database_url", RedactURL(c.ReadDatabaseURL)),
+		slog.Duration("read_max_wait", c.ReadMaxWait),
 		slog.String("eventstore_url", RedactURL(c.EventStoreURL)),
 		slog.String("nats_url", RedactURL(c.NATSURL)),
 		slog.String("nats_port", c.natsPortString()),
@@ -185,6 +194,32 @@ var settings = []setting{
 				return err
 			}
 			c.DatabaseURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_READ_DATABASE_URL", flag: "read-database-url", secret: true,
+		usage: "PostgreSQL `URL` of one streaming replica of IDLOG_DATABASE_URL that answers the read-model queries; empty reads IDLOG_DATABASE_URL",
+		apply: func(c *Config, v string) error {
+			if err := checkURL(v, "postgres", "postgresql"); err != nil {
+				return err
+			}
+			c.ReadDatabaseURL = v
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_READ_MAX_WAIT", flag: "read-max-wait", def: "250ms",
+		usage: "how long a read waits for the IDLOG_READ_DATABASE_URL replica to replay the last write before it reads IDLOG_DATABASE_URL (`duration`, 1ms to 10s)",
+		apply: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return errors.New("want a duration such as 250ms or 1s")
+			}
+			if d < time.Millisecond || d > 10*time.Second {
+				return errors.New("must be from 1ms to 10s")
+			}
+			c.ReadMaxWait = d
 			return nil
 		},
 	},
@@ -402,6 +437,9 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	c.NATSPortChosen = given["nats-port"] || getenv("IDLOG_NATS_PORT") != ""
+	if err := checkReadDatabase(c); err != nil {
+		return Config{}, err
+	}
 	if err := checkAccounts(&c); err != nil {
 		return Config{}, err
 	}
@@ -409,6 +447,22 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// checkReadDatabase: the read replica is a standby of the database that holds the read models.
+func checkReadDatabase(c Config) error {
+	if c.ReadDatabaseURL == "" {
+		return nil
+	}
+	if c.DatabaseURL == "" {
+		return &InvalidError{Source: "IDLOG_READ_DATABASE_URL", Value: RedactURL(c.ReadDatabaseURL),
+			Reason: "needs IDLOG_DATABASE_URL: it names a streaming replica of that PostgreSQL database, which holds the read models"}
+	}
+	if c.ReadDatabaseURL == c.DatabaseURL {
+		return &InvalidError{Source: "IDLOG_READ_DATABASE_URL", Value: RedactURL(c.ReadDatabaseURL),
+			Reason: "is IDLOG_DATABASE_URL itself: name a streaming replica of it, or leave it empty"}
+	}
+	return nil
 }
 
 func checkHostPort(v string) error {

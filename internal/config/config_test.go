@@ -43,6 +43,7 @@ func TestDefaults(t *testing.T) {
 		LogPersonalData:     true,
 		ShutdownTimeout:     15 * time.Second,
 		RequestTimeout:      10 * time.Second,
+		ReadMaxWait:         250 * time.Millisecond,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -108,6 +109,7 @@ func TestGoodValues(t *testing.T) {
 		LogFormat:           "json",
 		ShutdownTimeout:     90 * time.Second,
 		RequestTimeout:      3 * time.Second,
+		ReadMaxWait:         250 * time.Millisecond,
 		Accounts:            defaultAccounts,
 	}
 	if c != want {
@@ -124,6 +126,39 @@ func TestGoodValues(t *testing.T) {
 	}
 	if got := c.EventStore(); got != config.EventStoreDB {
 		t.Errorf("event store with both URLs = %s, want eventstoredb", got)
+	}
+}
+
+// The read replica is a standby of IDLOG_DATABASE_URL: without that database, or naming that very
+// database, the setting is refused with a message that says what to set.
+func TestReadDatabase(t *testing.T) {
+	t.Parallel()
+	primary := "postgres://idlog:pw@db:5432/idlog?sslmode=disable"
+	replica := "postgres://idlog:secret-pw@standby:5432/idlog?sslmode=disable"
+	c, err := load(t, map[string]string{"IDLOG_DATABASE_URL": primary, "IDLOG_READ_DATABASE_URL": replica, "IDLOG_READ_MAX_WAIT": "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReadDatabaseURL != replica || c.ReadMaxWait != time.Second {
+		t.Errorf("config = %+v, want the replica and a 1s wait", c)
+	}
+	if err := c.RedactError(errors.New("dial " + replica)); strings.Contains(err.Error(), "secret-pw") {
+		t.Errorf("RedactError kept the replica's password: %v", err)
+	}
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"IDLOG_READ_DATABASE_URL": replica}, "needs IDLOG_DATABASE_URL"},
+		{map[string]string{"IDLOG_DATABASE_URL": primary, "IDLOG_READ_DATABASE_URL": primary}, "is IDLOG_DATABASE_URL itself"},
+	} {
+		_, err := load(t, tt.env)
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "IDLOG_READ_DATABASE_URL") {
+			t.Errorf("load(%v) = %v, want ErrInvalid naming IDLOG_READ_DATABASE_URL: %s", tt.env, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret-pw") {
+			t.Errorf("the error shows the password: %v", err)
+		}
 	}
 }
 
@@ -185,6 +220,9 @@ func TestBadValues(t *testing.T) {
 		{env: "IDLOG_SHUTDOWN_TIMEOUT", value: "0s", flag: "shutdown-timeout", wantMsg: `invalid -shutdown-timeout "0s": must be positive`},
 		{env: "IDLOG_LOG_PERSONAL_DATA", value: "maybe", wantMsg: `invalid IDLOG_LOG_PERSONAL_DATA "maybe": want true or false`},
 		{env: "IDLOG_REQUEST_TIMEOUT", value: "10", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "10": want a duration`},
+		{env: "IDLOG_READ_DATABASE_URL", value: "mysql://replica/idlog", wantMsg: `invalid IDLOG_READ_DATABASE_URL "mysql://replica/idlog": scheme "mysql" is not postgres or postgresql`},
+		{env: "IDLOG_READ_MAX_WAIT", value: "0s", wantMsg: `invalid IDLOG_READ_MAX_WAIT "0s": must be from 1ms to 10s`},
+		{env: "IDLOG_READ_MAX_WAIT", value: "soon", flag: "read-max-wait", wantMsg: `invalid -read-max-wait "soon": want a duration`},
 		{env: "IDLOG_REQUEST_TIMEOUT", value: "1ms", wantMsg: `invalid IDLOG_REQUEST_TIMEOUT "1ms": must be at least 100ms`},
 	}
 	for _, tt := range tests {
@@ -322,8 +360,9 @@ func TestRedactError(t *testing.T) {
 func TestLogValueHidesPasswords(t *testing.T) {
 	t.Parallel()
 	c, err := load(t, map[string]string{
-		"IDLOG_DATABASE_URL": "postgres://idlog:hunter2@db/idlog",
-		"IDLOG_NATS_URL":     "nats://tok3n@nats:4222",
+		"IDLOG_DATABASE_URL":      "postgres://idlog:hunter2@db/idlog",
+		"IDLOG_READ_DATABASE_URL": "postgres://idlog:r3plica@standby/idlog",
+		"IDLOG_NATS_URL":          "nats://tok3n@nats:4222",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -331,10 +370,13 @@ func TestLogValueHidesPasswords(t *testing.T) {
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "config", c)
 	out := buf.String()
-	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok3n") {
+	if strings.Contains(out, "hunter2") || strings.Contains(out, "tok3n") || strings.Contains(out, "r3plica") {
 		t.Errorf("log shows a secret: %s", out)
 	}
 	if !strings.Contains(out, `"database_url":"postgres://idlog:xxxxx@db/idlog"`) {
 		t.Errorf("log lacks the redacted database URL: %s", out)
+	}
+	if !strings.Contains(out, `"read_database_url":"postgres://idlog:xxxxx@standby/idlog"`) {
+		t.Errorf("log lacks the redacted read database URL: %s", out)
 	}
 }

@@ -99,7 +99,7 @@ func (c Config) RedactError(err error) error {
 		return nil
 	}
 	var secrets []string
-	for _, u := range []string{c.DatabaseURL, c.EventStoreURL, c.NATSURL} {
+	for _, u := range []string{c.DatabaseURL, c.ReadDatabaseURL, c.EventStoreURL, c.NATSURL} {
 		_, found := redact(u)
 		for _, s := range found {
 			secrets = append(secrets, s)
