@@ -103,6 +103,9 @@ type SessionRefreshed struct {
 	At          time.Time `json:"at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	RefreshHash string    `json:"refresh_hash"`
+	// CSRFHash, when set, replaces the CSRF token of a cookie session: a browser app renewing its
+	// cookies gets a new one (after a reload, say, it no longer has the first).
+	CSRFHash string `json:"csrf_hash,omitempty"`
 }
 
 // LoginFailure says why a sign-in of a known user failed.

@@ -180,6 +180,8 @@ type SessionRefresh struct {
 	NewHash   string    // SHA-256 of the token that replaces it
 	At        time.Time // now
 	ExpiresAt time.Time // now plus the idle timeout; the session's end caps it
+	// NewCSRFHash, for a cookie session, replaces its CSRF token; empty keeps it.
+	NewCSRFHash string
 }
 
 // MaxRotatedRefreshKept is how many refresh tokens each session remembers after they were
@@ -211,6 +213,11 @@ func (u *User) RefreshSession(r SessionRefresh) ([]Event, error) {
 	if !r.ExpiresAt.After(r.At) {
 		return nil, fmt.Errorf("%w: session expiry %s is not after the refresh %s", ErrInvalidArgument, r.ExpiresAt, r.At)
 	}
+	if r.NewCSRFHash != "" {
+		if err := checkTokenHash(r.NewCSRFHash); err != nil {
+			return nil, err
+		}
+	}
 	s, ok := u.sessions[r.SessionID]
 	if !ok || s.refresh == "" || !s.expires.After(r.At) {
 		return nil, fmt.Errorf("%w: no renewable session %q", ErrRefreshTokenInvalid, r.SessionID)
@@ -227,7 +234,10 @@ func (u *User) RefreshSession(r SessionRefresh) ([]Event, error) {
 	if end := s.end(); expires.After(end) {
 		expires = end
 	}
-	return u.record(SessionRefreshed{SessionID: r.SessionID, At: r.At.UTC(), ExpiresAt: expires.UTC(), RefreshHash: r.NewHash}), nil
+	if s.csrf == "" && r.NewCSRFHash != "" {
+		return nil, fmt.Errorf("%w: a CSRF token for bearer session %q", ErrInvalidArgument, r.SessionID)
+	}
+	return u.record(SessionRefreshed{SessionID: r.SessionID, At: r.At.UTC(), ExpiresAt: expires.UTC(), RefreshHash: r.NewHash, CSRFHash: r.NewCSRFHash}), nil
 }
 
 // RevokeSession ends a session for a reason other than its own sign-out: the user ended it from
@@ -261,6 +271,9 @@ func (u *User) CSRFMatches(sid, hash string) bool {
 	s, ok := u.sessions[sid]
 	return ok && s.csrf != "" && hashMatches(s.csrf, hash)
 }
+
+// CookieSession reports whether the session is a cookie session (it has a CSRF token).
+func (u *User) CookieSession(sid string) bool { return u.sessions[sid].csrf != "" }
 
 // hashMatches compares token hashes in constant time.
 func hashMatches(stored, given string) bool {
@@ -381,6 +394,9 @@ func (s session) refreshed(e SessionRefreshed) session {
 	rotated := make([]string, 0, len(keep)+1)
 	s.rotated = append(append(rotated, keep...), s.refresh)
 	s.refresh, s.expires = e.RefreshHash, e.ExpiresAt
+	if e.CSRFHash != "" {
+		s.csrf = e.CSRFHash
+	}
 	return s
 }
 
