@@ -103,9 +103,9 @@ type Deps struct {
 
 // Config tunes the handlers. The zero value takes every default.
 type Config struct {
-	Streams StreamsConfig
-	Codes   CodesConfig
-	SignIn  SignInConfig
+	Streams  StreamsConfig
+	Codes    CodesConfig
+	SignIn   SignInConfig
 	Wallet   WalletConfig
 	Limits   LimitsConfig
 	Sessions SessionsConfig
