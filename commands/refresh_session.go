@@ -135,6 +135,9 @@ func NewRefreshSessionHandler(users *UserStreams, tokens TokenSigner, life Sessi
 	return RefreshSessionHandler{users: users, tokens: tokens, life: life}
 }
 
+// Now is the clock of the sessions: what is open is open at Now.
+func (h RefreshSessionHandler) Now() time.Time { return h.users.now() }
+
 // Handle renews the session. Errors: domain.ErrRefreshTokenInvalid for a token that is malformed,
 // of nobody, of a closed or expired session, or of a user who may no longer sign in (alike, so a
 // token tells nothing about its user); domain.ErrRefreshTokenReused for a token rotated away
@@ -180,7 +183,7 @@ func (h RefreshSessionHandler) Handle(ctx context.Context, cmd RefreshSession) (
 		}
 		return RefreshSessionResult{}, err
 	case errors.Is(err, ErrUserNotFound), errors.Is(err, domain.ErrUserNotActive), errors.Is(err, domain.ErrLoginDisabled):
-		return RefreshSessionResult{}, fmt.Errorf("%w: %w", domain.ErrRefreshTokenInvalid, err)
+		return RefreshSessionResult{}, fmt.Errorf("%w: %v", domain.ErrRefreshTokenInvalid, err)
 	case err != nil:
 		return RefreshSessionResult{}, err
 	}
