@@ -221,9 +221,9 @@ func (a *accountRoutes) adminListUsers(w http.ResponseWriter, r *http.Request) {
 // no read model yet; the activity shows the sign-ins and sign-outs.
 type adminUserDetailJSON struct {
 	adminUserJSON
-	Wallet        *walletJSON     `json:"wallet,omitempty"`
-	Activity      *[]activityJSON `json:"activity,omitempty"`
-	AdminActivity *[]activityJSON `json:"admin_activity,omitempty"`
+	Wallet        *walletJSON        `json:"wallet,omitempty"`
+	Activity      *[]activityJSON    `json:"activity,omitempty"`
+	AdminActivity *[]activityJSON    `json:"admin_activity,omitempty"`
 	Sessions      *[]sessionListJSON `json:"sessions,omitempty"`
 }
 
