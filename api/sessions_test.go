@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,5 +453,44 @@ func TestAdminEndsSessions(t *testing.T) {
 		}
 		// The admin's own session is untouched; an unknown user is 404.
 		s.send(http.MethodDelete, "/api/v2/admin/users/ID0000000001/sessions", nil, admin).want(t, http.StatusNotFound, "admin.user.doesnt_exist")
+	})
+}
+
+// One refresh token sent many times at once: exactly one refresh wins, the others see its reuse,
+// and the session ends for everyone.
+func TestConcurrentRefreshesOfOneTokenEndTheSession(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, s *server) {
+		s.signUp(t, "ida@example.com", "")
+		first := s.signInTokens(t, "ida@example.com", "x")
+		const n = 8
+		results := make([]response, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { results[i] = s.refresh(first.RefreshToken) })
+		}
+		wg.Wait()
+		var won []tokens
+		reused := 0
+		for _, r := range results {
+			switch {
+			case r.status == http.StatusOK:
+				var tok tokens
+				r.json(t, &tok)
+				won = append(won, tok)
+			case r.status == http.StatusUnauthorized && strings.Contains(r.body, "identity.session.refresh_token_reused"):
+				reused++
+			case r.status == http.StatusUnauthorized && strings.Contains(r.body, "identity.session.invalid_refresh_token"):
+			default:
+				t.Fatalf("refresh answered %d %s", r.status, r.body)
+			}
+		}
+		if len(won) != 1 || reused == 0 {
+			t.Fatalf("%d refreshes won and %d saw the reuse; want 1 and at least 1", len(won), reused)
+		}
+		s.get("/api/v2/resource/users/me", won[0].AccessToken).want(t, http.StatusUnauthorized, "authz.invalid_session")
+		if got := len(eventsOf[domain.SessionRefreshed](t, s, "SessionRefreshed")); got != 1 {
+			t.Fatalf("%d SessionRefreshed events, want 1", got)
+		}
 	})
 }
