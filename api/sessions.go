@@ -155,7 +155,7 @@ func (a *accountRoutes) sameSiteOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
-// sessionJSONView is one session in the lists.
+// sessionListJSON is one session in the lists.
 type sessionListJSON struct {
 	ID        string    `json:"id"`
 	UserAgent string    `json:"user_agent"`
