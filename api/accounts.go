@@ -56,6 +56,15 @@ type Accounts struct {
 	// a proxy in front. Without a proxy it must stay off: clients could pick their address and
 	// dodge the sign-in throttle.
 	TrustForwardedFor bool
+	// SessionList, when set, serves GET and DELETE /api/v2/resource/sessions and adds the open
+	// sessions to GET /api/v2/admin/users/{uid}.
+	SessionList SessionList
+	// SessionCookies makes every sign-in a cookie session unless it says cookie=false; without it
+	// a sign-in asks with cookie=true.
+	SessionCookies bool
+	// SecureCookies marks the session cookies Secure on every request (the public URL is https,
+	// behind a proxy that ends TLS); without it they are Secure on requests that came over TLS.
+	SecureCookies bool
 }
 
 // accountRoutes serves the account routes.
@@ -66,6 +75,9 @@ type accountRoutes struct {
 	authn   *Authenticator
 	idem    *idempotentRequests
 	lagging prometheus.Counter
+	// origins are the CORS allowlist (Options.CORSOrigins): a cookie refresh from an origin other
+	// than them and this host is refused.
+	origins []string
 }
 
 func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg prometheus.Registerer) *accountRoutes {
@@ -111,6 +123,8 @@ func (a *accountRoutes) register(r *mux.Router) {
 	id.Handle("/users/password/confirm_code", h(a.resetPassword)).Methods(post)
 	id.Handle("/sessions", h(a.signIn)).Methods(post)
 	id.Handle("/sessions", signedIn(h(a.signOut))).Methods(del)
+	// Ignores Idempotency-Key (unkeyedRoutes): each use of a refresh token is one rotation.
+	id.Handle("/sessions/refresh", h(a.refresh)).Methods(post)
 
 	res := r.PathPrefix("/api/v2/resource").Subrouter()
 	res.Use(signedIn)
@@ -125,6 +139,10 @@ func (a *accountRoutes) register(r *mux.Router) {
 	res.Handle("/otp/enable", h(a.enableOTP)).Methods(post)
 	res.Handle("/otp/verify", h(a.verifyOTP)).Methods(post)
 	res.Handle("/otp/disable", h(a.disableOTP)).Methods(post)
+	if a.SessionList != nil {
+		res.Handle("/sessions", h(a.mySessions)).Methods(get...)
+		res.Handle("/sessions/{id}", h(a.endMySession)).Methods(del)
+	}
 	if a.Labels != nil {
 		a.registerLabels(r, res)
 	}

@@ -137,6 +137,9 @@ type serverOptions struct {
 	limits  commands.LimitsConfig
 	// logHandler, when set, wraps the handler of the server's logs (logprivacy's filter).
 	logHandler func(slog.Handler) slog.Handler
+	// cors are the origins browser apps may call from; sessions sets the session lifetimes.
+	cors     []string
+	sessions commands.SessionsConfig
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -199,8 +202,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	users := projections.NewUsersView(db, dialect)
 	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)
 	activity := projections.NewActivityView(db, dialect)
+	sessions := projections.NewSessionsView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +250,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
 		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
-		Limits: limits})
+		Limits: limits, Sessions: o.sessions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +259,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Profiles:    projections.NewProfileView(db, dialect),
 		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
+		SessionList: sessions,
 	}
-	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}})
+	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}, CORSOrigins: o.cors})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
 		at: at, dialect: dialect, sealer: sealer, accounts: accounts}
 }

@@ -116,6 +116,10 @@ var adminRoutes = []adminRoute{
 		func(s *server, target, token string, _ int) response {
 			return s.send(http.MethodPut, "/api/v2/admin/users/"+target+"/login", obj{"enabled": false}, token)
 		}},
+	{"DELETE /users/{uid}/sessions", []string{"superadmin", "admin", "compliance"}, http.StatusNoContent,
+		func(s *server, target, token string, _ int) response {
+			return s.send(http.MethodDelete, "/api/v2/admin/users/"+target+"/sessions", nil, token)
+		}},
 	{"DELETE /users/{uid}", []string{"superadmin", "admin"}, http.StatusNoContent,
 		func(s *server, target, token string, _ int) response {
 			return s.send(http.MethodDelete, "/api/v2/admin/users/"+target, nil, token)

@@ -21,6 +21,8 @@ type Caller struct {
 	Role      string
 	Email     string
 	Level     int
+	// Cookie: authenticated by the session cookie rather than a bearer token.
+	Cookie bool
 }
 
 type callerKey struct{}
@@ -46,7 +48,9 @@ type SessionChecker interface {
 	Open(ctx context.Context, uid, sid string) (commands.Session, bool, error)
 }
 
-// Authenticator is the bearer middleware: "Authorization: Bearer <access token>".
+// Authenticator is the bearer middleware: "Authorization: Bearer <access token>", or for a browser
+// app's cookie session, the access token in the session cookie (AccessCookie) and, on unsafe
+// methods, the session's CSRF token in X-CSRF-Token.
 type Authenticator struct {
 	tokens   TokenVerifier
 	sessions SessionChecker
@@ -89,6 +93,10 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 				a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
 					slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
 			}
+			if status == http.StatusForbidden {
+				WriteError(w, status, code)
+				return
+			}
 			if code == "authz.missing_token" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
 			} else {
@@ -114,7 +122,13 @@ func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) 
 // authenticate checks r's bearer token and session: the caller, or the status and code to
 // answer (and the error behind them, for the log).
 func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	var cookie bool
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if r.Header.Get("Authorization") == "" {
+		if c, err := r.Cookie(AccessCookie); err == nil && c.Value != "" {
+			scheme, token, ok, cookie = "Bearer", c.Value, true, true
+		}
+	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return Caller{}, http.StatusUnauthorized, "authz.missing_token", nil
 	}
@@ -129,7 +143,17 @@ func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, erro
 	if !open {
 		return Caller{UID: claims.UserID}, http.StatusUnauthorized, "authz.invalid_session", nil
 	}
-	return Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level}, 0, "", nil
+	c := Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level, Cookie: cookie}
+	if cookie && !safeMethod(r.Method) && !s.CSRFMatches(r.Header.Get(CSRFHeader)) {
+		// A cross-site form or script can make the browser send the cookie, never this header.
+		return Caller{UID: claims.UserID}, http.StatusForbidden, "authz.invalid_csrf_token", nil
+	}
+	return c, 0, "", nil
+}
+
+// safeMethod: methods that change nothing (RFC 9110 9.2.1), which need no CSRF token.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // cause is the specific reason auth.Signer.Verify wraps with ErrAccessToken, for the log.

@@ -134,3 +134,64 @@ func benchBackends() []string {
 	}
 	return []string{"sqlite", "postgres"}
 }
+
+// BenchmarkRefreshVsSignIn measures, in one run and over the same server, refreshes per second
+// (b.N of them, 4 clients each rotating its own session's token) and sign-ins per second (a fixed
+// 16, OWASP's argon2id costs) with 4 clients at once, and reports their ratio: a refresh reads
+// one stream, appends one event and signs one token, and never hashes a password.
+func BenchmarkRefreshVsSignIn(b *testing.B) {
+	for _, backend := range benchBackends() {
+		b.Run(backend, func(b *testing.B) {
+			const clients = 4
+			s := newServer(b, backend, serverOptions{
+				params: auth.DefaultParams(),
+				signIn: commands.SignInConfig{MaxFailures: -1, AddressMaxFailures: -1},
+			})
+			refresh := make([]string, clients)
+			for i := range clients {
+				s.signUp(b, fmt.Sprintf("bench%d@example.com", i), "")
+			}
+			run := func(n int, do func(c int) bool) float64 {
+				start := time.Now()
+				var wg sync.WaitGroup
+				for c := range clients {
+					wg.Go(func() {
+						for i := c; i < n; i += clients {
+							if !do(c) {
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				return float64(n) / time.Since(start).Seconds()
+			}
+			signIns := run(16, func(c int) bool {
+				var out tokens
+				r := s.post("/api/v2/identity/sessions", obj{"login": fmt.Sprintf("bench%d@example.com", c), "password": password}, "")
+				if r.status != http.StatusOK {
+					b.Errorf("sign-in: %d %s", r.status, r.body)
+					return false
+				}
+				r.json(b, &out)
+				refresh[c] = out.RefreshToken
+				return true
+			})
+			b.ResetTimer()
+			refreshes := run(b.N, func(c int) bool {
+				var out tokens
+				r := s.refresh(refresh[c])
+				if r.status != http.StatusOK {
+					b.Errorf("refresh: %d %s", r.status, r.body)
+					return false
+				}
+				r.json(b, &out)
+				refresh[c] = out.RefreshToken
+				return true
+			})
+			b.ReportMetric(refreshes, "refreshes/s")
+			b.ReportMetric(signIns, "signins/s")
+			b.ReportMetric(refreshes/signIns, "refresh/signin")
+		})
+	}
+}

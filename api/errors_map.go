@@ -40,6 +40,13 @@ type errorRule struct {
 }
 
 var errorRules = []errorRule{
+	// Refresh: before the sign-in rules, as a refused refresh tells nothing of its user's state.
+	{scopeIdentitySession, domain.ErrRefreshTokenReused, http.StatusUnauthorized, "identity.session.refresh_token_reused"},
+	{scopeIdentitySession, domain.ErrRefreshTokenInvalid, http.StatusUnauthorized, "identity.session.invalid_refresh_token"},
+	// Sessions in lists: one that is not open is not there.
+	{scopeResourceSession, domain.ErrSessionNotFound, http.StatusNotFound, "resource.session.not_found"},
+	{scopeAdminUser, domain.ErrSessionNotFound, http.StatusNotFound, "admin.session.not_found"},
+
 	// Sign-in: Barong's codes and statuses.
 	{scopeIdentitySession, commands.ErrInvalidCredentials, http.StatusUnauthorized, "identity.session.invalid_params"},
 	{scopeIdentitySession, domain.ErrUserNotActive, http.StatusUnauthorized, "identity.session.not_active"},

@@ -52,6 +52,9 @@ type Options struct {
 	// Views, with Accounts, serves the read-model routes (the activity log, the projections'
 	// status) behind the same bearer middleware. Without Accounts nobody can sign in to use them.
 	Views *Views
+	// CORSOrigins are the origins (scheme://host[:port]) browser apps may call from, with
+	// credentials (CheckOrigin says which are valid); empty allows same-origin calls only.
+	CORSOrigins []string
 	// RequestTimeout bounds how long a request may take before its answer starts; past it the
 	// answer is 503 server.unavailable. 0 means DefaultRequestTimeout.
 	RequestTimeout time.Duration
@@ -98,14 +101,16 @@ func NewServer(o Options) http.Handler {
 	}
 	if o.Accounts != nil {
 		accounts := newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics)
+		accounts.origins = o.CORSOrigins
 		accounts.register(r)
 		if o.Views != nil {
 			o.Views.register(r, accounts.authn.Middleware, o.Logger)
 		}
 	}
 
-	// Outermost first: every request gets an id, then is timed and logged, gets its deadline,
+	// Outermost first: every request gets an id, then is timed and logged, gets its CORS headers
+	// (a preflight is answered there), gets its deadline,
 	// and a panic inside is answered with a 500 that the timing and the log still see.
 	return withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics),
-		withDeadline(o.Logger, o.RequestTimeout, recoverPanics(o.Logger, r))))
+		withCORS(o.CORSOrigins, withDeadline(o.Logger, o.RequestTimeout, recoverPanics(o.Logger, r)))))
 }

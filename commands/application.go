@@ -28,6 +28,8 @@ type Commands struct {
 	ResetPassword            Handler[ResetPassword, Result]
 	SignIn                   SignInHandler
 	SignOut                  SignOutHandler
+	RefreshSession           RefreshSessionHandler
+	RevokeSession            RevokeSessionHandler
 	ChangePassword           Handler[ChangePassword, Result]
 	ChangeEmail              Handler[ChangeEmail, Result]
 	ChangeUsername           Handler[ChangeUsername, Result]
@@ -50,6 +52,7 @@ type Commands struct {
 	ResetUserOTP    ResetUserOTPHandler
 	SetUserLogin    SetUserLoginHandler
 	CloseAccount    CloseAccountHandler
+	RevokeSessions  RevokeSessionsHandler
 }
 
 // Defaults of CodesConfig.
@@ -100,11 +103,12 @@ type Deps struct {
 
 // Config tunes the handlers. The zero value takes every default.
 type Config struct {
-	Streams StreamsConfig
-	Codes   CodesConfig
-	SignIn  SignInConfig
-	Wallet  WalletConfig
-	Limits  LimitsConfig
+	Streams  StreamsConfig
+	Codes    CodesConfig
+	SignIn   SignInConfig
+	Wallet   WalletConfig
+	Limits   LimitsConfig
+	Sessions SessionsConfig
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -126,7 +130,11 @@ func New(d Deps, c Config) (Application, error) {
 	if err != nil {
 		return Application{}, err
 	}
-	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, d.Attempts, limits, c.SignIn)
+	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, d.Attempts, limits, c.SignIn, c.Sessions)
+	if err != nil {
+		return Application{}, err
+	}
+	sessions, err := c.Sessions.withDefaults()
 	if err != nil {
 		return Application{}, err
 	}
@@ -147,6 +155,8 @@ func New(d Deps, c Config) (Application, error) {
 			ResetPassword:            guard[ResetPassword, Result](g, NewResetPasswordHandler(users, d.Hasher)),
 			SignIn:                   signIn,
 			SignOut:                  NewSignOutHandler(users),
+			RefreshSession:           NewRefreshSessionHandler(users, d.Tokens, sessions),
+			RevokeSession:            NewRevokeSessionHandler(users),
 			ChangePassword:           guard[ChangePassword, Result](g, NewChangePasswordHandler(users, d.Hasher)),
 			ChangeEmail:              guard[ChangeEmail, Result](g, NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes)),
 			ChangeUsername:           guard[ChangeUsername, Result](g, NewChangeUsernameHandler(users, d.Hasher)),
@@ -168,6 +178,7 @@ func New(d Deps, c Config) (Application, error) {
 			ResetUserOTP:             NewResetUserOTPHandler(users),
 			SetUserLogin:             NewSetUserLoginHandler(users),
 			CloseAccount:             NewCloseAccountHandler(users),
+			RevokeSessions:           NewRevokeSessionsHandler(users),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

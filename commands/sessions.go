@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 )
 
@@ -27,6 +28,15 @@ type Session struct {
 	Role  string
 	Email string
 	Level int
+	// Cookie: a cookie session, whose unsafe requests must carry its CSRF token (CSRFMatches).
+	Cookie bool
+	user   *domain.User // shared: read only
+	sid    string
+}
+
+// CSRFMatches reports whether token is the CSRF token of this cookie session (constant time).
+func (s Session) CSRFMatches(token string) bool {
+	return s.user != nil && token != "" && s.user.CSRFMatches(s.sid, auth.HashToken(token))
 }
 
 // Open reports whether the user exists, is active with sign-in enabled, and has the session open
@@ -46,5 +56,5 @@ func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool,
 	if !u.IsActive() || u.LoginDisabled() || !u.HasSession(sid, c.users.now()) {
 		return Session{}, false, nil
 	}
-	return Session{Role: u.Role().String(), Email: u.Email(), Level: level(u)}, true, nil
+	return Session{Role: u.Role().String(), Email: u.Email(), Level: level(u), Cookie: u.CookieSession(sid), user: u, sid: sid}, true, nil
 }

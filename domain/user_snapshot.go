@@ -20,7 +20,7 @@ import (
 // User changes (a field added, one meaning something else): RestoreUser then refuses older
 // snapshots (ErrSnapshotSchema) and users are rebuilt from their events. A test pins the fields of
 // User to remind whoever changes them.
-const UserSnapshotSchema = 1
+const UserSnapshotSchema = 2
 
 // ErrSnapshotSchema: a snapshot was written for another shape of User, or is not a snapshot at all.
 // It is not a user's mistake: the caller rebuilds the user from its events.
@@ -91,6 +91,10 @@ type snapshotSession struct {
 	ID        string    `json:"sid"`
 	StartedAt time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	EndsAt    time.Time `json:"ends_at,omitzero"`
+	Refresh   string    `json:"refresh,omitempty"`
+	Rotated   []string  `json:"rotated,omitempty"`
+	CSRF      string    `json:"csrf,omitempty"`
 }
 
 type snapshotLabel struct {
@@ -113,7 +117,9 @@ func (u *User) Snapshot() ([]byte, error) {
 		Level: u.level, Free: u.wallet.Free, Standard: u.wallet.Standard,
 	}
 	for sid, x := range u.sessions {
-		s.Sessions = append(s.Sessions, snapshotSession{ID: sid, StartedAt: x.started, ExpiresAt: x.expires})
+		s.Sessions = append(s.Sessions, snapshotSession{
+			ID: sid, StartedAt: x.started, ExpiresAt: x.expires, EndsAt: x.ends, Refresh: x.refresh, Rotated: x.rotated, CSRF: x.csrf,
+		})
 	}
 	slices.SortFunc(s.Sessions, func(a, b snapshotSession) int { return strings.Compare(a.ID, b.ID) })
 	for id, l := range u.labels {
@@ -165,7 +171,7 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 		version: version,
 	}
 	for _, x := range s.Sessions {
-		u.sessions[x.ID] = session{started: x.StartedAt, expires: x.ExpiresAt}
+		u.sessions[x.ID] = session{started: x.StartedAt, expires: x.ExpiresAt, ends: x.EndsAt, refresh: x.Refresh, rotated: x.Rotated, csrf: x.CSRF}
 	}
 	u.rebuildExpiries()
 	for _, l := range s.Labels {

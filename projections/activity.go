@@ -180,7 +180,7 @@ var activityEvents = []domain.Event{
 	domain.UserRegistered{}, domain.EmailVerificationRequested{}, domain.EmailVerified{},
 	domain.PasswordChanged{}, domain.PasswordResetRequested{}, domain.PasswordReset{},
 	domain.EmailChanged{}, domain.UsernameChanged{}, domain.UserDataUpdated{},
-	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{},
+	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{}, domain.SessionRefreshed{},
 	domain.OTPSecretGenerated{}, domain.OTPEnabled{}, domain.OTPVerified{}, domain.OTPDisabled{},
 	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
 	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
@@ -343,6 +343,8 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		if ev.Reason == domain.SessionEndLogout {
 			action, data = "logout", nil
 		}
+	case domain.SessionRefreshed:
+		topic, action = TopicSession, "refresh"
 	case domain.OTPSecretGenerated:
 		topic, action = TopicOTP, "generate_secret"
 	case domain.OTPEnabled:

@@ -89,7 +89,8 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			AddressMaxFailures: orNever(a.SignInAddressMaxFailures), AddressWindow: a.SignInAddressWindow,
 			Logger: log,
 		},
-		Limits: cmds.LimitsConfig{Logger: log},
+		Limits:   cmds.LimitsConfig{Logger: log},
+		Sessions: cmds.SessionsConfig{IdleTimeout: a.SessionIdleTimeout, MaxLifetime: a.SessionMaxLifetime},
 	})
 	if err != nil {
 		return nil, err
@@ -104,6 +105,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			UserAsOf: func(current http.Handler) http.Handler { return api.AdminUserAsOfHandler(store, nil, log, current) },
 		},
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
+		SessionList: m.sessions, SessionCookies: a.SessionCookies, SecureCookies: a.SecureCookies,
 		// Beside the read models: the event store's own database (or, with EventStoreDB, the
 		// read models' SQL database), so every replica and every restart finds the answers.
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(m.db), Secret: secretKey, Retention: a.IdempotencyRetention},

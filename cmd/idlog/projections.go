@@ -60,6 +60,7 @@ type readModels struct {
 	activity *projections.ActivityView
 	labels   *projections.LabelsView
 	wallet   *projections.WalletView
+	sessions *projections.SessionsView
 	profiles *projections.ProfileView // the three above in one query, for GET /users/me
 	runtime  *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
@@ -110,11 +111,12 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.activity = projections.NewActivityView(m.db, dialect)
 	m.labels = projections.NewLabelsView(m.db, dialect)
 	m.wallet = projections.NewWalletView(m.db, dialect)
+	m.sessions = projections.NewSessionsView(m.db, dialect)
 	m.profiles = projections.NewProfileView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases),
-	}, m.users, m.activity, m.labels, m.wallet)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions)
 	if err != nil {
 		m.close()
 		return nil, err

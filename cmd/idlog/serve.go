@@ -95,6 +95,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
+		// Browser apps on these origins may call with credentials.
+		CORSOrigins: cfg.Accounts.CORSOriginList(),
 		// The public key of the events' signatures, for consumers of NATS.
 		EventKeys: new(bus.signer.JWKS()),
 		// Read-your-writes waits inside it have their own, shorter bound.
