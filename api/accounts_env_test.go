@@ -34,6 +34,7 @@ import (
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/idempotency"
+	"github.com/idlog/idlog/internal/roundtrips"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -127,6 +128,7 @@ type server struct {
 	dialect  migrations.Dialect
 	sealer   *auth.Sealer
 	accounts *api.Accounts
+	db       *sqlx.DB // the read models' handle (on PostgreSQL, the store's pool)
 }
 
 type serverOptions struct {
@@ -137,6 +139,9 @@ type serverOptions struct {
 	limits  commands.LimitsConfig
 	// logHandler, when set, wraps the handler of the server's logs (logprivacy's filter).
 	logHandler func(slog.Handler) slog.Handler
+	// roundTrips counts the round trips to PostgreSQL of requests made with a context from
+	// roundtrips.Track.
+	roundTrips bool
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -180,14 +185,17 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		}
 	case "postgres":
 		dsn := eventstoretest.PostgresSchema(t)
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		opts := postgres.Options{DSN: dsn}
+		if o.roundTrips {
+			opts.Connector = roundtrips.Connector
+		}
+		s, err := postgres.Open(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		store, keys, dialect, at = s, s, migrations.Postgres, dsn
-		if db, err = sqlx.Open("postgres", dsn); err != nil {
-			t.Fatal(err)
-		}
+		// The read models share the store's pool, as in idlog serve.
+		db = s.DB()
 	}
 	logs := &logBuffer{}
 	var logHandler slog.Handler = slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
@@ -211,7 +219,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	t.Cleanup(func() {
 		stop()
 		rt.Stop()
-		db.Close()
+		if backend == "sqlite" {
+			db.Close()
+		}
 		store.Close()
 	})
 
@@ -252,13 +262,14 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Profiles:    projections.NewProfileView(db, dialect),
+		Profiles: projections.NewProfileView(db, dialect).WithStreamVersions(), // the store is in db
+
 		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
-		at: at, dialect: dialect, sealer: sealer, accounts: accounts}
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
 }
 
 // response is an answer of the server.
@@ -307,6 +318,7 @@ type request struct {
 	token        string
 	header       http.Header
 	remote       string
+	ctx          context.Context // nil: the background
 }
 
 func (s *server) do(rq request) response {
@@ -326,6 +338,9 @@ func (s *server) do(rq request) response {
 		body, ct = bytes.NewReader(j), "application/json"
 	}
 	req := httptest.NewRequest(rq.method, rq.path, body)
+	if rq.ctx != nil {
+		req = req.WithContext(rq.ctx)
+	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}

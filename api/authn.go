@@ -44,6 +44,10 @@ type TokenVerifier interface {
 // SessionChecker tells whether a token's session is still open; commands.SessionCheck is one.
 type SessionChecker interface {
 	Open(ctx context.Context, uid, sid string) (commands.Session, bool, error)
+	// OpenAt is Open for a caller who read the version of the user's last event (0: none) in the
+	// same statement as the user's data: it reads the store only if this process does not hold
+	// the user at that version already, and is as fresh as Open.
+	OpenAt(ctx context.Context, uid, sid string, version uint64) (commands.Session, bool, error)
 }
 
 // Authenticator is the bearer middleware: "Authorization: Bearer <access token>".
@@ -77,28 +81,34 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		c, status, code, err := a.authenticate(r)
-		switch {
-		case status == http.StatusServiceUnavailable:
-			a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
-				slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
-			WriteError(w, status, code)
-			return
-		case status != 0:
-			if err != nil {
-				// The reason goes to the log only: a client learns nothing about the keys.
-				a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
-					slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
-			}
-			if code == "authz.missing_token" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
-			} else {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
-			}
-			WriteError(w, status, code)
+		if status != 0 {
+			a.refuse(w, r, status, code, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
 	})
+}
+
+// refuse answers a failed bearer check: 401 with its code, or 503 when the session could not be
+// checked.
+func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, code string, err error) {
+	if status == http.StatusServiceUnavailable {
+		a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+		WriteError(w, status, code)
+		return
+	}
+	if err != nil {
+		// The reason goes to the log only: a client learns nothing about the keys.
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
+	}
+	if code == "authz.missing_token" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
+	} else {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
+	}
+	WriteError(w, status, code)
 }
 
 // caller is the signed-in caller of r, ok false if its bearer token is missing or fails. uid is
@@ -114,15 +124,41 @@ func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) 
 // authenticate checks r's bearer token and session: the caller, or the status and code to
 // answer (and the error behind them, for the log).
 func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	claims, status, code, err := a.verify(r)
+	if status != 0 {
+		return Caller{}, status, code, err
+	}
+	return a.session(r, claims)
+}
+
+// session checks the session of verified claims: the caller, or the status to answer.
+func (a *Authenticator) session(r *http.Request, claims auth.AccessClaims) (Caller, int, string, error) {
+	sess, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+	return a.check(claims, sess, open, err)
+}
+
+// sessionAt is session for a route that read the version of the token's user's last event in the
+// same statement as their data (see SessionChecker.OpenAt).
+func (a *Authenticator) sessionAt(r *http.Request, claims auth.AccessClaims, version uint64) (Caller, int, string, error) {
+	sess, open, err := a.sessions.OpenAt(r.Context(), claims.UserID, claims.SessionID, version)
+	return a.check(claims, sess, open, err)
+}
+
+// verify checks r's bearer token: its claims, or the status and code to answer.
+func (a *Authenticator) verify(r *http.Request) (auth.AccessClaims, int, string, error) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return Caller{}, http.StatusUnauthorized, "authz.missing_token", nil
+		return auth.AccessClaims{}, http.StatusUnauthorized, "authz.missing_token", nil
 	}
 	claims, err := a.tokens.Verify(strings.TrimSpace(token))
 	if err != nil {
-		return Caller{}, http.StatusUnauthorized, "jwt.decode_and_verify", err
+		return auth.AccessClaims{}, http.StatusUnauthorized, "jwt.decode_and_verify", err
 	}
-	s, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+	return claims, 0, "", nil
+}
+
+// check turns a session check of a verified token into the caller, or the status to answer.
+func (a *Authenticator) check(claims auth.AccessClaims, s commands.Session, open bool, err error) (Caller, int, string, error) {
 	if err != nil {
 		return Caller{}, http.StatusServiceUnavailable, "server.unavailable", err
 	}
