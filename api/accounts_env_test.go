@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -142,6 +143,20 @@ type serverOptions struct {
 	// roundTrips counts the round trips to PostgreSQL of requests made with a context from
 	// roundtrips.Track.
 	roundTrips bool
+	// streamReads, when set, counts the commands' reads of a stream (ReadStream calls).
+	streamReads *atomic.Int64
+}
+
+// countingStore counts the stream reads of the store it wraps, and keeps its snapshots.
+type countingStore struct {
+	eventstore.Store
+	eventstore.Snapshots
+	reads *atomic.Int64
+}
+
+func (c countingStore) ReadStream(ctx context.Context, stream string, after uint64) iter.Seq2[eventstore.Event, error] {
+	c.reads.Add(1)
+	return c.Store.ReadStream(ctx, stream, after)
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -252,8 +267,12 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	commandStore := store
+	if o.streamReads != nil {
+		commandStore = countingStore{Store: store, Snapshots: store.(eventstore.Snapshots), reads: o.streamReads}
+	}
 	app, err := commands.New(commands.Deps{
-		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
+		Store: commandStore, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
 		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
 		Limits: limits})

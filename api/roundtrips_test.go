@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/idlog/idlog/commands"
@@ -83,4 +84,42 @@ func TestMeRefusesSessionRevokedOnAnotherReplica(t *testing.T) {
 		a.get("/api/v2/resource/users/me", stays).want(t, http.StatusUnauthorized, "authz.invalid_session")
 		a.get("/api/v2/resource/users/me", changer).want(t, http.StatusOK)
 	})
+}
+
+// TestMeReadsNoStreamItHolds, on every backend: GET /users/me checks the session at the version
+// its profile statement reads, so when this process holds the user at that version it reads none
+// of their stream; a change appended since (here a sign-in) makes the next one read it, once.
+// The other signed-in routes check the session with one stream read each.
+func TestMeReadsNoStreamItHolds(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			var reads atomic.Int64
+			s := newServer(t, b, serverOptions{streamReads: &reads})
+			s.signUp(t, "reads@example.com", "")
+			token := s.signIn(t, "reads@example.com", "")
+			s.get("/api/v2/resource/users/me", token).want(t, http.StatusOK)
+
+			readsOf := func(path string, status int) int64 {
+				t.Helper()
+				before := reads.Load()
+				s.get(path, token).want(t, status)
+				return reads.Load() - before
+			}
+			for i := range 3 {
+				if n := readsOf("/api/v2/resource/users/me", http.StatusOK); n != 0 {
+					t.Errorf("GET /users/me #%d read the stream %d times, want 0", i, n)
+				}
+			}
+			s.signIn(t, "reads@example.com", "") // appends: the user held here is behind
+			for i, want := range []int64{1, 0} {
+				if n := readsOf("/api/v2/resource/users/me", http.StatusOK); n != want {
+					t.Errorf("GET /users/me #%d after a sign-in read the stream %d times, want %d", i, n, want)
+				}
+			}
+			if n := readsOf("/api/v2/resource/wallet", http.StatusOK); n != 1 {
+				t.Errorf("GET /wallet read the stream %d times, want 1 (the bearer check)", n)
+			}
+		})
+	}
 }
