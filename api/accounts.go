@@ -47,7 +47,9 @@ type Accounts struct {
 	// and adds the balances to GET /users/me.
 	Wallets Wallets
 	// Profiles, when set, answers GET /users/me with one query (the user, their labels and
-	// balances) instead of one per read model.
+	// balances) instead of one per read model. When its profiles carry the version of the user's
+	// stream (projections.ProfileView.WithStreamVersions: for an event store in the read models'
+	// database), the session is checked with that version, with no query of its own.
 	Profiles Profiles
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
@@ -126,6 +128,11 @@ func (a *accountRoutes) register(r *mux.Router) {
 	// Ignores Idempotency-Key (unkeyedRoutes): each use of a refresh token is one rotation.
 	id.Handle("/sessions/refresh", h(a.refresh)).Methods(post)
 
+	// GET /users/me checks the session with the stream version its profile query reads, in one
+	// statement; registered before the resource routes, whose middleware would check it first.
+	if p, ok := a.Profiles.(versionedProfiles); ok && p.ReadsStreamVersions() {
+		r.Handle("/api/v2/resource/users/me", h(a.meInOneRead)).Methods(get...)
+	}
 	res := r.PathPrefix("/api/v2/resource").Subrouter()
 	res.Use(signedIn)
 	res.Handle("/users/me", h(a.me)).Methods(get...)

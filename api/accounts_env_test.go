@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -34,6 +35,7 @@ import (
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/idempotency"
+	"github.com/idlog/idlog/internal/roundtrips"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -127,6 +129,7 @@ type server struct {
 	dialect  migrations.Dialect
 	sealer   *auth.Sealer
 	accounts *api.Accounts
+	db       *sqlx.DB // the read models' handle (on PostgreSQL, the store's pool)
 }
 
 type serverOptions struct {
@@ -140,6 +143,26 @@ type serverOptions struct {
 	// cors are the origins browser apps may call from; sessions sets the session lifetimes.
 	cors     []string
 	sessions commands.SessionsConfig
+	// roundTrips counts the round trips to PostgreSQL of requests made with a context from
+	// roundtrips.Track.
+	roundTrips bool
+	// streamReads, when set, counts the commands' reads of a stream (ReadStream calls).
+	streamReads *atomic.Int64
+	// noStreamVersions: /users/me reads a profile view that does not read the events table, as
+	// on a read replica (IDLOG_READ_DATABASE_URL) or with EventStoreDB.
+	noStreamVersions bool
+}
+
+// countingStore counts the stream reads of the store it wraps, and keeps its snapshots.
+type countingStore struct {
+	eventstore.Store
+	eventstore.Snapshots
+	reads *atomic.Int64
+}
+
+func (c countingStore) ReadStream(ctx context.Context, stream string, after uint64) iter.Seq2[eventstore.Event, error] {
+	c.reads.Add(1)
+	return c.Store.ReadStream(ctx, stream, after)
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -183,14 +206,17 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		}
 	case "postgres":
 		dsn := eventstoretest.PostgresSchema(t)
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		opts := postgres.Options{DSN: dsn}
+		if o.roundTrips {
+			opts.Connector = roundtrips.Connector
+		}
+		s, err := postgres.Open(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		store, keys, dialect, at = s, s, migrations.Postgres, dsn
-		if db, err = sqlx.Open("postgres", dsn); err != nil {
-			t.Fatal(err)
-		}
+		// The read models share the store's pool, as in idlog serve.
+		db = s.DB()
 	}
 	logs := &logBuffer{}
 	var logHandler slog.Handler = slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
@@ -215,7 +241,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	t.Cleanup(func() {
 		stop()
 		rt.Stop()
-		db.Close()
+		if backend == "sqlite" {
+			db.Close()
+		}
 		store.Close()
 	})
 
@@ -246,8 +274,12 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	commandStore := store
+	if o.streamReads != nil {
+		commandStore = countingStore{Store: store, Snapshots: store.(eventstore.Snapshots), reads: o.streamReads}
+	}
 	app, err := commands.New(commands.Deps{
-		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
+		Store: commandStore, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
 		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
 		Limits: limits, Sessions: o.sessions})
@@ -256,14 +288,25 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Profiles:    projections.NewProfileView(db, dialect),
+		Profiles: profileView(db, dialect, o.noStreamVersions),
+
 		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 		SessionList: sessions,
 	}
 	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}, CORSOrigins: o.cors})
 	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
-		at: at, dialect: dialect, sealer: sealer, accounts: accounts}
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
+}
+
+// profileView is the /users/me view: reading the user's stream version beside the profile (the
+// store is in db) unless told not to.
+func profileView(db *sqlx.DB, dialect migrations.Dialect, noStreamVersions bool) *projections.ProfileView {
+	v := projections.NewProfileView(db, dialect)
+	if noStreamVersions {
+		return v
+	}
+	return v.WithStreamVersions()
 }
 
 // response is an answer of the server.
@@ -312,6 +355,7 @@ type request struct {
 	token        string
 	header       http.Header
 	remote       string
+	ctx          context.Context // nil: the background
 }
 
 func (s *server) do(rq request) response {
@@ -331,6 +375,9 @@ func (s *server) do(rq request) response {
 		body, ct = bytes.NewReader(j), "application/json"
 	}
 	req := httptest.NewRequest(rq.method, rq.path, body)
+	if rq.ctx != nil {
+		req = req.WithContext(rq.ctx)
+	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}

@@ -187,6 +187,13 @@ type Profiles interface {
 	ByUID(ctx context.Context, uid string) (projections.Profile, error)
 }
 
+// versionedProfiles is Profiles whose profiles can carry the version of their user's last event
+// (projections.ProfileView made WithStreamVersions): GET /users/me then checks the session with it.
+type versionedProfiles interface {
+	Profiles
+	ReadsStreamVersions() bool
+}
+
 // meOfProfile is GET /users/me from a profile.
 func meOfProfile(p projections.Profile) meJSON {
 	u := p.User

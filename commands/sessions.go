@@ -42,11 +42,24 @@ func (s Session) CSRFMatches(token string) bool {
 // Open reports whether the user exists, is active with sign-in enabled, and has the session open
 // now, and then who they are now. An unknown or malformed user id is simply not open.
 func (c SessionCheck) Open(ctx context.Context, uid, sid string) (Session, bool, error) {
+	return c.open(ctx, uid, sid, func(id domain.UserID) (*domain.User, error) { return c.users.current(ctx, id) })
+}
+
+// OpenAt is Open for a caller who has just read the version of the user's last stored event in
+// the same statement as their own data (0 if the stream has none; projections.ProfileView reads
+// it): when this process holds the user at that version already, it answers without reading the
+// store. It is as fresh as Open: a session revoked before that statement, by any process, is
+// closed; the version only spares a read of events this process already has.
+func (c SessionCheck) OpenAt(ctx context.Context, uid, sid string, version uint64) (Session, bool, error) {
+	return c.open(ctx, uid, sid, func(id domain.UserID) (*domain.User, error) { return c.users.currentAt(ctx, id, version) })
+}
+
+func (c SessionCheck) open(ctx context.Context, uid, sid string, current func(domain.UserID) (*domain.User, error)) (Session, bool, error) {
 	id, err := domain.ParseUserID(uid)
 	if err != nil {
 		return Session{}, false, nil
 	}
-	u, err := c.users.current(ctx, id)
+	u, err := current(id)
 	if errors.Is(err, ErrUserNotFound) {
 		return Session{}, false, nil
 	}

@@ -113,6 +113,9 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.wallet = projections.NewWalletView(m.db, dialect)
 	m.sessions = projections.NewSessionsView(m.db, dialect)
 	m.profiles = projections.NewProfileView(m.db, dialect)
+	if logInDB { // the events are in this database: /users/me checks the session in its query
+		m.profiles = m.profiles.WithStreamVersions()
+	}
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases),

@@ -11,6 +11,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ type Options struct {
 	// ProgressChannel, with Replicas, is a NOTIFY channel the store also listens to: each
 	// notification rings Progressed (the projections' commits, for replicas that wait on them).
 	ProgressChannel string
+	// Connector, when set, makes the pool's connector from the pool's DSN instead of lib/pq's own
+	// (tests count each request's round trips through it: internal/roundtrips).
+	Connector func(dsn string) (driver.Connector, error)
 }
 
 func (o *Options) validate() error {
@@ -113,10 +117,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlx.Open("postgres", poolDSN)
+	connector := func(dsn string) (driver.Connector, error) { return pq.NewConnector(dsn) }
+	if o.Connector != nil {
+		connector = o.Connector
+	}
+	c, err := connector(poolDSN)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", Redact(o.DSN), err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(c), "postgres")
 	db.SetMaxOpenConns(o.MaxOpenConns)
 	db.SetMaxIdleConns(o.MaxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
