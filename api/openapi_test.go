@@ -1,0 +1,349 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/idlog/idlog/api"
+)
+
+// The contract: api/openapi.yaml and the router agree both ways, and the answers of the HTTP
+// tests validate against the document. The test servers (newServer, newViewsServer) wrap their
+// handler in validated, so every answer the account, admin and read-model tests get is checked
+// against the document: status listed for its operation, body and headers as described.
+
+type contract struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+var loadContract = sync.OnceValues(func() (*contract, error) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(api.OpenAPI())
+	if err != nil {
+		return nil, fmt.Errorf("load the OpenAPI document: %w", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, fmt.Errorf("the OpenAPI document is not valid: %w", err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, fmt.Errorf("route the OpenAPI document: %w", err)
+	}
+	return &contract{doc: doc, router: router}, nil
+})
+
+func init() {
+	// NDJSON answers (the admin event routes) validate as the array of their lines.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson",
+		func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+			out := []any{}
+			sc := bufio.NewScanner(body)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+					continue
+				}
+				var v any
+				if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+					return nil, err
+				}
+				out = append(out, v)
+			}
+			return out, sc.Err()
+		})
+}
+
+func mustContract(t testing.TB) *contract {
+	t.Helper()
+	c, err := loadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// validated checks every answer of h against the OpenAPI document, failing t on a mismatch.
+func validated(t testing.TB, h http.Handler) http.Handler {
+	c := mustContract(t)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tee := &teeWriter{ResponseWriter: w}
+		h.ServeHTTP(tee, r)
+		if err := c.check(r, tee.status, w.Header(), tee.body.Bytes()); err != nil {
+			t.Errorf("contract: %v", err)
+		}
+	})
+}
+
+// teeWriter passes an answer through and keeps a copy of its status and body.
+type teeWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *teeWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *teeWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.body.Write(p)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *teeWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *teeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// check validates one answer. An answer to a route the document does not have is an error,
+// unless the router refused it too (route.not_found, route.method_not_allowed): tests probe
+// unknown routes on purpose.
+func (c *contract) check(r *http.Request, status int, header http.Header, body []byte) error {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	find := r
+	if r.Method == http.MethodHead {
+		// HEAD is GET without the body; the document lists GET only.
+		find = r.Clone(r.Context())
+		find.Method = http.MethodGet
+	}
+	route, params, err := c.router.FindRoute(find)
+	if err != nil {
+		var e struct{ Errors []string }
+		_ = json.Unmarshal(body, &e)
+		if status == http.StatusNotFound && slices.Equal(e.Errors, []string{"route.not_found"}) ||
+			status == http.StatusMethodNotAllowed && slices.Equal(e.Errors, []string{"route.method_not_allowed"}) {
+			return nil
+		}
+		return fmt.Errorf("%s %s answered %d, but the document has no such operation (%v)", r.Method, r.URL.Path, status, err)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: find, PathParams: params, Route: route},
+		Status:                 status,
+		Header:                 header,
+		Options: &openapi3filter.Options{
+			IncludeResponseStatus: true, // a status the operation does not list is an error
+			MultiError:            true,
+			ExcludeResponseBody:   r.Method == http.MethodHead,
+		},
+	}
+	in.SetBodyBytes(body)
+	exercised.Store(fmt.Sprintf("%s %s %d", route.Method, route.Path, status), true)
+	if err := openapi3filter.ValidateResponse(r.Context(), in); err != nil {
+		shown := string(body)
+		if len(shown) > 600 {
+			shown = shown[:600] + "..."
+		}
+		return fmt.Errorf("%s %s (%s) answered %d %s: %v", r.Method, r.URL.Path, route.Operation.OperationID, status, shown, err)
+	}
+	return nil
+}
+
+// exercised holds "METHOD /path status" for every answer validated in this run.
+var exercised sync.Map
+
+// TestMain reports, with IDLOG_CONTRACT_COVERAGE=1, which documented operations no test's answer
+// exercised, and which statuses were validated.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if os.Getenv("IDLOG_CONTRACT_COVERAGE") != "" {
+		reportCoverage()
+	}
+	os.Exit(code)
+}
+
+func reportCoverage() {
+	c, err := loadContract()
+	if err != nil {
+		return
+	}
+	seen := map[string][]string{}
+	exercised.Range(func(k, _ any) bool {
+		key := k.(string)
+		i := strings.LastIndex(key, " ")
+		seen[key[:i]] = append(seen[key[:i]], key[i+1:])
+		return true
+	})
+	var ops, missing []string
+	for path, item := range c.doc.Paths.Map() {
+		for method := range item.Operations() {
+			op := method + " " + path
+			ops = append(ops, op)
+			if seen[op] == nil {
+				missing = append(missing, op)
+			}
+		}
+	}
+	slices.Sort(missing)
+	fmt.Printf("contract coverage: answers of %d of %d operations validated, %d statuses in all\n",
+		len(ops)-len(missing), len(ops), len(slices.Collect(func(yield func(string) bool) {
+			exercised.Range(func(k, _ any) bool { return yield(k.(string)) })
+		})))
+	for _, op := range missing {
+		fmt.Printf("  not exercised: %s\n", op)
+	}
+}
+
+func TestOpenAPIDocumentIsValid31(t *testing.T) {
+	t.Parallel()
+	c := mustContract(t)
+	if !c.doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi %q, want 3.1", c.doc.OpenAPI)
+	}
+	if c.doc.Components.SecuritySchemes["bearer"] == nil {
+		t.Fatal("no bearer security scheme")
+	}
+	// Every operation has an id (the generated client and gateways name them by it) and says
+	// what it answers when the server fails or is away.
+	ids := map[string]string{}
+	for path, item := range c.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			where := method + " " + path
+			if op.OperationID == "" {
+				t.Errorf("%s: no operationId", where)
+			} else if other, ok := ids[op.OperationID]; ok {
+				t.Errorf("%s: operationId %q is %s's too", where, op.OperationID, other)
+			}
+			ids[op.OperationID] = where
+			for _, status := range []int{http.StatusInternalServerError, http.StatusServiceUnavailable} {
+				if op.Responses.Status(status) == nil {
+					t.Errorf("%s: no %d answer", where, status)
+				}
+			}
+		}
+	}
+}
+
+// The document lists exactly the routes and methods the router serves: a route added to the code
+// without the document, or documented but not served, fails here.
+func TestOpenAPIAndRouterAgree(t *testing.T) {
+	t.Parallel()
+	c := mustContract(t)
+	s := newServer(t, "sqlite", serverOptions{})
+	served := map[api.Route]bool{}
+	for _, r := range api.Routes(s.raw) {
+		switch r.Method {
+		case "":
+			t.Errorf("%s is served for any method: give it Methods(...)", r.Path)
+		case http.MethodHead:
+			// Checked against GET below.
+		default:
+			served[r] = true
+		}
+	}
+	if len(served) < 50 {
+		t.Fatalf("the router of the test server serves %d routes: is it wired as idlog serve wires it?", len(served))
+	}
+	// HEAD goes with GET, both ways, so the document lists GET only.
+	heads := map[string]bool{}
+	for _, r := range api.Routes(s.raw) {
+		if r.Method == http.MethodHead {
+			heads[r.Path] = true
+			if !served[api.Route{Method: http.MethodGet, Path: r.Path}] {
+				t.Errorf("HEAD %s is served without GET", r.Path)
+			}
+		}
+	}
+	documented := map[api.Route]bool{}
+	for path, item := range c.doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[api.Route{Method: method, Path: path}] = true
+		}
+	}
+	for r := range served {
+		if r.Method == http.MethodGet && !heads[r.Path] {
+			t.Errorf("GET %s is served without HEAD", r.Path)
+		}
+		if !documented[r] {
+			t.Errorf("%s %s is served but not in api/openapi.yaml", r.Method, r.Path)
+		}
+	}
+	for r := range documented {
+		if !served[r] {
+			t.Errorf("%s %s is in api/openapi.yaml but not served", r.Method, r.Path)
+		}
+	}
+}
+
+// GET /api/v2/openapi.json serves the document kept in the repository, as JSON.
+func TestOpenAPIServed(t *testing.T) {
+	t.Parallel()
+	h := validated(t, api.NewServer(api.Options{}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v2/openapi.json", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /api/v2/openapi.json: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	var served map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &served); err != nil {
+		t.Fatal(err)
+	}
+	if served["openapi"] != "3.1.0" {
+		t.Fatalf("openapi %v", served["openapi"])
+	}
+	paths, _ := served["paths"].(map[string]any)
+	for _, p := range []string{"/api/v2/identity/sessions", "/api/v2/resource/users/me", "/api/v2/admin/users/{uid}"} {
+		if _, ok := paths[p]; !ok {
+			t.Errorf("served document lacks %s", p)
+		}
+	}
+	if !bytes.Equal(bytes.TrimSpace(rec.Body.Bytes()), api.OpenAPI()) {
+		t.Fatal("served document differs from api.OpenAPI()")
+	}
+}
+
+// The validator catches what it should: an answer outside the document fails.
+func TestContractCatchesMismatches(t *testing.T) {
+	t.Parallel()
+	c := mustContract(t)
+	get := func(path string) *http.Request { return httptest.NewRequest(http.MethodGet, path, nil) }
+	json := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+	for _, tc := range []struct {
+		name   string
+		req    *http.Request
+		status int
+		body   string
+		ok     bool
+	}{
+		{"documented answer", get("/api/v2/identity/ping"), 200, `{"ping":"pong"}`, true},
+		{"wrong body", get("/api/v2/identity/ping"), 200, `{"ping":1}`, false},
+		{"status not listed", get("/api/v2/identity/ping"), 418, `{"errors":["x.y"]}`, false},
+		{"error without errors", get("/api/v2/resource/users/me"), 401, `{"error":"no"}`, false},
+		{"error code not stable", get("/api/v2/resource/users/me"), 401, `{"errors":["Not Allowed"]}`, false},
+		{"user without uid", get("/api/v2/resource/users/me"), 200, `{"email":"a@example.com"}`, false},
+		{"undocumented route", get("/api/v2/nowhere"), 200, `{}`, false},
+		{"unknown route refused", get("/api/v2/nowhere"), 404, `{"errors":["route.not_found"]}`, true},
+	} {
+		err := c.check(tc.req, tc.status, json, []byte(tc.body))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: error %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
