@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -27,49 +28,72 @@ var openAPIJSON = mustOpenAPIJSON(openAPIYAML)
 func OpenAPI() []byte { return slices.Clone(openAPIJSON) }
 
 func mustOpenAPIJSON(src []byte) []byte {
-	var doc any
+	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		panic(fmt.Sprintf("api: openapi.yaml: %v", err))
 	}
-	doc, err := jsonable(doc)
-	if err != nil {
+	var out bytes.Buffer
+	if err := writeJSON(&out, &doc); err != nil {
 		panic(fmt.Sprintf("api: openapi.yaml: %v", err))
 	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		panic(fmt.Sprintf("api: openapi.yaml: %v", err))
-	}
-	return out
+	return out.Bytes()
 }
 
-// jsonable checks that every mapping key is a string: YAML reads `200:` as a number, which JSON
-// cannot have as a key, so status codes must be quoted in the document.
-func jsonable(v any) (any, error) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			e, err := jsonable(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			t[k] = e
+// writeJSON writes a YAML node as JSON, keeping the document's order of keys (a map would sort
+// them), so the served document reads like the file and generates the same client.
+func writeJSON(out *bytes.Buffer, n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) != 1 {
+			return fmt.Errorf("line %d: want one document", n.Line)
 		}
-	case map[any]any:
-		for k := range t {
-			if _, ok := k.(string); !ok {
-				return nil, fmt.Errorf("key %v is not a string (quote it)", k)
+		return writeJSON(out, n.Content[0])
+	case yaml.AliasNode:
+		return writeJSON(out, n.Alias)
+	case yaml.MappingNode:
+		out.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
+				// YAML reads `200:` as a number; JSON keys are text.
+				return fmt.Errorf("line %d: key %q is not a string (quote it)", k.Line, k.Value)
+			}
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			key, _ := json.Marshal(k.Value)
+			out.Write(key)
+			out.WriteByte(':')
+			if err := writeJSON(out, v); err != nil {
+				return err
 			}
 		}
-	case []any:
-		for i, e := range t {
-			e, err := jsonable(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
+		out.WriteByte('}')
+	case yaml.SequenceNode:
+		out.WriteByte('[')
+		for i, e := range n.Content {
+			if i > 0 {
+				out.WriteByte(',')
 			}
-			t[i] = e
+			if err := writeJSON(out, e); err != nil {
+				return err
+			}
 		}
+		out.WriteByte(']')
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		out.Write(b)
+	default:
+		return fmt.Errorf("line %d: unexpected YAML node", n.Line)
 	}
-	return v, nil
+	return nil
 }
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
