@@ -93,10 +93,12 @@ func npm(t *testing.T, dir string, env []string, args ...string) string {
 	cmd := exec.CommandContext(ctx, "npm", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("npm %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	t.Logf("npm %s: %v", args[0], time.Since(start).Round(time.Millisecond))
 	return string(out)
 }
 
