@@ -48,6 +48,36 @@ func (c *contract) count(kind string) int {
 	return c.seen[kind]
 }
 
+// checkErrorCodes checks that the error codes of an answer are the ones the document lists for
+// its status: each code is written in the answer's description, whole or as `<scope>.<reason>`;
+// `<scope>.missing_<field>` and `<scope>.invalid_<field>` stand for every field.
+func checkErrorCodes(route *routers.Route, r *http.Request, status int, body []byte) error {
+	if status < 400 {
+		return nil
+	}
+	var e struct{ Errors []string }
+	if json.Unmarshal(body, &e) != nil {
+		return nil // the schema check reports a body that is not an error
+	}
+	resp := route.Operation.Responses.Status(status)
+	if resp == nil || resp.Value == nil || resp.Value.Description == nil {
+		return nil // the status check reports it
+	}
+	listed := *resp.Value.Description
+	for _, code := range e.Errors {
+		reason := code[strings.LastIndex(code, ".")+1:]
+		switch {
+		case strings.Contains(listed, "`"+code+"`"), strings.Contains(listed, "`<scope>."+reason+"`"):
+		case strings.HasPrefix(reason, "missing_") && strings.Contains(listed, "`<scope>.missing_<field>`"):
+		case strings.HasPrefix(reason, "invalid_") && strings.Contains(listed, "`<scope>.invalid_<field>`"):
+		default:
+			return fmt.Errorf("%s %s (%s) answered %d %s, a code its description does not list: %q",
+				r.Method, r.URL.Path, route.Operation.OperationID, status, code, listed)
+		}
+	}
+	return nil
+}
+
 // checkStatusAndType is the quick check: the operation lists the status, and the body, if any,
 // has a media type the document gives for it.
 func checkStatusAndType(route *routers.Route, r *http.Request, status int, header http.Header, body []byte) error {
@@ -183,6 +213,9 @@ func (c *contract) check(r *http.Request, status int, header http.Header, body [
 	// 2020-12 validator), some milliseconds each: each kind of answer (operation and status) is
 	// validated in full the first times it is seen and one time in fullEvery after, and every
 	// answer's status and media type are checked.
+	if err := checkErrorCodes(route, r, status, body); err != nil {
+		return err
+	}
 	kind := fmt.Sprintf("%s %s %d", route.Method, route.Path, status)
 	if seen := c.count(kind); seen > fullFirst && seen%fullEvery != 0 {
 		return checkStatusAndType(route, r, status, header, body)
@@ -380,6 +413,9 @@ func TestContractCatchesMismatches(t *testing.T) {
 		{"status not listed", get("/api/v2/identity/ping"), 418, `{"errors":["x.y"]}`, false},
 		{"error without errors", get("/api/v2/resource/users/me"), 401, `{"error":"no"}`, false},
 		{"error code not stable", get("/api/v2/resource/users/me"), 401, `{"errors":["Not Allowed"]}`, false},
+		{"error code listed", get("/api/v2/resource/users/me"), 401, `{"errors":["authz.missing_token"]}`, true},
+		{"error code not listed for its status", get("/api/v2/resource/users/me"), 401, `{"errors":["resource.user.email_taken"]}`, false},
+		{"field code listed by its pattern", get("/api/v2/admin/users"), 422, `{"errors":["admin.user.invalid_level"]}`, true},
 		{"user without uid", get("/api/v2/resource/users/me"), 200, `{"email":"a@example.com"}`, false},
 		{"undocumented route", get("/api/v2/nowhere"), 200, `{}`, false},
 		{"unknown route refused", get("/api/v2/nowhere"), 404, `{"errors":["route.not_found"]}`, true},

@@ -1375,9 +1375,10 @@ export interface components {
             };
         };
         /**
-         * @description Validation, one code per problem: `<scope>.missing_<field>`, `<scope>.invalid_<field>`
-         *     (`invalid_email`, `invalid_username`, `invalid_uid`, `invalid_role`, `invalid_state`,
-         *     `invalid_page`, `invalid_limit`, `invalid_from`, `invalid_to`, `invalid_as_of`, ...),
+         * @description Validation, one code per problem: `<scope>.missing_<field>` (`<scope>.missing_password`, ...),
+         *     `<scope>.invalid_<field>` (`<scope>.invalid_email`, `<scope>.invalid_username`,
+         *     `<scope>.invalid_uid`, `<scope>.invalid_role`, `<scope>.invalid_state`, `<scope>.invalid_page`,
+         *     `<scope>.invalid_limit`, `<scope>.invalid_from`, `<scope>.invalid_to`, `<scope>.invalid_as_of`, ...),
          *     `<scope>.weak_password` (with `reason`), `<scope>.passwords_doesnt_match`,
          *     `<scope>.invalid_password`, `<scope>.no_change_provided`, `<scope>.invalid_token`,
          *     `<scope>.expired_token`, `<scope>.invalid_referral_format`, `<scope>.referral_doesnt_exist`,
