@@ -22,6 +22,8 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/domain"
 )
 
 // The contract: api/openapi.yaml and the router agree both ways, and the answers of the HTTP
@@ -425,4 +427,43 @@ func TestContractCatchesMismatches(t *testing.T) {
 			t.Errorf("%s: error %v, want ok=%v", tc.name, err, tc.ok)
 		}
 	}
+}
+
+// The routes no other HTTP test reaches, through the validating server: the events' keys, a new
+// email code, and what administrators did.
+func TestRoutesOnlyTheContractReaches(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, s *server) {
+		var keys struct {
+			Keys []struct{ Kty, Crv, Alg string }
+		}
+		s.get("/.well-known/events-jwks.json", "").want(t, http.StatusOK).json(t, &keys)
+		if len(keys.Keys) != 1 || keys.Keys[0].Kty != "OKP" || keys.Keys[0].Alg != "EdDSA" {
+			t.Fatalf("events JWKS = %+v", keys)
+		}
+
+		s.signUp(t, "codes@example.com", "")
+		first := s.mail.last(t, commands.NotifyEmailConfirmation, "codes@example.com")
+		if r := s.post("/api/v2/identity/users/email/generate_code", obj{"email": "codes@example.com"}, "").want(t, http.StatusCreated); strings.TrimSpace(r.body) != "{}" {
+			t.Fatalf("generate_code = %s", r.body)
+		}
+		if again := s.mail.last(t, commands.NotifyEmailConfirmation, "codes@example.com"); again == first {
+			t.Fatal("generate_code sent no new code")
+		}
+		s.post("/api/v2/identity/users/email/generate_code", obj{}, "").want(t, http.StatusUnprocessableEntity, "identity.user.missing_email")
+
+		_, boss := s.staff(t, "boss", domain.RoleSuperAdmin)
+		member, _ := s.staff(t, "clerk", domain.RoleMember)
+		s.post("/api/v2/admin/users/role", obj{"uid": member, "role": "support"}, boss).want(t, http.StatusCreated)
+		s.caughtUp(t)
+		type row struct {
+			TargetUID string `json:"target_uid"`
+		}
+		var rows []row
+		s.get("/api/v2/admin/activities/admin", boss).want(t, http.StatusOK).json(t, &rows)
+		if !slices.ContainsFunc(rows, func(r row) bool { return r.TargetUID == member }) {
+			t.Fatalf("admin activities = %+v, want the role change of %s", rows, member)
+		}
+		s.get("/api/v2/admin/activities/admin?page=0", boss).want(t, http.StatusUnprocessableEntity, "admin.activity.invalid_page")
+	})
 }
