@@ -27,6 +27,7 @@ import (
 
 	"github.com/idlog/idlog/api"
 	"github.com/idlog/idlog/attempts"
+	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -115,7 +116,8 @@ func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) 
 
 // server is the real router over a real store and real read models.
 type server struct {
-	h       http.Handler
+	h       http.Handler // raw, its answers checked against the OpenAPI document
+	raw     http.Handler // what api.NewServer returned
 	store   eventstore.Store
 	clock   *clock
 	mail    *mailbox
@@ -294,8 +296,19 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 		SessionList: sessions,
 	}
-	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}, CORSOrigins: o.cors})
-	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
+	ledger, err := audit.NewLedger(db, dialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wired as idlog serve wires it, so that every route is served (openapi_test.go).
+	accounts.Admin.UserAsOf = func(current http.Handler) http.Handler {
+		return api.AdminUserAsOfHandler(store, nil, log, current)
+	}
+	raw := api.NewServer(api.Options{
+		Logger: log, Version: "test", Accounts: accounts, EventKeys: new(signer.JWKS()),
+		Views: &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger}, CORSOrigins: o.cors,
+	})
+	return &server{h: validated(t, raw), raw: raw, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
 		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
 }
 

@@ -88,10 +88,10 @@ func newViewsServerApp(t *testing.T) (http.Handler, commands.Application) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewServer(api.Options{
+	return validated(t, api.NewServer(api.Options{
 		Accounts: &api.Accounts{App: app, Users: usersView{users}, Tokens: signer, Projections: rt},
 		Views:    &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger},
-	}), app
+	})), app
 }
 
 // The audit routes are served by the real router, to event readers only.
