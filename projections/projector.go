@@ -95,6 +95,13 @@ func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [
 		}
 		return stmt.Close()
 	}
+	return tx.insertRows(ctx, table, columns, rows, "")
+}
+
+// insertRows writes rows with multi-row INSERTs ending in suffix (an ON CONFLICT clause, or
+// ""): a statement of copyRows rows, prepared once and run for each full chunk, and one more for
+// the rest. Times (time.Time) are stored as the dialect does.
+func (tx *Tx) insertRows(ctx context.Context, table string, columns []string, rows [][]any, suffix string) error {
 	cols := len(columns)
 	for _, row := range rows {
 		for i, v := range row {
@@ -104,10 +111,8 @@ func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [
 		}
 	}
 	insert := func(n int) string {
-		return `INSERT INTO ` + table + ` (` + strings.Join(columns, ", ") + `) VALUES ` + placeholders(n, cols)
+		return tx.Rebind(`INSERT INTO ` + table + ` (` + strings.Join(columns, ", ") + `) VALUES ` + placeholders(n, cols) + suffix)
 	}
-	// One statement of copyRows rows, prepared once and run for each full chunk; one more for the
-	// rest.
 	per := min(copyRows, maxParams/cols)
 	args := make([]any, 0, per*cols)
 	var stmt *sql.Stmt
@@ -141,7 +146,7 @@ func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [
 	return nil
 }
 
-// copyRows is how many rows one prepared INSERT of CopyIn writes on SQLite.
+// copyRows is how many rows one prepared INSERT of insertRows writes.
 const copyRows = 500
 
 // EventError is a projector's failure at one event.
