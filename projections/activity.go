@@ -206,7 +206,7 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}

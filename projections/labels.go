@@ -190,7 +190,7 @@ func (v *LabelsView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/migrations"
 )
@@ -59,6 +60,17 @@ type Tx struct {
 	// yet. Apply may then write with CopyIn, which is faster for many rows.
 	Bulk    bool
 	dialect dialect
+	shared  *batchItem // the rebuild's shared read, nil if none
+}
+
+// decode decodes e with reg, or takes the decoding the rebuild's shared read made of it.
+func (tx *Tx) decode(reg *domain.Registry, e eventstore.Event) (domain.Event, error) {
+	if tx.shared != nil {
+		if de, ok := tx.shared.lookup(e); ok {
+			return de, nil
+		}
+	}
+	return reg.Decode(e.Type, e.SchemaVersion, e.Data)
 }
 
 // Dialect is the database's SQL dialect.
@@ -72,8 +84,8 @@ func (tx *Tx) Rebind(q string) string { return tx.dialect.rebind(q) }
 func (tx *Tx) TimeArg(t time.Time) any { return tx.dialect.time(t) }
 
 // CopyIn writes rows of columns into table with one COPY on PostgreSQL, or with prepared
-// multi-row INSERTs on SQLite, each row's values in the order of columns. Times are passed as
-// time.Time; CopyIn stores them as the dialect does.
+// multi-row INSERTs on SQLite, each row's values in the order of columns (nil for NULL). Times are
+// passed as time.Time; CopyIn stores them as the dialect does, which may change rows in place.
 func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/migrations"
 )
@@ -102,12 +104,29 @@ type build struct {
 	quit  chan struct{}  // closed when the build ends, so the shared read stops feeding it
 }
 
-// batchItem is a batch of the shared read, or its failure. Every build reads the same slice, and
-// none may change it.
+// batchItem is a batch of the shared read, or its failure. Every build reads the same slices, and
+// none may change them.
 type batchItem struct {
 	events []eventstore.Event
-	err    error
+	// decoded[i] is events[i] decoded once for every build (see Tx.decode), nil if no build
+	// handles it or it does not decode (the projector then meets the error itself).
+	decoded []domain.Event
+	err     error
 }
+
+// lookup returns e decoded by the shared read, if it was.
+func (b *batchItem) lookup(e eventstore.Event) (domain.Event, bool) {
+	i, ok := slices.BinarySearchFunc(b.events, e.GlobalPosition, func(x eventstore.Event, p uint64) int {
+		return cmp.Compare(x.GlobalPosition, p)
+	})
+	if !ok || b.decoded[i] == nil {
+		return nil, false
+	}
+	return b.decoded[i], true
+}
+
+// sharedBatchKey carries the shared read's batch in the context of its transactions.
+type sharedBatchKey struct{}
 
 // readForBuilds reads the log once and hands every batch of it to every build still running.
 func (r *Runtime) readForBuilds(ctx context.Context, builds []*build) {
@@ -135,24 +154,38 @@ func (r *Runtime) readForBuilds(ctx context.Context, builds []*build) {
 		read = sc.ScanAll(ctx, 0)
 	}
 	size := r.o.RebuildBatchSize
+	// The events any build handles are decoded here, once for all of them, while the builds apply
+	// the batches before.
+	reg := domain.NewEventRegistry()
+	decode := func(events []eventstore.Event) batchItem {
+		it := batchItem{events: events, decoded: make([]domain.Event, len(events))}
+		for i, e := range events {
+			if slices.ContainsFunc(running, func(b *build) bool { return r.classify(b.rn, e) == handle }) {
+				if de, err := reg.Decode(e.Type, e.SchemaVersion, e.Data); err == nil {
+					it.decoded[i] = de
+				}
+			}
+		}
+		return it
+	}
 	batch := make([]eventstore.Event, 0, size)
 	for e, err := range read {
 		if err != nil {
-			if len(batch) == 0 || send(batchItem{events: batch}) {
+			if len(batch) == 0 || send(decode(batch)) {
 				send(batchItem{err: err})
 			}
 			return
 		}
 		batch = append(batch, e)
 		if len(batch) == size {
-			if !send(batchItem{events: batch}) {
+			if !send(decode(batch)) {
 				return
 			}
 			batch = make([]eventstore.Event, 0, size)
 		}
 	}
 	if len(batch) > 0 {
-		send(batchItem{events: batch})
+		send(decode(batch))
 	}
 }
 
@@ -203,7 +236,7 @@ func (r *Runtime) applyShared(ctx context.Context, b *build, onCommit func(uint6
 			case it.err != nil:
 				return st.cur.pos, it.err
 			}
-			if _, err := st.Apply(ctx, it.events); err != nil {
+			if _, err := st.Apply(context.WithValue(ctx, sharedBatchKey{}, &it), it.events); err != nil {
 				return st.cur.pos, err
 			}
 		case <-ctx.Done():

@@ -764,7 +764,8 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
 
 	if len(deliver) > 0 {
-		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d}, deliver); err != nil {
+		shared, _ := ctx.Value(sharedBatchKey{}).(*batchItem)
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared}, deliver); err != nil {
 			return err
 		}
 	}

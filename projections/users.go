@@ -245,7 +245,7 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
