@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -91,7 +90,8 @@ func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [
 		return nil
 	}
 	if tx.Dialect() == migrations.Postgres {
-		stmt, err := tx.PrepareContext(ctx, pq.CopyIn(table, columns...))
+		// The table and columns are the projector's own names, never input.
+		stmt, err := tx.PrepareContext(ctx, `COPY `+table+` (`+strings.Join(columns, ", ")+`) FROM STDIN`)
 		if err != nil {
 			return err
 		}

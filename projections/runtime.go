@@ -578,11 +578,6 @@ func (r *Runtime) checkpoint(ctx context.Context, name string, gen int64) (uint6
 	return uint64(p), nil
 }
 
-type item struct {
-	e   eventstore.Event
-	err error
-}
-
 // follow applies the events source yields after from, batch by batch, until the source ends
 // (nil) or fails, or a batch fails, and then saves the checkpoint of passed events. It returns the
 // last position the projector passed. The follower engine reads ahead and batches.
