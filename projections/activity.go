@@ -206,7 +206,7 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
@@ -218,7 +218,10 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 			rows = append(rows, row)
 		}
 	}
-	if tx.Dialect() == migrations.Postgres && len(rows) > 0 {
+	if len(rows) == 0 {
+		return nil
+	}
+	if tx.Dialect() == migrations.Postgres && !tx.Bulk {
 		// One array per column, as in UsersView.upsert.
 		n := len(rows)
 		id, created := make([]int64, n), make([]int64, n)
@@ -239,21 +242,26 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		}
 		return nil
 	}
-	const cols = 11
-	per := maxParams / cols
-	for i := 0; i < len(rows); i += per {
-		part := rows[i:min(i+per, len(rows))]
-		args := make([]any, 0, len(part)*cols)
-		for _, a := range part {
-			args = append(args, tx.Generation, a.ID, a.UID, a.TargetUID, a.Topic, a.Action, a.Result,
-				a.UserIP, a.UserAgent, a.Data, tx.TimeArg(a.CreatedAt.Time))
-		}
-		q := `INSERT INTO activity (generation, ` + activityColumns + `) VALUES ` + placeholders(len(part), cols)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("write activity: %w", err)
-		}
+	// A rebuild's batch on PostgreSQL: COPY. On SQLite: prepared multi-row inserts.
+	values := make([][]any, len(rows))
+	for i, a := range rows {
+		values[i] = []any{tx.Generation, a.ID, a.UID, nullString(a.TargetUID), a.Topic, a.Action, a.Result,
+			a.UserIP, a.UserAgent, nullString(a.Data), a.CreatedAt.Time}
+	}
+	if err := tx.CopyIn(ctx, "activity", activityCopyColumns, values); err != nil {
+		return fmt.Errorf("write activity: %w", err)
 	}
 	return nil
+}
+
+var activityCopyColumns = []string{"generation", "id", "uid", "target_uid", "topic", "action", "result", "user_ip", "user_agent", "data", "created_at"}
+
+// nullString is s's value, or nil for NULL.
+func nullString(s sql.NullString) any {
+	if !s.Valid {
+		return nil
+	}
+	return s.String
 }
 
 // The data of some activity rows. Never a secret: no hash, token or OTP ciphertext.

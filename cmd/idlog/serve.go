@@ -62,7 +62,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
-	models, err := openReadModels(ctx, cfg, store, leases, log, metrics)
+	models, err := openReadModels(ctx, cfg, store, leases, log, metrics, 0)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("read models: %w", err))
 	}
