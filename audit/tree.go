@@ -183,34 +183,49 @@ func (l *Ledger) checkSize(ctx context.Context, size uint64) error {
 
 // InclusionProof returns the proof that the event at ordinal is leaf ordinal-1 of the tree of size
 // leaves, as RFC 9162 section 2.1.3 defines it.
-func (l *Ledger) InclusionProof(ctx context.Context, ordinal, size uint64) ([]Hash, error) {
+func (l *Ledger) InclusionProof(ctx context.Context, ordinal, size uint64) (InclusionProof, error) {
 	if ordinal == 0 || ordinal > size {
-		return nil, fmt.Errorf("%w: ordinal %d is not in a tree of size %d", ErrTreeSize, ordinal, size)
+		return InclusionProof{}, fmt.Errorf("%w: ordinal %d is not in a tree of size %d", ErrTreeSize, ordinal, size)
 	}
 	if err := l.checkSize(ctx, size); err != nil {
-		return nil, err
+		return InclusionProof{}, err
 	}
 	n, err := proof.Inclusion(ordinal-1, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrTreeSize, err)
+		return InclusionProof{}, fmt.Errorf("%w: %v", ErrTreeSize, err)
 	}
-	return l.rehash(ctx, n)
+	leaf, err := l.nodes(ctx, []compact.NodeID{compact.NewNodeID(0, ordinal-1)})
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	hashes, err := l.rehash(ctx, n)
+	if err != nil {
+		return InclusionProof{}, err
+	}
+	return InclusionProof{Ordinal: ordinal, TreeSize: size, LeafHash: Hash(leaf[0]), Hashes: hashes}, nil
 }
 
 // ConsistencyProof returns the proof that the tree of size2 leaves extends the tree of size1, as
 // RFC 9162 section 2.1.4 defines it.
-func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([]Hash, error) {
+func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) (ConsistencyProof, error) {
 	if size1 > size2 {
-		return nil, fmt.Errorf("%w: size %d is larger than size %d", ErrTreeSize, size1, size2)
+		return ConsistencyProof{}, fmt.Errorf("%w: size %d is larger than size %d", ErrTreeSize, size1, size2)
 	}
 	if err := l.checkSize(ctx, size2); err != nil {
-		return nil, err
+		return ConsistencyProof{}, err
 	}
 	n, err := proof.Consistency(size1, size2)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrTreeSize, err)
+		return ConsistencyProof{}, fmt.Errorf("%w: %v", ErrTreeSize, err)
 	}
-	return l.rehash(ctx, n)
+	hashes, err := l.rehash(ctx, n)
+	if err != nil {
+		return ConsistencyProof{}, err
+	}
+	if hashes == nil {
+		hashes = []Hash{}
+	}
+	return ConsistencyProof{From: size1, To: size2, Hashes: hashes}, nil
 }
 
 func (l *Ledger) rehash(ctx context.Context, n proof.Nodes) ([]Hash, error) {

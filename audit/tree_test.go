@@ -91,12 +91,15 @@ func checkTree(t *testing.T, e *env, log []eventstore.Event) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := proof.VerifyInclusion(h, ord-1, size, leaves[ord-1][:], hashes(p), roots[size][:]); err != nil {
+			if p.LeafHash != leaves[ord-1] || p.Ordinal != ord || p.TreeSize != size {
+				t.Fatalf("proof of %d in %d: %+v, leaf %s", ord, size, p, leaves[ord-1])
+			}
+			if err := proof.VerifyInclusion(h, ord-1, size, leaves[ord-1][:], hashes(p.Hashes), roots[size][:]); err != nil {
 				t.Fatalf("inclusion of %d in %d: %v", ord, size, err)
 			}
 			// The same proof does not hold for another leaf.
 			other := leaves[(ord)%size]
-			if size > 1 && proof.VerifyInclusion(h, ord-1, size, other[:], hashes(p), roots[size][:]) == nil {
+			if size > 1 && proof.VerifyInclusion(h, ord-1, size, other[:], hashes(p.Hashes), roots[size][:]) == nil {
 				t.Fatalf("inclusion of %d in %d holds for another leaf", ord, size)
 			}
 		}
@@ -105,7 +108,7 @@ func checkTree(t *testing.T, e *env, log []eventstore.Event) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := proof.VerifyConsistency(h, size1, size, hashes(p), roots[size1][:], roots[size][:]); err != nil {
+			if err := proof.VerifyConsistency(h, size1, size, hashes(p.Hashes), roots[size1][:], roots[size][:]); err != nil {
 				t.Fatalf("consistency %d to %d: %v", size1, size, err)
 			}
 		}

@@ -72,14 +72,3 @@ func loadAuditSigner(cfg config.Config) (note.Signer, error) {
 	signer, _, err := audit.ParseAuditKey(text)
 	return signer, err
 }
-
-// auditVerifierKey is the public half of the configured audit key, for verify when no key is
-// given: it exists only where the audit key file is readable.
-func auditVerifierKey(cfg config.Config) (string, error) {
-	text, err := auth.LoadOrCreateAuditKey(cfg.AuditKeyPath())
-	if err != nil {
-		return "", err
-	}
-	_, vkey, err := audit.ParseAuditKey(text)
-	return vkey, err
-}
