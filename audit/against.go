@@ -71,7 +71,7 @@ func VerifyCheckpoints(ctx context.Context, store eventstore.Store, heads []Tree
 			return r, nil
 		}
 	}
-	t := &tree{rng: rangeFactory.NewEmptyRange(0)}
+	t := newTree(false)
 	var buf []byte
 	var prev uint64 // the size of the last checkpoint matched
 	// The event at prev+1, kept to name it when the next checkpoint fails.
@@ -111,7 +111,6 @@ func VerifyCheckpoints(ctx context.Context, store eventstore.Store, heads []Tree
 		}
 		buf = AppendCanonical(buf[:0], r.Events, e)
 		t.add(buf)
-		t.pending = t.pending[:0]
 		if !check() {
 			break
 		}

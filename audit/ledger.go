@@ -291,10 +291,10 @@ func (l *Ledger) markPublished(ctx context.Context, ordinal uint64, at time.Time
 	return nil
 }
 
-// write appends seals after the ledger's tail, which must still be at ordinal tail, their tree
-// nodes, and the checkpoint cp if not nil, in one transaction. A ledger that moved fails with
+// write appends seals after the ledger's tail, which must still be at ordinal tail, the tree
+// tiles they changed, and the checkpoint cp if not nil, in one transaction. A ledger that moved fails with
 // errLedgerMoved and writes nothing.
-func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, nodes []treeNode, cp *Checkpoint) error {
+func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, tiles []treeTile, cp *Checkpoint) error {
 	tx, err := l.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return l.err("begin", err)
@@ -326,9 +326,9 @@ func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, nodes []t
 			return l.err("insert seals", err)
 		}
 	}
-	if len(nodes) > 0 {
-		if err := l.insertNodes(ctx, tx, nodes); err != nil {
-			return l.err("insert tree nodes", err)
+	if len(tiles) > 0 {
+		if err := l.insertTiles(ctx, tx, tiles); err != nil {
+			return l.err("write tree", err)
 		}
 	}
 	if cp != nil {

@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,23 +40,59 @@ func LeafHash(canonical []byte) Hash {
 // EmptyRoot is the root of the tree of no events: SHA-256 of nothing.
 func EmptyRoot() Hash { return Hash(sha256.Sum256(nil)) }
 
-// treeNode is a node of a perfect subtree: leaves are level 0.
-type treeNode struct {
+// tileWidth is how many node hashes of one level one row of audit_tree_tiles holds: the nodes
+// (level, tile*tileWidth) to (level, tile*tileWidth + tileWidth - 1), in order. A row per node
+// made the tree cost as much to write as the ledger itself.
+const tileWidth = 256
+
+// treeTile is a row of audit_tree_tiles: whole node hashes, from the tile's first.
+type treeTile struct {
 	level uint
 	index uint64
-	hash  Hash
+	data  []byte
 }
 
-// tree is the right border of the tree (a compact range from 0), and the nodes made since they
-// were last written.
+// tree is the right border of the tree (a compact range from 0), and, when it is kept, the last
+// tile of every level, with the tiles changed since they were last written.
 type tree struct {
 	rng     *compact.Range
-	pending []treeNode
 	leafBuf []byte
+	// keep: the nodes are written (the sealer); a verifier only needs the roots.
+	keep  bool
+	last  map[uint]*treeTile
+	dirty map[*treeTile]struct{}
+	err   error
+}
+
+func newTree(keep bool) *tree {
+	return &tree{rng: rangeFactory.NewEmptyRange(0), keep: keep, last: map[uint]*treeTile{}, dirty: map[*treeTile]struct{}{}}
 }
 
 func (t *tree) visit(id compact.NodeID, h []byte) {
-	t.pending = append(t.pending, treeNode{level: id.Level, index: id.Index, hash: Hash(h)})
+	if !t.keep {
+		return
+	}
+	tile := id.Index / tileWidth
+	cur := t.last[id.Level]
+	if cur == nil || cur.index != tile {
+		cur = &treeTile{level: id.Level, index: tile}
+		t.last[id.Level] = cur
+	}
+	if want := (id.Index % tileWidth) * sha256.Size; uint64(len(cur.data)) != want && t.err == nil {
+		t.err = fmt.Errorf("audit: tree node (%d, %d) is not the next of its tile", id.Level, id.Index)
+	}
+	cur.data = append(cur.data, h...)
+	t.dirty[cur] = struct{}{}
+}
+
+// pending returns the tiles to write and forgets them.
+func (t *tree) pending() []treeTile {
+	out := make([]treeTile, 0, len(t.dirty))
+	for tt := range t.dirty {
+		out = append(out, treeTile{level: tt.level, index: tt.index, data: bytes.Clone(tt.data)})
+	}
+	clear(t.dirty)
+	return out
 }
 
 // add appends the event whose canonical bytes are canonical.
@@ -90,11 +128,15 @@ func rootOf(r *compact.Range) Hash {
 
 // TreeSize is how many leaves the stored tree holds.
 func (l *Ledger) TreeSize(ctx context.Context) (uint64, error) {
-	var n int64
-	if err := l.db.QueryRowContext(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit_tree_nodes WHERE level = 0`).Scan(&n); err != nil {
+	var tile, n int64
+	err := l.db.QueryRowContext(ctx, `SELECT tile, length(hashes) FROM audit_tree_tiles WHERE level = 0 ORDER BY tile DESC LIMIT 1`).Scan(&tile, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
 		return 0, l.err("read tree size", err)
 	}
-	return uint64(n), nil
+	return uint64(tile)*tileWidth + uint64(n)/sha256.Size, nil
 }
 
 // nodes reads the stored hashes of ids, in their order. A node that is not stored is an error:
@@ -104,45 +146,74 @@ func (l *Ledger) nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, err
 	if len(ids) == 0 {
 		return out, nil
 	}
-	at := make(map[compact.NodeID]int, len(ids))
+	type key struct {
+		level uint
+		tile  uint64
+	}
+	tiles := map[key][]byte{}
 	var b strings.Builder
-	b.WriteString(`SELECT level, idx, hash FROM audit_tree_nodes WHERE `)
-	args := make([]any, 0, 2*len(ids))
-	for i, id := range ids {
-		if i > 0 {
+	b.WriteString(`SELECT level, tile, hashes FROM audit_tree_tiles WHERE `)
+	var args []any
+	for _, id := range ids {
+		k := key{id.Level, id.Index / tileWidth}
+		if _, ok := tiles[k]; ok {
+			continue
+		}
+		tiles[k] = nil
+		if len(args) > 0 {
 			b.WriteString(" OR ")
 		}
-		b.WriteString("(level = ? AND idx = ?)")
-		args = append(args, int64(id.Level), int64(id.Index))
-		at[id] = i
+		b.WriteString("(level = ? AND tile = ?)")
+		args = append(args, int64(k.level), int64(k.tile))
 	}
 	rows, err := l.db.QueryContext(ctx, l.q(b.String()), args...)
 	if err != nil {
-		return nil, l.err("read tree nodes", err)
+		return nil, l.err("read tree", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var level, idx int64
-		var h []byte
-		if err := rows.Scan(&level, &idx, &h); err != nil {
-			return nil, l.err("read tree nodes", err)
+		var level, tile int64
+		var data []byte
+		if err := rows.Scan(&level, &tile, &data); err != nil {
+			return nil, l.err("read tree", err)
 		}
-		if len(h) != sha256.Size {
-			return nil, l.err("read tree nodes", fmt.Errorf("node (%d, %d) holds %d bytes, want 32", level, idx, len(h)))
-		}
-		if i, ok := at[compact.NewNodeID(uint(level), uint64(idx))]; ok {
-			out[i] = h
-		}
+		tiles[key{uint(level), uint64(tile)}] = data
 	}
 	if err := rows.Err(); err != nil {
-		return nil, l.err("read tree nodes", err)
+		return nil, l.err("read tree", err)
 	}
-	for i, h := range out {
-		if h == nil {
-			return nil, l.err("read tree nodes", fmt.Errorf("node (level %d, index %d) is missing", ids[i].Level, ids[i].Index))
+	for i, id := range ids {
+		data := tiles[key{id.Level, id.Index / tileWidth}]
+		off := (id.Index % tileWidth) * sha256.Size
+		if uint64(len(data)) < off+sha256.Size {
+			return nil, l.err("read tree", fmt.Errorf("node (level %d, index %d) is missing", id.Level, id.Index))
 		}
+		out[i] = data[off : off+sha256.Size]
 	}
 	return out, nil
+}
+
+// lastTiles reads the last, partial tile of every level of the tree of size leaves: what the
+// sealer appends to.
+func (l *Ledger) lastTiles(ctx context.Context, size uint64) (map[uint]*treeTile, error) {
+	last := map[uint]*treeTile{}
+	for level := uint(0); size>>level > 0; level++ {
+		n := size >> level
+		have := n % tileWidth
+		if have == 0 {
+			continue
+		}
+		var data []byte
+		err := l.db.QueryRowContext(ctx, l.q(`SELECT hashes FROM audit_tree_tiles WHERE level = ? AND tile = ?`), int64(level), int64(n/tileWidth)).Scan(&data)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, l.err("read tree", err)
+		}
+		if uint64(len(data)) < have*sha256.Size {
+			return nil, l.err("read tree", fmt.Errorf("tile (level %d, %d) holds %d bytes, want %d", level, n/tileWidth, len(data), have*sha256.Size))
+		}
+		last[level] = &treeTile{level: level, index: n / tileWidth, data: data[:have*sha256.Size]}
+	}
+	return last, nil
 }
 
 // compactRange reads the right border of the stored tree at size.
@@ -244,37 +315,37 @@ func (l *Ledger) rehash(ctx context.Context, n proof.Nodes) ([]Hash, error) {
 	return out, nil
 }
 
-// insertNodes writes tree nodes in tx.
-func (l *Ledger) insertNodes(ctx context.Context, tx *sqlx.Tx, nodes []treeNode) error {
+// insertTiles writes tree tiles in tx, replacing the rows of tiles that grew.
+func (l *Ledger) insertTiles(ctx context.Context, tx *sqlx.Tx, tiles []treeTile) error {
 	if l.dialect == migrations.Postgres {
-		levels := make([]int64, len(nodes))
-		idxs := make([]int64, len(nodes))
-		hashes := make([][]byte, len(nodes))
-		for i := range nodes {
-			n := &nodes[i]
-			levels[i], idxs[i], hashes[i] = int64(n.level), int64(n.index), n.hash[:]
+		levels := make([]int64, len(tiles))
+		idxs := make([]int64, len(tiles))
+		data := make([][]byte, len(tiles))
+		for i := range tiles {
+			levels[i], idxs[i], data[i] = int64(tiles[i].level), int64(tiles[i].index), tiles[i].data
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO audit_tree_nodes (level, idx, hash)
-			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])`, pq.Array(levels), pq.Array(idxs), pq.Array(hashes))
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_tree_tiles (level, tile, hashes)
+			SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+			ON CONFLICT (level, tile) DO UPDATE SET hashes = excluded.hashes`, pq.Array(levels), pq.Array(idxs), pq.Array(data))
 		return err
 	}
-	const perInsert = 900 // 3 bind variables a row
-	for len(nodes) > 0 {
-		n := min(len(nodes), perInsert)
+	for len(tiles) > 0 {
+		n := min(len(tiles), 300) // 3 bind variables a row
 		var b strings.Builder
-		b.WriteString(`INSERT INTO audit_tree_nodes (level, idx, hash) VALUES `)
+		b.WriteString(`INSERT INTO audit_tree_tiles (level, tile, hashes) VALUES `)
 		args := make([]any, 0, 3*n)
-		for i := range nodes[:n] {
+		for i := range tiles[:n] {
 			if i > 0 {
 				b.WriteByte(',')
 			}
 			b.WriteString("(?,?,?)")
-			args = append(args, int64(nodes[i].level), int64(nodes[i].index), nodes[i].hash[:])
+			args = append(args, int64(tiles[i].level), int64(tiles[i].index), tiles[i].data)
 		}
+		b.WriteString(` ON CONFLICT (level, tile) DO UPDATE SET hashes = excluded.hashes`)
 		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return err
 		}
-		nodes = nodes[n:]
+		tiles = tiles[n:]
 	}
 	return nil
 }
@@ -283,17 +354,27 @@ func (l *Ledger) insertNodes(ctx context.Context, tx *sqlx.Tx, nodes []treeNode)
 type treeSave struct {
 	end    uint64
 	hashes [][]byte
+	last   map[uint]treeTile
 	t      *tree
 }
 
 func (t *tree) save() treeSave {
-	return treeSave{end: t.rng.End(), hashes: append([][]byte(nil), t.rng.Hashes()...), t: t}
+	sv := treeSave{end: t.rng.End(), hashes: append([][]byte(nil), t.rng.Hashes()...), last: make(map[uint]treeTile, len(t.last)), t: t}
+	for l, tt := range t.last {
+		sv.last[l] = treeTile{level: tt.level, index: tt.index, data: tt.data[:len(tt.data):len(tt.data)]}
+	}
+	return sv
 }
 
 func (s treeSave) restore() *tree {
 	// NewRange accepts what Hashes returned for the same range.
 	r, _ := rangeFactory.NewRange(0, s.end, s.hashes)
-	s.t.rng, s.t.pending = r, s.t.pending[:0]
+	s.t.rng, s.t.err = r, nil
+	clear(s.t.last)
+	for l, tt := range s.last {
+		s.t.last[l] = &treeTile{level: tt.level, index: tt.index, data: tt.data}
+	}
+	clear(s.t.dirty)
 	return s.t
 }
 
@@ -315,7 +396,12 @@ func (s *Sealer) loadTree(ctx context.Context, sealed uint64) (*tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tree{rng: rng}
+	last, err := l.lastTiles(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	t := newTree(true)
+	t.rng, t.last = rng, last
 	if size == sealed {
 		return t, nil
 	}
@@ -331,11 +417,13 @@ func (s *Sealer) loadTree(ctx context.Context, sealed uint64) (*tree, error) {
 		}
 		buf = AppendCanonical(buf[:0], ord, e)
 		t.add(buf)
-		if len(t.pending) >= 2*treeBackfillBatch || ord == sealed {
-			if err := l.writeNodes(ctx, t.pending); err != nil {
+		if ord%treeBackfillBatch == 0 || ord == sealed {
+			if t.err != nil {
+				return nil, t.err
+			}
+			if err := l.writeTiles(ctx, t.pending()); err != nil {
 				return nil, err
 			}
-			t.pending = t.pending[:0]
 		}
 		if ord == sealed {
 			return t, nil
@@ -344,8 +432,8 @@ func (s *Sealer) loadTree(ctx context.Context, sealed uint64) (*tree, error) {
 	return nil, fmt.Errorf("audit: backfill the tree: the log holds %d events, the ledger %d seals", ord, sealed)
 }
 
-// writeNodes writes tree nodes alone (a backfill), under the sealer's lease.
-func (l *Ledger) writeNodes(ctx context.Context, nodes []treeNode) error {
+// writeTiles writes tree tiles alone (a backfill), under the sealer's lease.
+func (l *Ledger) writeTiles(ctx context.Context, tiles []treeTile) error {
 	tx, err := l.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return l.err("begin", err)
@@ -354,8 +442,8 @@ func (l *Ledger) writeNodes(ctx context.Context, nodes []treeNode) error {
 	if err := lease.Check(ctx, tx, l.dialect); err != nil {
 		return err
 	}
-	if err := l.insertNodes(ctx, tx, nodes); err != nil {
-		return l.err("insert tree nodes", err)
+	if err := l.insertTiles(ctx, tx, tiles); err != nil {
+		return l.err("write tree", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return l.err("commit", err)

@@ -184,7 +184,7 @@ func TestTreeBackfill(t *testing.T) {
 			e := b.open(t)
 			seed(t, e.store, 8)
 			catchUp(t, e)
-			e.exec(t, `DELETE FROM audit_tree_nodes`)
+			e.exec(t, `DELETE FROM audit_tree_tiles`)
 			seed(t, e.store, 3)
 			catchUp(t, e)
 			checkTree(t, e, logOf(t, e.store))
@@ -287,8 +287,8 @@ func resealFrom(t *testing.T, e *env, ord uint64, signer note.Signer) {
 	t.Helper()
 	e.exec(t, `DELETE FROM audit_events WHERE ordinal >= ?`, int64(ord))
 	e.exec(t, `DELETE FROM audit_checkpoints WHERE ordinal >= ?`, int64(ord))
-	// A node covers leaves [idx << level, (idx+1) << level); leaf ord-1 and later go.
-	e.exec(t, `DELETE FROM audit_tree_nodes WHERE ((idx + 1) << level) > ?`, int64(ord-1))
+	// The tree goes whole: the sealer rebuilds it from the log it finds.
+	e.exec(t, `DELETE FROM audit_tree_tiles`)
 	sealWith(t, e, audit.SealerOptions{CheckpointEvery: 1, Signer: signer})
 }
 
@@ -370,5 +370,56 @@ func TestVerifyAgainstCheckpoints(t *testing.T) {
 				t.Log(p)
 			})
 		}
+	}
+}
+
+// TestTreeAcrossTiles: a log of more than 512 events, sealed in odd batches by two sealers in
+// turn, so that tiles of the first two levels fill up, start anew and are resumed half full.
+func TestTreeAcrossTiles(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := b.open(t)
+			seed(t, e.store, 200)
+			sealWith(t, e, audit.SealerOptions{BatchSize: 37, CheckpointEvery: 50})
+			seed(t, e.store, 130)
+			sealWith(t, e, audit.SealerOptions{BatchSize: 101, CheckpointEvery: 77})
+			log := logOf(t, e.store)
+			if len(log) <= 512 {
+				t.Fatalf("%d events, want more than 512", len(log))
+			}
+			leaves := leavesOf(log)
+			n := uint64(len(leaves))
+			if size, err := e.ledger.TreeSize(ctx); err != nil || size != n {
+				t.Fatalf("tree size %d, %v; want %d", size, err, n)
+			}
+			roots := make([]audit.Hash, n+1)
+			for size := uint64(0); size <= n; size++ {
+				roots[size] = naiveRoot(leaves[:size])
+				if got, err := e.ledger.Root(ctx, size); err != nil || got != roots[size] {
+					t.Fatalf("root at %d: %s, %v; want %s", size, got, err, roots[size])
+				}
+			}
+			h := rfc6962.DefaultHasher
+			for _, pair := range [][2]uint64{{1, n}, {256, n}, {257, n}, {512, 513}, {513, n}, {n, n}, {100, 300}} {
+				ord, size := pair[0], pair[1]
+				p, err := e.ledger.InclusionProof(ctx, ord, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := proof.VerifyInclusion(h, ord-1, size, leaves[ord-1][:], hashes(p.Hashes), roots[size][:]); err != nil {
+					t.Fatalf("inclusion of %d in %d: %v", ord, size, err)
+				}
+				c, err := e.ledger.ConsistencyProof(ctx, ord, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := proof.VerifyConsistency(h, ord, size, hashes(c.Hashes), roots[ord][:], roots[size][:]); err != nil {
+					t.Fatalf("consistency %d to %d: %v", ord, size, err)
+				}
+			}
+		})
 	}
 }
