@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -55,8 +56,8 @@ type treeTile struct {
 // tree is the right border of the tree (a compact range from 0), and, when it is kept, the last
 // tile of every level, with the tiles changed since they were last written.
 type tree struct {
-	rng     *compact.Range
-	leafBuf []byte
+	rng *compact.Range
+	h   hash.Hash
 	// keep: the nodes are written (the sealer); a verifier only needs the roots.
 	keep  bool
 	last  map[uint]*treeTile
@@ -97,13 +98,16 @@ func (t *tree) pending() []treeTile {
 
 // add appends the event whose canonical bytes are canonical.
 func (t *tree) add(canonical []byte) {
-	t.leafBuf = append(append(t.leafBuf[:0], rfc6962.RFC6962LeafHashPrefix), canonical...)
-	leaf := sha256.Sum256(t.leafBuf)
-	if cap(t.leafBuf) > 1<<20 {
-		t.leafBuf = nil
+	if t.h == nil {
+		t.h = sha256.New()
 	}
-	// Append fails only on a hash of the wrong size, which sha256.Sum256 cannot make.
-	_ = t.rng.Append(leaf[:], t.visit)
+	t.h.Reset()
+	t.h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+	t.h.Write(canonical)
+	// Append keeps the slice: a new one each leaf.
+	leaf := t.h.Sum(make([]byte, 0, sha256.Size))
+	// Append fails only on a hash of the wrong size, which sha256 cannot make.
+	_ = t.rng.Append(leaf, t.visit)
 }
 
 func (t *tree) size() uint64 { return t.rng.End() }
