@@ -49,6 +49,10 @@ type Accounts struct {
 	// Profiles, when set, answers GET /users/me with one query (the user, their labels and
 	// balances) instead of one per read model.
 	Profiles Profiles
+	// UserProfiles, when set, serves the profile routes (/api/v2/resource/profiles,
+	// /api/v2/admin/profiles; see profiles.go) and adds the profile and settings to GET /users/me
+	// and GET /admin/users/{uid}.
+	UserProfiles ProfileRecords
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
 	Admin *AdminUsers
@@ -148,6 +152,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.Wallets != nil {
 		a.registerWallet(r, res)
+	}
+	if a.UserProfiles != nil {
+		a.registerProfiles(r, res)
 	}
 	if a.Admin != nil {
 		a.registerAdminUsers(r)

@@ -61,8 +61,11 @@ type readModels struct {
 	labels   *projections.LabelsView
 	wallet   *projections.WalletView
 	sessions *projections.SessionsView
-	profiles *projections.ProfileView // the three above in one query, for GET /users/me
-	runtime  *projections.Runtime
+	// userProfiles is the profiles read model (Barong's Profile). It is always read on the primary:
+	// the read replica does not route it yet.
+	userProfiles *projections.UserProfilesView
+	profiles     *projections.ProfileView // the three above in one query, for GET /users/me
+	runtime      *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
 	reads     readViews
@@ -113,10 +116,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.wallet = projections.NewWalletView(m.db, dialect)
 	m.sessions = projections.NewSessionsView(m.db, dialect)
 	m.profiles = projections.NewProfileView(m.db, dialect)
+	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases),
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles)
 	if err != nil {
 		m.close()
 		return nil, err
