@@ -51,6 +51,10 @@ type Accounts struct {
 	// stream (projections.ProfileView.WithStreamVersions: for an event store in the read models'
 	// database), the session is checked with that version, with no query of its own.
 	Profiles Profiles
+	// UserProfiles, when set, serves the profile routes (/api/v2/resource/profiles,
+	// /api/v2/admin/profiles; see profiles.go) and adds the profile and settings to GET /users/me
+	// and GET /admin/users/{uid}.
+	UserProfiles ProfileRecords
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
 	Admin *AdminUsers
@@ -155,6 +159,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.Wallets != nil {
 		a.registerWallet(r, res)
+	}
+	if a.UserProfiles != nil {
+		a.registerProfiles(r, res)
 	}
 	if a.Admin != nil {
 		a.registerAdminUsers(r)

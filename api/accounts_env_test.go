@@ -231,8 +231,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)
 	activity := projections.NewActivityView(db, dialect)
 	sessions := projections.NewSessionsView(db, dialect)
+	profiles := projections.NewUserProfilesView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,11 +291,11 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Profiles: profileView(db, dialect, o.noStreamVersions),
-
-		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
-		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
-		SessionList: sessions,
+		Profiles:     profileView(db, dialect, o.noStreamVersions),
+		Admin:        &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Idempotency:  &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
+		SessionList:  sessions,
+		UserProfiles: profiles,
 	}
 	ledger, err := audit.NewLedger(db, dialect)
 	if err != nil {

@@ -165,6 +165,7 @@ func (a *accountRoutes) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := projections.UserFilter{
 		UID: q.Get("uid"), Email: q.Get("email"), Username: q.Get("username"), Role: q.Get("role"), State: q.Get("state"),
+		FirstName: q.Get("first_name"), LastName: q.Get("last_name"), Country: q.Get("country"),
 	}
 	var bad []string
 	f.Page, f.Limit, bad = readPage(q.Get("page"), q.Get("limit"), scopeAdminUser)
@@ -225,6 +226,7 @@ type adminUserDetailJSON struct {
 	Activity      *[]activityJSON    `json:"activity,omitempty"`
 	AdminActivity *[]activityJSON    `json:"admin_activity,omitempty"`
 	Sessions      *[]sessionListJSON `json:"sessions,omitempty"`
+	Profiles      *[]profileJSON     `json:"profiles,omitempty"`
 }
 
 // adminUserAsOf is GET /admin/users/{uid}: the current view, or with as_of and UserAsOf set, the
@@ -263,6 +265,14 @@ func (a *accountRoutes) adminUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.Wallet = &walletJSON{Free: b.Free, Standard: b.Standard}
+	}
+	if a.UserProfiles != nil {
+		profiles, err := a.profilesOf(ctx, u.UID)
+		if err != nil {
+			writeViewError(w, r, a.log, scopeAdminUser, err)
+			return
+		}
+		d.Profiles = &profiles
 	}
 	if a.SessionList != nil {
 		list, err := a.SessionList.ForUser(ctx, u.UID, a.App.Commands.RefreshSession.Now())

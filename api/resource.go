@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/idlog/idlog/commands"
@@ -20,7 +21,12 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, scopeResourceUser, err)
 			return
 		}
-		WriteJSON(w, http.StatusOK, meOfProfile(p))
+		me := meOfProfile(p)
+		if err := a.addProfile(r.Context(), &me); err != nil {
+			a.fail(w, r, scopeResourceUser, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, me)
 		return
 	}
 	v, err := a.Users.ByUID(r.Context(), c.UID)
@@ -29,6 +35,9 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	me, err := a.meOf(r.Context(), v)
+	if err == nil {
+		err = a.addProfile(r.Context(), &me)
+	}
 	if err != nil {
 		a.fail(w, r, scopeResourceUser, err)
 		return
@@ -214,4 +223,18 @@ func (a *accountRoutes) disableOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.answer(w, r, res)
+}
+
+// addProfile adds the user's profile and settings to GET /users/me, when the server has them.
+func (a *accountRoutes) addProfile(ctx context.Context, me *meJSON) error {
+	if a.UserProfiles == nil {
+		return nil
+	}
+	profiles, err := a.profilesOf(ctx, me.UID)
+	if err != nil {
+		return err
+	}
+	me.Profiles = &profiles
+	me.Settings, err = a.UserProfiles.Settings(ctx, me.UID)
+	return err
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -179,6 +180,9 @@ type meJSON struct {
 	Labels         []labelJSON `json:"labels"`
 	WalletFree     int64       `json:"wallet_free"`
 	WalletStandard int64       `json:"wallet_standard"`
+	// Profiles and Settings, when the server has the profiles read model: Barong's UserWithProfile.
+	Profiles *[]profileJSON  `json:"profiles,omitempty"`
+	Settings json.RawMessage `json:"settings,omitempty"`
 }
 
 // Profiles reads a user with their labels and balances at once (projections.ProfileView).

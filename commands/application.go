@@ -34,6 +34,8 @@ type Commands struct {
 	ChangeEmail              Handler[ChangeEmail, Result]
 	ChangeUsername           Handler[ChangeUsername, Result]
 	UpdateUserData           UpdateUserDataHandler
+	CreateProfile            CreateProfileHandler
+	UpdateProfile            UpdateProfileHandler
 	DeleteAccount            Handler[DeleteAccount, Result]
 	GenerateOTPSecret        GenerateOTPSecretHandler
 	EnableOTP                Handler[EnableOTP, Result]
@@ -53,6 +55,7 @@ type Commands struct {
 	SetUserLogin    SetUserLoginHandler
 	CloseAccount    CloseAccountHandler
 	RevokeSessions  RevokeSessionsHandler
+	ReviewProfile   ReviewProfileHandler
 }
 
 // Defaults of CodesConfig.
@@ -161,6 +164,8 @@ func New(d Deps, c Config) (Application, error) {
 			ChangeEmail:              guard[ChangeEmail, Result](g, NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes)),
 			ChangeUsername:           guard[ChangeUsername, Result](g, NewChangeUsernameHandler(users, d.Hasher)),
 			UpdateUserData:           NewUpdateUserDataHandler(users),
+			CreateProfile:            NewCreateProfileHandler(users),
+			UpdateProfile:            NewUpdateProfileHandler(users),
 			DeleteAccount:            guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer)),
 			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
 			EnableOTP:                guard[EnableOTP, Result](g, NewEnableOTPHandler(users, d.Sealer)),
@@ -179,6 +184,7 @@ func New(d Deps, c Config) (Application, error) {
 			SetUserLogin:             NewSetUserLoginHandler(users),
 			CloseAccount:             NewCloseAccountHandler(users),
 			RevokeSessions:           NewRevokeSessionsHandler(users),
+			ReviewProfile:            NewReviewProfileHandler(users),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

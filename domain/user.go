@@ -54,6 +54,9 @@ type User struct {
 
 	wallet Wallet
 
+	profile  *profile        // nil until ProfileCreated
+	settings json.RawMessage // the user's settings object, apart from the profile
+
 	version uint64
 }
 
@@ -254,6 +257,8 @@ func (u *User) apply(e Event) {
 		u.state, u.closed = StateDeleted, true
 	case LabelAdded, LabelUpdated, LabelRemoved, LevelChanged:
 		u.applyLabel(e)
+	case ProfileCreated, ProfileUpdated, ProfileStateChanged, UserSettingsChanged:
+		u.applyProfile(e)
 	case WalletCredited, WalletDebited:
 		u.applyWallet(e)
 	}

@@ -186,6 +186,7 @@ var activityEvents = []domain.Event{
 	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
 	domain.WalletCredited{}, domain.WalletDebited{},
 	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
+	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -318,6 +319,15 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicAccount, "change_username", fromTo{From: ev.From, To: ev.To}
 	case domain.UserDataUpdated:
 		topic, action = TopicAccount, "update_data"
+	// Profile rows name no field's value: the activity log outlives an erasure of personal data.
+	case domain.ProfileCreated:
+		topic, action, data = TopicAccount, "create_profile", stateData{To: string(ev.State)}
+	case domain.ProfileUpdated:
+		topic, action = TopicAccount, "update_profile"
+	case domain.ProfileStateChanged:
+		topic, action, data = TopicAccount, "change_profile_state", stateData{From: string(ev.From), To: string(ev.To)}
+	case domain.UserSettingsChanged:
+		topic, action = TopicAccount, "change_settings"
 	case domain.UserStateChanged:
 		topic, action, data = TopicAccount, "change_state", stateData{From: ev.From.String(), To: ev.To.String(), Reason: ev.Reason}
 	case domain.RoleChanged:

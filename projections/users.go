@@ -123,10 +123,13 @@ func (v *UsersView) one(ctx context.Context, column, value string) (User, error)
 // included, To excluded). Page and Limit paginate (page 1, limit 100 by default; limit at most 100).
 type UserFilter struct {
 	UID, Email, Username, Role, State string
-	Level                             *int
-	OTP                               *bool
-	From, To                          time.Time
-	Page, Limit                       int
+	// FirstName and LastName match a profile's names whatever their case; Country its ISO 3166-1
+	// alpha-2 code. A user without a profile matches none of them.
+	FirstName, LastName, Country string
+	Level                        *int
+	OTP                          *bool
+	From, To                     time.Time
+	Page, Limit                  int
 }
 
 // List returns a page of the users matching f, newest first, and how many match in all. A bad
@@ -172,6 +175,19 @@ func (v *UsersView) List(ctx context.Context, f UserFilter) (users []User, total
 			return nil, 0, &FilterError{Field: "level", Reason: fmt.Sprintf("(%d) cannot be negative", *f.Level)}
 		}
 		w.add("level = ?", *f.Level)
+	}
+	if f.FirstName != "" || f.LastName != "" || f.Country != "" {
+		p := where{sql: `generation = ` + profilesLive + ` AND state <> ''`}
+		if f.FirstName != "" {
+			p.add("lower(first_name) = lower(?)", strings.TrimSpace(f.FirstName))
+		}
+		if f.LastName != "" {
+			p.add("lower(last_name) = lower(?)", strings.TrimSpace(f.LastName))
+		}
+		if f.Country != "" {
+			p.add("country = ?", strings.ToUpper(strings.TrimSpace(f.Country)))
+		}
+		w.add("uid IN (SELECT uid FROM user_profiles WHERE "+p.sql+")", p.args...)
 	}
 	if !f.From.IsZero() {
 		w.add("created_at >= ?", v.d.time(f.From))

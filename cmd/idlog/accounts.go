@@ -98,7 +98,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
-		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles,
+		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles, UserProfiles: m.userProfiles,
 		Admin: &api.AdminUsers{
 			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.

@@ -62,8 +62,11 @@ type readModels struct {
 	labels   *projections.LabelsView
 	wallet   *projections.WalletView
 	sessions *projections.SessionsView
-	profiles *projections.ProfileView // the three above in one query, for GET /users/me
-	runtime  *projections.Runtime
+	// userProfiles is the profiles read model (Barong's Profile). It is always read on the primary:
+	// the read replica does not route it yet.
+	userProfiles *projections.UserProfilesView
+	profiles     *projections.ProfileView // the three above in one query, for GET /users/me
+	runtime      *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
 	reads     readViews
@@ -118,10 +121,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	if logInDB { // the events are in this database: /users/me checks the session in its query
 		m.profiles = m.profiles.WithStreamVersions()
 	}
+	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles)
 	if err != nil {
 		m.close()
 		return nil, err
