@@ -195,6 +195,9 @@ func (c *contract) check(r *http.Request, status int, header http.Header, body [
 	if status == 0 {
 		status = http.StatusOK
 	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		return c.checkPreflight(r, status, body)
+	}
 	find := r
 	if r.Method == http.MethodHead {
 		// HEAD is GET without the body; the document lists GET only.
@@ -240,6 +243,25 @@ func (c *contract) check(r *http.Request, status int, header http.Header, body [
 			shown = shown[:600] + "..."
 		}
 		return fmt.Errorf("%s %s (%s) answered %d %s: %v", r.Method, r.URL.Path, route.Operation.OperationID, status, shown, err)
+	}
+	return nil
+}
+
+// checkPreflight checks a CORS preflight, which the CORS layer answers before routing (the
+// document says so in its description and lists no OPTIONS): the method it asks for must be
+// documented on its path, and the answer is 204 without a body, whether the origin is allowed
+// (with Access-Control-* headers) or not (without).
+func (c *contract) checkPreflight(r *http.Request, status int, body []byte) error {
+	asked := r.Clone(r.Context())
+	asked.Method = strings.ToUpper(r.Header.Get("Access-Control-Request-Method"))
+	if asked.Method == http.MethodHead {
+		asked.Method = http.MethodGet
+	}
+	if _, _, err := c.router.FindRoute(asked); err != nil {
+		return fmt.Errorf("preflight of %s %s: the document has no such operation (%v)", asked.Method, r.URL.Path, err)
+	}
+	if status != http.StatusNoContent || len(body) != 0 {
+		return fmt.Errorf("preflight of %s %s answered %d %q, want 204 without a body", asked.Method, r.URL.Path, status, body)
 	}
 	return nil
 }
@@ -314,6 +336,55 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Signed-in operations accept the cookie session as well as the bearer token, and each one that
+// changes something lists the 403 an unsafe cookie request without its CSRF token gets; the
+// security schemes name the cookies and header the code reads.
+func TestOpenAPISignedInOperationsTakeCookieSessions(t *testing.T) {
+	t.Parallel()
+	c := mustContract(t)
+	schemes := c.doc.Components.SecuritySchemes
+	for name, want := range map[string][2]string{
+		"cookie": {"cookie", api.AccessCookie}, "csrf": {"header", api.CSRFHeader}, "refresh": {"cookie", api.RefreshCookie},
+	} {
+		s := schemes[name]
+		if s == nil || s.Value.Type != "apiKey" || s.Value.In != want[0] || s.Value.Name != want[1] {
+			t.Errorf("security scheme %q = %+v, want an apiKey in %s named %s", name, s, want[0], want[1])
+		}
+	}
+	if b := schemes["bearer"]; b == nil || b.Value.Scheme != "bearer" || b.Value.BearerFormat != "JWT" {
+		t.Errorf("security scheme bearer = %+v, want http bearer JWT", b)
+	}
+	signedIn := 0
+	for path, item := range c.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security == nil || !slices.ContainsFunc(*op.Security, func(r openapi3.SecurityRequirement) bool { return r["bearer"] != nil }) {
+				continue
+			}
+			signedIn++
+			where := method + " " + path
+			safe := method == http.MethodGet
+			wantCookie := func(r openapi3.SecurityRequirement) bool {
+				_, cookie := r["cookie"]
+				_, csrf := r["csrf"]
+				return cookie && len(r) == 1 && safe || cookie && csrf && len(r) == 2 && !safe
+			}
+			if !slices.ContainsFunc(*op.Security, wantCookie) {
+				t.Errorf("%s: security %v, want the cookie session too (with csrf on an unsafe method)", where, *op.Security)
+			}
+			if safe {
+				continue
+			}
+			forbidden := op.Responses.Status(http.StatusForbidden)
+			if forbidden == nil || forbidden.Value.Description == nil || !strings.Contains(*forbidden.Value.Description, "`authz.invalid_csrf_token`") {
+				t.Errorf("%s: no 403 listing `authz.invalid_csrf_token`", where)
+			}
+		}
+	}
+	if signedIn < 40 {
+		t.Fatalf("%d signed-in operations: is the bearer requirement still spelt [{bearer: []}, ...]?", signedIn)
 	}
 }
 
@@ -402,6 +473,14 @@ func TestContractCatchesMismatches(t *testing.T) {
 	// Its own count of answers, so that every case here is validated in full.
 	c := &contract{doc: shared.doc, router: shared.router, seen: map[string]int{}}
 	get := func(path string) *http.Request { return httptest.NewRequest(http.MethodGet, path, nil) }
+	post := func(path string) *http.Request { return httptest.NewRequest(http.MethodPost, path, nil) }
+	put := func(path string) *http.Request { return httptest.NewRequest(http.MethodPut, path, nil) }
+	preflight := func(path, method string) *http.Request {
+		r := httptest.NewRequest(http.MethodOptions, path, nil)
+		r.Header.Set("Origin", "https://app.example.com")
+		r.Header.Set("Access-Control-Request-Method", method)
+		return r
+	}
 	json := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
 	for _, tc := range []struct {
 		name   string
@@ -421,6 +500,15 @@ func TestContractCatchesMismatches(t *testing.T) {
 		{"user without uid", get("/api/v2/resource/users/me"), 200, `{"email":"a@example.com"}`, false},
 		{"undocumented route", get("/api/v2/nowhere"), 200, `{}`, false},
 		{"unknown route refused", get("/api/v2/nowhere"), 404, `{"errors":["route.not_found"]}`, true},
+		{"preflight of a documented operation", preflight("/api/v2/resource/users/me", "PUT"), 204, ``, true},
+		{"preflight of an undocumented method", preflight("/api/v2/resource/users/me", "PATCH"), 204, ``, false},
+		{"preflight answered with a body", preflight("/api/v2/resource/users/me", "PUT"), 200, `{}`, false},
+		{"refresh answer", post("/api/v2/identity/sessions/refresh"), 200, `{"access_token":"a","token_type":"Bearer","expires_at":"2026-01-01T00:00:00Z","expires_in":1,"refresh_token":"r","session_expires_at":"2026-01-01T00:00:00Z"}`, true},
+		{"refresh answer without its refresh token", post("/api/v2/identity/sessions/refresh"), 200, `{"access_token":"a","token_type":"Bearer","expires_at":"2026-01-01T00:00:00Z","expires_in":1,"session_expires_at":"2026-01-01T00:00:00Z"}`, false},
+		{"cookie refresh answer", post("/api/v2/identity/sessions/refresh"), 200, `{"csrf_token":"c","expires_at":"2026-01-01T00:00:00Z","session_expires_at":"2026-01-01T00:00:00Z"}`, true},
+		{"reused refresh token listed", post("/api/v2/identity/sessions/refresh"), 401, `{"errors":["identity.session.refresh_token_reused"]}`, true},
+		{"CSRF refusal listed for a signed-in change", put("/api/v2/resource/users/me"), 403, `{"errors":["authz.invalid_csrf_token"]}`, true},
+		{"CSRF refusal not listed for sign-in", post("/api/v2/identity/sessions"), 403, `{"errors":["authz.invalid_csrf_token"]}`, false},
 	} {
 		err := c.check(tc.req, tc.status, json, []byte(tc.body))
 		if (err == nil) != tc.ok {

@@ -164,7 +164,7 @@ func everyOperationServed(t *testing.T, base string, doc []byte) {
 		t.Fatal(err)
 	}
 	methods := []string{"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-	vars := strings.NewReplacer("{uid}", "ID0000000000", "{key}", "kyc", "{topic}", "all")
+	vars := strings.NewReplacer("{uid}", "ID0000000000", "{key}", "kyc", "{topic}", "all", "{id}", "session")
 	n := 0
 	for path, item := range d.Paths {
 		for m := range item {

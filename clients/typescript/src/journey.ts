@@ -1,10 +1,17 @@
 // A frontend's journey through idlog with the client generated from api/openapi.yaml:
-// sign up, sign in, read /users/me, sign out, and see the token refused afterwards.
+// sign up, sign in, read /users/me, refresh the session, list the sessions, see a stolen refresh
+// token end the session, sign in again, sign out, and see the token refused afterwards.
 // Run: IDLOG_URL=http://127.0.0.1:8080 npm run journey. Exits non-zero at the first surprise.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
 type User = components["schemas"]["User"];
+
+// bearerOf is a sign-in or refresh answer if it is a bearer session's (the journey asks for no
+// cookies); a cookie session's has its tokens in cookies instead.
+function bearerOf<T extends object>(data: T | undefined): Extract<T, { access_token: string }> | undefined {
+  return data && "access_token" in data ? (data as Extract<T, { access_token: string }>) : undefined;
+}
 
 const baseUrl = process.env.IDLOG_URL;
 if (!baseUrl) {
@@ -59,15 +66,20 @@ let user: User;
     "a wrong password answers 401 identity.session.invalid_params", seen(r));
 }
 
-// Sign-in: an access token bound to a new session.
+// Sign-in: an access token and a refresh token bound to a new session.
 let accessToken: string;
+let refreshToken: string;
 {
   const r = await client.POST("/api/v2/identity/sessions", { body: { login: email, password } });
-  check(r.response.status === 200 && r.data, "sign-in answers 200", seen(r));
-  check(r.data.token_type === "Bearer" && r.data.access_token.length > 0, "sign-in gives a bearer access token", r.data.token_type);
-  check(r.data.expires_in > 0 && Date.parse(r.data.expires_at) > Date.now(), "the token expires in the future", r.data.expires_at);
-  check(r.data.user.uid === user.uid, "sign-in names the same user", r.data.user.uid);
-  accessToken = r.data.access_token;
+  const s = bearerOf(r.data);
+  check(r.response.status === 200 && s, "sign-in answers 200 with a bearer session", seen(r));
+  check(s.token_type === "Bearer" && s.access_token.length > 0, "sign-in gives a bearer access token", s.token_type);
+  check(s.expires_in > 0 && Date.parse(s.expires_at) > Date.now(), "the token expires in the future", s.expires_at);
+  check(s.refresh_token.length > 0 && Date.parse(s.session_expires_at) > Date.now(),
+    "sign-in gives a refresh token and when the session ends", s.session_expires_at);
+  check(s.user.uid === user.uid, "sign-in names the same user", s.user.uid);
+  accessToken = s.access_token;
+  refreshToken = s.refresh_token;
 }
 const bearer = () => ({ Authorization: `Bearer ${accessToken}` });
 
@@ -86,8 +98,59 @@ const bearer = () => ({ Authorization: `Bearer ${accessToken}` });
     "/users/me without a token answers 401 authz.missing_token", seen(r));
 }
 
-// REFRESH: once the session work of issue 17 documents it, trade the refresh token for a new
-// access token here, check that the old refresh token is refused, and sign out with the new one.
+// Refresh: the refresh token buys a new access token and is rotated: the one sent is spent.
+const spentRefreshToken = refreshToken;
+{
+  const r = await client.POST("/api/v2/identity/sessions/refresh", { body: { refresh_token: refreshToken } });
+  const s = bearerOf(r.data);
+  check(r.response.status === 200 && s, "refresh answers 200 with new bearer tokens", seen(r));
+  check(s.token_type === "Bearer" && s.expires_in > 0 && s.access_token.length > 0, "refresh gives an access token", s);
+  check(s.refresh_token.length > 0 && s.refresh_token !== spentRefreshToken, "refresh rotates the refresh token", s.refresh_token);
+  check(Date.parse(s.session_expires_at) > Date.now(), "the refreshed session ends in the future", s.session_expires_at);
+  accessToken = s.access_token;
+  refreshToken = s.refresh_token;
+}
+{
+  const r = await client.GET("/api/v2/resource/users/me", { headers: bearer() });
+  check(r.response.status === 200 && r.data?.uid === user.uid, "the refreshed access token reads /users/me", seen(r));
+}
+
+// The session list: this one session, marked current, a bearer one.
+{
+  const r = await client.GET("/api/v2/resource/sessions", { headers: bearer() });
+  check(r.response.status === 200 && r.data, "GET /resource/sessions answers 200", seen(r));
+  const only = r.data[0];
+  check(r.data.length === 1 && only && only.current && !only.cookie && only.id.length > 0,
+    "the list holds the one session, current and bearer", r.data);
+  check(Date.parse(only.last_seen_at) >= Date.parse(only.started_at) && Date.parse(only.expires_at) > Date.now(),
+    "the session was seen after it started and ends in the future", only);
+}
+
+// The spent refresh token again, as a thief would send it: refused, and the whole session ends,
+// so the access and refresh tokens the rightful refresh gave stop working too.
+{
+  const r = await client.POST("/api/v2/identity/sessions/refresh", { body: { refresh_token: spentRefreshToken } });
+  check(r.response.status === 401 && r.error?.errors.includes("identity.session.refresh_token_reused"),
+    "a spent refresh token answers 401 identity.session.refresh_token_reused", seen(r));
+}
+{
+  const r = await client.GET("/api/v2/resource/users/me", { headers: bearer() });
+  check(r.response.status === 401 && r.error?.errors.includes("authz.invalid_session"),
+    "after the reuse the new access token answers 401 authz.invalid_session", seen(r));
+}
+{
+  const r = await client.POST("/api/v2/identity/sessions/refresh", { body: { refresh_token: refreshToken } });
+  check(r.response.status === 401 && r.error?.errors.includes("identity.session.invalid_refresh_token"),
+    "after the reuse the new refresh token answers 401 identity.session.invalid_refresh_token", seen(r));
+}
+
+// Sign in again, for the sign-out.
+{
+  const r = await client.POST("/api/v2/identity/sessions", { body: { login: email, password } });
+  const s = bearerOf(r.data);
+  check(r.response.status === 200 && s, "a second sign-in answers 200", seen(r));
+  accessToken = s.access_token;
+}
 
 // Sign-out ends the session: the token stops working at once.
 {

@@ -316,17 +316,53 @@ export interface paths {
         put?: never;
         /**
          * Sign in
-         * @description Opens a session and answers a bearer access token bound to it. Wrong login or password:
-         *     `401 identity.session.invalid_params`, the same whether the login exists or not. With 2FA on,
-         *     `otp_code` is required (`403 identity.session.missing_otp`, `403 identity.session.invalid_otp`).
-         *     Repeated failures are slowed down: `429 identity.session.too_many_attempts` with `Retry-After`.
+         * @description Opens a session. Wrong login or password: `401 identity.session.invalid_params`, the same
+         *     whether the login exists or not. With 2FA on, `otp_code` is required
+         *     (`403 identity.session.missing_otp`, `403 identity.session.invalid_otp`). Repeated failures are
+         *     slowed down: `429 identity.session.too_many_attempts` with `Retry-After`.
+         *
+         *     A bearer session (the default) answers an access token and a refresh token in the body. A
+         *     cookie session (`cookie: true`, or the server's `IDLOG_SESSION_COOKIES` default) puts both
+         *     tokens in `HttpOnly` cookies that scripts never see, `idlog_session` (path `/`,
+         *     `SameSite=Lax`, as long as the access token) and `idlog_refresh` (path
+         *     `/api/v2/identity/sessions`, `SameSite=Strict`, as long as the session), and answers the
+         *     CSRF token that unsafe requests must send as `X-CSRF-Token`.
          */
         post: operations["signIn"];
         /**
          * Sign out
-         * @description Ends the session of the bearer token; the token stops working at once.
+         * @description Ends the caller's session, bearer or cookie: its access and refresh tokens stop working at
+         *     once. A cookie session's cookies are cleared.
          */
         delete: operations["signOut"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/identity/sessions/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a session with its refresh token
+         * @description `refresh_token` in the body renews a bearer session; without it, the `idlog_refresh` cookie
+         *     renews a cookie session (an `Origin` that is neither this host nor an allowed CORS origin:
+         *     `403 authz.invalid_origin`). Each use rotates the refresh token and issues a new access
+         *     token; the session's idle timeout starts again, its lifetime does not (`session_expires_at`).
+         *     A rotated token used again is taken as stolen: `401 identity.session.refresh_token_reused`,
+         *     and the whole session ends, so the access tokens issued since stop working too. A token that
+         *     is malformed, unknown, of an ended or expired session, or of an account that may no longer
+         *     sign in: `401 identity.session.invalid_refresh_token`. A refused cookie refresh clears the
+         *     cookies. Ignores `Idempotency-Key`: each use of a refresh token is one rotation.
+         */
+        post: operations["refreshSession"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -589,6 +625,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/resource/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The signed-in user's open sessions
+         * @description Newest first; the caller's own is `current`.
+         */
+        get: operations["mySessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End one of the signed-in user's sessions
+         * @description Its tokens stop working at once. Ending the current cookie session clears its cookies, as a sign-out does.
+         */
+        delete: operations["endMySession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/users": {
         parameters: {
             query?: never;
@@ -670,6 +746,52 @@ export interface paths {
         put: operations["adminSetLogin"];
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/{uid}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uid: components["parameters"]["UIDPath"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End every session of a user
+         * @description Needs `change_user_state`. Their tokens stop working at once.
+         */
+        delete: operations["adminEndSessions"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/{uid}/sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uid: components["parameters"]["UIDPath"];
+                /** @description A session's `id`, as the session lists give it. */
+                id: components["parameters"]["SessionIDPath"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End one session of a user
+         * @description Needs `change_user_state`. A session that is not open: `404 admin.session.not_found`.
+         */
+        delete: operations["adminEndSession"];
         options?: never;
         head?: never;
         patch?: never;
@@ -976,6 +1098,7 @@ export interface components {
             wallet_free: number;
             wallet_standard: number;
         };
+        /** @description A bearer session. */
         Session: {
             user: components["schemas"]["User"];
             /** @description Send as `Authorization: Bearer <access_token>`. */
@@ -985,6 +1108,45 @@ export interface components {
             expires_at: components["schemas"]["Timestamp"];
             /** @description Seconds. */
             expires_in: number;
+            /** @description Renews the session at `POST /api/v2/identity/sessions/refresh`; each use rotates it. */
+            refresh_token: string;
+            /** @description When the session ends unless refreshed before (its idle timeout, capped by its lifetime). */
+            session_expires_at: components["schemas"]["Timestamp"];
+        };
+        /** @description A bearer session renewed. */
+        RefreshedSession: {
+            access_token: string;
+            /** @constant */
+            token_type: "Bearer";
+            expires_at: components["schemas"]["Timestamp"];
+            /** @description Seconds. */
+            expires_in: number;
+            /** @description The next refresh token; the one sent is spent. */
+            refresh_token: string;
+            session_expires_at: components["schemas"]["Timestamp"];
+        };
+        /** @description A cookie session; the tokens are in the cookies. `user` on sign-in only. */
+        CookieSession: {
+            user?: components["schemas"]["User"];
+            /** @description Send as `X-CSRF-Token` on unsafe requests. */
+            csrf_token: string;
+            expires_at: components["schemas"]["Timestamp"];
+            session_expires_at: components["schemas"]["Timestamp"];
+        };
+        /** @description An open session in the lists. */
+        SessionInfo: {
+            id: string;
+            user_agent: string;
+            user_ip: string;
+            /** @description A cookie session (else bearer). */
+            cookie: boolean;
+            /** @description The caller's own session (always false on the admin routes). */
+            current: boolean;
+            started_at: components["schemas"]["Timestamp"];
+            /** @description The sign-in or last refresh. */
+            last_seen_at: components["schemas"]["Timestamp"];
+            /** @description When it ends unless refreshed. */
+            expires_at: components["schemas"]["Timestamp"];
         };
         OTPSecret: {
             barcode: string;
@@ -1048,6 +1210,8 @@ export interface components {
             wallet?: components["schemas"]["Wallet"];
             activity?: components["schemas"]["Activity"][];
             admin_activity?: components["schemas"]["Activity"][];
+            /** @description The user's open sessions. */
+            sessions?: components["schemas"]["SessionInfo"][];
         };
         /** @description A user rebuilt from their events up to a moment. */
         UserAsOf: {
@@ -1170,6 +1334,12 @@ export interface components {
             username?: string;
             password: string;
             otp_code?: string;
+            /** @description A cookie session (true) or a bearer one (false); the server's default when absent. */
+            cookie?: boolean;
+        };
+        /** @description Empty, or without `refresh_token`, to renew a cookie session with its cookie. */
+        RefreshTokenOnly: {
+            refresh_token?: string;
         };
         ResetPassword: {
             reset_password_token: string;
@@ -1325,8 +1495,8 @@ export interface components {
             };
         };
         /**
-         * @description Bearer routes: `authz.missing_token`, `jwt.decode_and_verify`, `authz.invalid_session`
-         *     (with `WWW-Authenticate`). Sign-in: `identity.session.invalid_params`,
+         * @description Signed-in routes (bearer or cookie): `authz.missing_token`, `jwt.decode_and_verify`,
+         *     `authz.invalid_session` (with `WWW-Authenticate`). Sign-in: `identity.session.invalid_params`,
          *     `identity.session.not_active`. An account that is not active: `<scope>.not_active`.
          */
         Unauthorized: {
@@ -1339,8 +1509,8 @@ export interface components {
             };
         };
         /**
-         * @description `admin.ability.not_permitted` (the caller's role may not), `identity.session.missing_otp`,
-         *     `identity.session.invalid_otp` (sign-in with 2FA on), `<scope>.private` (a private label).
+         * @description `admin.ability.not_permitted` (the caller's role may not), `<scope>.private` (a private label),
+         *     `authz.invalid_csrf_token` (an unsafe request of a cookie session without its `X-CSRF-Token`).
          */
         Forbidden: {
             headers: {
@@ -1352,6 +1522,7 @@ export interface components {
         };
         /**
          * @description `record.not_found`, `admin.user.doesnt_exist`, `<scope>.not_found` (a label),
+         *     `resource.session.not_found`, `admin.session.not_found` (a session that is not open),
          *     `route.not_found`.
          */
         NotFound: {
@@ -1396,6 +1567,15 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description `authz.invalid_csrf_token`: a cookie session's unsafe request without the session's `X-CSRF-Token`. */
+        CSRFRefused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description `<scope>.too_many_attempts`: wait `Retry-After` seconds. */
         TooManyRequests: {
             headers: {
@@ -1429,6 +1609,8 @@ export interface components {
         /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
         IdempotencyKey: string;
         UIDPath: components["schemas"]["UID"];
+        /** @description A session's `id`, as the session lists give it. */
+        SessionIDPath: string;
         LabelKeyPath: string;
         Page: number;
         Limit: number;
@@ -1447,6 +1629,14 @@ export interface components {
         PerPage: number;
         /** @description Seconds to wait before trying again. */
         RetryAfter: number;
+        /**
+         * @description A cookie session only: `idlog_session=<access token>; Path=/; HttpOnly; SameSite=Lax` and
+         *     `idlog_refresh=<refresh token>; Path=/api/v2/identity/sessions; HttpOnly; SameSite=Strict`,
+         *     each with `Max-Age` and, over https, `Secure`.
+         */
+        SetSessionCookies: string;
+        /** @description A cookie session that ended: both cookies again with `Max-Age=0`, to be forgotten. */
+        ClearSessionCookies: string;
         /** @description `Bearer realm="idlog"`, with `error="invalid_token"` when a token was sent. */
         WWWAuthenticate: string;
     };
@@ -1916,18 +2106,27 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The session's access token and the user. `Cache-Control: no-store`. */
+            /** @description The session: its tokens (bearer) or its CSRF token (cookie), and the user. `Cache-Control: no-store`. */
             200: {
                 headers: {
+                    "Set-Cookie": components["headers"]["SetSessionCookies"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Session"];
+                    "application/json": components["schemas"]["Session"] | components["schemas"]["CookieSession"];
                 };
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
+            /** @description `identity.session.missing_otp`, `identity.session.invalid_otp`: 2FA is on and the `otp_code` is missing or wrong. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
@@ -1951,13 +2150,74 @@ export interface operations {
             /** @description Signed out. */
             204: {
                 headers: {
+                    "Set-Cookie": components["headers"]["ClearSessionCookies"];
                     [name: string]: unknown;
                 };
                 content?: never;
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    refreshSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RefreshTokenOnly"];
+                "application/x-www-form-urlencoded": components["schemas"]["RefreshTokenOnly"];
+            };
+        };
+        responses: {
+            /** @description The new tokens (bearer), or new cookies and the CSRF token (cookie). `Cache-Control: no-store`. */
+            200: {
+                headers: {
+                    "Set-Cookie": components["headers"]["SetSessionCookies"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RefreshedSession"] | components["schemas"]["CookieSession"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description `identity.session.invalid_refresh_token`, `identity.session.refresh_token_reused`. */
+            401: {
+                headers: {
+                    "Set-Cookie": components["headers"]["ClearSessionCookies"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.invalid_origin`: the refresh cookie came with a foreign `Origin`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            /** @description `identity.session.missing_refresh_token` (no token in the body nor in the cookie), `request.invalid_utf8`. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
@@ -2006,6 +2266,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2040,6 +2301,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2069,6 +2331,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2098,6 +2361,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2127,6 +2391,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2187,6 +2452,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
@@ -2214,6 +2480,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2249,6 +2516,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2278,6 +2546,7 @@ export interface operations {
             200: components["responses"]["User"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2468,6 +2737,7 @@ export interface operations {
             200: components["responses"]["Balances"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
@@ -2496,9 +2766,65 @@ export interface operations {
             201: components["responses"]["Balances"];
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    mySessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionInfo"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    endMySession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                /** @description A session's `id`, as the session lists give it. */
+                id: components["parameters"]["SessionIDPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended. */
+            204: {
+                headers: {
+                    "Set-Cookie": components["headers"]["ClearSessionCookies"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
@@ -2720,6 +3046,68 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminEndSessions: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                uid: components["parameters"]["UIDPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminEndSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                uid: components["parameters"]["UIDPath"];
+                /** @description A session's `id`, as the session lists give it. */
+                id: components["parameters"]["SessionIDPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
