@@ -42,7 +42,7 @@ func (s *server) appendSystem(t *testing.T, uid string, events ...domain.Event) 
 func (s *server) caughtUp(t *testing.T) {
 	t.Helper()
 	events := s.events(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.runtime.WaitFor(ctx, events[len(events)-1].GlobalPosition); err != nil {
 		t.Fatal(err)
