@@ -131,6 +131,9 @@ type Relay struct {
 	published  atomic.Uint64 // stored by JetStream
 	duplicates atomic.Uint64 // dropped by JetStream as already stored
 	failures   atomic.Uint64 // runs that ended in an error
+	// fence is the lease token of the run that publishes (nil without a Lease): checkpoint saves
+	// carry it, so that once another replica holds the relay's lease they are refused.
+	fence atomic.Pointer[follower.Fence]
 
 	mu         sync.Mutex
 	err        error // why the relay is not publishing, nil while it is
@@ -249,7 +252,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if pos := r.position.Load(); pos > <-saved && r.owns() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := r.opts.Checkpoints.SetCheckpoint(sctx, r.opts.CheckpointName, pos); err != nil {
+		if err := r.saveCheckpoint(sctx, pos); err != nil {
 			r.log.Error("event relay: save checkpoint", "position", pos, "error", err)
 		}
 	}
@@ -278,6 +281,11 @@ type relayStep struct {
 // Resume connects, makes sure the stream exists and finds where to publish from.
 func (st *relayStep) Resume(ctx context.Context) (uint64, error) {
 	r := st.r
+	// The engine runs the step under the lease's token, if any; the checkpoint saves, which run
+	// beside it, carry it from here.
+	if f, ok := follower.TokenFrom(ctx); ok {
+		r.fence.Store(&f)
+	}
 	nc, err := r.opts.Client.Conn(ctx)
 	if err != nil {
 		return 0, err
@@ -478,7 +486,7 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		if pos <= saved || !r.owns() {
 			continue
 		}
-		if err := r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos); err != nil {
+		if err := r.saveCheckpoint(ctx, pos); err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("event relay: save checkpoint", "position", pos, "error", err)
 			}
@@ -486,6 +494,16 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		}
 		saved = pos
 	}
+}
+
+// saveCheckpoint saves pos as the relay's checkpoint, fenced by the lease token of the run that
+// reached it: a process that stalled past its lease and woke up, still believing it owns the
+// relay, is refused (follower.ErrLeaseLost) instead of moving the owner's checkpoint.
+func (r *Relay) saveCheckpoint(ctx context.Context, pos uint64) error {
+	if f := r.fence.Load(); f != nil {
+		ctx = follower.WithToken(ctx, f.Name, f.Token)
+	}
+	return r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos)
 }
 
 // measureLag counts, every LagInterval, the stored events past the acknowledged position, and
