@@ -123,18 +123,6 @@ func (c *Chain) Add(e eventstore.Event) (uint64, Hash) {
 	return c.ordinal, c.head
 }
 
-// addHashed links the next event, ord, by its chain value h computed ahead from prev (see
-// hashAhead), if the chain is at prev: then h is what Add would compute. Otherwise it links nothing and
-// reports false.
-func (c *Chain) addHashed(ord uint64, prev, h Hash) (uint64, Hash, bool) {
-	if c.ordinal+1 != ord || c.head != prev {
-		return 0, Hash{}, false
-	}
-	c.ordinal++
-	c.head = h
-	return c.ordinal, c.head, true
-}
-
 // Ordinal is the ordinal of the last event added, 0 before any.
 func (c *Chain) Ordinal() uint64 { return c.ordinal }
 

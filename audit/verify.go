@@ -120,19 +120,12 @@ func Verify(ctx context.Context, store eventstore.Store, ledger *Ledger) (Report
 	var missing *Seal
 	var pending *Problem
 	found := false
-	// The chain values are computed ahead on every core, each from the ledger's previous value;
-	// the loop takes one only where the chain it recomputed reached that value.
-	events := prefetchAhead(ctx, verifyPrefetch, verifyAhead, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
+	for e, err := range prefetchAhead(ctx, verifyPrefetch, verifyAhead, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
 		return readLog(ctx, store)
-	})
-	ahead := prefetch(ctx, verifyPrefetch, func(ctx context.Context) iter.Seq2[Seal, error] {
-		return ledger.Seals(ctx, 0, upTo)
-	})
-	for it, err := range hashAhead(events, ahead) {
+	}) {
 		if err != nil {
 			return r, fmt.Errorf("audit: verify: read the log: %w", err)
 		}
-		e := it.e
 		r.Events++
 		if missing != nil {
 			if e.ID == missing.EventID {
@@ -141,13 +134,7 @@ func Verify(ctx context.Context, store eventstore.Store, ledger *Ledger) (Report
 			}
 			continue
 		}
-		ord, h, ok := uint64(0), Hash{}, false
-		if it.computed {
-			ord, h, ok = chain.addHashed(it.ord, it.prev, it.h)
-		}
-		if !ok {
-			ord, h = chain.Add(e)
-		}
+		ord, h := chain.Add(e)
 		r.Head = h
 		if ord > upTo {
 			r.Unsealed++
