@@ -3,11 +3,15 @@ package eventbus
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+
+	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 
 	"github.com/idlog/idlog/auth"
 )
@@ -36,6 +40,11 @@ type EventSigner struct {
 	kid   string
 	order []string  // key ids, the signing key's first
 	keys  EventKeys // the signing key's and the previous ones
+	// The key expanded as RFC 8032 signing uses it, for signBatch: the secret scalar, the
+	// nonce prefix and the public key.
+	scalar *edwards25519.Scalar
+	prefix []byte
+	public []byte
 }
 
 // NewEventSigner returns a signer with key. previous are the public keys of keys that signed
@@ -57,7 +66,74 @@ func NewEventSigner(key ed25519.PrivateKey, previous ...ed25519.PublicKey) (*Eve
 		}
 	}
 	s.kid = s.order[0]
+	h := sha512.Sum512(key.Seed())
+	var err error
+	if s.scalar, err = edwards25519.NewScalar().SetBytesWithClamping(h[:32]); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	s.prefix, s.public = h[32:], key.Public().(ed25519.PublicKey)
 	return s, nil
+}
+
+// signBatch writes into sigs[i] the Ed25519 signature of msgs[i]: the very bytes ed25519.Sign
+// gives (RFC 8032 signatures are deterministic), in about three quarters of its time. Encoding
+// each nonce point R takes a field inversion, a quarter of a signature's cost; a batch shares one
+// inversion among all its points (Montgomery's trick).
+func (s *EventSigner) signBatch(msgs [][]byte, sigs [][ed25519.SignatureSize]byte) {
+	n := len(msgs)
+	if n == 0 {
+		return
+	}
+	nonces := make([]edwards25519.Scalar, n)
+	points := make([]edwards25519.Point, n)
+	zs := make([]*field.Element, n)
+	xs := make([]*field.Element, n)
+	ys := make([]*field.Element, n)
+	prods := make([]field.Element, n) // prods[i] = z0 * ... * zi
+	var digest [sha512.Size]byte
+	h := sha512.New()
+	for i, m := range msgs {
+		h.Reset()
+		h.Write(s.prefix)
+		h.Write(m)
+		h.Sum(digest[:0])
+		if _, err := nonces[i].SetUniformBytes(digest[:]); err != nil {
+			panic(err) // 64 bytes: cannot fail
+		}
+		points[i].ScalarBaseMult(&nonces[i])
+		xs[i], ys[i], zs[i], _ = points[i].ExtendedCoordinates()
+		if i == 0 {
+			prods[i].Set(zs[i])
+		} else {
+			prods[i].Multiply(&prods[i-1], zs[i])
+		}
+	}
+	var inv, zInv, x, y field.Element
+	inv.Invert(&prods[n-1]) // 1 / (z0 * ... * zn-1)
+	var k, sc edwards25519.Scalar
+	for i := n - 1; i >= 0; i-- {
+		if i > 0 {
+			zInv.Multiply(&inv, &prods[i-1]) // 1 / zi
+			inv.Multiply(&inv, zs[i])        // 1 / (z0 * ... * zi-1)
+		} else {
+			zInv.Set(&inv)
+		}
+		x.Multiply(xs[i], &zInv)
+		y.Multiply(ys[i], &zInv)
+		r := sigs[i][:32]
+		copy(r, y.Bytes())
+		r[31] |= byte(x.IsNegative() << 7)
+		h.Reset()
+		h.Write(r)
+		h.Write(s.public)
+		h.Write(msgs[i])
+		h.Sum(digest[:0])
+		if _, err := k.SetUniformBytes(digest[:]); err != nil {
+			panic(err)
+		}
+		sc.MultiplyAdd(&k, s.scalar, &nonces[i])
+		copy(sigs[i][32:], sc.Bytes())
+	}
 }
 
 // KeyID is the id of the signing key, as idlogkeyid and the JWKS name it.
@@ -82,12 +158,24 @@ func (s *EventSigner) Keys() EventKeys { return maps.Clone(s.keys) }
 // appendSignature signs the JSON object b[start:] (which ends with '}') and returns b with the
 // key id and the signature added as its last members.
 func (s *EventSigner) appendSignature(b []byte, start int) []byte {
+	b = s.appendKeyID(b)
+	sig := ed25519.Sign(s.key, b[start:])
+	return appendSigned(b[:start], b[start:], sig)
+}
+
+// appendKeyID adds the key id as the last member of the JSON object that ends b: what follows is
+// the part a signature covers.
+func (s *EventSigner) appendKeyID(b []byte) []byte {
 	b = b[:len(b)-1]
 	b = append(b, `,"idlogkeyid":"`...)
 	b = append(b, s.kid...)
-	b = append(b, `"}`...)
-	sig := ed25519.Sign(s.key, b[start:])
-	b = b[:len(b)-1]
+	return append(b, `"}`...)
+}
+
+// appendSigned appends to b the signed message: signed (which may share b's memory after len(b)),
+// the part ending with the key id, with sig, its signature, as last member.
+func appendSigned(b, signed, sig []byte) []byte {
+	b = append(b, signed[:len(signed)-1]...)
 	b = append(b, signatureMember...)
 	b = base64.RawURLEncoding.AppendEncode(b, sig)
 	return append(b, `"}`...)

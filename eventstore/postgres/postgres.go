@@ -27,6 +27,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -579,15 +581,34 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (uint64, error) {
 	return uint64(pos), nil
 }
 
-// SetCheckpoint implements eventstore.Checkpoints.
+// SetCheckpoint implements eventstore.Checkpoints. Under a follower's fencing token (see
+// eventstore.Checkpoints) the check and the write share one transaction: the lease row, locked
+// for share, cannot change hands between them.
 func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) error {
 	if s.closed.Load() {
 		return eventstore.ErrClosed
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
-		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`, name, int64(pos))
+	const upsert = `INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`
+	if _, fenced := follower.TokenFrom(ctx); !fenced {
+		if _, err := s.db.ExecContext(ctx, upsert, name, int64(pos)); err != nil {
+			return fmt.Errorf("postgres: set checkpoint %q: %w", name, err)
+		}
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("postgres: set checkpoint %q: begin: %w", name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	if err := lease.Check(ctx, tx, migrations.Postgres); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, upsert, name, int64(pos)); err != nil {
 		return fmt.Errorf("postgres: set checkpoint %q: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("postgres: set checkpoint %q: commit: %w", name, err)
 	}
 	return nil
 }
