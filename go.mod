@@ -3,7 +3,6 @@ module github.com/idlog/idlog
 go 1.26.8
 
 require (
-	filippo.io/edwards25519 v1.2.0
 	github.com/EventStore/EventStore-Client-Go/v4 v4.2.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/golang-jwt/jwt/v5 v5.3.1

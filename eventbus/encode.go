@@ -76,8 +76,8 @@ func (en *encoder) start(batch []eventstore.Event) *encoding {
 	return w
 }
 
-// encodeChunk encodes and signs the messages of chunk c: the chunk's signatures are made
-// together (signBatch), and its bodies share one buffer, one allocation instead of one per message.
+// encodeChunk encodes and signs the messages of chunk c on the calling worker (signBatch), and
+// its bodies share one buffer, one allocation instead of one per message.
 func (en *encoder) encodeChunk(w *encoding, c int) {
 	lo, hi := c*encodeChunk, min(len(w.batch), (c+1)*encodeChunk)
 	size := 0

@@ -16,7 +16,7 @@ import (
 )
 
 // The relay signs a batch at a time: the signatures must be ed25519.Sign's, byte for byte, for
-// any key, any message and any batch size.
+// any key, any message and any batch size, each in its own slot.
 func TestBatchSignaturesAreEd25519Signatures(t *testing.T) {
 	t.Parallel()
 	for k := range 3 {
