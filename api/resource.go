@@ -6,6 +6,7 @@ import (
 
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/projections"
 )
 
 // Routes of the signed-in user: /api/v2/resource. The bearer middleware ran: the caller is set.
@@ -21,12 +22,7 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, scopeResourceUser, err)
 			return
 		}
-		me := meOfProfile(p)
-		if err := a.addProfile(r.Context(), &me); err != nil {
-			a.fail(w, r, scopeResourceUser, err)
-			return
-		}
-		WriteJSON(w, http.StatusOK, me)
+		WriteJSON(w, http.StatusOK, a.meWithProfile(p))
 		return
 	}
 	v, err := a.Users.ByUID(r.Context(), c.UID)
@@ -75,7 +71,7 @@ func (a *accountRoutes) meInOneRead(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, scopeResourceUser, perr)
 		return
 	}
-	WriteJSON(w, http.StatusOK, meOfProfile(p))
+	WriteJSON(w, http.StatusOK, a.meWithProfile(p))
 }
 
 // answer waits for the read models and answers with the caller as they show them.
@@ -223,6 +219,20 @@ func (a *accountRoutes) disableOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.answer(w, r, res)
+}
+
+// meWithProfile is GET /users/me from the one profile query, which reads the user's profile and
+// settings too: shown when the server has the profiles read model.
+func (a *accountRoutes) meWithProfile(p projections.Profile) meJSON {
+	me := meOfProfile(p)
+	if a.UserProfiles != nil {
+		profiles := []profileJSON{}
+		if p.UserProfile != nil {
+			profiles = append(profiles, profileJSONOf(*p.UserProfile))
+		}
+		me.Profiles, me.Settings = &profiles, p.Settings
+	}
+	return me
 }
 
 // addProfile adds the user's profile and settings to GET /users/me, when the server has them.

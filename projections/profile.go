@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -12,19 +13,24 @@ import (
 	"github.com/idlog/idlog/migrations"
 )
 
-// Profile is a user with their labels and balances: what GET /users/me shows.
+// Profile is a user with their labels, balances, personal profile and settings: what GET
+// /users/me shows.
 type Profile struct {
 	User   User
 	Labels []UserLabel // by key, public before private; empty, not nil, when none
 	Wallet Balances
+	// UserProfile is the user's personal profile from the profiles read model (UserProfilesView),
+	// nil when they have none; Settings their settings object, nil when none.
+	UserProfile *UserProfile
+	Settings    json.RawMessage
 	// StreamVersion is the version of the user's last event in the event store, read in the same
 	// statement, by a view made WithStreamVersions; 0 otherwise.
 	StreamVersion uint64
 }
 
-// ProfileView reads profiles from the users, labels and wallet read models in one query, prepared
-// once per connection: one round trip to PostgreSQL instead of six (three queries, each parsed
-// then run). It reads the live generation of each view. It is safe for concurrent use.
+// ProfileView reads profiles from the users, labels, wallet and profiles read models in one query,
+// prepared once per connection: one round trip to PostgreSQL instead of eight (four queries, each
+// parsed then run). It reads the live generation of each view. It is safe for concurrent use.
 type ProfileView struct {
 	db       *sqlx.DB
 	d        migrations.Dialect
@@ -67,10 +73,15 @@ func profileQuery(d migrations.Dialect, version string) string {
 	return dialect(d).rebind(`SELECT ` + version + ` AS stream_version, u.uid, u.email, u.username, u.role, u.level, u.state, u.otp, u.data, u.email_verified,
 			u.created_at, u.updated_at, u.login_disabled,
 			w.free, w.standard, w.updated_at AS wallet_updated_at,
-			l.label_key, l.scope, l.label_value, l.description, l.created_at AS label_created_at, l.updated_at AS label_updated_at
+			l.label_key, l.scope, l.label_value, l.description, l.created_at AS label_created_at, l.updated_at AS label_updated_at,
+			p.state AS p_state, p.first_name AS p_first_name, p.last_name AS p_last_name, p.dob AS p_dob,
+			p.address AS p_address, p.postcode AS p_postcode, p.city AS p_city, p.country AS p_country,
+			p.company AS p_company, p.vat_id AS p_vat_id, p.locale AS p_locale, p.metadata AS p_metadata,
+			p.settings AS p_settings, p.created_at AS p_created_at, p.updated_at AS p_updated_at
 		FROM (SELECT ` + userColumns + ` FROM users WHERE generation = ` + usersLive + ` AND uid = ?
 			ORDER BY updated_at DESC LIMIT 1) u
 		LEFT JOIN wallets w ON w.generation = ` + walletsLive + ` AND w.uid = u.uid
+		LEFT JOIN user_profiles p ON p.generation = ` + profilesLive + ` AND p.uid = u.uid
 		LEFT JOIN user_labels l ON l.generation = ` + labelsLive + ` AND l.uid = u.uid
 		ORDER BY l.label_key, l.scope DESC`)
 }
@@ -87,6 +98,37 @@ type profileRow struct {
 	Description     sql.NullString `db:"description"`
 	LabelCreatedAt  sqlTime        `db:"label_created_at"`
 	LabelUpdatedAt  sqlTime        `db:"label_updated_at"`
+	// The profiles read model's row, all NULL when the user has none.
+	PState     sql.NullString `db:"p_state"`
+	PFirstName sql.NullString `db:"p_first_name"`
+	PLastName  sql.NullString `db:"p_last_name"`
+	PDOB       sql.NullString `db:"p_dob"`
+	PAddress   sql.NullString `db:"p_address"`
+	PPostcode  sql.NullString `db:"p_postcode"`
+	PCity      sql.NullString `db:"p_city"`
+	PCountry   sql.NullString `db:"p_country"`
+	PCompany   sql.NullString `db:"p_company"`
+	PVATID     sql.NullString `db:"p_vat_id"`
+	PLocale    sql.NullString `db:"p_locale"`
+	PMetadata  sql.NullString `db:"p_metadata"`
+	PSettings  sql.NullString `db:"p_settings"`
+	PCreatedAt sqlTime        `db:"p_created_at"`
+	PUpdatedAt sqlTime        `db:"p_updated_at"`
+}
+
+// userProfile is the row's personal profile, nil when the user has none (no row, or settings only:
+// state ”).
+func (r profileRow) userProfile() *UserProfile {
+	if r.PState.String == "" {
+		return nil
+	}
+	p := userProfileRow{
+		UID: r.UID, State: r.PState.String, FirstName: r.PFirstName.String, LastName: r.PLastName.String,
+		DOB: r.PDOB.String, Address: r.PAddress.String, Postcode: r.PPostcode.String, City: r.PCity.String,
+		Country: r.PCountry.String, Company: r.PCompany.String, VATID: r.PVATID.String, Locale: r.PLocale.String,
+		Metadata: r.PMetadata, CreatedAt: r.PCreatedAt, UpdatedAt: r.PUpdatedAt,
+	}.profile()
+	return &p
 }
 
 // ByUID returns the profile of the user with that id, or ErrNotFound.
@@ -115,6 +157,10 @@ func (v *ProfileView) ByUID(ctx context.Context, uid string) (Profile, error) {
 		Labels:        []UserLabel{},
 		Wallet:        Balances{Free: r.Free.Int64, Standard: r.Standard.Int64, UpdatedAt: r.WalletUpdatedAt.Time},
 		StreamVersion: uint64(r.StreamVersion),
+		UserProfile:   r.userProfile(),
+	}
+	if r.PSettings.Valid {
+		p.Settings = json.RawMessage(r.PSettings.String)
 	}
 	for _, r := range rows {
 		if r.LabelKey.Valid {

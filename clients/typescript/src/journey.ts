@@ -1,6 +1,7 @@
 // A frontend's journey through idlog with the client generated from api/openapi.yaml:
-// sign up, sign in, read /users/me, refresh the session, list the sessions, see a stolen refresh
-// token end the session, sign in again, sign out, and see the token refused afterwards.
+// sign up, sign in, read /users/me, refresh the session, list the sessions, create a profile and
+// change it in part, see a stolen refresh token end the session, sign in again, sign out, and see
+// the token refused afterwards.
 // Run: IDLOG_URL=http://127.0.0.1:8080 npm run journey. Exits non-zero at the first surprise.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
@@ -124,6 +125,46 @@ const spentRefreshToken = refreshToken;
     "the list holds the one session, current and bearer", r.data);
   check(Date.parse(only.last_seen_at) >= Date.parse(only.started_at) && Date.parse(only.expires_at) > Date.now(),
     "the session was seen after it started and ends in the future", only);
+}
+
+// A profile: created as a draft, changed in part (the fields not sent are kept), read back, and
+// shown in /users/me.
+{
+  const r = await client.GET("/api/v2/resource/profiles/me", { headers: bearer() });
+  check(r.response.status === 404 && r.error?.errors.includes("resource.profile.doesnt_exist"),
+    "before it is created the profile answers 404 resource.profile.doesnt_exist", seen(r));
+}
+{
+  const r = await client.POST("/api/v2/resource/profiles", {
+    headers: bearer(),
+    body: { first_name: "Ada", last_name: "Lovelace", country: "gb", city: "London" },
+  });
+  const p = r.data && "state" in r.data ? r.data : undefined;
+  check(r.response.status === 201 && p, "POST /resource/profiles answers 201 with the profile", seen(r));
+  check(p.state === "drafted" && p.country === "GB" && p.dob === null, "the new profile is a draft, the country normalised", p);
+}
+{
+  const r = await client.PUT("/api/v2/resource/profiles", { headers: bearer(), body: { city: "Paris" } });
+  const p = r.data && "state" in r.data ? r.data : undefined;
+  check(r.response.status === 200 && p, "PUT /resource/profiles answers 200 with the profile", seen(r));
+  check(p.city === "Paris" && p.first_name === "Ada" && p.country === "GB", "a partial update keeps the fields not sent", p);
+}
+{
+  const r = await client.PUT("/api/v2/resource/profiles", { headers: bearer(), body: { country: "XX" } });
+  check(r.response.status === 422 && r.error?.errors.includes("resource.profile.invalid_country"),
+    "an unassigned country answers 422 resource.profile.invalid_country", seen(r));
+}
+{
+  const r = await client.GET("/api/v2/resource/profiles/me", { headers: bearer() });
+  check(r.response.status === 200 && r.data, "GET /resource/profiles/me answers 200", seen(r));
+  check(r.data.city === "Paris" && r.data.last_name === "Lovelace" && r.data.state === "drafted",
+    "the profile reads back as changed", r.data);
+}
+{
+  const r = await client.GET("/api/v2/resource/users/me", { headers: bearer() });
+  const profiles = r.data?.profiles;
+  check(r.response.status === 200 && profiles?.length === 1 && profiles[0]?.city === "Paris",
+    "/users/me carries the profile", r.data?.profiles);
 }
 
 // The spent refresh token again, as a thief would send it: refused, and the whole session ends,

@@ -665,6 +665,56 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/resource/profiles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Change the signed-in user's profile, fields sent only
+         * @description A partial update: fields not sent are kept, a field sent empty is cleared. Only a `drafted`
+         *     profile can be edited (`422 resource.profile.not_editable`); `confirm: true` submits it.
+         *     `settings` can change whatever the profile's state. No profile: `404 resource.profile.doesnt_exist`.
+         */
+        put: operations["updateProfile"];
+        /**
+         * Create the signed-in user's profile
+         * @description One profile a user (`409 resource.profile.exist` for a second). It starts `drafted`, or
+         *     `submitted` for review with `confirm: true`. `settings` (a JSON object, apart from the profile)
+         *     may come along. Fields are checked and normalised: `country` ISO 3166-1 alpha-2, `dob` a date,
+         *     `postcode` and `vat_id` upper case, `locale` a BCP 47 tag; a bad one is
+         *     `422 resource.profile.invalid_<field>`.
+         */
+        post: operations["createProfile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/profiles/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The signed-in user's profile
+         * @description No profile: `404 resource.profile.doesnt_exist`.
+         */
+        get: operations["myProfile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/users": {
         parameters: {
             query?: never;
@@ -874,6 +924,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/admin/profiles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Users' profiles, newest first
+         * @description Needs the `read_users` ability. Paginated (`Total`, `Page`, `Per-Page` headers).
+         */
+        get: operations["adminListProfiles"];
+        /**
+         * Review a user's profile
+         * @description Needs the `change_user_state` ability. Changes the fields sent (in any state) and, with
+         *     `state`, moves the profile to it (`admin.profile.invalid_state` for another name). No such
+         *     user: `404 admin.user.doesnt_exist`; no profile: `404 admin.profile.doesnt_exist`.
+         */
+        put: operations["adminReviewProfile"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/levels": {
         parameters: {
             query?: never;
@@ -1015,6 +1091,72 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/admin/audit/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The latest signed checkpoint of the log's Merkle tree
+         * @description For the event readers. `checkpoint` is the signed note an auditor keeps and checks with the
+         *     audit public key; the other fields say what it states. Before the sealer signed one:
+         *     `404 admin.audit.no_checkpoint`. `Cache-Control: no-store`.
+         */
+        get: operations["adminAuditCheckpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/audit/proofs/inclusion": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prove an event is in the tree of tree_size events (RFC 9162)
+         * @description For the event readers. The event is `ordinal` (from 1), or `event_id` when no `ordinal` is
+         *     sent. `422 admin.audit.invalid_ordinal`, `admin.audit.invalid_tree_size` (not a positive
+         *     number, or beyond the sealed tree), `admin.audit.invalid_event_id`; an event id the ledger
+         *     has not sealed: `404 admin.audit.event_not_sealed`.
+         */
+        get: operations["adminAuditInclusionProof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/audit/proofs/consistency": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prove the tree of `to` events extends the tree of `from` (RFC 9162)
+         * @description For the event readers. `422 admin.audit.invalid_from` (not a number, or over `to`),
+         *     `admin.audit.invalid_to` (not a positive number, or beyond the sealed tree).
+         */
+        get: operations["adminAuditConsistencyProof"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1097,6 +1239,9 @@ export interface components {
             labels: components["schemas"]["Label"][];
             wallet_free: number;
             wallet_standard: number;
+            /** @description Barong's UserWithProfile; the user's profile, or none (when the server keeps profiles). */
+            profiles?: components["schemas"]["Profile"][];
+            settings?: components["schemas"]["UserSettings"];
         };
         /** @description A bearer session. */
         Session: {
@@ -1212,6 +1357,8 @@ export interface components {
             admin_activity?: components["schemas"]["Activity"][];
             /** @description The user's open sessions. */
             sessions?: components["schemas"]["SessionInfo"][];
+            /** @description The user's profile, or none. */
+            profiles?: components["schemas"]["Profile"][];
         };
         /** @description A user rebuilt from their events up to a moment. */
         UserAsOf: {
@@ -1309,6 +1456,62 @@ export interface components {
             head: string;
             problem?: Record<string, never>;
             duration_ns: number;
+        };
+        /**
+         * @description Where a profile stands in its review.
+         * @enum {unknown}
+         */
+        ProfileState: "drafted" | "submitted" | "verified" | "rejected";
+        /** @description Barong's profile, with `company`, `vat_id` and `locale`; a field not set is null. */
+        Profile: {
+            first_name: string | null;
+            last_name: string | null;
+            /** Format: date */
+            dob: string | null;
+            address: string | null;
+            postcode: string | null;
+            city: string | null;
+            /** @description ISO 3166-1 alpha-2. */
+            country: string | null;
+            company: string | null;
+            vat_id: string | null;
+            /** @description A BCP 47 tag. */
+            locale: string | null;
+            state: components["schemas"]["ProfileState"];
+            /** @description Free JSON the user keeps with the profile. */
+            metadata: Record<string, never>;
+            created_at: components["schemas"]["Timestamp"];
+            updated_at: components["schemas"]["Timestamp"];
+        };
+        AdminProfile: components["schemas"]["Profile"] & {
+            uid: components["schemas"]["UID"];
+        };
+        /** @description The user's settings, a JSON object apart from the profile. */
+        UserSettings: Record<string, never>;
+        AuditCheckpoint: {
+            /** @description The signed note (C2SP checkpoint format). */
+            checkpoint: string;
+            /** @description Events the tree holds. */
+            tree_size: number;
+            /** @description The Merkle tree's root. */
+            root: components["schemas"]["AuditHash"];
+            /** @description The hash chain's head at that event. */
+            chain: components["schemas"]["AuditHash"];
+            sealed_at: components["schemas"]["Timestamp"];
+        };
+        /** @description A SHA-256 hash, in hex. */
+        AuditHash: string;
+        InclusionProof: {
+            ordinal: number;
+            tree_size: number;
+            leaf_hash: components["schemas"]["AuditHash"];
+            /** @description The audit path, leaf to root. */
+            hashes: components["schemas"]["AuditHash"][];
+        };
+        ConsistencyProof: {
+            from: number;
+            to: number;
+            hashes: components["schemas"]["AuditHash"][];
         };
         PasswordOnly: {
             password: string;
@@ -1419,6 +1622,45 @@ export interface components {
         AdminSetLogin: {
             enabled: boolean;
         };
+        /** @description Every field is optional; a text field sent empty is cleared. */
+        ProfileInput: {
+            first_name?: string;
+            last_name?: string;
+            /** @description YYYY-MM-DD. */
+            dob?: string;
+            address?: string;
+            postcode?: string;
+            city?: string;
+            /** @description ISO 3166-1 alpha-2, either case. */
+            country?: string;
+            company?: string;
+            vat_id?: string;
+            /** @description A BCP 47 tag. */
+            locale?: string;
+            /** @description A JSON object, or a string holding one. */
+            metadata?: unknown;
+            /** @description The user's settings, a JSON object (or a string holding one), at most 4 KiB. */
+            settings?: unknown;
+            /** @description Submit the profile for review. */
+            confirm?: boolean;
+        };
+        /** @description The fields to change, as ProfileInput's, and the new `state`. */
+        AdminProfileReview: {
+            uid: components["schemas"]["UID"];
+            state?: components["schemas"]["ProfileState"];
+            first_name?: string;
+            last_name?: string;
+            dob?: string;
+            address?: string;
+            postcode?: string;
+            city?: string;
+            country?: string;
+            company?: string;
+            vat_id?: string;
+            locale?: string;
+            /** @description A JSON object, or a string holding one. */
+            metadata?: unknown;
+        };
     };
     responses: {
         /** @description Done; the body is an empty object. */
@@ -1476,6 +1718,15 @@ export interface components {
                 "application/x-ndjson": components["schemas"]["Event"][];
             };
         };
+        /** @description The profile after the change; an empty object when only `settings` changed. */
+        ProfileChanged: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Profile"] | Record<string, never>;
+            };
+        };
         /** @description `request.malformed_body`: the body is not a JSON object or a form. */
         BadRequest: {
             headers: {
@@ -1522,6 +1773,7 @@ export interface components {
         };
         /**
          * @description `record.not_found`, `admin.user.doesnt_exist`, `<scope>.not_found` (a label),
+         *     `<scope>.doesnt_exist` (a profile), `admin.audit.no_checkpoint`, `admin.audit.event_not_sealed`,
          *     `resource.session.not_found`, `admin.session.not_found` (a session that is not open),
          *     `route.not_found`.
          */
@@ -1535,7 +1787,8 @@ export interface components {
         };
         /**
          * @description `<scope>.email_taken`, `<scope>.username_taken`, `<scope>.already_verified`,
-         *     `<scope>.already_enabled` (2FA), `<scope>.conflict` (concurrent changes outlasted the retries).
+         *     `<scope>.already_enabled` (2FA), `<scope>.exist` (a profile), `<scope>.conflict` (concurrent
+         *     changes outlasted the retries).
          */
         Conflict: {
             headers: {
@@ -1557,7 +1810,13 @@ export interface components {
          *     `<scope>.invalid_otp`, `<scope>.key_taken`, `<scope>.invalid_key`, `<scope>.invalid_value`,
          *     `<scope>.invalid_scope`, `<scope>.invalid_description`, `<scope>.insufficient_funds`,
          *     `<scope>.invalid_amount`, `<scope>.invalid_balance`, `<scope>.invalid_reason`,
-         *     `<scope>.invalid_reference`, `idempotency.key_reused`, `request.invalid_utf8`.
+         *     `<scope>.invalid_reference`, profiles' `<scope>.not_editable` (not a draft),
+         *     `<scope>.invalid_settings`, `<scope>.invalid_confirm` and `<scope>.invalid_<field>` for each
+         *     profile field (`<scope>.invalid_first_name`, `<scope>.invalid_dob`, `<scope>.invalid_country`,
+         *     `<scope>.invalid_postcode`, `<scope>.invalid_vat_id`, `<scope>.invalid_locale`,
+         *     `<scope>.invalid_metadata`, ...), the audit proofs' `admin.audit.invalid_ordinal`,
+         *     `admin.audit.invalid_tree_size`, `admin.audit.invalid_event_id`, `admin.audit.invalid_from`,
+         *     `admin.audit.invalid_to`, `idempotency.key_reused`, `request.invalid_utf8`.
          */
         Unprocessable: {
             headers: {
@@ -2830,6 +3089,88 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    updateProfile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProfileInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProfileInput"];
+            };
+        };
+        responses: {
+            200: components["responses"]["ProfileChanged"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createProfile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ProfileInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["ProfileInput"];
+            };
+        };
+        responses: {
+            201: components["responses"]["ProfileChanged"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    myProfile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The profile. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Profile"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     adminListUsers: {
         parameters: {
             query?: {
@@ -2838,6 +3179,12 @@ export interface operations {
                 username?: string;
                 role?: string;
                 state?: string;
+                /** @description The profile's first name. */
+                first_name?: string;
+                /** @description The profile's last name. */
+                last_name?: string;
+                /** @description The profile's country (ISO 3166-1 alpha-2). */
+                country?: string;
                 level?: number;
                 otp?: boolean;
                 /** @description Add the free data and the labels. */
@@ -3316,6 +3663,66 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    adminListProfiles: {
+        parameters: {
+            query?: {
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Profiles, each with its user's `uid`. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminProfile"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminReviewProfile: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdminProfileReview"];
+                "application/x-www-form-urlencoded": components["schemas"]["AdminProfileReview"];
+            };
+        };
+        responses: {
+            200: components["responses"]["ProfileChanged"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     adminLevels: {
         parameters: {
             query?: never;
@@ -3562,6 +3969,94 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminAuditCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The checkpoint. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditCheckpoint"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminAuditInclusionProof: {
+        parameters: {
+            query: {
+                /** @description The event's place in the log, from 1. */
+                ordinal?: number;
+                /** @description The event's id, instead of `ordinal`. */
+                event_id?: string;
+                /** @description The size of the tree (a checkpoint's `tree_size`). */
+                tree_size: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The proof. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InclusionProof"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminAuditConsistencyProof: {
+        parameters: {
+            query: {
+                /** @description The older tree's size. */
+                from: number;
+                /** @description The newer tree's size. */
+                to: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The proof. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsistencyProof"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
