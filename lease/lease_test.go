@@ -187,3 +187,52 @@ func TestSQLiteRestartTakesItsLeasesAtOnce(t *testing.T) {
 		t.Fatalf("token %d after %d", h2.Token, h.Token)
 	}
 }
+
+// TestOneRenewalForAllLeases: a process that owns several followers renews all their leases in
+// one statement per round (one transaction, whatever the number of followers), so the leases
+// expire at the same instant; and they stay held past their TTL.
+func TestOneRenewalForAllLeases(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			db, _ := b.open(t)
+			ttl := 300 * time.Millisecond
+			l, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "a", TTL: ttl})
+			names := []string{"projector.users", "projector.labels", "projector.wallet", "nats-relay", "audit-sealer"}
+			for _, name := range names {
+				h, err := l.Acquire(ctx, name, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Release()
+				// Apart, so that leases renewed one by one would not expire together.
+				time.Sleep(7 * time.Millisecond)
+			}
+			time.Sleep(2 * ttl)
+			rows, err := db.QueryContext(ctx, `SELECT DISTINCT expires_at FROM follower_leases`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Fatalf("the %d leases of one process expire at %d instants, want 1 (one renewal for all)", len(names), n)
+			}
+			b2, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "b", TTL: ttl})
+			for _, name := range names {
+				if owner, _, err := b2.Current(ctx, name); err != nil || owner != "a" {
+					t.Fatalf("%s is owned by %q (%v), want a", name, owner, err)
+				}
+			}
+		})
+	}
+}
