@@ -26,9 +26,9 @@ import (
 	"github.com/idlog/idlog/migrations"
 )
 
-// DefaultTTL is how long a lease lasts without renewal. The owner renews it every TTL/3, and a
-// standby tries to take it as often, so a standby takes over at most 4/3 TTL after the owner died
-// or stalled.
+// DefaultTTL is how long a lease lasts without renewal. The owner renews it every TTL/3; a
+// standby tries to take it when it would expire, so it takes over at most 4/3 TTL after the owner
+// died or stalled.
 const DefaultTTL = 3 * time.Second
 
 // DefaultSQLiteTTL is DefaultTTL on SQLite, where one process owns everything (see
@@ -58,8 +58,9 @@ type Options struct {
 }
 
 // Leases implements follower.Lease on a database table. Every TTL/3, one round renews all the
-// leases this process holds in one statement, and tries to take all those it stands by for in
-// one more: the cost of leases does not grow with the number of followers.
+// leases this process holds in one statement, and, once they may have expired, tries to take all
+// those it stands by for in one more: the cost of leases does not grow with the number of
+// followers.
 type Leases struct {
 	o Options
 
@@ -68,7 +69,8 @@ type Leases struct {
 	mu       sync.Mutex
 	held     map[string]*held
 	waiting  map[*waiter]struct{}
-	looping  bool // rounds runs
+	looping  bool      // rounds runs
+	nextTake time.Time // when the leases waited for may have expired: the next round of takes
 }
 
 // New checks o and returns the leases of this process. A nil DB is a wiring mistake and panics.
@@ -190,6 +192,10 @@ func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner st
 	w := &waiter{name: name, ctx: ctx, standby: standby, owner: owner, got: make(chan int64, 1)}
 	l.mu.Lock()
 	l.waiting[w] = struct{}{}
+	// Whoever owns it renewed it at most a TTL ahead.
+	if by := time.Now().Add(l.o.TTL); l.nextTake.IsZero() || l.nextTake.After(by) {
+		l.nextTake = by
+	}
 	l.startLocked()
 	l.mu.Unlock()
 	select {
@@ -265,9 +271,10 @@ func (l *Leases) startLocked() {
 	}
 }
 
-// rounds renews every lease this process holds, in one statement, and tries to take every lease
-// it waits for, in one more, every TTL/3, while it holds or waits for any. An idle process then
-// costs one or two transactions per round, however many followers it runs.
+// rounds renews every lease this process holds, in one statement, every TTL/3, and tries to take
+// every lease it waits for, in one more, at the first round after the soonest of them expires
+// unless renewed, while it holds or waits for any. An idle owner then costs one transaction per
+// round and an idle standby one per TTL, however many followers they run.
 func (l *Leases) rounds() {
 	t := time.NewTicker(l.o.TTL / 3)
 	defer t.Stop()
@@ -278,9 +285,12 @@ func (l *Leases) rounds() {
 			l.mu.Unlock()
 			return
 		}
+		due := !time.Now().Before(l.nextTake)
 		l.mu.Unlock()
 		l.renewRound()
-		l.takeRound()
+		if due {
+			l.takeRound()
+		}
 	}
 }
 
@@ -351,8 +361,15 @@ func (l *Leases) takeRound() {
 		l.o.Logger.Warn("lease: take failed", "followers", names, "error", err)
 		return
 	}
+	soonest := l.o.TTL
+	for _, r := range got {
+		if r.token == 0 {
+			soonest = max(0, min(soonest, r.left))
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.nextTake = time.Now().Add(soonest)
 	for _, w := range ws {
 		r := got[w.name]
 		if _, still := l.waiting[w]; !still {
@@ -382,6 +399,7 @@ func (l *Leases) takeRound() {
 type took struct {
 	token int64
 	owner string
+	left  time.Duration // until the owner's lease expires, unless renewed (0 if unknown)
 }
 
 // renewAll extends the leases names[i] held with tokens[i], and returns those it extended.
@@ -430,7 +448,7 @@ func (l *Leases) takeAll(ctx context.Context, names []string) (map[string]took, 
 			if err != nil {
 				return nil, err
 			}
-			out[name] = took{token, owner}
+			out[name] = took{token: token, owner: owner}
 		}
 		return out, nil
 	}
@@ -441,7 +459,8 @@ func (l *Leases) takeAll(ctx context.Context, names []string) (map[string]took, 
 			SELECT name, $2, 1, now() + $3 * interval '1 millisecond' FROM want ORDER BY name
 			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, token = l.token + 1, expires_at = EXCLUDED.expires_at
 			WHERE l.expires_at < now() RETURNING l.name, l.token)
-		SELECT w.name, coalesce(t.token, 0), coalesce(f.owner, '')
+		SELECT w.name, coalesce(t.token, 0), coalesce(f.owner, ''),
+			coalesce(extract(epoch FROM f.expires_at - now()) * 1000, 0)::bigint
 		FROM want w LEFT JOIN taken t ON t.name = w.name LEFT JOIN follower_leases f ON f.name = w.name`,
 		pq.Array(names), l.o.Owner, l.o.TTL.Milliseconds())
 	if err != nil {
@@ -451,12 +470,14 @@ func (l *Leases) takeAll(ctx context.Context, names []string) (map[string]took, 
 	for rows.Next() {
 		var name string
 		var r took
-		if err := rows.Scan(&name, &r.token, &r.owner); err != nil {
+		var leftMS int64
+		if err := rows.Scan(&name, &r.token, &r.owner, &leftMS); err != nil {
 			return nil, fmt.Errorf("lease: take: %w", err)
 		}
 		if r.token > 0 {
 			r.owner = l.o.Owner
 		}
+		r.left = time.Duration(leftMS) * time.Millisecond
 		out[name] = r
 	}
 	if err := rows.Err(); err != nil {
