@@ -106,7 +106,7 @@ func (l *Leases) Owner() string { return l.o.Owner }
 func (l *Leases) pg() bool { return l.o.Dialect == migrations.Postgres }
 
 // take tries once to own name: a free or expired row. It returns the new token, or 0 and the
-// current owner, in one statement (Acquire's first try; then rounds use takeAll).
+// current owner, in one statement (SQLite's takeAll).
 func (l *Leases) take(ctx context.Context, name string) (int64, string, error) {
 	var q string
 	var args []any
@@ -179,21 +179,22 @@ func (l *Leases) release(ctx context.Context, name string, token int64) error {
 // Acquire implements follower.Lease. It tries at once; if another process owns name, it waits
 // for this process's next round of takes (see Leases).
 func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner string)) (*follower.Hold, error) {
-	token, owner, err := l.take(ctx, name)
+	got, err := l.takeAll(ctx, []string{name})
 	if err != nil {
 		return nil, err
 	}
-	if token > 0 {
-		return l.hold(ctx, name, token), nil
+	r := got[name]
+	if r.token > 0 {
+		return l.hold(ctx, name, r.token), nil
 	}
 	if standby != nil {
-		standby(owner)
+		standby(r.owner)
 	}
-	w := &waiter{name: name, ctx: ctx, standby: standby, owner: owner, got: make(chan int64, 1)}
+	w := &waiter{name: name, ctx: ctx, standby: standby, owner: r.owner, got: make(chan int64, 1)}
 	l.mu.Lock()
 	l.waiting[w] = struct{}{}
 	// Whoever owns it renewed it at most a TTL ahead.
-	if by := time.Now().Add(l.o.TTL); l.nextTake.IsZero() || l.nextTake.After(by) {
+	if by := time.Now().Add(min(l.o.TTL, max(0, r.left))); l.nextTake.IsZero() || l.nextTake.After(by) {
 		l.nextTake = by
 	}
 	l.startLocked()
@@ -329,9 +330,12 @@ func (l *Leases) renewRound() {
 		if l.held[name] != hs[i] {
 			continue // released meanwhile
 		}
-		if renewed[name] {
+		switch renewed[name] {
+		case renewedNow:
 			hs[i].renewed = now
 			continue
+		case renewBusy:
+			continue // locked by a write of this process: the next round renews it
 		}
 		hs[i].lost() // another token owns it
 		delete(l.held, name)
@@ -402,14 +406,29 @@ type took struct {
 	left  time.Duration // until the owner's lease expires, unless renewed (0 if unknown)
 }
 
-// renewAll extends the leases names[i] held with tokens[i], and returns those it extended.
-func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (map[string]bool, error) {
+// The outcomes of a renewal, by lease.
+const (
+	renewLost  = iota // another token owns it
+	renewedNow        // extended
+	renewBusy         // still this token's, but a write holds its row (see Check): not extended
+)
+
+// renewAll extends the leases names[i] held with tokens[i], and returns the outcome for each.
+// On PostgreSQL a row that a fenced write holds is skipped, not waited for: one long write must
+// not hold up the renewal of every other lease.
+func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (map[string]int, error) {
 	var rows *sql.Rows
 	var err error
 	if l.pg() {
-		rows, err = l.o.DB.QueryContext(ctx, `UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
-			FROM unnest($2::text[], $3::bigint[]) AS h(name, token)
-			WHERE l.name = h.name AND l.token = h.token RETURNING l.name`,
+		rows, err = l.o.DB.QueryContext(ctx, `WITH h AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS h(name, token)),
+			free AS (SELECT l.name FROM follower_leases l JOIN h ON l.name = h.name AND l.token = h.token
+				ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
+			renewed AS (UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
+				FROM free WHERE l.name = free.name RETURNING l.name)
+			SELECT h.name, CASE WHEN EXISTS (SELECT 1 FROM renewed r WHERE r.name = h.name) THEN 1
+				WHEN EXISTS (SELECT 1 FROM follower_leases l WHERE l.name = h.name AND l.token = h.token) THEN 2
+				ELSE 0 END
+			FROM h`,
 			l.o.TTL.Milliseconds(), pq.Array(names), pq.Array(tokens))
 	} else {
 		args := []any{time.Now().UnixMilli() + l.o.TTL.Milliseconds()}
@@ -423,13 +442,19 @@ func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (
 		return nil, fmt.Errorf("lease: renew: %w", err)
 	}
 	defer rows.Close()
-	renewed := make(map[string]bool, len(names))
+	renewed := make(map[string]int, len(names))
 	for rows.Next() {
 		var name string
-		if err := rows.Scan(&name); err != nil {
+		outcome := renewedNow
+		if l.pg() {
+			err = rows.Scan(&name, &outcome)
+		} else {
+			err = rows.Scan(&name)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("lease: renew: %w", err)
 		}
-		renewed[name] = true
+		renewed[name] = outcome
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("lease: renew: %w", err)
@@ -452,13 +477,18 @@ func (l *Leases) takeAll(ctx context.Context, names []string) (map[string]took, 
 		}
 		return out, nil
 	}
-	// In name order, so that two replicas taking the same leases cannot deadlock.
+	// Expired rows are locked in name order, skipping those a write of the old owner still holds
+	// (a stalled transaction must not hold up the takeover of every other lease: the next round
+	// takes it); names without a row are inserted.
 	rows, err := l.o.DB.QueryContext(ctx, `WITH want AS (SELECT DISTINCT unnest($1::text[]) AS name),
-		taken AS (
-			INSERT INTO follower_leases AS l (name, owner, token, expires_at)
+		free AS (SELECT l.name FROM follower_leases l JOIN want w ON w.name = l.name WHERE l.expires_at < now()
+			ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
+		moved AS (UPDATE follower_leases AS l SET owner = $2, token = l.token + 1, expires_at = now() + $3 * interval '1 millisecond'
+			FROM free WHERE l.name = free.name RETURNING l.name, l.token),
+		fresh AS (INSERT INTO follower_leases (name, owner, token, expires_at)
 			SELECT name, $2, 1, now() + $3 * interval '1 millisecond' FROM want ORDER BY name
-			ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, token = l.token + 1, expires_at = EXCLUDED.expires_at
-			WHERE l.expires_at < now() RETURNING l.name, l.token)
+			ON CONFLICT (name) DO NOTHING RETURNING name, token),
+		taken AS (SELECT name, token FROM moved UNION ALL SELECT name, token FROM fresh)
 		SELECT w.name, coalesce(t.token, 0), coalesce(f.owner, ''),
 			coalesce(extract(epoch FROM f.expires_at - now()) * 1000, 0)::bigint
 		FROM want w LEFT JOIN taken t ON t.name = w.name LEFT JOIN follower_leases f ON f.name = w.name`,

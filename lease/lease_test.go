@@ -236,3 +236,68 @@ func TestOneRenewalForAllLeases(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledWriteHoldsUpNoOtherLease: a fenced write left open holds its lease's row; the
+// batched renewal and takeover of the process's other leases go on without waiting for it.
+func TestStalledWriteHoldsUpNoOtherLease(t *testing.T) {
+	t.Parallel()
+	b := backends()[1]
+	db, another := b.open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dbA := another()
+	ttl := 300 * time.Millisecond
+	a, _ := lease.New(lease.Options{DB: dbA, Dialect: b.dialect, Owner: "a", TTL: ttl})
+	hx, err := a.Acquire(ctx, "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hx.Release()
+	hy, err := a.Acquire(ctx, "y", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hy.Release()
+
+	// A write of x stalls in its transaction, holding x's row.
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // test
+	if err := lease.Check(follower.WithToken(ctx, "x", hx.Token), tx, b.dialect); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * ttl)
+	if err := hy.Context.Err(); err != nil {
+		t.Fatalf("y was lost while a write of x stalled: %v", err)
+	}
+
+	// a stalls too; b takes y over while x's row is still held.
+	dbA.Close()
+	bl, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "b", TTL: ttl})
+	took := make(chan string, 2)
+	for _, name := range []string{"x", "y"} {
+		go func() {
+			if h, err := bl.Acquire(ctx, name, nil); err == nil {
+				defer h.Release()
+				took <- name
+				<-ctx.Done()
+			}
+		}()
+	}
+	select {
+	case name := <-took:
+		if name != "y" {
+			t.Fatalf("b took %s while its row was held", name)
+		}
+	case <-time.After(10 * ttl):
+		t.Fatal("b did not take y over while a stalled write held x")
+	}
+	_ = tx.Rollback()
+	select {
+	case <-took:
+	case <-ctx.Done():
+		t.Fatal("b did not take x over once the stalled write ended")
+	}
+}
