@@ -47,8 +47,14 @@ type Accounts struct {
 	// and adds the balances to GET /users/me.
 	Wallets Wallets
 	// Profiles, when set, answers GET /users/me with one query (the user, their labels and
-	// balances) instead of one per read model.
+	// balances) instead of one per read model. When its profiles carry the version of the user's
+	// stream (projections.ProfileView.WithStreamVersions: for an event store in the read models'
+	// database), the session is checked with that version, with no query of its own.
 	Profiles Profiles
+	// UserProfiles, when set, serves the profile routes (/api/v2/resource/profiles,
+	// /api/v2/admin/profiles; see profiles.go) and adds the profile and settings to GET /users/me
+	// and GET /admin/users/{uid}.
+	UserProfiles ProfileRecords
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
 	Admin *AdminUsers
@@ -56,6 +62,15 @@ type Accounts struct {
 	// a proxy in front. Without a proxy it must stay off: clients could pick their address and
 	// dodge the sign-in throttle.
 	TrustForwardedFor bool
+	// SessionList, when set, serves GET and DELETE /api/v2/resource/sessions and adds the open
+	// sessions to GET /api/v2/admin/users/{uid}.
+	SessionList SessionList
+	// SessionCookies makes every sign-in a cookie session unless it says cookie=false; without it
+	// a sign-in asks with cookie=true.
+	SessionCookies bool
+	// SecureCookies marks the session cookies Secure on every request (the public URL is https,
+	// behind a proxy that ends TLS); without it they are Secure on requests that came over TLS.
+	SecureCookies bool
 }
 
 // accountRoutes serves the account routes.
@@ -66,6 +81,9 @@ type accountRoutes struct {
 	authn   *Authenticator
 	idem    *idempotentRequests
 	lagging prometheus.Counter
+	// origins are the CORS allowlist (Options.CORSOrigins): a cookie refresh from an origin other
+	// than them and this host is refused.
+	origins []string
 }
 
 func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg prometheus.Registerer) *accountRoutes {
@@ -111,7 +129,14 @@ func (a *accountRoutes) register(r *mux.Router) {
 	id.Handle("/users/password/confirm_code", h(a.resetPassword)).Methods(post)
 	id.Handle("/sessions", h(a.signIn)).Methods(post)
 	id.Handle("/sessions", signedIn(h(a.signOut))).Methods(del)
+	// Ignores Idempotency-Key (unkeyedRoutes): each use of a refresh token is one rotation.
+	id.Handle("/sessions/refresh", h(a.refresh)).Methods(post)
 
+	// GET /users/me checks the session with the stream version its profile query reads, in one
+	// statement; registered before the resource routes, whose middleware would check it first.
+	if p, ok := a.Profiles.(versionedProfiles); ok && p.ReadsStreamVersions() {
+		r.Handle("/api/v2/resource/users/me", h(a.meInOneRead)).Methods(get...)
+	}
 	res := r.PathPrefix("/api/v2/resource").Subrouter()
 	res.Use(signedIn)
 	res.Handle("/users/me", h(a.me)).Methods(get...)
@@ -125,11 +150,18 @@ func (a *accountRoutes) register(r *mux.Router) {
 	res.Handle("/otp/enable", h(a.enableOTP)).Methods(post)
 	res.Handle("/otp/verify", h(a.verifyOTP)).Methods(post)
 	res.Handle("/otp/disable", h(a.disableOTP)).Methods(post)
+	if a.SessionList != nil {
+		res.Handle("/sessions", h(a.mySessions)).Methods(get...)
+		res.Handle("/sessions/{id}", h(a.endMySession)).Methods(del)
+	}
 	if a.Labels != nil {
 		a.registerLabels(r, res)
 	}
 	if a.Wallets != nil {
 		a.registerWallet(r, res)
+	}
+	if a.UserProfiles != nil {
+		a.registerProfiles(r, res)
 	}
 	if a.Admin != nil {
 		a.registerAdminUsers(r)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/idlog/idlog/api"
 	"github.com/idlog/idlog/attempts"
+	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
@@ -34,6 +36,7 @@ import (
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/idempotency"
+	"github.com/idlog/idlog/internal/roundtrips"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -113,7 +116,8 @@ func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) 
 
 // server is the real router over a real store and real read models.
 type server struct {
-	h       http.Handler
+	h       http.Handler // raw, its answers checked against the OpenAPI document
+	raw     http.Handler // what api.NewServer returned
 	store   eventstore.Store
 	clock   *clock
 	mail    *mailbox
@@ -127,6 +131,7 @@ type server struct {
 	dialect  migrations.Dialect
 	sealer   *auth.Sealer
 	accounts *api.Accounts
+	db       *sqlx.DB // the read models' handle (on PostgreSQL, the store's pool)
 }
 
 type serverOptions struct {
@@ -137,6 +142,29 @@ type serverOptions struct {
 	limits  commands.LimitsConfig
 	// logHandler, when set, wraps the handler of the server's logs (logprivacy's filter).
 	logHandler func(slog.Handler) slog.Handler
+	// cors are the origins browser apps may call from; sessions sets the session lifetimes.
+	cors     []string
+	sessions commands.SessionsConfig
+	// roundTrips counts the round trips to PostgreSQL of requests made with a context from
+	// roundtrips.Track.
+	roundTrips bool
+	// streamReads, when set, counts the commands' reads of a stream (ReadStream calls).
+	streamReads *atomic.Int64
+	// noStreamVersions: /users/me reads a profile view that does not read the events table, as
+	// on a read replica (IDLOG_READ_DATABASE_URL) or with EventStoreDB.
+	noStreamVersions bool
+}
+
+// countingStore counts the stream reads of the store it wraps, and keeps its snapshots.
+type countingStore struct {
+	eventstore.Store
+	eventstore.Snapshots
+	reads *atomic.Int64
+}
+
+func (c countingStore) ReadStream(ctx context.Context, stream string, after uint64) iter.Seq2[eventstore.Event, error] {
+	c.reads.Add(1)
+	return c.Store.ReadStream(ctx, stream, after)
 }
 
 // backends are the engines the HTTP tests run on: SQLite always, Postgres when
@@ -180,14 +208,17 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		}
 	case "postgres":
 		dsn := eventstoretest.PostgresSchema(t)
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		opts := postgres.Options{DSN: dsn}
+		if o.roundTrips {
+			opts.Connector = roundtrips.Connector
+		}
+		s, err := postgres.Open(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		store, keys, dialect, at = s, s, migrations.Postgres, dsn
-		if db, err = sqlx.Open("postgres", dsn); err != nil {
-			t.Fatal(err)
-		}
+		// The read models share the store's pool, as in idlog serve.
+		db = s.DB()
 	}
 	logs := &logBuffer{}
 	var logHandler slog.Handler = slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
@@ -199,8 +230,10 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	users := projections.NewUsersView(db, dialect)
 	labels, wallets := projections.NewLabelsView(db, dialect), projections.NewWalletView(db, dialect)
 	activity := projections.NewActivityView(db, dialect)
+	sessions := projections.NewSessionsView(db, dialect)
+	profiles := projections.NewUserProfilesView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +244,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	t.Cleanup(func() {
 		stop()
 		rt.Stop()
-		db.Close()
+		if backend == "sqlite" {
+			db.Close()
+		}
 		store.Close()
 	})
 
@@ -242,23 +277,50 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	commandStore := store
+	if o.streamReads != nil {
+		commandStore = countingStore{Store: store, Snapshots: store.(eventstore.Snapshots), reads: o.streamReads}
+	}
 	app, err := commands.New(commands.Deps{
-		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
+		Store: commandStore, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: mail,
 		Attempts: limiter,
 	}, commands.Config{Streams: commands.StreamsConfig{Now: c.Now}, Codes: commands.CodesConfig{Logger: log}, SignIn: signIn,
-		Limits: limits})
+		Limits: limits, Sessions: o.sessions})
 	if err != nil {
 		t.Fatal(err)
 	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
-		Profiles:    projections.NewProfileView(db, dialect),
-		Admin:       &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
-		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
+		Profiles:     profileView(db, dialect, o.noStreamVersions),
+		Admin:        &api.AdminUsers{Users: users, Activity: activity, Metrics: activity},
+		Idempotency:  &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
+		SessionList:  sessions,
+		UserProfiles: profiles,
 	}
-	h := api.NewServer(api.Options{Logger: log, Version: "test", Accounts: accounts, Views: &api.Views{Activity: activity}})
-	return &server{h: h, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
-		at: at, dialect: dialect, sealer: sealer, accounts: accounts}
+	ledger, err := audit.NewLedger(db, dialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wired as idlog serve wires it, so that every route is served (openapi_test.go).
+	accounts.Admin.UserAsOf = func(current http.Handler) http.Handler {
+		return api.AdminUserAsOfHandler(store, nil, log, current)
+	}
+	raw := api.NewServer(api.Options{
+		Logger: log, Version: "test", Accounts: accounts, EventKeys: new(signer.JWKS()),
+		Views: &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger}, CORSOrigins: o.cors,
+	})
+	return &server{h: validated(t, raw), raw: raw, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
+}
+
+// profileView is the /users/me view: reading the user's stream version beside the profile (the
+// store is in db) unless told not to.
+func profileView(db *sqlx.DB, dialect migrations.Dialect, noStreamVersions bool) *projections.ProfileView {
+	v := projections.NewProfileView(db, dialect)
+	if noStreamVersions {
+		return v
+	}
+	return v.WithStreamVersions()
 }
 
 // response is an answer of the server.
@@ -307,6 +369,7 @@ type request struct {
 	token        string
 	header       http.Header
 	remote       string
+	ctx          context.Context // nil: the background
 }
 
 func (s *server) do(rq request) response {
@@ -326,6 +389,9 @@ func (s *server) do(rq request) response {
 		body, ct = bytes.NewReader(j), "application/json"
 	}
 	req := httptest.NewRequest(rq.method, rq.path, body)
+	if rq.ctx != nil {
+		req = req.WithContext(rq.ctx)
+	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
@@ -33,6 +34,13 @@ func newViewsServer(t *testing.T) http.Handler {
 }
 
 func newViewsServerApp(t *testing.T) (http.Handler, commands.Application) {
+	t.Helper()
+	h, app, _, _ := newViewsServerParts(t)
+	return h, app
+}
+
+// newViewsServerParts is newViewsServerApp with the store and the audit ledger behind it.
+func newViewsServerParts(t *testing.T) (http.Handler, commands.Application, eventstore.Store, *audit.Ledger) {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "idlog.db")
@@ -88,10 +96,10 @@ func newViewsServerApp(t *testing.T) (http.Handler, commands.Application) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.NewServer(api.Options{
+	return validated(t, api.NewServer(api.Options{
 		Accounts: &api.Accounts{App: app, Users: usersView{users}, Tokens: signer, Projections: rt},
 		Views:    &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger},
-	}), app
+	})), app, store, ledger
 }
 
 // The audit routes are served by the real router, to event readers only.

@@ -23,7 +23,7 @@ import (
 
 // EventReaders are the roles that may read the event log, users as they were, and the audit:
 // GET /api/v2/admin/events, /api/v2/admin/users/{uid}/events, /api/v2/admin/users/{uid}?as_of=
-// and /api/v2/admin/audit/verify. Every one of these routes only reads. The handlers need the
+// and /api/v2/admin/audit/{verify,checkpoint,proofs/...}. Every one of these routes only reads. The handlers need the
 // bearer middleware and RequireRole(EventReaders...) in front. The roles come from the role table.
 var EventReaders = commands.RolesWith(commands.AbilityReadEvents)
 

@@ -51,7 +51,8 @@ type Views struct {
 	// Events, when set, serves the log to EventReaders: GET /api/v2/admin/events and
 	// /api/v2/admin/users/{uid}/events.
 	Events eventstore.Store
-	// Ledger, with Events, serves GET /api/v2/admin/audit/verify to EventReaders.
+	// Ledger, with Events, serves GET /api/v2/admin/audit/verify, /audit/checkpoint and
+	// /audit/proofs/{inclusion,consistency} to EventReaders.
 	Ledger *audit.Ledger
 }
 
@@ -74,6 +75,9 @@ func (v Views) register(r *mux.Router, signedIn func(http.Handler) http.Handler,
 		r.Handle("/api/v2/admin/users/{uid}/events", readers(AdminUserEventsHandler(v.Events, log))).Methods(get...)
 		if v.Ledger != nil {
 			r.Handle("/api/v2/admin/audit/verify", readers(AuditVerifyHandler(v.Events, v.Ledger, log))).Methods(get...)
+			r.Handle("/api/v2/admin/audit/checkpoint", readers(AuditCheckpointHandler(v.Ledger, log))).Methods(get...)
+			r.Handle("/api/v2/admin/audit/proofs/inclusion", readers(AuditInclusionHandler(v.Ledger, log))).Methods(get...)
+			r.Handle("/api/v2/admin/audit/proofs/consistency", readers(AuditConsistencyHandler(v.Ledger, log))).Methods(get...)
 		}
 	}
 }

@@ -103,6 +103,8 @@ func (a *accountRoutes) registerAdminUsers(r *mux.Router) {
 	r.Handle(user, a.authn.Middleware(RequireAbility(commands.AbilityReadUsers)(a.adminUserAsOf()))).Methods(get...)
 	r.Handle(user, route(a.adminCloseAccount, commands.AbilityDeleteUsers)).Methods(del)
 	r.Handle(user+"/login", route(a.adminSetLogin, commands.AbilityChangeUserState)).Methods(put)
+	r.Handle(user+"/sessions", route(a.adminEndSessions, commands.AbilityChangeUserState)).Methods(del)
+	r.Handle(user+"/sessions/{id}", route(a.adminEndSessions, commands.AbilityChangeUserState)).Methods(del)
 	if a.Admin.Metrics != nil {
 		r.Handle("/api/v2/admin/metrics", route(a.adminMetrics, commands.AbilityReadMetrics)).Methods(get...)
 	}
@@ -163,6 +165,7 @@ func (a *accountRoutes) adminListUsers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := projections.UserFilter{
 		UID: q.Get("uid"), Email: q.Get("email"), Username: q.Get("username"), Role: q.Get("role"), State: q.Get("state"),
+		FirstName: q.Get("first_name"), LastName: q.Get("last_name"), Country: q.Get("country"),
 	}
 	var bad []string
 	f.Page, f.Limit, bad = readPage(q.Get("page"), q.Get("limit"), scopeAdminUser)
@@ -219,9 +222,11 @@ func (a *accountRoutes) adminListUsers(w http.ResponseWriter, r *http.Request) {
 // no read model yet; the activity shows the sign-ins and sign-outs.
 type adminUserDetailJSON struct {
 	adminUserJSON
-	Wallet        *walletJSON     `json:"wallet,omitempty"`
-	Activity      *[]activityJSON `json:"activity,omitempty"`
-	AdminActivity *[]activityJSON `json:"admin_activity,omitempty"`
+	Wallet        *walletJSON        `json:"wallet,omitempty"`
+	Activity      *[]activityJSON    `json:"activity,omitempty"`
+	AdminActivity *[]activityJSON    `json:"admin_activity,omitempty"`
+	Sessions      *[]sessionListJSON `json:"sessions,omitempty"`
+	Profiles      *[]profileJSON     `json:"profiles,omitempty"`
 }
 
 // adminUserAsOf is GET /admin/users/{uid}: the current view, or with as_of and UserAsOf set, the
@@ -260,6 +265,23 @@ func (a *accountRoutes) adminUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.Wallet = &walletJSON{Free: b.Free, Standard: b.Standard}
+	}
+	if a.UserProfiles != nil {
+		profiles, err := a.profilesOf(ctx, u.UID)
+		if err != nil {
+			writeViewError(w, r, a.log, scopeAdminUser, err)
+			return
+		}
+		d.Profiles = &profiles
+	}
+	if a.SessionList != nil {
+		list, err := a.SessionList.ForUser(ctx, u.UID, a.App.Commands.RefreshSession.Now())
+		if err != nil {
+			writeViewError(w, r, a.log, scopeAdminUser, err)
+			return
+		}
+		sessions := sessionsJSONOf(list, "")
+		d.Sessions = &sessions
 	}
 	if a.Admin.Activity != nil {
 		for _, part := range []struct {

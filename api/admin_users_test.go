@@ -42,7 +42,7 @@ func (s *server) appendSystem(t *testing.T, uid string, events ...domain.Event) 
 func (s *server) caughtUp(t *testing.T) {
 	t.Helper()
 	events := s.events(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.runtime.WaitFor(ctx, events[len(events)-1].GlobalPosition); err != nil {
 		t.Fatal(err)
@@ -115,6 +115,10 @@ var adminRoutes = []adminRoute{
 	{"PUT /users/{uid}/login", []string{"superadmin", "admin", "compliance"}, http.StatusOK,
 		func(s *server, target, token string, _ int) response {
 			return s.send(http.MethodPut, "/api/v2/admin/users/"+target+"/login", obj{"enabled": false}, token)
+		}},
+	{"DELETE /users/{uid}/sessions", []string{"superadmin", "admin", "compliance"}, http.StatusNoContent,
+		func(s *server, target, token string, _ int) response {
+			return s.send(http.MethodDelete, "/api/v2/admin/users/"+target+"/sessions", nil, token)
 		}},
 	{"DELETE /users/{uid}", []string{"superadmin", "admin"}, http.StatusNoContent,
 		func(s *server, target, token string, _ int) response {

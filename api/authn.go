@@ -21,6 +21,8 @@ type Caller struct {
 	Role      string
 	Email     string
 	Level     int
+	// Cookie: authenticated by the session cookie rather than a bearer token.
+	Cookie bool
 }
 
 type callerKey struct{}
@@ -44,9 +46,15 @@ type TokenVerifier interface {
 // SessionChecker tells whether a token's session is still open; commands.SessionCheck is one.
 type SessionChecker interface {
 	Open(ctx context.Context, uid, sid string) (commands.Session, bool, error)
+	// OpenAt is Open for a caller who read the version of the user's last event (0: none) in the
+	// same statement as the user's data: it reads the store only if this process does not hold
+	// the user at that version already, and is as fresh as Open.
+	OpenAt(ctx context.Context, uid, sid string, version uint64) (commands.Session, bool, error)
 }
 
-// Authenticator is the bearer middleware: "Authorization: Bearer <access token>".
+// Authenticator is the bearer middleware: "Authorization: Bearer <access token>", or for a browser
+// app's cookie session, the access token in the session cookie (AccessCookie) and, on unsafe
+// methods, the session's CSRF token in X-CSRF-Token.
 type Authenticator struct {
 	tokens   TokenVerifier
 	sessions SessionChecker
@@ -77,28 +85,38 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		c, status, code, err := a.authenticate(r)
-		switch {
-		case status == http.StatusServiceUnavailable:
-			a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
-				slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
-			WriteError(w, status, code)
-			return
-		case status != 0:
-			if err != nil {
-				// The reason goes to the log only: a client learns nothing about the keys.
-				a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
-					slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
-			}
-			if code == "authz.missing_token" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
-			} else {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
-			}
-			WriteError(w, status, code)
+		if status != 0 {
+			a.refuse(w, r, status, code, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
 	})
+}
+
+// refuse answers a failed bearer check: 401 with its code, 403 for a cookie session's unsafe
+// request without its CSRF token, or 503 when the session could not be checked.
+func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, code string, err error) {
+	if status == http.StatusServiceUnavailable {
+		a.log.LogAttrs(r.Context(), slog.LevelError, "session check failed",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", err))
+		WriteError(w, status, code)
+		return
+	}
+	if err != nil {
+		// The reason goes to the log only: a client learns nothing about the keys.
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
+			slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
+	}
+	if status == http.StatusForbidden {
+		WriteError(w, status, code)
+		return
+	}
+	if code == "authz.missing_token" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="idlog"`)
+	} else {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="idlog", error="invalid_token"`)
+	}
+	WriteError(w, status, code)
 }
 
 // caller is the signed-in caller of r, ok false if its bearer token is missing or fails. uid is
@@ -114,22 +132,64 @@ func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) 
 // authenticate checks r's bearer token and session: the caller, or the status and code to
 // answer (and the error behind them, for the log).
 func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	claims, cookie, status, code, err := a.verify(r)
+	if status != 0 {
+		return Caller{}, status, code, err
+	}
+	return a.session(r, claims, cookie)
+}
+
+// session checks the session of verified claims: the caller, or the status to answer. cookie
+// says the token came in the session cookie.
+func (a *Authenticator) session(r *http.Request, claims auth.AccessClaims, cookie bool) (Caller, int, string, error) {
+	sess, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+	return a.check(r, claims, cookie, sess, open, err)
+}
+
+// sessionAt is session for a route that read the version of the token's user's last event in the
+// same statement as their data (see SessionChecker.OpenAt).
+func (a *Authenticator) sessionAt(r *http.Request, claims auth.AccessClaims, cookie bool, version uint64) (Caller, int, string, error) {
+	sess, open, err := a.sessions.OpenAt(r.Context(), claims.UserID, claims.SessionID, version)
+	return a.check(r, claims, cookie, sess, open, err)
+}
+
+// verify checks r's access token, from the Authorization header or else the session cookie: its
+// claims and whether it came in the cookie, or the status and code to answer.
+func (a *Authenticator) verify(r *http.Request) (claims auth.AccessClaims, cookie bool, status int, code string, err error) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if r.Header.Get("Authorization") == "" {
+		if c, err := r.Cookie(AccessCookie); err == nil && c.Value != "" {
+			scheme, token, ok, cookie = "Bearer", c.Value, true, true
+		}
+	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return Caller{}, http.StatusUnauthorized, "authz.missing_token", nil
+		return auth.AccessClaims{}, false, http.StatusUnauthorized, "authz.missing_token", nil
 	}
-	claims, err := a.tokens.Verify(strings.TrimSpace(token))
+	claims, err = a.tokens.Verify(strings.TrimSpace(token))
 	if err != nil {
-		return Caller{}, http.StatusUnauthorized, "jwt.decode_and_verify", err
+		return auth.AccessClaims{}, false, http.StatusUnauthorized, "jwt.decode_and_verify", err
 	}
-	s, open, err := a.sessions.Open(r.Context(), claims.UserID, claims.SessionID)
+	return claims, cookie, 0, "", nil
+}
+
+// check turns a session check of a verified token into the caller, or the status to answer.
+func (a *Authenticator) check(r *http.Request, claims auth.AccessClaims, cookie bool, s commands.Session, open bool, err error) (Caller, int, string, error) {
 	if err != nil {
 		return Caller{}, http.StatusServiceUnavailable, "server.unavailable", err
 	}
 	if !open {
 		return Caller{UID: claims.UserID}, http.StatusUnauthorized, "authz.invalid_session", nil
 	}
-	return Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level}, 0, "", nil
+	if cookie && !safeMethod(r.Method) && !s.CSRFMatches(r.Header.Get(CSRFHeader)) {
+		// A cross-site form or script can make the browser send the cookie, never this header.
+		return Caller{UID: claims.UserID}, http.StatusForbidden, "authz.invalid_csrf_token", nil
+	}
+	return Caller{UID: claims.UserID, SessionID: claims.SessionID, Role: s.Role, Email: s.Email, Level: s.Level, Cookie: cookie}, 0, "", nil
+}
+
+// safeMethod: methods that change nothing (RFC 9110 9.2.1), which need no CSRF token.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
 // cause is the specific reason auth.Signer.Verify wraps with ErrAccessToken, for the log.

@@ -30,6 +30,8 @@ const (
 	scopeResourceUser     = "resource.user"
 	scopeResourcePassword = "resource.password"
 	scopeResourceOTP      = "resource.otp"
+	scopeResourceProfile  = "resource.profile"
+	scopeAdminProfile     = "admin.profile"
 )
 
 type errorRule struct {
@@ -40,6 +42,13 @@ type errorRule struct {
 }
 
 var errorRules = []errorRule{
+	// Refresh: before the sign-in rules, as a refused refresh tells nothing of its user's state.
+	{scopeIdentitySession, domain.ErrRefreshTokenReused, http.StatusUnauthorized, "identity.session.refresh_token_reused"},
+	{scopeIdentitySession, domain.ErrRefreshTokenInvalid, http.StatusUnauthorized, "identity.session.invalid_refresh_token"},
+	// Sessions in lists: one that is not open is not there.
+	{scopeResourceSession, domain.ErrSessionNotFound, http.StatusNotFound, "resource.session.not_found"},
+	{scopeAdminUser, domain.ErrSessionNotFound, http.StatusNotFound, "admin.session.not_found"},
+
 	// Sign-in: Barong's codes and statuses.
 	{scopeIdentitySession, commands.ErrInvalidCredentials, http.StatusUnauthorized, "identity.session.invalid_params"},
 	{scopeIdentitySession, domain.ErrUserNotActive, http.StatusUnauthorized, "identity.session.not_active"},
@@ -52,6 +61,14 @@ var errorRules = []errorRule{
 	{scopeAdminUser, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 	{scopeAdminUser, projections.ErrNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 	{scopeAdminUser, domain.ErrAccountClosed, http.StatusNotFound, "admin.user.doesnt_exist"},
+
+	// Profiles: Barong's codes (a bad field is <scope>.invalid_<field>, see errorStatus).
+	{"", domain.ErrProfileExists, http.StatusConflict, ".exist"},
+	{"", domain.ErrProfileNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrProfileNotEditable, http.StatusUnprocessableEntity, ".not_editable"},
+	{"", domain.ErrProfileStateInvalid, http.StatusUnprocessableEntity, ".invalid_state"},
+	{"", domain.ErrSettingsInvalid, http.StatusUnprocessableEntity, ".invalid_settings"},
+	{scopeAdminProfile, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 
 	{"", commands.ErrThrottled, http.StatusTooManyRequests, ".too_many_attempts"},
 	{"", commands.ErrEmailTaken, http.StatusConflict, ".email_taken"},
@@ -123,6 +140,11 @@ var errorRules = []errorRule{
 // errorStatus maps err, on a route of scope, to a status and a code. A database that cannot be
 // reached is 503 server.unavailable; other unknown errors are 500 server.internal_error.
 func errorStatus(scope string, err error) (int, string) {
+	// A typed error that carries its field: the code names it.
+	var pf *domain.ProfileFieldError
+	if errors.As(err, &pf) {
+		return http.StatusUnprocessableEntity, scope + ".invalid_" + pf.Field
+	}
 	for _, r := range errorRules {
 		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {
 			if strings.HasPrefix(r.code, ".") {

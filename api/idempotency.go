@@ -44,6 +44,9 @@ type Idempotency struct {
 // retry makes another one, which replaces the first, rather than have a secret kept for replay.
 var unkeyedRoutes = map[string]bool{
 	http.MethodPost + " /api/v2/resource/otp/generate_qrcode": true,
+	// A refresh from a cookie has no body: two browsers' refreshes with one key would look alike,
+	// and a retry of a rotation is a reuse anyway.
+	http.MethodPost + " /api/v2/identity/sessions/refresh": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.

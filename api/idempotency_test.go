@@ -126,7 +126,7 @@ func (d *deployment) start(t testing.TB) *server {
 		App: app, Users: usersView{d.users}, Tokens: signer, Projections: d.runtime,
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(d.db), Secret: d.secret},
 	}})
-	return &server{h: h, store: d.store, clock: d.clock, mail: d.mail, logs: d.logs, signer: signer, key: d.signKey, runtime: d.runtime}
+	return &server{h: validated(t, h), raw: h, store: d.store, clock: d.clock, mail: d.mail, logs: d.logs, signer: signer, key: d.signKey, runtime: d.runtime}
 }
 
 // count is how many events of the type the user's stream holds.

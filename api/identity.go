@@ -72,13 +72,17 @@ func (a *accountRoutes) registerUser(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusCreated, userJSONOf(a.view(r.Context(), res.Account)))
 }
 
-// sessionJSON answers a sign-in: the user and a bearer access token.
+// sessionJSON answers a sign-in: the user, a bearer access token and the refresh token that
+// renews it (POST /api/v2/identity/sessions/refresh) until session_expires_at, which each refresh
+// moves on up to the session's lifetime.
 type sessionJSON struct {
-	User        userJSON  `json:"user"`
-	AccessToken string    `json:"access_token"`
-	TokenType   string    `json:"token_type"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	ExpiresIn   int64     `json:"expires_in"` // seconds
+	User             userJSON  `json:"user"`
+	AccessToken      string    `json:"access_token"`
+	TokenType        string    `json:"token_type"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	ExpiresIn        int64     `json:"expires_in"` // seconds
+	RefreshToken     string    `json:"refresh_token,omitempty"`
+	SessionExpiresAt time.Time `json:"session_expires_at"`
 }
 
 func (a *accountRoutes) signIn(w http.ResponseWriter, r *http.Request) {
@@ -104,8 +108,9 @@ func (a *accountRoutes) signIn(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusUnprocessableEntity, missing...)
 		return
 	}
+	cookie := a.wantsCookies(p)
 	res, err := a.App.Commands.SignIn.Handle(r.Context(), commands.SignIn{
-		Meta: a.meta(r), Login: login, Password: p.str("password"), OTPCode: p.str("otp_code"),
+		Meta: a.meta(r), Login: login, Password: p.str("password"), OTPCode: p.str("otp_code"), Cookie: cookie,
 	})
 	if err != nil {
 		a.fail(w, r, scopeIdentitySession, err)
@@ -113,9 +118,16 @@ func (a *accountRoutes) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	a.caughtUp(r.Context(), res.Position)
 	noStore(w)
+	user := userJSONOf(a.view(r.Context(), res.Account))
+	if cookie && res.RefreshToken != "" {
+		a.setSessionCookies(w, r, res.Token, res.ExpiresAt, res.RefreshToken, res.SessionExpiresAt)
+		WriteJSON(w, http.StatusOK, cookieSessionJSON{User: &user, CSRFToken: res.CSRFToken, ExpiresAt: res.ExpiresAt, SessionExpiresAt: res.SessionExpiresAt})
+		return
+	}
 	WriteJSON(w, http.StatusOK, sessionJSON{
-		User: userJSONOf(a.view(r.Context(), res.Account)), AccessToken: res.Token, TokenType: "Bearer",
+		User: user, AccessToken: res.Token, TokenType: "Bearer",
 		ExpiresAt: res.ExpiresAt, ExpiresIn: int64(time.Until(res.ExpiresAt).Round(time.Second) / time.Second),
+		RefreshToken: res.RefreshToken, SessionExpiresAt: res.SessionExpiresAt,
 	})
 }
 
@@ -125,6 +137,9 @@ func (a *accountRoutes) signOut(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, r, scopeIdentitySession, err)
 		return
+	}
+	if c.Cookie {
+		a.clearSessionCookies(w, r)
 	}
 	a.caughtUp(r.Context(), res.Position)
 	w.WriteHeader(http.StatusNoContent)

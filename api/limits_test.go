@@ -436,6 +436,7 @@ func (s *server) replica(t *testing.T, signIn commands.SignInConfig) *server {
 	accounts := *s.accounts
 	accounts.App = app
 	r := *s
-	r.h = api.NewServer(api.Options{Logger: slog.New(slog.DiscardHandler), Version: "test", Accounts: &accounts})
+	r.raw = api.NewServer(api.Options{Logger: slog.New(slog.DiscardHandler), Version: "test", Accounts: &accounts})
+	r.h = validated(t, r.raw)
 	return &r
 }

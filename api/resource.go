@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/idlog/idlog/commands"
@@ -20,7 +21,12 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, scopeResourceUser, err)
 			return
 		}
-		WriteJSON(w, http.StatusOK, meOfProfile(p))
+		me := meOfProfile(p)
+		if err := a.addProfile(r.Context(), &me); err != nil {
+			a.fail(w, r, scopeResourceUser, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, me)
 		return
 	}
 	v, err := a.Users.ByUID(r.Context(), c.UID)
@@ -29,11 +35,47 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	me, err := a.meOf(r.Context(), v)
+	if err == nil {
+		err = a.addProfile(r.Context(), &me)
+	}
 	if err != nil {
 		a.fail(w, r, scopeResourceUser, err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, me)
+}
+
+// meInOneRead is GET /users/me when the profile query also reads the version of the user's last
+// event (projections.ProfileView.WithStreamVersions): the session is checked at that version
+// (Authenticator.sessionAt), which this process usually holds already, so the answer takes one
+// statement. It checks the token and the session as the bearer middleware does, and answers its
+// refusals the same way; the profile read before the session is known open is only shown once it
+// is. A user the read models do not show yet has their session checked on its own.
+func (a *accountRoutes) meInOneRead(w http.ResponseWriter, r *http.Request) {
+	if _, ok := CallerFrom(r.Context()); ok { // checked already, by the idempotency decorator
+		a.me(w, r)
+		return
+	}
+	claims, cookie, status, code, err := a.authn.verify(r)
+	if status != 0 {
+		a.authn.refuse(w, r, status, code, err)
+		return
+	}
+	p, perr := a.Profiles.ByUID(r.Context(), claims.UserID)
+	if perr == nil {
+		_, status, code, err = a.authn.sessionAt(r, claims, cookie, p.StreamVersion)
+	} else {
+		_, status, code, err = a.authn.session(r, claims, cookie)
+	}
+	if status != 0 {
+		a.authn.refuse(w, r, status, code, err)
+		return
+	}
+	if perr != nil {
+		a.fail(w, r, scopeResourceUser, perr)
+		return
+	}
+	WriteJSON(w, http.StatusOK, meOfProfile(p))
 }
 
 // answer waits for the read models and answers with the caller as they show them.
@@ -181,4 +223,18 @@ func (a *accountRoutes) disableOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.answer(w, r, res)
+}
+
+// addProfile adds the user's profile and settings to GET /users/me, when the server has them.
+func (a *accountRoutes) addProfile(ctx context.Context, me *meJSON) error {
+	if a.UserProfiles == nil {
+		return nil
+	}
+	profiles, err := a.profilesOf(ctx, me.UID)
+	if err != nil {
+		return err
+	}
+	me.Profiles = &profiles
+	me.Settings, err = a.UserProfiles.Settings(ctx, me.UID)
+	return err
 }

@@ -1,7 +1,8 @@
 // Package api is idlog's HTTP interface: the router, the health and readiness probes, Prometheus
 // metrics, request ids and access logs, Barong-style JSON errors, and the account routes (sign-up,
 // sign-in, the signed-in user, two-factor authentication, the JWKS) with their bearer middleware
-// (Authenticator, CallerFrom, RequireRole). Errors of the lower layers become statuses and codes in
+// (Authenticator, CallerFrom, RequireRole), and the OpenAPI document that describes them all
+// (openapi.yaml, served at /api/v2/openapi.json). Errors of the lower layers become statuses and codes in
 // one place, errors_map.go. The binary builds the handler with NewServer and owns the listener and
 // its lifecycle.
 package api
@@ -52,6 +53,9 @@ type Options struct {
 	// Views, with Accounts, serves the read-model routes (the activity log, the projections'
 	// status) behind the same bearer middleware. Without Accounts nobody can sign in to use them.
 	Views *Views
+	// CORSOrigins are the origins (scheme://host[:port]) browser apps may call from, with
+	// credentials (CheckOrigin says which are valid); empty allows same-origin calls only.
+	CORSOrigins []string
 	// RequestTimeout bounds how long a request may take before its answer starts; past it the
 	// answer is 503 server.unavailable. 0 means DefaultRequestTimeout.
 	RequestTimeout time.Duration
@@ -85,6 +89,7 @@ func NewServer(o Options) http.Handler {
 	r.Use(recordRoute)
 
 	r.Handle("/healthz", http.HandlerFunc(healthz)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/api/v2/openapi.json", http.HandlerFunc(serveOpenAPI)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/readyz", readyz(o.Logger, o.Ready)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", promhttp.HandlerFor(o.Metrics, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError),
@@ -98,14 +103,16 @@ func NewServer(o Options) http.Handler {
 	}
 	if o.Accounts != nil {
 		accounts := newAccountRoutes(*o.Accounts, o.Logger, o.Version, o.Metrics)
+		accounts.origins = o.CORSOrigins
 		accounts.register(r)
 		if o.Views != nil {
 			o.Views.register(r, accounts.authn.Middleware, o.Logger)
 		}
 	}
 
-	// Outermost first: every request gets an id, then is timed and logged, gets its deadline,
+	// Outermost first: every request gets an id, then is timed and logged, gets its CORS headers
+	// (a preflight is answered there), gets its deadline,
 	// and a panic inside is answered with a 500 that the timing and the log still see.
-	return withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics),
-		withDeadline(o.Logger, o.RequestTimeout, recoverPanics(o.Logger, r))))
+	return &handler{router: r, Handler: withRequestID(instrument(o.Logger, newHTTPMetrics(o.Metrics),
+		withCORS(o.CORSOrigins, withDeadline(o.Logger, o.RequestTimeout, recoverPanics(o.Logger, r)))))}
 }

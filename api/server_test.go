@@ -37,7 +37,7 @@ func do(t *testing.T, h http.Handler, method, path string, header http.Header) (
 func TestHealthz(t *testing.T) {
 	t.Parallel()
 	// A failing readiness check must not fail liveness.
-	h := api.NewServer(api.Options{Ready: []api.Check{{Name: "db", Check: func(context.Context) error { return errors.New("down") }}}})
+	h := validated(t, api.NewServer(api.Options{Ready: []api.Check{{Name: "db", Check: func(context.Context) error { return errors.New("down") }}}}))
 	res, body := do(t, h, http.MethodGet, "/healthz", nil)
 	if res.StatusCode != http.StatusOK || body != "{\"status\":\"ok\"}\n" {
 		t.Errorf("GET /healthz = %d %q, want 200 {\"status\":\"ok\"}", res.StatusCode, body)
@@ -69,7 +69,7 @@ func TestReadyz(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var logs bytes.Buffer
-			h := api.NewServer(api.Options{Ready: tt.checks, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			h := validated(t, api.NewServer(api.Options{Ready: tt.checks, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}))
 			res, body := do(t, h, http.MethodGet, "/readyz", nil)
 			if res.StatusCode != tt.wantStatus || strings.TrimSpace(body) != tt.wantBody {
 				t.Errorf("GET /readyz = %d %s, want %d %s", res.StatusCode, body, tt.wantStatus, tt.wantBody)
@@ -102,7 +102,7 @@ func TestReadyzRunsChecksConcurrently(t *testing.T) {
 			}
 		}
 	}
-	h := api.NewServer(api.Options{Ready: []api.Check{{Name: "a", Check: waitFor(a, b)}, {Name: "b", Check: waitFor(b, a)}}})
+	h := validated(t, api.NewServer(api.Options{Ready: []api.Check{{Name: "a", Check: waitFor(a, b)}, {Name: "b", Check: waitFor(b, a)}}}))
 	if res, body := do(t, h, http.MethodGet, "/readyz", nil); res.StatusCode != http.StatusOK {
 		t.Errorf("GET /readyz = %d %s, want 200", res.StatusCode, body)
 	}
@@ -110,7 +110,7 @@ func TestReadyzRunsChecksConcurrently(t *testing.T) {
 
 func TestErrorsForUnknownRoutes(t *testing.T) {
 	t.Parallel()
-	h := api.NewServer(api.Options{})
+	h := validated(t, api.NewServer(api.Options{}))
 	tests := []struct {
 		method, path string
 		wantStatus   int
@@ -129,7 +129,7 @@ func TestErrorsForUnknownRoutes(t *testing.T) {
 
 func TestRequestID(t *testing.T) {
 	t.Parallel()
-	h := api.NewServer(api.Options{})
+	h := validated(t, api.NewServer(api.Options{}))
 
 	res, _ := do(t, h, http.MethodGet, "/healthz", http.Header{"X-Request-Id": {"edge-42.a_b"}})
 	if got := res.Header.Get("X-Request-Id"); got != "edge-42.a_b" {
@@ -155,7 +155,7 @@ func TestMetrics(t *testing.T) {
 	reg.MustRegister(appends)
 	appends.Add(3)
 
-	h := api.NewServer(api.Options{Metrics: reg})
+	h := validated(t, api.NewServer(api.Options{Metrics: reg}))
 	do(t, h, http.MethodGet, "/healthz", nil)
 	do(t, h, http.MethodGet, "/healthz", nil)
 	do(t, h, http.MethodGet, "/users/ID123", nil)
@@ -183,7 +183,7 @@ func TestMetrics(t *testing.T) {
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
-	h := api.NewServer(api.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	h := validated(t, api.NewServer(api.Options{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
 	res, _ := do(t, h, http.MethodGet, "/nope?code=123456", http.Header{"X-Request-Id": {"req-1"}})
 	if res.StatusCode != http.StatusNotFound {
 		t.Fatalf("status = %d", res.StatusCode)

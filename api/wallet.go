@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -179,12 +180,22 @@ type meJSON struct {
 	Labels         []labelJSON `json:"labels"`
 	WalletFree     int64       `json:"wallet_free"`
 	WalletStandard int64       `json:"wallet_standard"`
+	// Profiles and Settings, when the server has the profiles read model: Barong's UserWithProfile.
+	Profiles *[]profileJSON  `json:"profiles,omitempty"`
+	Settings json.RawMessage `json:"settings,omitempty"`
 }
 
 // Profiles reads a user with their labels and balances at once (projections.ProfileView).
 type Profiles interface {
 	// ByUID returns the user's profile, or an error matching projections.ErrNotFound.
 	ByUID(ctx context.Context, uid string) (projections.Profile, error)
+}
+
+// versionedProfiles is Profiles whose profiles can carry the version of their user's last event
+// (projections.ProfileView made WithStreamVersions): GET /users/me then checks the session with it.
+type versionedProfiles interface {
+	Profiles
+	ReadsStreamVersions() bool
 }
 
 // meOfProfile is GET /users/me from a profile.

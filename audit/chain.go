@@ -112,16 +112,19 @@ func (c *Chain) Add(e eventstore.Event) (uint64, Hash) {
 		c.h = sha256.New()
 	}
 	c.ordinal++
+	if cap(c.buf) > 1<<20 {
+		c.buf = nil // one huge event must not pin its buffer for the rest of the log
+	}
 	c.buf = AppendCanonical(c.buf[:0], c.ordinal, e)
 	c.h.Reset()
 	c.h.Write(c.head[:])
 	c.h.Write(c.buf)
 	c.h.Sum(c.head[:0])
-	if cap(c.buf) > 1<<20 {
-		c.buf = nil // one huge event must not pin its buffer for the rest of the log
-	}
 	return c.ordinal, c.head
 }
+
+// canonical is the canonical bytes of the last event added, valid until the next Add.
+func (c *Chain) canonical() []byte { return c.buf }
 
 // Ordinal is the ordinal of the last event added, 0 before any.
 func (c *Chain) Ordinal() uint64 { return c.ordinal }

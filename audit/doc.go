@@ -14,6 +14,13 @@
 // CheckpointPublisher so that a party outside the database holds a copy. Sealing follows the log;
 // it never holds up an append.
 //
+// Beside the chain the sealer keeps an RFC 6962 Merkle tree over the same canonical bytes (see
+// LeafHash; stored in tiles, migration 00120) and records its root in every checkpoint, signed with
+// the audit key as a note (TreeHead) when the sealer has one (SealerOptions.Signer). The ledger
+// serves inclusion and consistency proofs; CheckInclusion and CheckConsistency check them with no
+// database; VerifyCheckpoints rebuilds the tree from the events alone and compares it with signed
+// checkpoints kept outside the database, which catches a log rewritten with its ledger and resealed.
+//
 // Verify recomputes the chain from ordinal 1 over the log and reports the first event that does
 // not match the ledger: changed, deleted, inserted or reordered. Export writes the log as NDJSON
 // with ordinals and chain values; Import checks that chain while it writes the history into an
@@ -22,5 +29,5 @@
 // What the chain does not see: a store keeps no more than the envelope's fields, so a metadata
 // key outside eventstore.Metadata, written into the database by hand, is invisible to the chain
 // (and to every reader). Anyone with write access to the database can rewrite both the log and the
-// ledger consistently; the published checkpoints are what catches that.
+// ledger consistently; the published signed checkpoints are what catches that (VerifyCheckpoints).
 package audit

@@ -33,6 +33,11 @@ type Checkpoint struct {
 	Position uint64    `json:"position"`
 	Chain    Hash      `json:"chain"`
 	SealedAt time.Time `json:"sealed_at"`
+	// Root is the Merkle tree's root at Ordinal (its size); zero for checkpoints sealed before
+	// the tree existed (migration 00120).
+	Root Hash `json:"root"`
+	// Note is the checkpoint signed with the audit key (TreeHead), empty when the sealer had none.
+	Note string `json:"note,omitempty"`
 }
 
 // errLedgerMoved: another sealer wrote to the ledger since this one read its tail.
@@ -127,8 +132,9 @@ func (l *Ledger) Tail(ctx context.Context) (Seal, error) {
 // LastCheckpoint returns the newest sealed checkpoint; ok is false when there is none.
 func (l *Ledger) LastCheckpoint(ctx context.Context) (c Checkpoint, ok bool, err error) {
 	var at dbTime
-	err = l.db.QueryRowContext(ctx, `SELECT ordinal, position, chain, sealed_at FROM audit_checkpoints ORDER BY ordinal DESC LIMIT 1`).
-		Scan(&c.Ordinal, &c.Position, hashBytes{&c.Chain}, &at)
+	var root, signed []byte
+	err = l.db.QueryRowContext(ctx, `SELECT ordinal, position, chain, sealed_at, root, note FROM audit_checkpoints ORDER BY ordinal DESC LIMIT 1`).
+		Scan(&c.Ordinal, &c.Position, hashBytes{&c.Chain}, &at, &root, &signed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Checkpoint{}, false, nil
 	}
@@ -136,6 +142,8 @@ func (l *Ledger) LastCheckpoint(ctx context.Context) (c Checkpoint, ok bool, err
 		return Checkpoint{}, false, l.err("read last checkpoint", err)
 	}
 	c.SealedAt = at.Time
+	copy(c.Root[:], root)
+	c.Note = string(signed)
 	return c, true, nil
 }
 
@@ -222,13 +230,13 @@ func sealOf(ord, pos int64, id, chain []byte) (Seal, error) {
 
 // Checkpoints yields the sealed checkpoints with an ordinal in (after, upTo], in order.
 func (l *Ledger) Checkpoints(ctx context.Context, after, upTo uint64) iter.Seq2[Checkpoint, error] {
-	return l.checkpoints(ctx, `SELECT ordinal, position, chain, sealed_at FROM audit_checkpoints
+	return l.checkpoints(ctx, `SELECT ordinal, position, chain, sealed_at, root, note FROM audit_checkpoints
 		WHERE ordinal > ? AND ordinal <= ? ORDER BY ordinal LIMIT ?`, after, upTo)
 }
 
 // unpublished yields the checkpoints no publisher has taken yet, in order.
 func (l *Ledger) unpublished(ctx context.Context) iter.Seq2[Checkpoint, error] {
-	return l.checkpoints(ctx, `SELECT ordinal, position, chain, sealed_at FROM audit_checkpoints
+	return l.checkpoints(ctx, `SELECT ordinal, position, chain, sealed_at, root, note FROM audit_checkpoints
 		WHERE published_at IS NULL AND ordinal > ? AND ordinal <= ? ORDER BY ordinal LIMIT ?`, 0, 1<<63-1)
 }
 
@@ -245,12 +253,15 @@ func (l *Ledger) checkpoints(ctx context.Context, query string, after, upTo uint
 			for rows.Next() {
 				var c Checkpoint
 				var at dbTime
-				if err := rows.Scan(&c.Ordinal, &c.Position, hashBytes{&c.Chain}, &at); err != nil {
+				var root, signed []byte
+				if err := rows.Scan(&c.Ordinal, &c.Position, hashBytes{&c.Chain}, &at, &root, &signed); err != nil {
 					rows.Close()
 					yield(Checkpoint{}, l.err("read checkpoints", err))
 					return
 				}
 				c.SealedAt = at.Time
+				copy(c.Root[:], root)
+				c.Note = string(signed)
 				page = append(page, c)
 			}
 			rows.Close()
@@ -280,10 +291,10 @@ func (l *Ledger) markPublished(ctx context.Context, ordinal uint64, at time.Time
 	return nil
 }
 
-// write appends seals after the ledger's tail, which must still be at ordinal tail, and the
-// checkpoint cp if not nil, in one transaction. A ledger that moved fails with errLedgerMoved
-// and writes nothing.
-func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, cp *Checkpoint) error {
+// write appends seals after the ledger's tail, which must still be at ordinal tail, the tree
+// tiles they changed, and the checkpoint cp if not nil, in one transaction. A ledger that moved fails with
+// errLedgerMoved and writes nothing.
+func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, tiles []treeTile, cp *Checkpoint) error {
 	tx, err := l.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return l.err("begin", err)
@@ -315,9 +326,18 @@ func (l *Ledger) write(ctx context.Context, tail uint64, seals []Seal, cp *Check
 			return l.err("insert seals", err)
 		}
 	}
+	if len(tiles) > 0 {
+		if err := l.insertTiles(ctx, tx, tiles); err != nil {
+			return l.err("write tree", err)
+		}
+	}
 	if cp != nil {
-		_, err := tx.ExecContext(ctx, l.q(`INSERT INTO audit_checkpoints (ordinal, position, chain, sealed_at) VALUES (?, ?, ?, ?)`),
-			int64(cp.Ordinal), int64(cp.Position), cp.Chain[:], l.timeArg(cp.SealedAt))
+		var signed any
+		if cp.Note != "" {
+			signed = cp.Note
+		}
+		_, err := tx.ExecContext(ctx, l.q(`INSERT INTO audit_checkpoints (ordinal, position, chain, sealed_at, root, note) VALUES (?, ?, ?, ?, ?, ?)`),
+			int64(cp.Ordinal), int64(cp.Position), cp.Chain[:], l.timeArg(cp.SealedAt), cp.Root[:], signed)
 		if err != nil {
 			return l.err(fmt.Sprintf("insert checkpoint %d", cp.Ordinal), err)
 		}

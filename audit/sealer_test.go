@@ -133,6 +133,18 @@ func TestSealerFollowsLiveAppends(t *testing.T) {
 					t.Fatalf("published %+v, the ledger holds %+v", seen[i], cps[i])
 				}
 			}
+			// The two sealers' tree is the log's: each checkpoint's root, and every root since.
+			leaves := leavesOf(log)
+			for _, c := range cps {
+				if want := naiveRoot(leaves[:c.Ordinal]); c.Root != want {
+					t.Fatalf("checkpoint %d: root %s, want %s", c.Ordinal, c.Root, want)
+				}
+			}
+			for size := range uint64(len(log)) + 1 {
+				if got, err := e.ledger.Root(context.Background(), size); err != nil || got != naiveRoot(leaves[:size]) {
+					t.Fatalf("root at %d: %s, %v", size, got, err)
+				}
+			}
 			// A checkpoint at least every 5 events.
 			prev := uint64(0)
 			for _, c := range cps {

@@ -28,10 +28,14 @@ type Commands struct {
 	ResetPassword            Handler[ResetPassword, Result]
 	SignIn                   SignInHandler
 	SignOut                  SignOutHandler
+	RefreshSession           RefreshSessionHandler
+	RevokeSession            RevokeSessionHandler
 	ChangePassword           Handler[ChangePassword, Result]
 	ChangeEmail              Handler[ChangeEmail, Result]
 	ChangeUsername           Handler[ChangeUsername, Result]
 	UpdateUserData           UpdateUserDataHandler
+	CreateProfile            CreateProfileHandler
+	UpdateProfile            UpdateProfileHandler
 	DeleteAccount            Handler[DeleteAccount, Result]
 	GenerateOTPSecret        GenerateOTPSecretHandler
 	EnableOTP                Handler[EnableOTP, Result]
@@ -50,6 +54,8 @@ type Commands struct {
 	ResetUserOTP    ResetUserOTPHandler
 	SetUserLogin    SetUserLoginHandler
 	CloseAccount    CloseAccountHandler
+	RevokeSessions  RevokeSessionsHandler
+	ReviewProfile   ReviewProfileHandler
 }
 
 // Defaults of CodesConfig.
@@ -100,11 +106,12 @@ type Deps struct {
 
 // Config tunes the handlers. The zero value takes every default.
 type Config struct {
-	Streams StreamsConfig
-	Codes   CodesConfig
-	SignIn  SignInConfig
-	Wallet  WalletConfig
-	Limits  LimitsConfig
+	Streams  StreamsConfig
+	Codes    CodesConfig
+	SignIn   SignInConfig
+	Wallet   WalletConfig
+	Limits   LimitsConfig
+	Sessions SessionsConfig
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -126,7 +133,11 @@ func New(d Deps, c Config) (Application, error) {
 	if err != nil {
 		return Application{}, err
 	}
-	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, d.Attempts, limits, c.SignIn)
+	signIn, err := NewSignInHandler(users, d.Hasher, d.Sealer, d.Tokens, d.Attempts, limits, c.SignIn, c.Sessions)
+	if err != nil {
+		return Application{}, err
+	}
+	sessions, err := c.Sessions.withDefaults()
 	if err != nil {
 		return Application{}, err
 	}
@@ -147,10 +158,14 @@ func New(d Deps, c Config) (Application, error) {
 			ResetPassword:            guard[ResetPassword, Result](g, NewResetPasswordHandler(users, d.Hasher)),
 			SignIn:                   signIn,
 			SignOut:                  NewSignOutHandler(users),
+			RefreshSession:           NewRefreshSessionHandler(users, d.Tokens, sessions),
+			RevokeSession:            NewRevokeSessionHandler(users),
 			ChangePassword:           guard[ChangePassword, Result](g, NewChangePasswordHandler(users, d.Hasher)),
 			ChangeEmail:              guard[ChangeEmail, Result](g, NewChangeEmailHandler(users, d.Hasher, d.Notifier, c.Codes)),
 			ChangeUsername:           guard[ChangeUsername, Result](g, NewChangeUsernameHandler(users, d.Hasher)),
 			UpdateUserData:           NewUpdateUserDataHandler(users),
+			CreateProfile:            NewCreateProfileHandler(users),
+			UpdateProfile:            NewUpdateProfileHandler(users),
 			DeleteAccount:            guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer)),
 			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
 			EnableOTP:                guard[EnableOTP, Result](g, NewEnableOTPHandler(users, d.Sealer)),
@@ -168,6 +183,8 @@ func New(d Deps, c Config) (Application, error) {
 			ResetUserOTP:             NewResetUserOTPHandler(users),
 			SetUserLogin:             NewSetUserLoginHandler(users),
 			CloseAccount:             NewCloseAccountHandler(users),
+			RevokeSessions:           NewRevokeSessionsHandler(users),
+			ReviewProfile:            NewReviewProfileHandler(users),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

@@ -21,14 +21,24 @@ type SignIn struct {
 	Login    string
 	Password string
 	OTPCode  string
+	// Cookie asks for a cookie session (a browser app): the result then carries a CSRF token that
+	// unsafe requests authenticated by the cookie must present.
+	Cookie bool
 }
 
-// SignInResult is a new session and its access token.
+// SignInResult is a new session, its access token and its refresh token.
 type SignInResult struct {
 	Result
 	SessionID string
 	Token     string
-	ExpiresAt time.Time
+	ExpiresAt time.Time // of the access token
+	// RefreshToken renews the session (RefreshSession) until SessionExpiresAt, which each refresh
+	// moves on, up to the session's absolute end. Empty for a sign-in replayed by its idempotency
+	// key: only its hash was kept.
+	RefreshToken     string
+	SessionExpiresAt time.Time
+	// CSRFToken is the cookie session's CSRF token (Cookie); empty otherwise.
+	CSRFToken string
 }
 
 // TokenSigner signs access tokens; *auth.Signer is one.
@@ -122,13 +132,14 @@ type SignInHandler struct {
 	limiter AttemptLimiter
 	limits  LimitsConfig
 	cfg     SignInConfig
+	life    SessionsConfig
 	// failure is how long recording a failed sign-in of a known user takes; an unknown login
 	// waits as long, so the two cannot be told apart by time.
 	failure *latency
 }
 
 // NewSignInHandler returns the handler. limits gives the policy of two-factor codes.
-func NewSignInHandler(users *UserStreams, hasher *auth.PasswordHasher, sealer *auth.Sealer, tokens TokenSigner, limiter AttemptLimiter, limits LimitsConfig, cfg SignInConfig) (SignInHandler, error) {
+func NewSignInHandler(users *UserStreams, hasher *auth.PasswordHasher, sealer *auth.Sealer, tokens TokenSigner, limiter AttemptLimiter, limits LimitsConfig, cfg SignInConfig, life SessionsConfig) (SignInHandler, error) {
 	if users == nil || hasher == nil || sealer == nil || tokens == nil || limiter == nil {
 		panic("commands: NewSignInHandler needs users, a password hasher, a sealer, a token signer and an attempt limiter")
 	}
@@ -145,8 +156,11 @@ func NewSignInHandler(users *UserStreams, hasher *auth.PasswordHasher, sealer *a
 	if err != nil {
 		return SignInHandler{}, err
 	}
+	if life, err = life.withDefaults(); err != nil {
+		return SignInHandler{}, err
+	}
 	return SignInHandler{
-		users: users, hasher: hasher, sealer: sealer, tokens: tokens, limiter: limiter, limits: limits, cfg: cfg, failure: &latency{},
+		users: users, hasher: hasher, sealer: sealer, tokens: tokens, limiter: limiter, limits: limits, cfg: cfg, life: life, failure: &latency{},
 	}, nil
 }
 
@@ -315,6 +329,8 @@ func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, 
 	var (
 		token  string
 		claims auth.AccessClaims
+		start  domain.SessionStart
+		fresh  sessionTokens
 	)
 	o, err := h.users.update(ctx, uid, "SignIn", cmd.Meta, func(u *domain.User) (change, error) {
 		if err := proof.check(u, ErrInvalidCredentials); err != nil {
@@ -351,7 +367,10 @@ func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, 
 		if err != nil {
 			return change{}, err
 		}
-		events, err := u.StartSession(domain.SessionStart{SessionID: sid, At: now, ExpiresAt: claims.ExpiresAt, OTPStep: step})
+		fresh = newSessionTokens(u.ID(), sid, cmd.Cookie)
+		start = h.life.start(sid, now, claims.ExpiresAt, fresh)
+		start.OTPStep = step
+		events, err := u.StartSession(start)
 		if errors.Is(err, domain.ErrOTPReplayed) {
 			return change{}, &signInFailure{domain.LoginFailureReplayedOTP, err}
 		}
@@ -371,7 +390,10 @@ func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, 
 	if o.replayed {
 		return h.replayed(o, uid, idem)
 	}
-	return SignInResult{Result: resultOf(o), SessionID: claims.SessionID, Token: token, ExpiresAt: claims.ExpiresAt}, nil
+	return SignInResult{
+		Result: resultOf(o), SessionID: claims.SessionID, Token: token, ExpiresAt: claims.ExpiresAt,
+		RefreshToken: fresh.refresh, SessionExpiresAt: start.ExpiresAt, CSRFToken: fresh.csrf,
+	}, nil
 }
 
 // normalLogin is the key a login is counted under: the normalised email or username, or, when it

@@ -147,6 +147,20 @@ func (s *UserStreams) current(ctx context.Context, uid domain.UserID) (*domain.U
 	return u, err
 }
 
+// currentAt is current for a caller who has just read the version of the user's last stored event
+// (0: the stream has none), in the same statement as something else: a user cached at that version
+// or later is the user as their stream stands, and is returned without reading the store. Stream
+// versions are never rewritten, so a cached user of the same version holds every event there is.
+func (s *UserStreams) currentAt(ctx context.Context, uid domain.UserID, version uint64) (*domain.User, error) {
+	if version == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUserNotFound, uid)
+	}
+	if base, ok := s.cache.get(uid); ok && base.user.Version() >= version {
+		return base.user, nil
+	}
+	return s.current(ctx, uid)
+}
+
 // errSnapshotAhead: a stored snapshot is of a version beyond the stream's last event.
 var errSnapshotAhead = errors.New("commands: snapshot ahead of its stream")
 

@@ -75,6 +75,12 @@ var (
 	ErrOTPReplayed = errors.New("domain: two-factor code already used")
 	// ErrSessionNotFound: no open session has that id.
 	ErrSessionNotFound = errors.New("domain: session not found")
+	// ErrRefreshTokenInvalid: the refresh token is not the current one of an open, renewable
+	// session (unknown, expired, or from before the session's last rotations).
+	ErrRefreshTokenInvalid = errors.New("domain: invalid refresh token")
+	// ErrRefreshTokenReused: the refresh token was rotated away already and is presented again:
+	// someone else holds the session's tokens too.
+	ErrRefreshTokenReused = errors.New("domain: refresh token reused")
 	// ErrLabelExists: the user holds a label of that key and scope already.
 	ErrLabelExists = errors.New("domain: label already exists")
 	// ErrLabelNotFound: the user holds no label of that key and scope.

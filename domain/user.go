@@ -54,6 +54,9 @@ type User struct {
 
 	wallet Wallet
 
+	profile  *profile        // nil until ProfileCreated
+	settings json.RawMessage // the user's settings object, apart from the profile
+
 	version uint64
 }
 
@@ -208,7 +211,7 @@ func (u *User) apply(e Event) {
 		// Forget sessions that expired before this sign-in, so the set stays as small as the
 		// number of sign-ins within one session lifetime, without walking the open ones.
 		u.pruneSessions(e.At)
-		u.addSession(e.SessionID, session{started: e.At, expires: e.ExpiresAt})
+		u.addSession(e.SessionID, session{started: e.At, expires: e.ExpiresAt, ends: e.EndsAt, refresh: e.RefreshHash, csrf: e.CSRFHash})
 		u.failedLogins, u.lastFailedLogin = 0, time.Time{}
 		if e.OTPStep > u.lastOTPStep {
 			u.lastOTPStep = e.OTPStep
@@ -218,6 +221,13 @@ func (u *User) apply(e Event) {
 		u.lastFailedLogin = e.At
 	case SessionEnded:
 		u.removeSession(e.SessionID)
+	case SessionRefreshed:
+		// Expired sessions go here too: a user who only ever refreshes keeps a small state.
+		u.pruneSessions(e.At)
+		if s, ok := u.sessions[e.SessionID]; ok {
+			u.addSession(e.SessionID, s.refreshed(e))
+			u.trimExpiries()
+		}
 	case OTPSecretGenerated:
 		u.otpSecret = bytes.Clone(e.Ciphertext)
 	case OTPEnabled:
@@ -247,6 +257,8 @@ func (u *User) apply(e Event) {
 		u.state, u.closed = StateDeleted, true
 	case LabelAdded, LabelUpdated, LabelRemoved, LevelChanged:
 		u.applyLabel(e)
+	case ProfileCreated, ProfileUpdated, ProfileStateChanged, UserSettingsChanged:
+		u.applyProfile(e)
 	case WalletCredited, WalletDebited:
 		u.applyWallet(e)
 	}

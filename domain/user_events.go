@@ -85,6 +85,27 @@ type SessionStarted struct {
 	At        time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at"`
 	OTPStep   int64     `json:"otp_step,omitempty"`
+	// RefreshHash is the SHA-256 (hex) of the session's first refresh token: the session can be
+	// renewed (SessionRefreshed) until EndsAt. Sessions started before refresh tokens have none, and
+	// ExpiresAt is then their end. EndsAt zero means ExpiresAt.
+	RefreshHash string    `json:"refresh_hash,omitempty"`
+	EndsAt      time.Time `json:"ends_at,omitzero"`
+	// CSRFHash is the SHA-256 (hex) of the CSRF token of a cookie session (Barong's csrf_token),
+	// which unsafe requests authenticated by the cookie must carry; empty for a bearer session.
+	CSRFHash string `json:"csrf_hash,omitempty"`
+}
+
+// SessionRefreshed: the session's refresh token was used, and replaced by the one of RefreshHash
+// (rotation). The session is open until ExpiresAt (the idle timeout from At, never past the
+// session's EndsAt), unless refreshed again.
+type SessionRefreshed struct {
+	SessionID   string    `json:"sid"`
+	At          time.Time `json:"at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	RefreshHash string    `json:"refresh_hash"`
+	// CSRFHash, when set, replaces the CSRF token of a cookie session: a browser app renewing its
+	// cookies gets a new one (after a reload, say, it no longer has the first).
+	CSRFHash string `json:"csrf_hash,omitempty"`
 }
 
 // LoginFailure says why a sign-in of a known user failed.
@@ -130,6 +151,13 @@ const (
 	// SessionEndSessionLimit: the user signed in with as many sessions open as their limit, and this
 	// one, the oldest, made room (User.LimitSessions).
 	SessionEndSessionLimit SessionEnd = "session_limit"
+	// SessionEndRefreshReuse: a refresh token that had already been rotated was presented again,
+	// so two parties hold the session's tokens; the session ends for both (RFC 6819 5.2.2.3).
+	SessionEndRefreshReuse SessionEnd = "refresh_token_reused"
+	// SessionEndRevoked: the user ended this session from their list of sessions.
+	SessionEndRevoked SessionEnd = "revoked"
+	// SessionEndRevokedByAdmin: an administrator ended the session.
+	SessionEndRevokedByAdmin SessionEnd = "revoked_by_admin"
 )
 
 // SessionEnded: the session is closed; an access token bound to it is refused from now on.
@@ -213,6 +241,7 @@ func (UsernameChanged) EventType() string            { return "UsernameChanged" 
 func (UserDataUpdated) EventType() string            { return "UserDataUpdated" }
 func (SessionStarted) EventType() string             { return "SessionStarted" }
 func (LoginFailed) EventType() string                { return "LoginFailed" }
+func (SessionRefreshed) EventType() string           { return "SessionRefreshed" }
 func (SessionEnded) EventType() string               { return "SessionEnded" }
 func (OTPSecretGenerated) EventType() string         { return "OTPSecretGenerated" }
 func (OTPEnabled) EventType() string                 { return "OTPEnabled" }
@@ -231,10 +260,11 @@ func RegisterEvents(r *Registry) {
 	for _, e := range []Event{
 		UserRegistered{}, EmailVerificationRequested{}, EmailVerified{}, PasswordChanged{},
 		PasswordResetRequested{}, PasswordReset{}, EmailChanged{}, UsernameChanged{},
-		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, OTPSecretGenerated{},
+		UserDataUpdated{}, SessionStarted{}, LoginFailed{}, SessionEnded{}, SessionRefreshed{}, OTPSecretGenerated{},
 		OTPEnabled{}, OTPVerified{}, OTPDisabled{}, UserStateChanged{}, RoleChanged{}, UserDeleted{},
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
 		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{}, PasswordRehashed{},
+		ProfileCreated{}, ProfileUpdated{}, ProfileStateChanged{}, UserSettingsChanged{},
 	} {
 		r.Register(e, 1)
 	}

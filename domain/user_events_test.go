@@ -18,8 +18,8 @@ func TestEventRegistryNames(t *testing.T) {
 		"AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
-		"PasswordResetRequested", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionStarted", "UserDataUpdated",
-		"UserDeleted", "UserRegistered", "UserStateChanged", "UsernameChanged", "WalletCredited",
+		"PasswordResetRequested", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
+		"UserDeleted", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
 	if got := r.Types(); !slices.Equal(got, want) {
@@ -54,12 +54,23 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		changeRole(domain.RoleSupport), changeState(domain.StateLocked, "too many failures", at(7)),
 		changeState(domain.StateActive, "", at(8)), deleteUser(at(9)), changeState(domain.StateActive, "restored", at(10)), disableLogin(at(10)), enableLogin,
 		failSecret(domain.SecretOTP, "DisableOTP", at(10)), disableOTP(5003), genOTP("sealed-2"),
-		signIn("s4", at(11), 0), signIn("s5", at(11), 0), failLogin(domain.LoginFailureInvalidPassword, at(12)),
+		signIn("s4", at(11), 0), signInRenewable("s5", at(11), "t0"), refresh("s5", at(12), "t0", "t1"), failLogin(domain.LoginFailureInvalidPassword, at(12)),
 		requestEmail("e2", at(60)), requestReset("r2", at(60)),
 		addLabel(domain.ActorAdmin, "email", "verified", domain.ScopePrivate), addLabel(domain.ActorAdmin, "phone", "pending", domain.ScopePrivate),
 		updateLabel(domain.ActorAdmin, "phone", "verified", domain.ScopePrivate), addLabel(domain.ActorUser, "nickname", "ally", domain.ScopePublic),
 		addLabel(domain.ActorUser, "colour", "blue", domain.ScopePublic), removeLabel(domain.ActorUser, "colour", domain.ScopePublic),
 		credit(domain.BalanceStandard, 500, "deposit", "pay-1"), spend(150, "order-1"), withdraw(200, "iban-1"),
+		func(u *domain.User) ([]domain.Event, error) {
+			first, country := "Alice", "fr"
+			return u.CreateProfile(domain.ProfilePatch{FirstName: &first, Country: &country}, false, at(12))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			city := "Lyon"
+			return u.UpdateProfile(domain.ProfilePatch{City: &city}, true, at(12))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.ChangeSettings(json.RawMessage(`{"theme":"dark"}`))
+		},
 	} {
 		evs, err := c(u)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"container/heap"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,6 +25,13 @@ type SessionStart struct {
 	At        time.Time // now
 	ExpiresAt time.Time // when the session ends by itself; after At
 	OTPStep   int64     // the TOTP step of the code given; 0 when two-factor authentication is off
+	// RefreshHash is the SHA-256 (auth.HashToken) of the session's refresh token; with it the
+	// session can be renewed (RefreshSession) up to EndsAt, which must not be before ExpiresAt.
+	// Without it the session ends at ExpiresAt.
+	RefreshHash string
+	EndsAt      time.Time
+	// CSRFHash is the SHA-256 of the CSRF token of a cookie session; empty for a bearer session.
+	CSRFHash string
 }
 
 // DefaultSessionLimit is how many sessions a user may have open at once when LimitSessions was not
@@ -87,8 +95,26 @@ func (u *User) StartSession(s SessionStart) ([]Event, error) {
 	case s.OTPStep != 0:
 		return nil, fmt.Errorf("%w: sign-in carried a code step", ErrOTPNotEnabled)
 	}
+	started := SessionStarted{SessionID: s.SessionID, At: s.At.UTC(), ExpiresAt: s.ExpiresAt.UTC(), OTPStep: s.OTPStep}
+	if s.RefreshHash != "" {
+		if err := checkTokenHash(s.RefreshHash); err != nil {
+			return nil, err
+		}
+		if s.EndsAt.Before(s.ExpiresAt) {
+			return nil, fmt.Errorf("%w: session end %s is before its expiry %s", ErrInvalidArgument, s.EndsAt, s.ExpiresAt)
+		}
+		started.RefreshHash, started.EndsAt = s.RefreshHash, s.EndsAt.UTC()
+	} else if !s.EndsAt.IsZero() {
+		return nil, fmt.Errorf("%w: a session end without a refresh token", ErrInvalidArgument)
+	}
+	if s.CSRFHash != "" {
+		if err := checkTokenHash(s.CSRFHash); err != nil {
+			return nil, err
+		}
+		started.CSRFHash = s.CSRFHash
+	}
 	events := u.endOldestSessions(s.At, u.maxSessions()-1)
-	events = append(events, SessionStarted{SessionID: s.SessionID, At: s.At.UTC(), ExpiresAt: s.ExpiresAt.UTC(), OTPStep: s.OTPStep})
+	events = append(events, started)
 	return u.record(events...), nil
 }
 
@@ -145,6 +171,113 @@ func (u *User) EndSession(sid string) ([]Event, error) {
 		return nil, fmt.Errorf("%w: %q", ErrSessionNotFound, sid)
 	}
 	return u.record(SessionEnded{SessionID: sid, Reason: SessionEndLogout}), nil
+}
+
+// SessionRefresh is the use of a refresh token, as the command layer saw it.
+type SessionRefresh struct {
+	SessionID string
+	TokenHash string    // SHA-256 of the refresh token presented
+	NewHash   string    // SHA-256 of the token that replaces it
+	At        time.Time // now
+	ExpiresAt time.Time // now plus the idle timeout; the session's end caps it
+	// NewCSRFHash, for a cookie session, replaces its CSRF token; empty keeps it.
+	NewCSRFHash string
+}
+
+// MaxRotatedRefreshKept is how many refresh tokens each session remembers after they were
+// rotated away, to recognise their reuse. The race it is for (a stolen token and its owner's copy
+// both used, one after the other) shows as the token just replaced; a few more cover a thief
+// who refreshed a few times before the owner came back, and the state stays a few hundred bytes
+// per session. An older token is simply unknown (ErrRefreshTokenInvalid).
+const MaxRotatedRefreshKept = 4
+
+// RefreshSession renews an open session whose current refresh token is the one presented: the
+// token is replaced by NewHash (rotation) and the session is open until ExpiresAt, capped by its
+// end (SessionRefreshed). The user must be active with sign-in enabled. A token rotated away
+// already is ErrRefreshTokenReused (then end the session: RevokeSession with
+// SessionEndRefreshReuse); any other token, or a session that is closed, expired or not
+// renewable, is ErrRefreshTokenInvalid.
+func (u *User) RefreshSession(r SessionRefresh) ([]Event, error) {
+	if err := u.requireActive(); err != nil {
+		return nil, err
+	}
+	if u.loginDisabled {
+		return nil, fmt.Errorf("%w: user %s", ErrLoginDisabled, u.id)
+	}
+	if err := checkTime("refresh", r.At); err != nil {
+		return nil, err
+	}
+	if err := checkTokenHash(r.NewHash); err != nil {
+		return nil, err
+	}
+	if !r.ExpiresAt.After(r.At) {
+		return nil, fmt.Errorf("%w: session expiry %s is not after the refresh %s", ErrInvalidArgument, r.ExpiresAt, r.At)
+	}
+	if r.NewCSRFHash != "" {
+		if err := checkTokenHash(r.NewCSRFHash); err != nil {
+			return nil, err
+		}
+	}
+	s, ok := u.sessions[r.SessionID]
+	if !ok || s.refresh == "" || !s.expires.After(r.At) {
+		return nil, fmt.Errorf("%w: no renewable session %q", ErrRefreshTokenInvalid, r.SessionID)
+	}
+	if !hashMatches(s.refresh, r.TokenHash) {
+		for _, old := range s.rotated {
+			if hashMatches(old, r.TokenHash) {
+				return nil, fmt.Errorf("%w: session %q", ErrRefreshTokenReused, r.SessionID)
+			}
+		}
+		return nil, fmt.Errorf("%w: not the token of session %q", ErrRefreshTokenInvalid, r.SessionID)
+	}
+	expires := r.ExpiresAt
+	if end := s.end(); expires.After(end) {
+		expires = end
+	}
+	if s.csrf == "" && r.NewCSRFHash != "" {
+		return nil, fmt.Errorf("%w: a CSRF token for bearer session %q", ErrInvalidArgument, r.SessionID)
+	}
+	return u.record(SessionRefreshed{SessionID: r.SessionID, At: r.At.UTC(), ExpiresAt: expires.UTC(), RefreshHash: r.NewHash, CSRFHash: r.NewCSRFHash}), nil
+}
+
+// RevokeSession ends a session for a reason other than its own sign-out: the user ended it from
+// their list (SessionEndRevoked), an administrator did (SessionEndRevokedByAdmin), or its
+// refresh token was reused (SessionEndRefreshReuse). It works in any state; an unknown or closed
+// session is ErrSessionNotFound.
+func (u *User) RevokeSession(sid string, reason SessionEnd) ([]Event, error) {
+	switch reason {
+	case SessionEndRevoked, SessionEndRevokedByAdmin, SessionEndRefreshReuse:
+	default:
+		return nil, fmt.Errorf("%w: revocation reason %q", ErrInvalidArgument, reason)
+	}
+	if _, ok := u.sessions[sid]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrSessionNotFound, sid)
+	}
+	return u.record(SessionEnded{SessionID: sid, Reason: reason}), nil
+}
+
+// RevokeAllSessions ends every session open at now (SessionEndRevokedByAdmin), in any state. With
+// none open it records nothing.
+func (u *User) RevokeAllSessions(now time.Time) ([]Event, error) {
+	if err := checkTime("now", now); err != nil {
+		return nil, err
+	}
+	return u.record(u.endSessions(now, SessionEndRevokedByAdmin, "")...), nil
+}
+
+// CSRFMatches reports whether the session is a cookie session whose CSRF token has this SHA-256,
+// compared in constant time.
+func (u *User) CSRFMatches(sid, hash string) bool {
+	s, ok := u.sessions[sid]
+	return ok && s.csrf != "" && hashMatches(s.csrf, hash)
+}
+
+// CookieSession reports whether the session is a cookie session (it has a CSRF token).
+func (u *User) CookieSession(sid string) bool { return u.sessions[sid].csrf != "" }
+
+// hashMatches compares token hashes in constant time.
+func hashMatches(stored, given string) bool {
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
 }
 
 // endSessions returns a SessionEnded for every session open at now except keep, in id order so
@@ -238,6 +371,33 @@ func (u *User) DisableOTP(step int64) ([]Event, error) {
 // session is an open session of a user.
 type session struct {
 	started, expires time.Time
+	ends             time.Time // when refreshes can take it no further; zero: expires
+	refresh          string    // SHA-256 of its current refresh token; "" if it is not renewable
+	// rotated holds the SHA-256 of its last refresh tokens replaced, oldest first, at most
+	// MaxRotatedRefreshKept. Users are cloned with their sessions' slices shared: it is replaced,
+	// never changed in place.
+	rotated []string
+	csrf    string // SHA-256 of its CSRF token; "" for a bearer session
+}
+
+// end is when the session ends at the latest.
+func (s session) end() time.Time {
+	if s.ends.IsZero() {
+		return s.expires
+	}
+	return s.ends
+}
+
+// refreshed is the session after SessionRefreshed.
+func (s session) refreshed(e SessionRefreshed) session {
+	keep := s.rotated[max(0, len(s.rotated)-(MaxRotatedRefreshKept-1)):]
+	rotated := make([]string, 0, len(keep)+1)
+	s.rotated = append(append(rotated, keep...), s.refresh)
+	s.refresh, s.expires = e.RefreshHash, e.ExpiresAt
+	if e.CSRFHash != "" {
+		s.csrf = e.CSRFHash
+	}
+	return s
 }
 
 // sessionExpiry is an entry of the expiry heap: the session sid expires at expires.
@@ -272,6 +432,12 @@ func (u *User) addSession(sid string, s session) {
 // the open sessions, the heap is rebuilt, so it stays within twice their number.
 func (u *User) removeSession(sid string) {
 	delete(u.sessions, sid)
+	u.trimExpiries()
+}
+
+// trimExpiries rebuilds the heap when the entries of ended or refreshed sessions outnumber the
+// open sessions, so it stays within twice their number.
+func (u *User) trimExpiries() {
 	if len(u.expiries) > 2*len(u.sessions)+16 {
 		u.rebuildExpiries()
 	}

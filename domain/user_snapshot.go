@@ -20,7 +20,7 @@ import (
 // User changes (a field added, one meaning something else): RestoreUser then refuses older
 // snapshots (ErrSnapshotSchema) and users are rebuilt from their events. A test pins the fields of
 // User to remind whoever changes them.
-const UserSnapshotSchema = 1
+const UserSnapshotSchema = 3
 
 // ErrSnapshotSchema: a snapshot was written for another shape of User, or is not a snapshot at all.
 // It is not a user's mistake: the caller rebuilds the user from its events.
@@ -80,6 +80,8 @@ type userSnapshot struct {
 	Level           int               `json:"level,omitempty"`
 	Free            int64             `json:"free,omitempty"`
 	Standard        int64             `json:"standard,omitempty"`
+	Profile         *ProfileCreated   `json:"profile,omitempty"`
+	Settings        []byte            `json:"settings,omitempty"`
 }
 
 type snapshotToken struct {
@@ -91,6 +93,10 @@ type snapshotSession struct {
 	ID        string    `json:"sid"`
 	StartedAt time.Time `json:"at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	EndsAt    time.Time `json:"ends_at,omitzero"`
+	Refresh   string    `json:"refresh,omitempty"`
+	Rotated   []string  `json:"rotated,omitempty"`
+	CSRF      string    `json:"csrf,omitempty"`
 }
 
 type snapshotLabel struct {
@@ -110,10 +116,15 @@ func (u *User) Snapshot() ([]byte, error) {
 		RefID: u.refID, Data: u.data, EmailToken: tokenSnapshot(u.emailToken), ResetToken: tokenSnapshot(u.resetToken),
 		OTPSecret: u.otpSecret, OTPEnabled: u.otpEnabled, LastOTPStep: u.lastOTPStep,
 		FailedLogins: u.failedLogins, LastFailedLogin: u.lastFailedLogin,
-		Level: u.level, Free: u.wallet.Free, Standard: u.wallet.Standard,
+		Level: u.level, Free: u.wallet.Free, Standard: u.wallet.Standard, Settings: u.settings,
+	}
+	if u.profile != nil {
+		s.Profile = &ProfileCreated{ProfileData: u.profile.data, State: u.profile.state}
 	}
 	for sid, x := range u.sessions {
-		s.Sessions = append(s.Sessions, snapshotSession{ID: sid, StartedAt: x.started, ExpiresAt: x.expires})
+		s.Sessions = append(s.Sessions, snapshotSession{
+			ID: sid, StartedAt: x.started, ExpiresAt: x.expires, EndsAt: x.ends, Refresh: x.refresh, Rotated: x.rotated, CSRF: x.csrf,
+		})
 	}
 	slices.SortFunc(s.Sessions, func(a, b snapshotSession) int { return strings.Compare(a.ID, b.ID) })
 	for id, l := range u.labels {
@@ -162,10 +173,14 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 		sessions:     make(map[string]session, len(s.Sessions)),
 		failedLogins: s.FailedLogins, lastFailedLogin: s.LastFailedLogin,
 		level: s.Level, wallet: Wallet{Free: s.Free, Standard: s.Standard},
-		version: version,
+		settings: json.RawMessage(s.Settings),
+		version:  version,
+	}
+	if s.Profile != nil {
+		u.profile = &profile{data: s.Profile.ProfileData, state: s.Profile.State}
 	}
 	for _, x := range s.Sessions {
-		u.sessions[x.ID] = session{started: x.StartedAt, expires: x.ExpiresAt}
+		u.sessions[x.ID] = session{started: x.StartedAt, expires: x.ExpiresAt, ends: x.EndsAt, refresh: x.Refresh, rotated: x.Rotated, csrf: x.CSRF}
 	}
 	u.rebuildExpiries()
 	for _, l := range s.Labels {

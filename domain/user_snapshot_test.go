@@ -18,7 +18,7 @@ import (
 func randomCommand(r *rand.Rand, now int, sids *[]string) cmd {
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
 	step := int64(1000 + now*3 + r.IntN(3))
-	switch r.IntN(30) {
+	switch r.IntN(31) {
 	case 0, 1, 2, 3, 4, 5, 6, 7:
 		sid := fmt.Sprintf("s%d", len(*sids))
 		*sids = append(*sids, sid)
@@ -71,6 +71,16 @@ func randomCommand(r *rand.Rand, now int, sids *[]string) cmd {
 		return pick2(r, disableLogin(at(now)), enableLogin)
 	case 28:
 		return pick2(r, deleteUser(at(now)), resetOTP)
+	case 29:
+		// Renewable sessions and their refreshes, with tokens named by session and generation so
+		// that current, rotated and unknown ones all come up.
+		sid := fmt.Sprintf("r%d", r.IntN(4))
+		gen := r.IntN(8)
+		if r.IntN(3) == 0 {
+			*sids = append(*sids, sid)
+			return signInRenewable(sid, at(now), fmt.Sprintf("%s-%d", sid, gen))
+		}
+		return refresh(sid, at(now), fmt.Sprintf("%s-%d", sid, gen), fmt.Sprintf("%s-%d", sid, gen+1))
 	default:
 		if r.IntN(20) == 0 {
 			return closeUser(at(now))
@@ -132,6 +142,7 @@ func sameUser(t *testing.T, what string, a, b *domain.User, now int) {
 	for i, probe := range []cmd{
 		verifyEmail("e1", at(now)), verifyEmail("e2", at(now)), resetPassword("r1", hash2, at(now)), resetPassword("r2", hash1, at(now)),
 		signIn("probe", at(now), 0), signIn("probe", at(now), int64(1000+now*3+5)), signIn("s0", at(now), 0), signOut("s1"), signOut("s3"),
+		refresh("r0", at(now), "r0-1", "r0-2"), refresh("r1", at(now), "r1-0", "r1-1"), revoke("r2", domain.SessionEndRevoked),
 		spend(100, ""), withdraw(50, ""), enableOTP(int64(1000 + now*3 + 5)), removeLabel(admin, "email", secret),
 		addLabel(member, "phone", "pending", public), changeState(domain.StateBanned, "", at(now)),
 	} {

@@ -180,6 +180,22 @@ var (
 			return u.StartSession(domain.SessionStart{SessionID: sid, At: now, ExpiresAt: now.Add(15 * time.Minute), OTPStep: step})
 		}
 	}
+	// signInRenewable opens a session of one day at most whose refresh token is `token`.
+	signInRenewable = func(sid string, now time.Time, token string) cmd {
+		return func(u *domain.User) ([]domain.Event, error) {
+			return u.StartSession(domain.SessionStart{SessionID: sid, At: now, ExpiresAt: now.Add(time.Hour),
+				RefreshHash: tokenHash(token), EndsAt: now.Add(24 * time.Hour), CSRFHash: tokenHash("csrf-" + sid)})
+		}
+	}
+	refresh = func(sid string, now time.Time, token, next string) cmd {
+		return func(u *domain.User) ([]domain.Event, error) {
+			return u.RefreshSession(domain.SessionRefresh{SessionID: sid, TokenHash: tokenHash(token), NewHash: tokenHash(next),
+				At: now, ExpiresAt: now.Add(time.Hour)})
+		}
+	}
+	revoke = func(sid string, reason domain.SessionEnd) cmd {
+		return func(u *domain.User) ([]domain.Event, error) { return u.RevokeSession(sid, reason) }
+	}
 	signOut = func(sid string) cmd {
 		return func(u *domain.User) ([]domain.Event, error) { return u.EndSession(sid) }
 	}

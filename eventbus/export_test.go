@@ -1,5 +1,11 @@
 package eventbus
 
+import (
+	"context"
+
+	"github.com/idlog/idlog/eventstore"
+)
+
 // Exported for the black-box tests: the hand-written JSON is checked against encoding/json.
 var (
 	ExportAppendString     = appendString
@@ -8,3 +14,30 @@ var (
 	ExportAppendUnsignedCloudEvent = appendUnsignedCloudEvent
 	ExportWithheldFields           = withheldFields
 )
+
+// ExportSignBatch signs msgs as the relay does, a batch at a time.
+func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte {
+	sigs := make([][64]byte, len(msgs))
+	s.signBatch(msgs, sigs)
+	out := make([][]byte, len(msgs))
+	for i := range sigs {
+		out[i] = sigs[i][:]
+	}
+	return out
+}
+
+// ExportEncodeBatch encodes batch as the relay publishes it: message bodies, in order.
+func ExportEncodeBatch(s *EventSigner, source string, batch []eventstore.Event) [][]byte {
+	en := encoder{signer: s, source: source}
+	w := en.start(batch)
+	defer w.stop()
+	out := make([][]byte, len(batch))
+	for i := range batch {
+		m, err := w.wait(context.Background(), i)
+		if err != nil {
+			panic(err)
+		}
+		out[i] = m.Data
+	}
+	return out
+}

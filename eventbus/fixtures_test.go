@@ -236,7 +236,7 @@ type streamMessage struct {
 // streamMessages reads every message IDLOG_EVENTS holds, in stream order.
 func streamMessages(t testing.TB, nc *nats.Conn) []streamMessage {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -131,6 +131,9 @@ type Relay struct {
 	published  atomic.Uint64 // stored by JetStream
 	duplicates atomic.Uint64 // dropped by JetStream as already stored
 	failures   atomic.Uint64 // runs that ended in an error
+	// fence is the lease token of the run that publishes (nil without a Lease): checkpoint saves
+	// carry it, so that once another replica holds the relay's lease they are refused.
+	fence atomic.Pointer[follower.Fence]
 
 	mu         sync.Mutex
 	err        error // why the relay is not publishing, nil while it is
@@ -141,6 +144,7 @@ type Relay struct {
 	descs relayDescs
 
 	follower        *follower.Follower
+	step            *relayStep
 	followerMetrics prometheus.Collector
 }
 
@@ -151,12 +155,16 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{opts: o, log: o.Logger, descs: newRelayDescs()}
+	// Large batches while catching up: each is signed on every core while the last one's
+	// publishes are still in flight.
+	batch := min(max(16*o.Window, 1024), follower.MaxBatchSize)
+	r.step = &relayStep{r: r, batchSize: batch, enc: encoder{signer: o.Client.opts.Signer, source: o.Source}}
 	r.follower, err = follower.New(follower.Options{
-		Name: RelayFollowerName, Store: o.Store, BatchSize: 4 * o.Window,
+		Name: RelayFollowerName, Store: o.Store, BatchSize: batch,
 		RetryMin: o.MinBackoff, RetryMax: o.MaxBackoff,
 		Wake:      o.Client.changed, // NATS is back: no need to wait out the pause
 		FailLevel: slog.LevelWarn, Lease: o.Lease, Logger: o.Logger,
-	}, &relayStep{r: r})
+	}, r.step)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +250,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); r.measureLag(bg) }()
 
 	runErr := r.follower.Run(ctx)
+	// A stop between two batches leaves the last one's publishes in flight: give their
+	// acknowledgements a moment, so the checkpoint keeps what JetStream has already stored.
+	if len(r.step.pending) > 0 {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if err := r.step.settle(actx, true); err != nil && actx.Err() == nil {
+			r.log.Debug("event relay: acknowledgements at stop", "error", err)
+		}
+		cancel()
+	}
 
 	stopBG()
 	wg.Wait()
@@ -249,7 +266,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if pos := r.position.Load(); pos > <-saved && r.owns() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := r.opts.Checkpoints.SetCheckpoint(sctx, r.opts.CheckpointName, pos); err != nil {
+		if err := r.saveCheckpoint(sctx, pos); err != nil {
 			r.log.Error("event relay: save checkpoint", "position", pos, "error", err)
 		}
 	}
@@ -270,14 +287,22 @@ const RelayFollowerName = "nats-relay"
 // relayStep publishes batches of the log to JetStream: the durable position is the highest one
 // JetStream acknowledged with everything below it.
 type relayStep struct {
-	r      *Relay
-	js     jetstream.JetStream
-	prevID string // the last message published in this run
+	r         *Relay
+	js        jetstream.JetStream
+	prevID    string     // the last message published in this run
+	pending   []inflight // published in this run, awaiting their acknowledgement, in order
+	enc       encoder
+	batchSize int
 }
 
 // Resume connects, makes sure the stream exists and finds where to publish from.
 func (st *relayStep) Resume(ctx context.Context) (uint64, error) {
 	r := st.r
+	// The engine runs the step under the lease's token, if any; the checkpoint saves, which run
+	// beside it, carry it from here.
+	if f, ok := follower.TokenFrom(ctx); ok {
+		r.fence.Store(&f)
+	}
 	nc, err := r.opts.Client.Conn(ctx)
 	if err != nil {
 		return 0, err
@@ -298,6 +323,8 @@ func (st *relayStep) Resume(ctx context.Context) (uint64, error) {
 		r.js, r.jsConn = js, nc
 	}
 	st.js, st.prevID = r.js, ""
+	clear(st.pending) // a failed run's: their acknowledgements no longer count
+	st.pending = st.pending[:0]
 	stream, err := ensureStream(ctx, st.js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "idlog's event log, in global order; one CloudEvents JSON message per event",
@@ -323,9 +350,13 @@ func (st *relayStep) Resume(ctx context.Context) (uint64, error) {
 	return from, nil
 }
 
-// Apply publishes batch with up to Window publishes awaiting their acknowledgement, then waits
-// for the rest. A stop (ctx) gives pending acknowledgements a moment, so the checkpoint keeps
-// what JetStream has already stored.
+// Apply publishes batch with up to Window publishes awaiting their acknowledgement. The messages
+// are encoded and signed on every core (signing costs more than publishing), a chunk ahead of
+// the publishes, in order. A full batch means the engine has more read ahead: its last publishes
+// stay in flight while the next batch is signed, and a later Apply (or Run, when it stops)
+// collects their acknowledgements. A batch that is not full (following live) waits for all of
+// them, so the position is that of its last event. A stop (ctx) gives pending acknowledgements a
+// moment, so the checkpoint keeps what JetStream has already stored.
 func (st *relayStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64, error) {
 	r := st.r
 	acks, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
@@ -333,18 +364,20 @@ func (st *relayStep) Apply(ctx context.Context, batch []eventstore.Event) (uint6
 	grace := context.AfterFunc(ctx, func() { time.AfterFunc(time.Second, stopAcks) })
 	defer grace()
 
-	pending := make([]inflight, 0, len(batch))
+	msgs := st.enc.start(batch)
+	defer msgs.stop()
 	var failed error
-	for _, e := range batch {
-		msg := &nats.Msg{
-			Subject: Subject(e),
-			Data:    appendCloudEvent(make([]byte, 0, 512+len(e.Data)), r.opts.Client.opts.Signer, r.opts.Source, e),
-			Header:  nats.Header{headerMsgID: {e.ID.String()}, headerExpectedStream: {EventsStream}},
+	for i, e := range batch {
+		msg, err := msgs.wait(ctx, i)
+		if err != nil {
+			failed = err
+			break
 		}
 		// Chained to the previous message of this run: if that one is lost, this one is
 		// refused too, and the run starts over before anything can be stored out of order.
-		// A stalled owner that wakes up after another took over is refused the same way.
-		if st.prevID != "" {
+		// A stalled owner that wakes up after another took over is refused the same way. The
+		// encoder chained the batch's messages to each other; the first follows the last run's.
+		if i == 0 && st.prevID != "" {
 			msg.Header[headerExpectedLastID] = []string{st.prevID}
 		}
 		ack, err := st.js.PublishMsgAsync(msg)
@@ -357,33 +390,65 @@ func (st *relayStep) Apply(ctx context.Context, batch []eventstore.Event) (uint6
 			failed = fmt.Errorf("eventbus: publish event at position %d: %w", e.GlobalPosition, err)
 			break
 		}
-		st.prevID = e.ID.String()
-		pending = append(pending, inflight{pos: e.GlobalPosition, ack: ack})
+		st.prevID = msg.Header[headerMsgID][0]
+		st.pending = append(st.pending, inflight{pos: e.GlobalPosition, ack: ack})
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	for _, f := range pending {
-		select {
-		case ack := <-f.ack.Ok():
-			if ack.Duplicate {
-				r.duplicates.Add(1)
-			} else {
-				r.published.Add(1)
-			}
-			r.position.Store(f.pos)
-			continue
-		case err := <-f.ack.Err():
-			failed = fmt.Errorf("eventbus: JetStream did not store the event at position %d: %w", f.pos, err)
-		case <-acks.Done():
-			failed = ctx.Err()
-		}
-		break
+	catchingUp := len(batch) >= st.batchSize && failed == nil && ctx.Err() == nil
+	if err := st.settle(acks, !catchingUp); failed == nil {
+		failed = err
 	}
 	if failed == nil {
 		failed = ctx.Err()
 	}
 	return r.position.Load(), failed
+}
+
+// settle collects the acknowledgements of the pending publishes in order, moving the position
+// over each stored one: all of them (until acks ends) when wait is set, else those already in.
+func (st *relayStep) settle(acks context.Context, wait bool) error {
+	r := st.r
+	done := 0
+	defer func() {
+		n := copy(st.pending, st.pending[done:])
+		clear(st.pending[n:])
+		st.pending = st.pending[:n]
+	}()
+	for _, f := range st.pending {
+		var (
+			ack *jetstream.PubAck
+			err error
+		)
+		if wait {
+			select {
+			case ack = <-f.ack.Ok():
+			case err = <-f.ack.Err():
+			case <-acks.Done():
+				return acks.Err()
+			}
+		} else {
+			select {
+			case ack = <-f.ack.Ok():
+			case err = <-f.ack.Err():
+			default:
+				return nil
+			}
+		}
+		if err != nil {
+			done = len(st.pending) // the run starts over: the rest no longer count
+			return fmt.Errorf("eventbus: JetStream did not store the event at position %d: %w", f.pos, err)
+		}
+		if ack.Duplicate {
+			r.duplicates.Add(1)
+		} else {
+			r.published.Add(1)
+		}
+		r.position.Store(f.pos)
+		done++
+	}
+	return nil
 }
 
 // Failed shows the failure in Status and the metrics.
@@ -478,7 +543,7 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		if pos <= saved || !r.owns() {
 			continue
 		}
-		if err := r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos); err != nil {
+		if err := r.saveCheckpoint(ctx, pos); err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("event relay: save checkpoint", "position", pos, "error", err)
 			}
@@ -486,6 +551,16 @@ func (r *Relay) saveCheckpoints(ctx context.Context) uint64 {
 		}
 		saved = pos
 	}
+}
+
+// saveCheckpoint saves pos as the relay's checkpoint, fenced by the lease token of the run that
+// reached it: a process that stalled past its lease and woke up, still believing it owns the
+// relay, is refused (follower.ErrLeaseLost) instead of moving the owner's checkpoint.
+func (r *Relay) saveCheckpoint(ctx context.Context, pos uint64) error {
+	if f := r.fence.Load(); f != nil {
+		ctx = follower.WithToken(ctx, f.Name, f.Token)
+	}
+	return r.opts.Checkpoints.SetCheckpoint(ctx, r.opts.CheckpointName, pos)
 }
 
 // measureLag counts, every LagInterval, the stored events past the acknowledged position, and

@@ -137,7 +137,7 @@ func TestRelayCatchesUpAfterNATSWasDown(t *testing.T) {
 			startServer(t, dir, port) // the same directory: the stream as it was
 			log := storedEvents(t, s)
 			last := log[len(log)-1].GlobalPosition
-			waitFor(t, 30*time.Second, "the relay to catch up", func() bool { return r.Status().Position == last })
+			waitFor(t, 2*time.Minute, "the relay to catch up", func() bool { return r.Status().Position == last })
 			checkExactlyOnceInOrder(t, connect(t, url), s)
 			if err := r.Check(context.Background()); err != nil {
 				t.Errorf("Check after the catch-up = %v, want nil", err)

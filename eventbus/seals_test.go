@@ -48,7 +48,15 @@ func TestAuditCheckpointsArePublishedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, CheckpointEvery: 10})
+	skey, vkey, err := audit.NewAuditKey("idlog-audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _, err := audit.ParseAuditKey([]byte(skey + "\n" + vkey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, CheckpointEvery: 10, Signer: signer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +101,10 @@ func TestAuditCheckpointsArePublishedOnce(t *testing.T) {
 		}
 		if _, err := eventbus.VerifyEvent(testSigner.Keys(), "", m.Data); err != nil {
 			t.Errorf("checkpoint %d: %v", c.Ordinal, err)
+		}
+		// The tree head signed with the audit key travels with it, for auditors who keep it.
+		if h, err := audit.OpenCheckpoint([]byte(c.Note), vkey); err != nil || h.Size != c.Ordinal || h.Root != c.Root {
+			t.Errorf("checkpoint %d: signed note %q opens as %+v, %v", c.Ordinal, c.Note, h, err)
 		}
 		if seen[c.Ordinal] {
 			t.Errorf("checkpoint %d published twice", c.Ordinal)

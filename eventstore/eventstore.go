@@ -245,7 +245,11 @@ func Failed(err error) iter.Seq2[Event, error] {
 type Checkpoints interface {
 	// Checkpoint returns the last position saved under name, 0 if none.
 	Checkpoint(ctx context.Context, name string) (uint64, error)
-	// SetCheckpoint saves pos under name.
+	// SetCheckpoint saves pos under name. When ctx carries a follower's fencing token
+	// (follower.WithToken), the PostgreSQL and SQLite stores check it in the write's own
+	// transaction (lease.Check) and refuse the write, with an error matching
+	// follower.ErrLeaseLost, once another process holds the follower's lease: a stalled owner
+	// that wakes up cannot move the checkpoint back.
 	SetCheckpoint(ctx context.Context, name string, pos uint64) error
 }
 

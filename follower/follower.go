@@ -377,6 +377,7 @@ func Pass(ctx context.Context, from uint64, open func(ctx context.Context) iter.
 		return err
 	}
 	batch := make([]eventstore.Event, 0, p.BatchSize)
+	var carried []uint64 // positions handed to the step and not yet durable, in order
 	for {
 		batch = batch[:0]
 		var readErr error
@@ -413,13 +414,17 @@ func Pass(ctx context.Context, from uint64, open func(ctx context.Context) iter.
 		}
 		if len(batch) > 0 {
 			to, err := p.Step.Apply(ctx, batch)
+			// A step may return before its batch is durable (the relay leaves publishes in
+			// flight): those events count once a later position passes them.
+			for _, e := range batch {
+				carried = append(carried, e.GlobalPosition)
+			}
 			if to > pos {
 				n := 0
-				for _, e := range batch {
-					if e.GlobalPosition <= to {
-						n++
-					}
+				for n < len(carried) && carried[n] <= to {
+					n++
 				}
+				carried = carried[:copy(carried, carried[n:])]
 				pos = to
 				if p.Applied != nil {
 					p.Applied(pos, n)

@@ -1,8 +1,8 @@
 // Package migrations holds idlog's SQL schema, one folder of goose migrations per dialect, embedded
 // in the binary. Versions are shared between dialects: 1-9 the event store, 10-19 the projection
 // runtime, 20-49 read models, 50-59 the event bus, 60-69 the audit ledger, 70-79 the attempt
-// limiter, 80-89 user snapshots, 90-99 the followers' leases and replica checks. On PostgreSQL, Up
-// holds a lock while it migrates.
+// limiter, 80-89 user snapshots, 90-99 the followers' leases and replica checks, 120-129 the audit
+// Merkle tree. On PostgreSQL, Up holds a lock while it migrates.
 package migrations
 
 import (

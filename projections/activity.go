@@ -180,12 +180,13 @@ var activityEvents = []domain.Event{
 	domain.UserRegistered{}, domain.EmailVerificationRequested{}, domain.EmailVerified{},
 	domain.PasswordChanged{}, domain.PasswordResetRequested{}, domain.PasswordReset{},
 	domain.EmailChanged{}, domain.UsernameChanged{}, domain.UserDataUpdated{},
-	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{},
+	domain.SessionStarted{}, domain.LoginFailed{}, domain.SessionEnded{}, domain.SessionRefreshed{},
 	domain.OTPSecretGenerated{}, domain.OTPEnabled{}, domain.OTPVerified{}, domain.OTPDisabled{},
 	domain.UserStateChanged{}, domain.RoleChanged{}, domain.UserDeleted{},
 	domain.LabelAdded{}, domain.LabelUpdated{}, domain.LabelRemoved{}, domain.LevelChanged{},
 	domain.WalletCredited{}, domain.WalletDebited{},
 	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
+	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -206,7 +207,7 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
@@ -218,7 +219,10 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 			rows = append(rows, row)
 		}
 	}
-	if tx.Dialect() == migrations.Postgres && len(rows) > 0 {
+	if len(rows) == 0 {
+		return nil
+	}
+	if tx.Dialect() == migrations.Postgres && !tx.Bulk {
 		// One array per column, as in UsersView.upsert.
 		n := len(rows)
 		id, created := make([]int64, n), make([]int64, n)
@@ -239,21 +243,26 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		}
 		return nil
 	}
-	const cols = 11
-	per := maxParams / cols
-	for i := 0; i < len(rows); i += per {
-		part := rows[i:min(i+per, len(rows))]
-		args := make([]any, 0, len(part)*cols)
-		for _, a := range part {
-			args = append(args, tx.Generation, a.ID, a.UID, a.TargetUID, a.Topic, a.Action, a.Result,
-				a.UserIP, a.UserAgent, a.Data, tx.TimeArg(a.CreatedAt.Time))
-		}
-		q := `INSERT INTO activity (generation, ` + activityColumns + `) VALUES ` + placeholders(len(part), cols)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("write activity: %w", err)
-		}
+	// A rebuild's batch on PostgreSQL: COPY. On SQLite: prepared multi-row inserts.
+	values := make([][]any, len(rows))
+	for i, a := range rows {
+		values[i] = []any{tx.Generation, a.ID, a.UID, nullString(a.TargetUID), a.Topic, a.Action, a.Result,
+			a.UserIP, a.UserAgent, nullString(a.Data), a.CreatedAt.Time}
+	}
+	if err := tx.CopyIn(ctx, "activity", activityCopyColumns, values); err != nil {
+		return fmt.Errorf("write activity: %w", err)
 	}
 	return nil
+}
+
+var activityCopyColumns = []string{"generation", "id", "uid", "target_uid", "topic", "action", "result", "user_ip", "user_agent", "data", "created_at"}
+
+// nullString is s's value, or nil for NULL.
+func nullString(s sql.NullString) any {
+	if !s.Valid {
+		return nil
+	}
+	return s.String
 }
 
 // The data of some activity rows. Never a secret: no hash, token or OTP ciphertext.
@@ -310,6 +319,15 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicAccount, "change_username", fromTo{From: ev.From, To: ev.To}
 	case domain.UserDataUpdated:
 		topic, action = TopicAccount, "update_data"
+	// Profile rows name no field's value: the activity log outlives an erasure of personal data.
+	case domain.ProfileCreated:
+		topic, action, data = TopicAccount, "create_profile", stateData{To: string(ev.State)}
+	case domain.ProfileUpdated:
+		topic, action = TopicAccount, "update_profile"
+	case domain.ProfileStateChanged:
+		topic, action, data = TopicAccount, "change_profile_state", stateData{From: string(ev.From), To: string(ev.To)}
+	case domain.UserSettingsChanged:
+		topic, action = TopicAccount, "change_settings"
 	case domain.UserStateChanged:
 		topic, action, data = TopicAccount, "change_state", stateData{From: ev.From.String(), To: ev.To.String(), Reason: ev.Reason}
 	case domain.RoleChanged:
@@ -343,6 +361,8 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		if ev.Reason == domain.SessionEndLogout {
 			action, data = "logout", nil
 		}
+	case domain.SessionRefreshed:
+		topic, action = TopicSession, "refresh"
 	case domain.OTPSecretGenerated:
 		topic, action = TopicOTP, "generate_secret"
 	case domain.OTPEnabled:

@@ -1,7 +1,7 @@
 // Package projections keeps idlog's SQL read models in step with the event log, and holds the
 // read models with their queries: UsersView (the current view of each user), ActivityView (one
-// row per user-visible event), LabelsView (the labels users hold) and WalletView (balances and the
-// movements that make them).
+// row per user-visible event), LabelsView (the labels users hold), WalletView (balances and the
+// movements that make them) and SessionsView (the open sessions of each user).
 //
 // A Runtime runs one goroutine per Projector. Each follows the global log from its checkpoint:
 // it catches up in large batches, then follows the store's subscription live. A batch's read-model

@@ -234,17 +234,25 @@ func workload(t testing.TB, s eventstore.Store, users, eventsPerUser int, seed u
 	return last, n
 }
 
-// snapshot is the live generation of the read models, as text, generation left out.
+// snapshot is the live generation of the read models, as text, generation left out. The tables of
+// a projector that never ran are empty.
 func snapshot(t testing.TB, db *sqlx.DB) string {
 	t.Helper()
 	var b strings.Builder
-	for _, q := range []string{
-		`SELECT uid, email, coalesce(username, '-'), role, level, state, otp, coalesce(data, '-'), email_verified, created_at, updated_at
-			FROM users WHERE generation = (SELECT live FROM projection_generations WHERE name = 'users') ORDER BY uid`,
-		`SELECT id, uid, coalesce(target_uid, '-'), topic, action, result, user_ip, user_agent, coalesce(data, '-'), created_at
-			FROM activity WHERE generation = (SELECT live FROM projection_generations WHERE name = 'activity') ORDER BY id`,
+	for _, q := range []struct{ table, sql string }{
+		{"users", `SELECT uid, email, coalesce(username, '-'), role, level, state, otp, coalesce(data, '-'), email_verified, created_at, updated_at, login_disabled
+			FROM users WHERE generation = (SELECT live FROM projection_generations WHERE name = 'users') ORDER BY uid`},
+		{"activity", `SELECT id, uid, coalesce(target_uid, '-'), topic, action, result, user_ip, user_agent, coalesce(data, '-'), created_at
+			FROM activity WHERE generation = (SELECT live FROM projection_generations WHERE name = 'activity') ORDER BY id`},
+		{"user_labels", `SELECT uid, label_key, scope, label_value, description, created_at, updated_at
+			FROM user_labels WHERE generation = (SELECT live FROM projection_generations WHERE name = 'labels') ORDER BY uid, label_key, scope`},
+		{"wallets", `SELECT uid, free, standard, updated_at
+			FROM wallets WHERE generation = (SELECT live FROM projection_generations WHERE name = 'wallet') ORDER BY uid`},
+		{"wallet_movements", `SELECT id, uid, balance, amount, reason, reference, actor_uid, created_at
+			FROM wallet_movements WHERE generation = (SELECT live FROM projection_generations WHERE name = 'wallet') ORDER BY id`},
 	} {
-		rows, err := db.Query(q)
+		b.WriteString("table " + q.table + "\n")
+		rows, err := db.Query(q.sql)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -170,59 +171,125 @@ func (v *LabelsView) Interest() Interest {
 // Tables implements Projector.
 func (v *LabelsView) Tables() []string { return []string{"user_labels"} }
 
-// Apply implements Projector, one statement per event: labels change rarely. A label added twice,
-// or changed or removed without being held, fails at its event: the domain never records those,
-// so the read model would be wrong.
+// Apply implements Projector. It loads the labels of the batch's users once, applies the events
+// in memory, then writes each of those users' labels back: a delete of their rows, if they had
+// any, and one bulk insert of what they hold now. A label added twice, or changed or removed
+// without being held, fails at its event: the domain never records those, so the read model would
+// be wrong.
 func (v *LabelsView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+	type decoded struct {
+		e   eventstore.Event
+		uid string
+		de  domain.Event
+	}
+	batch := make([]decoded, 0, len(events))
+	var uids []string
+	seen := map[string]bool{}
 	for _, e := range events {
 		uid, err := domain.UserIDFromStream(e.StreamID)
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		at := tx.TimeArg(e.RecordedAt)
-		var q string
-		var args []any
-		switch ev := de.(type) {
-		case domain.LabelAdded:
-			// DO NOTHING rather than an error: a failed statement would abort a Postgres transaction,
-			// and the events before this one must still commit.
-			q = `INSERT INTO user_labels (generation, ` + labelColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (generation, uid, label_key, scope) DO NOTHING`
-			args = []any{tx.Generation, string(uid), ev.Key, ev.Scope.String(), ev.Value, ev.Description, at, at}
-		case domain.LabelUpdated:
-			q = `UPDATE user_labels SET label_value = ?, description = ?, updated_at = ?
-				WHERE generation = ? AND uid = ? AND label_key = ? AND scope = ?`
-			args = []any{ev.Value, ev.Description, at, tx.Generation, string(uid), ev.Key, ev.Scope.String()}
-		case domain.LabelRemoved:
-			q = `DELETE FROM user_labels WHERE generation = ? AND uid = ? AND label_key = ? AND scope = ?`
-			args = []any{tx.Generation, string(uid), ev.Key, ev.Scope.String()}
-		case domain.AccountClosed:
-			// A closed account's labels leave with it, so Keys no longer counts them; any number of
-			// rows goes.
-			q := `DELETE FROM user_labels WHERE generation = ? AND uid = ?`
-			if _, err := tx.ExecContext(ctx, tx.Rebind(q), tx.Generation, string(uid)); err != nil {
-				return FailedAt(e, fmt.Errorf("delete labels of a closed account: %w", err))
-			}
-			continue
+		switch de.(type) {
+		case domain.LabelAdded, domain.LabelUpdated, domain.LabelRemoved, domain.AccountClosed:
 		default:
 			continue
 		}
-		res, err := tx.ExecContext(ctx, tx.Rebind(q), args...)
+		batch = append(batch, decoded{e, string(uid), de})
+		if !seen[string(uid)] {
+			seen[string(uid)] = true
+			uids = append(uids, string(uid))
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+
+	// The users' labels, by uid then key and scope.
+	type key struct{ key, scope string }
+	held := make(map[string]map[key]*labelRow, len(uids))
+	var had []string // users that had rows before the batch
+	const chunk = 1000
+	for i := 0; i < len(uids); i += chunk {
+		part := uids[i:min(i+chunk, len(uids))]
+		q, args, err := sqlx.In(`SELECT `+labelColumns+` FROM user_labels WHERE generation = ? AND uid IN (?)`, tx.Generation, part)
+		if tx.Dialect() == migrations.Postgres {
+			q, args = `SELECT `+labelColumns+` FROM user_labels WHERE generation = ? AND uid = ANY (?)`, []any{tx.Generation, pq.Array(part)}
+		}
 		if err != nil {
-			return FailedAt(e, fmt.Errorf("write label: %w", err))
+			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("write label: %w", err)
-		} else if n != 1 {
-			return FailedAt(e, fmt.Errorf("%s of user %s changed %d rows, want 1", e.Type, uid, n))
+		var rows []labelRow
+		if err := tx.SelectContext(ctx, &rows, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("load labels: %w", err)
 		}
+		for j := range rows {
+			r := &rows[j]
+			if held[r.UID] == nil {
+				held[r.UID] = map[key]*labelRow{}
+				had = append(had, r.UID)
+			}
+			held[r.UID][key{r.Key, r.Scope}] = r
+		}
+	}
+	for _, d := range batch {
+		labels := held[d.uid]
+		if labels == nil {
+			labels = map[key]*labelRow{}
+			held[d.uid] = labels
+		}
+		at := sqlTime{d.e.RecordedAt}
+		switch ev := d.de.(type) {
+		case domain.LabelAdded:
+			k := key{ev.Key, ev.Scope.String()}
+			if labels[k] != nil {
+				return FailedAt(d.e, fmt.Errorf("%s of user %s: the label %s (%s) is held already", d.e.Type, d.uid, k.key, k.scope))
+			}
+			labels[k] = &labelRow{UID: d.uid, Key: k.key, Scope: k.scope, Value: ev.Value, Description: ev.Description, CreatedAt: at, UpdatedAt: at}
+		case domain.LabelUpdated:
+			l := labels[key{ev.Key, ev.Scope.String()}]
+			if l == nil {
+				return FailedAt(d.e, fmt.Errorf("%s of user %s: the label %s (%s) is not held", d.e.Type, d.uid, ev.Key, ev.Scope))
+			}
+			l.Value, l.Description, l.UpdatedAt = ev.Value, ev.Description, at
+		case domain.LabelRemoved:
+			k := key{ev.Key, ev.Scope.String()}
+			if labels[k] == nil {
+				return FailedAt(d.e, fmt.Errorf("%s of user %s: the label %s (%s) is not held", d.e.Type, d.uid, k.key, k.scope))
+			}
+			delete(labels, k)
+		case domain.AccountClosed:
+			// A closed account's labels leave with it, so Keys no longer counts them.
+			clear(labels)
+		}
+	}
+
+	for i := 0; i < len(had); i += chunk {
+		q, args, err := sqlx.In(`DELETE FROM user_labels WHERE generation = ? AND uid IN (?)`, tx.Generation, had[i:min(i+chunk, len(had))])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
+			return fmt.Errorf("write labels: %w", err)
+		}
+	}
+	var rows [][]any
+	for _, uid := range uids {
+		for _, l := range held[uid] {
+			rows = append(rows, []any{tx.Generation, l.UID, l.Key, l.Scope, l.Value, l.Description, l.CreatedAt.Time, l.UpdatedAt.Time})
+		}
+	}
+	if err := tx.CopyIn(ctx, "user_labels", labelCopyColumns, rows); err != nil {
+		return fmt.Errorf("write labels: %w", err)
 	}
 	return nil
 }
+
+var labelCopyColumns = []string{"generation", "uid", "label_key", "scope", "label_value", "description", "created_at", "updated_at"}
 
 // prefixed qualifies each column of a ", "-separated list with a table alias.
 func prefixed(alias, columns string) string {

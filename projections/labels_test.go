@@ -173,3 +173,35 @@ func TestLabelsViewStopsAtAnImpossibleEvent(t *testing.T) {
 		}
 	})
 }
+
+// A closed account's labels leave with it, whether they were added in the same batch or earlier;
+// the other users' labels stay.
+func TestLabelsLeaveWithAClosedAccount(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := b.open(t, envOptions{})
+		labels := projections.NewLabelsView(e.db, e.dialect)
+		r := start(t, e.runtime(t, projections.Options{}, labels))
+		ctx := context.Background()
+		alice, bob, carol := newUID(), newUID(), newUID()
+		for _, uid := range []string{alice, bob, carol} {
+			appendTo(t, e.store, uid, userMeta(uid), registered(uid, strings.ToLower(uid)+"@example.com", ""),
+				labelAdded("email", "verified", domain.ScopePrivate))
+		}
+		waitFor(t, r, appendTo(t, e.store, alice, userMeta(alice), labelAdded("phone", "verified", domain.ScopePrivate)).LastPosition)
+		// Alice's labels were committed before; bob's closure comes in the batch of his new label.
+		appendTo(t, e.store, alice, userMeta(alice), domain.AccountClosed{Email: strings.ToLower(alice) + "@example.com"})
+		res := appendTo(t, e.store, bob, userMeta(bob), labelAdded("tier", "gold", domain.ScopePublic),
+			domain.AccountClosed{Email: strings.ToLower(bob) + "@example.com"})
+		waitFor(t, r, res.LastPosition)
+		for uid, want := range map[string]string{alice: "", bob: "", carol: "email=verified/private"} {
+			if ls, err := labels.ForUser(ctx, uid); err != nil || labelsText(ls) != want {
+				t.Errorf("labels of %s = %q, %v; want %q", uid, labelsText(ls), err, want)
+			}
+		}
+		keys, err := labels.Keys(ctx)
+		if err != nil || len(keys) != 1 || keys[0].Users != 1 {
+			t.Errorf("Keys = %+v, %v; want email=verified held by carol alone", keys, err)
+		}
+	})
+}

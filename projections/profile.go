@@ -8,6 +8,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -16,14 +17,19 @@ type Profile struct {
 	User   User
 	Labels []UserLabel // by key, public before private; empty, not nil, when none
 	Wallet Balances
+	// StreamVersion is the version of the user's last event in the event store, read in the same
+	// statement, by a view made WithStreamVersions; 0 otherwise.
+	StreamVersion uint64
 }
 
 // ProfileView reads profiles from the users, labels and wallet read models in one query, prepared
 // once per connection: one round trip to PostgreSQL instead of six (three queries, each parsed
 // then run). It reads the live generation of each view. It is safe for concurrent use.
 type ProfileView struct {
-	db *sqlx.DB
-	q  string
+	db       *sqlx.DB
+	d        migrations.Dialect
+	q        string
+	versions bool // the query reads the user's stream version too
 
 	mu   sync.Mutex
 	stmt *sqlx.Stmt // prepared on first use; nil until then, or after a failure
@@ -38,8 +44,27 @@ func NewProfileView(db *sqlx.DB, d migrations.Dialect) *ProfileView {
 	if err := checkDialect(d); err != nil {
 		panic(err.Error())
 	}
+	return &ProfileView{db: db, d: d, q: profileQuery(d, "0")}
+}
+
+// WithStreamVersions returns a view whose profiles also carry the version of the user's last
+// event (Profile.StreamVersion), read in the same statement from the event store's table: for a
+// caller who checks the user's session with it (commands.SessionCheck.OpenAt), so that GET
+// /users/me takes one round trip. Only for an event store in the same database (the PostgreSQL and
+// SQLite stores), which the view cannot tell: elsewhere that table is empty.
+func (v *ProfileView) WithStreamVersions() *ProfileView {
+	return &ProfileView{db: v.db, d: v.d, versions: true, q: profileQuery(v.d,
+		`(SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?)`)}
+}
+
+// ReadsStreamVersions tells whether the profiles carry their StreamVersion (WithStreamVersions).
+func (v *ProfileView) ReadsStreamVersions() bool { return v.versions }
+
+// profileQuery is the profile query, with version as the stream_version column: a literal, or a
+// subquery of the user's stream (its one argument, before the uid).
+func profileQuery(d migrations.Dialect, version string) string {
 	// One row per label, or one row with no label; the user's columns repeat on each.
-	q := dialect(d).rebind(`SELECT u.uid, u.email, u.username, u.role, u.level, u.state, u.otp, u.data, u.email_verified,
+	return dialect(d).rebind(`SELECT ` + version + ` AS stream_version, u.uid, u.email, u.username, u.role, u.level, u.state, u.otp, u.data, u.email_verified,
 			u.created_at, u.updated_at, u.login_disabled,
 			w.free, w.standard, w.updated_at AS wallet_updated_at,
 			l.label_key, l.scope, l.label_value, l.description, l.created_at AS label_created_at, l.updated_at AS label_updated_at
@@ -48,10 +73,10 @@ func NewProfileView(db *sqlx.DB, d migrations.Dialect) *ProfileView {
 		LEFT JOIN wallets w ON w.generation = ` + walletsLive + ` AND w.uid = u.uid
 		LEFT JOIN user_labels l ON l.generation = ` + labelsLive + ` AND l.uid = u.uid
 		ORDER BY l.label_key, l.scope DESC`)
-	return &ProfileView{db: db, q: q}
 }
 
 type profileRow struct {
+	StreamVersion int64 `db:"stream_version"`
 	userRow
 	Free            sql.NullInt64  `db:"free"`
 	Standard        sql.NullInt64  `db:"standard"`
@@ -73,8 +98,12 @@ func (v *ProfileView) ByUID(ctx context.Context, uid string) (Profile, error) {
 	if err != nil {
 		return Profile{}, err
 	}
+	args := []any{uid}
+	if v.versions {
+		args = []any{domain.UserID(uid).Stream(), uid}
+	}
 	var rows []profileRow
-	if err := stmt.SelectContext(ctx, &rows, uid); err != nil {
+	if err := stmt.SelectContext(ctx, &rows, args...); err != nil {
 		return Profile{}, fmt.Errorf("projections: profile of %s: %w", uid, err)
 	}
 	if len(rows) == 0 {
@@ -82,9 +111,10 @@ func (v *ProfileView) ByUID(ctx context.Context, uid string) (Profile, error) {
 	}
 	r := rows[0]
 	p := Profile{
-		User:   r.user(),
-		Labels: []UserLabel{},
-		Wallet: Balances{Free: r.Free.Int64, Standard: r.Standard.Int64, UpdatedAt: r.WalletUpdatedAt.Time},
+		User:          r.user(),
+		Labels:        []UserLabel{},
+		Wallet:        Balances{Free: r.Free.Int64, Standard: r.Standard.Int64, UpdatedAt: r.WalletUpdatedAt.Time},
+		StreamVersion: uint64(r.StreamVersion),
 	}
 	for _, r := range rows {
 		if r.LabelKey.Valid {

@@ -70,3 +70,40 @@ func TestProfileViewIsTheThreeViewsInOne(t *testing.T) {
 		}
 	})
 }
+
+// TestProfileCarriesItsStreamVersion: a view made WithStreamVersions reads, in the profile's
+// statement, the version of the user's last event in the store, even one the read models have not
+// applied yet (the session check relies on it); a plain view says 0.
+func TestProfileCarriesItsStreamVersion(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, b backend) {
+		e := b.open(t, envOptions{})
+		plain := projections.NewProfileView(e.db, e.dialect)
+		versioned := plain.WithStreamVersions()
+		if plain.ReadsStreamVersions() || !versioned.ReadsStreamVersions() {
+			t.Fatal("ReadsStreamVersions does not tell the two views apart")
+		}
+		users := projections.NewUsersView(e.db, e.dialect)
+		rt := e.runtime(t, projections.Options{}, users, projections.NewLabelsView(e.db, e.dialect), projections.NewWalletView(e.db, e.dialect))
+		r := start(t, rt)
+		ctx := context.Background()
+		uid := newUID()
+		res := appendTo(t, e.store, uid, userMeta(uid), registered(uid, strings.ToLower(uid)+"@example.com", ""))
+		waitFor(t, r, res.LastPosition)
+		for range 2 { // the second time through the prepared statement
+			p, err := versioned.ByUID(ctx, uid)
+			if err != nil || p.StreamVersion != 1 {
+				t.Fatalf("versioned profile: version %d, %v; want 1", p.StreamVersion, err)
+			}
+			if p, err := plain.ByUID(ctx, uid); err != nil || p.StreamVersion != 0 {
+				t.Fatalf("plain profile: version %d, %v; want 0", p.StreamVersion, err)
+			}
+		}
+		rt.Stop() // the read models stay behind; the stream moves on
+		appendTo(t, e.store, uid, userMeta(uid), labelAdded("email", "verified", domain.ScopePrivate), domain.LevelChanged{From: 0, To: 1})
+		p, err := versioned.ByUID(ctx, uid)
+		if err != nil || p.StreamVersion != 3 || p.User.Level != 0 {
+			t.Fatalf("profile ahead of its read models: version %d, level %d, %v; want version 3, level 0", p.StreamVersion, p.User.Level, err)
+		}
+	})
+}

@@ -2,12 +2,15 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/migrations"
 )
@@ -52,7 +55,21 @@ type Tx struct {
 	*sqlx.Tx
 	// Generation is the generation of the tables Apply writes.
 	Generation int64
-	dialect    dialect
+	// Bulk says that the transaction is a rebuild's: a large batch into a generation nobody reads
+	// yet. Apply may then write with CopyIn, which is faster for many rows.
+	Bulk    bool
+	dialect dialect
+	shared  *batchItem // the rebuild's shared read, nil if none
+}
+
+// decode decodes e with reg, or takes the decoding the rebuild's shared read made of it.
+func (tx *Tx) decode(reg *domain.Registry, e eventstore.Event) (domain.Event, error) {
+	if tx.shared != nil {
+		if de, ok := tx.shared.lookup(e); ok {
+			return de, nil
+		}
+	}
+	return reg.Decode(e.Type, e.SchemaVersion, e.Data)
 }
 
 // Dialect is the database's SQL dialect.
@@ -64,6 +81,85 @@ func (tx *Tx) Rebind(q string) string { return tx.dialect.rebind(q) }
 // TimeArg is the value that stores t in a time column (timestamptz on Postgres, unix
 // microseconds on SQLite).
 func (tx *Tx) TimeArg(t time.Time) any { return tx.dialect.time(t) }
+
+// CopyIn writes rows of columns into table with one COPY on PostgreSQL, or with prepared
+// multi-row INSERTs on SQLite, each row's values in the order of columns (nil for NULL). Times are
+// passed as time.Time; CopyIn stores them as the dialect does, which may change rows in place.
+func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if tx.Dialect() == migrations.Postgres {
+		// The table and columns are the projector's own names, never input.
+		stmt, err := tx.PrepareContext(ctx, `COPY `+table+` (`+strings.Join(columns, ", ")+`) FROM STDIN`)
+		if err != nil {
+			return err
+		}
+		for _, row := range rows {
+			if _, err := stmt.ExecContext(ctx, row...); err != nil {
+				_ = stmt.Close()
+				return err
+			}
+		}
+		if _, err := stmt.ExecContext(ctx); err != nil {
+			_ = stmt.Close()
+			return err
+		}
+		return stmt.Close()
+	}
+	return tx.insertRows(ctx, table, columns, rows, "")
+}
+
+// insertRows writes rows with multi-row INSERTs ending in suffix (an ON CONFLICT clause, or
+// ""): a statement of copyRows rows, prepared once and run for each full chunk, and one more for
+// the rest. Times (time.Time) are stored as the dialect does.
+func (tx *Tx) insertRows(ctx context.Context, table string, columns []string, rows [][]any, suffix string) error {
+	cols := len(columns)
+	for _, row := range rows {
+		for i, v := range row {
+			if t, ok := v.(time.Time); ok {
+				row[i] = tx.dialect.time(t)
+			}
+		}
+	}
+	insert := func(n int) string {
+		return tx.Rebind(`INSERT INTO ` + table + ` (` + strings.Join(columns, ", ") + `) VALUES ` + placeholders(n, cols) + suffix)
+	}
+	per := min(copyRows, maxParams/cols)
+	args := make([]any, 0, per*cols)
+	var stmt *sql.Stmt
+	defer func() {
+		if stmt != nil {
+			_ = stmt.Close()
+		}
+	}()
+	for i := 0; i < len(rows); i += per {
+		part := rows[i:min(i+per, len(rows))]
+		args = args[:0]
+		for _, row := range part {
+			args = append(args, row...)
+		}
+		if len(part) < per {
+			if _, err := tx.ExecContext(ctx, insert(len(part)), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		if stmt == nil {
+			var err error
+			if stmt, err = tx.PrepareContext(ctx, insert(per)); err != nil {
+				return err
+			}
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRows is how many rows one prepared INSERT of insertRows writes.
+const copyRows = 500
 
 // EventError is a projector's failure at one event.
 type EventError struct {

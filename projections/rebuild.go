@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,9 +12,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/migrations"
 )
+
+// DefaultRebuildBatchSize is the default of Options.RebuildBatchSize, the most events one
+// transaction of a rebuild's first catch-up applies. A rebuild writes a generation nobody reads yet, from events long committed: large transactions cost
+// fewer commits, checkpoint moves and statements per event, and the projectors' bulk writes (COPY on
+// PostgreSQL, see Tx.Bulk) pay off on large batches.
+const DefaultRebuildBatchSize = 10000
+
+// readAhead is how many batches the shared read of the log may be ahead of the slowest build:
+// reading the next batches overlaps with applying this one, in bounded memory.
+const readAhead = 2
 
 // dropChunk is how many rows of a retired generation one statement deletes, so that a large
 // table is dropped in short transactions that never hold the write lock for long.
@@ -24,8 +36,10 @@ const dropChunk = 5000
 // read the live generations throughout. It returns after the swaps and the removal of the retired
 // rows, with the errors of the projectors that could not be rebuilt (the others are).
 //
-// The projectors' first catch-up shares one read of the log, so rebuilding all of them costs one
-// pass over it. Rebuild may run in another process than the one running the projectors live
+// The projectors' first catch-up shares one read of the log (a scan, when the store is an
+// eventstore.Scanner), so rebuilding all of them costs one pass over it; the read runs up to
+// readAhead batches of Options.RebuildBatchSize events ahead, and the projectors apply each batch in
+// parallel, one transaction per batch and projector. Rebuild may run in another process than the one running the projectors live
 // (`idlog projections rebuild` beside `idlog serve`): they meet in the database. A live runner
 // keeps writing its generation until the swap, then goes on in the new one from the new one's
 // checkpoint. A rebuild started while another one of the same projector runs supersedes it
@@ -45,7 +59,7 @@ func (r *Runtime) Rebuild(ctx context.Context, names ...string) error {
 			continue
 		}
 		builds = append(builds, &build{rn: rn, log: r.o.Logger.With("projector", name),
-			first: make(chan item, r.o.BatchSize), quit: make(chan struct{})})
+			first: make(chan batchItem, readAhead), quit: make(chan struct{})})
 	}
 	for _, b := range builds {
 		if _, _, err := r.ensure(ctx, b.rn.name); err != nil {
@@ -86,11 +100,35 @@ type build struct {
 	rn    *runner
 	gen   int64
 	log   *slog.Logger
-	first chan item     // the shared read of the log, for the first catch-up
-	quit  chan struct{} // closed when the build ends, so the shared read stops feeding it
+	first chan batchItem // the shared read of the log, for the first catch-up
+	quit  chan struct{}  // closed when the build ends, so the shared read stops feeding it
 }
 
-// readForBuilds reads the log once and hands every event to every build still running.
+// batchItem is a batch of the shared read, or its failure. Every build reads the same slices, and
+// none may change them.
+type batchItem struct {
+	events []eventstore.Event
+	// decoded[i] is events[i] decoded once for every build (see Tx.decode), nil if no build
+	// handles it or it does not decode (the projector then meets the error itself).
+	decoded []domain.Event
+	err     error
+}
+
+// lookup returns e decoded by the shared read, if it was.
+func (b *batchItem) lookup(e eventstore.Event) (domain.Event, bool) {
+	i, ok := slices.BinarySearchFunc(b.events, e.GlobalPosition, func(x eventstore.Event, p uint64) int {
+		return cmp.Compare(x.GlobalPosition, p)
+	})
+	if !ok || b.decoded[i] == nil {
+		return nil, false
+	}
+	return b.decoded[i], true
+}
+
+// sharedBatchKey carries the shared read's batch in the context of its transactions.
+type sharedBatchKey struct{}
+
+// readForBuilds reads the log once and hands every batch of it to every build still running.
 func (r *Runtime) readForBuilds(ctx context.Context, builds []*build) {
 	defer func() {
 		for _, b := range builds {
@@ -98,41 +136,62 @@ func (r *Runtime) readForBuilds(ctx context.Context, builds []*build) {
 		}
 	}()
 	running := slices.Clone(builds)
-	for e, err := range r.o.Store.ReadAll(ctx, 0, eventstore.Filter{}) {
+	send := func(it batchItem) bool {
 		for i := 0; i < len(running); i++ {
 			select {
-			case running[i].first <- item{e, err}:
+			case running[i].first <- it:
 			case <-running[i].quit:
 				running = slices.Delete(running, i, i+1)
 				i--
 			case <-ctx.Done():
-				return
+				return false
 			}
 		}
-		if err != nil || len(running) == 0 {
+		return len(running) > 0
+	}
+	read := r.o.Store.ReadAll(ctx, 0, eventstore.Filter{})
+	if sc, ok := r.o.Store.(eventstore.Scanner); ok {
+		read = sc.ScanAll(ctx, 0)
+	}
+	size := r.o.RebuildBatchSize
+	// The events any build handles are decoded here, once for all of them, while the builds apply
+	// the batches before.
+	reg := domain.NewEventRegistry()
+	decode := func(events []eventstore.Event) batchItem {
+		it := batchItem{events: events, decoded: make([]domain.Event, len(events))}
+		for i, e := range events {
+			if slices.ContainsFunc(running, func(b *build) bool { return r.classify(b.rn, e) == handle }) {
+				if de, err := reg.Decode(e.Type, e.SchemaVersion, e.Data); err == nil {
+					it.decoded[i] = de
+				}
+			}
+		}
+		return it
+	}
+	batch := make([]eventstore.Event, 0, size)
+	for e, err := range read {
+		if err != nil {
+			if len(batch) == 0 || send(decode(batch)) {
+				send(batchItem{err: err})
+			}
 			return
 		}
+		batch = append(batch, e)
+		if len(batch) == size {
+			if !send(decode(batch)) {
+				return
+			}
+			batch = make([]eventstore.Event, 0, size)
+		}
+	}
+	if len(batch) > 0 {
+		send(decode(batch))
 	}
 }
 
 // rebuild runs one build: the first catch-up from the shared read, then rounds of its own reads
 // until the swap.
 func (r *Runtime) rebuild(ctx context.Context, b *build) error {
-	shared := func(ctx context.Context, _ uint64) iter.Seq2[eventstore.Event, error] {
-		return func(yield func(eventstore.Event, error) bool) {
-			for {
-				select {
-				case it, ok := <-b.first:
-					if !ok || !yield(it.e, it.err) || it.err != nil {
-						return
-					}
-				case <-ctx.Done():
-					yield(eventstore.Event{}, ctx.Err())
-					return
-				}
-			}
-		}
-	}
 	own := func(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
 		return r.o.Store.ReadAll(ctx, after, eventstore.Filter{})
 	}
@@ -145,28 +204,45 @@ func (r *Runtime) rebuild(ctx context.Context, b *build) error {
 				"events_per_second", int(float64(events)/time.Since(started).Seconds()))
 		}
 	}
-	var pos uint64
-	source := shared
-	for {
-		// Catch up with the log as it is now, then try to swap; the live generation may have moved
-		// on meanwhile, and then the next round reads what it has seen.
-		p, err := r.follow(ctx, b.rn, b.gen, pos, roleBuild, source, onCommit)
-		pos = p
-		if err != nil {
-			return err
-		}
-		source = own
-		swapped, err := r.trySwap(ctx, b.rn.name, b.gen, pos)
-		if err != nil {
-			return err
-		}
-		if swapped {
+	// The first catch-up, from the shared read; then catch up with the log as it is now, and try
+	// to swap. The live generation may have moved on meanwhile, and then the next round reads what
+	// it has seen.
+	pos, err := r.applyShared(ctx, b, onCommit)
+	for err == nil {
+		var swapped bool
+		if swapped, err = r.trySwap(ctx, b.rn.name, b.gen, pos); err != nil || swapped {
 			break
 		}
+		pos, err = r.follow(ctx, b.rn, b.gen, pos, roleBuild, own, onCommit)
+	}
+	if err != nil {
+		return err
 	}
 	b.log.Info("rebuilt generation swapped in", "generation", b.gen, "position", pos, "events", events,
 		"seconds", time.Since(started).Seconds())
 	return r.dropRetired(ctx, b.rn)
+}
+
+// applyShared applies the shared read's batches to a build's generation, one transaction per
+// batch (at most), and returns the last position it passed, its checkpoint saved.
+func (r *Runtime) applyShared(ctx context.Context, b *build, onCommit func(uint64, int)) (uint64, error) {
+	st := &genStep{r: r, rn: b.rn, gen: b.gen, rl: roleBuild, cur: cursor{savedAt: time.Now()}, onCommit: onCommit}
+	for {
+		select {
+		case it, ok := <-b.first:
+			switch {
+			case !ok:
+				return st.cur.pos, r.flush(ctx, b.rn, b.gen, roleBuild, &st.cur)
+			case it.err != nil:
+				return st.cur.pos, it.err
+			}
+			if _, err := st.Apply(context.WithValue(ctx, sharedBatchKey{}, &it), it.events); err != nil {
+				return st.cur.pos, err
+			}
+		case <-ctx.Done():
+			return st.cur.pos, ctx.Err()
+		}
+	}
 }
 
 // startBuild marks a new generation as building, with a checkpoint at 0. Generations only grow,

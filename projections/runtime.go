@@ -57,6 +57,9 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// BatchSize is the most events one transaction applies. 0 means DefaultBatchSize.
 	BatchSize int
+	// RebuildBatchSize is the most events one transaction of a rebuild's first catch-up applies
+	// (see Rebuild). 0 means DefaultRebuildBatchSize.
+	RebuildBatchSize int
 	// RetryMin and RetryMax bound the backoff of a failing projector, which doubles from RetryMin
 	// after each failure in a row. 0 means DefaultRetryMin and DefaultRetryMax.
 	RetryMin, RetryMax time.Duration
@@ -84,6 +87,8 @@ func (o *Options) validate() error {
 		return errors.New("projections: Options.Store is nil")
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
 		return fmt.Errorf("projections: batch size (%d) must be between 1 and %d", o.BatchSize, MaxBatchSize)
+	case o.RebuildBatchSize < 0:
+		return fmt.Errorf("projections: rebuild batch size (%d) cannot be negative", o.RebuildBatchSize)
 	case o.RetryMin < 0 || o.RetryMax < 0:
 		return fmt.Errorf("projections: retry backoff (%v, %v) cannot be negative", o.RetryMin, o.RetryMax)
 	}
@@ -92,6 +97,9 @@ func (o *Options) validate() error {
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
+	}
+	if o.RebuildBatchSize == 0 {
+		o.RebuildBatchSize = DefaultRebuildBatchSize
 	}
 	if o.RetryMin == 0 {
 		o.RetryMin = DefaultRetryMin
@@ -570,11 +578,6 @@ func (r *Runtime) checkpoint(ctx context.Context, name string, gen int64) (uint6
 	return uint64(p), nil
 }
 
-type item struct {
-	e   eventstore.Event
-	err error
-}
-
 // follow applies the events source yields after from, batch by batch, until the source ends
 // (nil) or fails, or a batch fails, and then saves the checkpoint of passed events. It returns the
 // last position the projector passed. The follower engine reads ahead and batches.
@@ -756,7 +759,8 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
 
 	if len(deliver) > 0 {
-		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, dialect: r.d}, deliver); err != nil {
+		shared, _ := ctx.Value(sharedBatchKey{}).(*batchItem)
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared}, deliver); err != nil {
 			return err
 		}
 	}

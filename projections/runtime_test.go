@@ -602,7 +602,7 @@ func TestNewerRebuildSupersedesOlder(t *testing.T) {
 
 		// A slow rebuild (one event per transaction) is overtaken by a second one.
 		su, sa := e.views()
-		slow := e.runtime(t, projections.Options{BatchSize: 1}, su, sa)
+		slow := e.runtime(t, projections.Options{BatchSize: 1, RebuildBatchSize: 1}, su, sa)
 		slowErr := make(chan error, 1)
 		go func() { slowErr <- slow.Rebuild(context.Background(), "activity") }()
 		deadline := time.Now().Add(10 * time.Second)

@@ -123,10 +123,13 @@ func (v *UsersView) one(ctx context.Context, column, value string) (User, error)
 // included, To excluded). Page and Limit paginate (page 1, limit 100 by default; limit at most 100).
 type UserFilter struct {
 	UID, Email, Username, Role, State string
-	Level                             *int
-	OTP                               *bool
-	From, To                          time.Time
-	Page, Limit                       int
+	// FirstName and LastName match a profile's names whatever their case; Country its ISO 3166-1
+	// alpha-2 code. A user without a profile matches none of them.
+	FirstName, LastName, Country string
+	Level                        *int
+	OTP                          *bool
+	From, To                     time.Time
+	Page, Limit                  int
 }
 
 // List returns a page of the users matching f, newest first, and how many match in all. A bad
@@ -172,6 +175,19 @@ func (v *UsersView) List(ctx context.Context, f UserFilter) (users []User, total
 			return nil, 0, &FilterError{Field: "level", Reason: fmt.Sprintf("(%d) cannot be negative", *f.Level)}
 		}
 		w.add("level = ?", *f.Level)
+	}
+	if f.FirstName != "" || f.LastName != "" || f.Country != "" {
+		p := where{sql: `generation = ` + profilesLive + ` AND state <> ''`}
+		if f.FirstName != "" {
+			p.add("lower(first_name) = lower(?)", strings.TrimSpace(f.FirstName))
+		}
+		if f.LastName != "" {
+			p.add("lower(last_name) = lower(?)", strings.TrimSpace(f.LastName))
+		}
+		if f.Country != "" {
+			p.add("country = ?", strings.ToUpper(strings.TrimSpace(f.Country)))
+		}
+		w.add("uid IN (SELECT uid FROM user_profiles WHERE "+p.sql+")", p.args...)
 	}
 	if !f.From.IsZero() {
 		w.add("created_at >= ?", v.d.time(f.From))
@@ -245,7 +261,7 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
@@ -372,8 +388,6 @@ func applyUser(u *userRow, e domain.Event) {
 	}
 }
 
-const userWriteColumns = 13 // generation + the 12 of userColumns
-
 func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
 	if len(rows) == 0 {
 		return nil
@@ -406,20 +420,19 @@ func (v *UsersView) upsert(ctx context.Context, tx *Tx, rows []*userRow) error {
 		}
 		return nil
 	}
-	per := maxParams / userWriteColumns
-	for i := 0; i < len(rows); i += per {
-		part := rows[i:min(i+per, len(rows))]
-		args := make([]any, 0, len(part)*userWriteColumns)
-		for _, u := range part {
-			args = append(args, tx.Generation, u.UID, u.Email, u.Username, u.Role, u.Level, u.State, u.OTP,
-				u.Data, u.EmailVerified, tx.TimeArg(u.CreatedAt.Time), tx.TimeArg(u.UpdatedAt.Time), u.LoginDisabled)
-		}
-		q := `INSERT INTO users (generation, ` + userColumns + `) VALUES ` + placeholders(len(part), userWriteColumns) + onConflict
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("write users: %w", err)
-		}
+	values := make([][]any, len(rows))
+	for i, u := range rows {
+		values[i] = []any{tx.Generation, u.UID, u.Email, nullString(u.Username), u.Role, u.Level, u.State, u.OTP,
+			nullString(u.Data), u.EmailVerified, u.CreatedAt.Time, u.UpdatedAt.Time, u.LoginDisabled}
+	}
+	if err := tx.insertRows(ctx, "users", userWriteColumns, values, onConflict); err != nil {
+		return fmt.Errorf("write users: %w", err)
 	}
 	return nil
 }
+
+// userWriteColumns are the columns upsert writes: generation and userColumns.
+var userWriteColumns = []string{"generation", "uid", "email", "username", "role", "level", "state", "otp", "data",
+	"email_verified", "created_at", "updated_at", "login_disabled"}
 
 var _ Projector = (*UsersView)(nil)

@@ -163,7 +163,7 @@ func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 		if err != nil {
 			return FailedAt(e, err)
 		}
-		de, err := v.reg.Decode(e.Type, e.SchemaVersion, e.Data)
+		de, err := tx.decode(v.reg, e)
 		if err != nil {
 			return FailedAt(e, err)
 		}
@@ -226,35 +226,32 @@ func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 		w.UpdatedAt = d.row.CreatedAt
 	}
 
-	const movementCols = 9 // generation + the 8 of movementColumns
-	per := maxParams / movementCols
-	for i := 0; i < len(batch); i += per {
-		part := batch[i:min(i+per, len(batch))]
-		args := make([]any, 0, len(part)*movementCols)
-		for _, d := range part {
-			m := d.row
-			args = append(args, tx.Generation, m.ID, m.UID, m.Balance, m.Amount, m.Reason, m.Reference, m.ActorUID, tx.TimeArg(m.CreatedAt.Time))
-		}
-		q := `INSERT INTO wallet_movements (generation, ` + movementColumns + `) VALUES ` + placeholders(len(part), movementCols)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("write wallet movements: %w", err)
+	movements := make([][]any, len(batch))
+	for i, d := range batch {
+		m := d.row
+		movements[i] = []any{tx.Generation, m.ID, m.UID, m.Balance, m.Amount, m.Reason, m.Reference, m.ActorUID, m.CreatedAt.Time}
+	}
+	// COPY during a rebuild on PostgreSQL; else multi-row inserts.
+	write := tx.CopyIn
+	if !tx.Bulk {
+		write = func(ctx context.Context, table string, columns []string, rows [][]any) error {
+			return tx.insertRows(ctx, table, columns, rows, "")
 		}
 	}
-	const walletCols = 5
-	per = maxParams / walletCols
-	for i := 0; i < len(dirty); i += per {
-		part := dirty[i:min(i+per, len(dirty))]
-		args := make([]any, 0, len(part)*walletCols)
-		for _, w := range part {
-			args = append(args, tx.Generation, w.UID, w.Free, w.Standard, tx.TimeArg(w.UpdatedAt.Time))
-		}
-		q := `INSERT INTO wallets (generation, uid, free, standard, updated_at) VALUES ` + placeholders(len(part), walletCols) + `
-			ON CONFLICT (generation, uid) DO UPDATE SET free = excluded.free, standard = excluded.standard, updated_at = excluded.updated_at`
-		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
-			return fmt.Errorf("write wallets: %w", err)
-		}
+	if err := write(ctx, "wallet_movements", movementWriteColumns, movements); err != nil {
+		return fmt.Errorf("write wallet movements: %w", err)
+	}
+	balances := make([][]any, len(dirty))
+	for i, w := range dirty {
+		balances[i] = []any{tx.Generation, w.UID, w.Free, w.Standard, w.UpdatedAt.Time}
+	}
+	if err := tx.insertRows(ctx, "wallets", []string{"generation", "uid", "free", "standard", "updated_at"}, balances, `
+			ON CONFLICT (generation, uid) DO UPDATE SET free = excluded.free, standard = excluded.standard, updated_at = excluded.updated_at`); err != nil {
+		return fmt.Errorf("write wallets: %w", err)
 	}
 	return nil
 }
+
+var movementWriteColumns = []string{"generation", "id", "uid", "balance", "amount", "reason", "reference", "actor_uid", "created_at"}
 
 var _ Projector = (*WalletView)(nil)

@@ -89,7 +89,8 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			AddressMaxFailures: orNever(a.SignInAddressMaxFailures), AddressWindow: a.SignInAddressWindow,
 			Logger: log,
 		},
-		Limits: cmds.LimitsConfig{Logger: log},
+		Limits:   cmds.LimitsConfig{Logger: log},
+		Sessions: cmds.SessionsConfig{IdleTimeout: a.SessionIdleTimeout, MaxLifetime: a.SessionMaxLifetime},
 	})
 	if err != nil {
 		return nil, err
@@ -97,13 +98,14 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
-		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles,
+		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles, UserProfiles: m.userProfiles,
 		Admin: &api.AdminUsers{
 			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.
 			UserAsOf: func(current http.Handler) http.Handler { return api.AdminUserAsOfHandler(store, nil, log, current) },
 		},
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
+		SessionList: m.sessions, SessionCookies: a.SessionCookies, SecureCookies: a.SecureCookies,
 		// Beside the read models: the event store's own database (or, with EventStoreDB, the
 		// read models' SQL database), so every replica and every restart finds the answers.
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(m.db), Secret: secretKey, Retention: a.IdempotencyRetention},

@@ -29,14 +29,26 @@ func auditRun(ctx context.Context, env *environment, args []string) error {
 			return auditVerify(ctx, env, args[1:])
 		case "seal":
 			return auditSeal(ctx, env, args[1:])
+		case "prove":
+			return auditProve(ctx, env, args[1:])
+		case "checkpoint":
+			return auditCheckpoint(ctx, env, args[1:])
+		case "check-proof":
+			return auditCheckProof(ctx, env, args[1:])
 		}
 	}
-	fmt.Fprint(env.stderr, "Usage: idlog audit verify [-json] [flags]\n"+
-		"       idlog audit seal [flags]\n\n"+
+	fmt.Fprint(env.stderr, "Usage: idlog audit verify [-json] [-checkpoint FILE [-audit-public-key KEY]] [flags]\n"+
+		"       idlog audit seal [flags]\n"+
+		"       idlog audit checkpoint [flags]\n"+
+		"       idlog audit prove -ordinal N | -from N [-size N] [flags]\n"+
+		"       idlog audit check-proof -checkpoint FILE -public-key KEY -event FILE -proof FILE\n\n"+
 		"verify recomputes the hash chain over the whole event log and compares it with the sealed\n"+
 		"ledger; it names the first changed, deleted, inserted or reordered event (exit status 1).\n"+
-		"seal seals every event not sealed yet and writes a checkpoint. Run idlog audit <command> -h\n"+
-		"for the flags.\n")
+		"With -checkpoint it also rebuilds the Merkle tree from the log and compares it with signed\n"+
+		"checkpoints kept outside the database. seal seals every event not sealed yet and writes a\n"+
+		"signed checkpoint. checkpoint prints the latest signed checkpoint; prove prints an inclusion\n"+
+		"or consistency proof; check-proof checks an exported event against a checkpoint and a proof\n"+
+		"with no database. Run idlog audit <command> -h for the flags.\n")
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
 		return flag.ErrHelp
 	}
@@ -80,9 +92,22 @@ func openAudited(ctx context.Context, cfg config.Config, env *environment, writa
 func auditVerify(ctx context.Context, env *environment, args []string) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cpFile := fs.String("checkpoint", "", "`file` of signed checkpoints kept outside the database (IDLOG_AUDIT_CHECKPOINT_FILE) to verify the log against")
+	pubKey := fs.String("audit-public-key", "", "the audit public `key` (or a file holding it) the checkpoints must be signed with (default: from the audit key file)")
 	cfg, err := loadConfig(fs, args, env)
 	if err != nil {
 		return err
+	}
+	// The checkpoints are refused before anything is read if one fails its signature.
+	var heads []audit.TreeHead
+	if *cpFile != "" {
+		vkey, err := verifierKeyOf(cfg, *pubKey)
+		if err != nil {
+			return err
+		}
+		if heads, err = openCheckpoints(*cpFile, vkey); err != nil {
+			return err
+		}
 	}
 	store, ledger, closeAll, err := openAudited(ctx, cfg, env, false)
 	if err != nil {
@@ -93,16 +118,34 @@ func auditVerify(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return cfg.RedactError(err)
 	}
+	var cr *audit.CheckpointReport
+	if heads != nil {
+		c, err := audit.VerifyCheckpoints(ctx, store, heads)
+		if err != nil {
+			return cfg.RedactError(err)
+		}
+		cr = &c
+	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		var out any = r
+		if cr != nil {
+			out = struct {
+				audit.Report
+				Checkpoints *audit.CheckpointReport `json:"external_checkpoints"`
+			}{r, cr}
+		}
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
 		printReport(env.stdout, r)
+		if cr != nil {
+			printCheckpointReport(env.stdout, *cr)
+		}
 	}
-	if !r.OK() {
+	if !r.OK() || (cr != nil && !cr.OK()) {
 		return errTampered
 	}
 	return nil
@@ -143,7 +186,15 @@ func auditSeal(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer closeAll()
-	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg)})
+	signer, err := loadAuditSigner(cfg)
+	if err != nil {
+		return err
+	}
+	var pub audit.CheckpointPublisher
+	if cfg.Audit.CheckpointFile != "" {
+		pub = &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile}
+	}
+	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg), Signer: signer, Publisher: pub})
 	if err != nil {
 		return err
 	}

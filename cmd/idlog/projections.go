@@ -29,6 +29,7 @@ const projectionsUsage = `Usage:
   idlog projections status [-json] [flags]    each projector's checkpoint, lag and state
   idlog projections rebuild NAME|all [flags]  rebuild read models from position 0 beside the live
                                               ones and swap them in; the server keeps serving
+                                              (-batch N: events per transaction, default 10000)
 
 Run idlog projections status -h for the configuration flags.
 `
@@ -60,8 +61,12 @@ type readModels struct {
 	activity *projections.ActivityView
 	labels   *projections.LabelsView
 	wallet   *projections.WalletView
-	profiles *projections.ProfileView // the three above in one query, for GET /users/me
-	runtime  *projections.Runtime
+	sessions *projections.SessionsView
+	// userProfiles is the profiles read model (Barong's Profile). It is always read on the primary:
+	// the read replica does not route it yet.
+	userProfiles *projections.UserProfilesView
+	profiles     *projections.ProfileView // the three above in one query, for GET /users/me
+	runtime      *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
 	reads     readViews
@@ -71,7 +76,8 @@ type readModels struct {
 // openReadModels opens the read models beside the event store: in its Postgres database, or in
 // its SQLite file. With EventStoreDB they go to IDLOG_DATABASE_URL if set, else to the SQLite file
 // in the data directory. metrics may be nil.
-func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer) (*readModels, error) {
+// rebuildBatch is the runtime's Options.RebuildBatchSize; 0 means the default.
+func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Store, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer, rebuildBatch int) (*readModels, error) {
 	m := &readModels{}
 	var dialect migrations.Dialect
 	logInDB := true
@@ -110,11 +116,16 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.activity = projections.NewActivityView(m.db, dialect)
 	m.labels = projections.NewLabelsView(m.db, dialect)
 	m.wallet = projections.NewWalletView(m.db, dialect)
+	m.sessions = projections.NewSessionsView(m.db, dialect)
 	m.profiles = projections.NewProfileView(m.db, dialect)
+	if logInDB { // the events are in this database: /users/me checks the session in its query
+		m.profiles = m.profiles.WithStreamVersions()
+	}
+	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
-		SharedProgress: sharedProgress(store, leases),
-	}, m.users, m.activity, m.labels, m.wallet)
+		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles)
 	if err != nil {
 		m.close()
 		return nil, err
@@ -138,10 +149,18 @@ func (m *readModels) close() {
 }
 
 // withReadModels runs fn over the configured store and read models, for the one-shot commands.
-func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *environment, fn func(m *readModels, log *slog.Logger) error) error {
+// rebuildBatch, if not nil, is read once the flags are parsed (see openReadModels).
+func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *environment, rebuildBatch *int, fn func(m *readModels, log *slog.Logger) error) error {
 	cfg, err := loadConfig(fs, args, env)
 	if err != nil {
 		return err
+	}
+	batch := 0
+	if rebuildBatch != nil {
+		if batch = *rebuildBatch; batch < 1 {
+			fmt.Fprintf(env.stderr, "idlog %s: -batch (%d) must be at least 1\n", fs.Name(), batch)
+			return errUsage
+		}
 	}
 	log := newLogger(env.stderr, cfg)
 	store, err := openStore(ctx, cfg, log)
@@ -149,7 +168,7 @@ func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *e
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
 	defer store.Close()
-	m, err := openReadModels(ctx, cfg, store, nil, log, nil)
+	m, err := openReadModels(ctx, cfg, store, nil, log, nil, batch)
 	if err != nil {
 		return cfg.RedactError(err)
 	}
@@ -160,7 +179,7 @@ func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *e
 func projectionsStatus(ctx context.Context, env *environment, args []string) error {
 	fs := flag.NewFlagSet("projections status", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	return withReadModels(ctx, fs, args, env, func(m *readModels, _ *slog.Logger) error {
+	return withReadModels(ctx, fs, args, env, nil, func(m *readModels, _ *slog.Logger) error {
 		st, err := m.runtime.Status(ctx)
 		if err != nil {
 			return err
@@ -210,11 +229,13 @@ func projectionsRebuild(ctx context.Context, env *environment, args []string) er
 		name, args = args[len(args)-1], args[:len(args)-1]
 	}
 	fs := flag.NewFlagSet("projections rebuild", flag.ContinueOnError)
+	batch := fs.Int("batch", projections.DefaultRebuildBatchSize, "the most events one transaction of the rebuild applies: larger is faster; "+
+		"smaller holds back, for less time, the appends (SQLite) or the log's readers (PostgreSQL) of a server running beside")
 	if name == "" && !slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
 		fmt.Fprintf(env.stderr, "idlog projections rebuild: name a projector, or all\n\n%s", projectionsUsage)
 		return errUsage
 	}
-	return withReadModels(ctx, fs, args, env, func(m *readModels, log *slog.Logger) error {
+	return withReadModels(ctx, fs, args, env, batch, func(m *readModels, log *slog.Logger) error {
 		names := m.runtime.Projectors()
 		if name != "all" {
 			if !slices.Contains(names, name) {

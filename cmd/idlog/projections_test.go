@@ -64,6 +64,11 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 			t.Errorf("%s after the rebuild: %+v; want generation 2 live at %d", name, s, last)
 		}
 	}
+	// Transactions of one event each give the same read models, one generation on.
+	code, out, errOut = runIdlog(t, env, "projections", "rebuild", "-data-dir", dir, "-batch", "1", "all")
+	if code != 0 || !strings.Contains(out, "users: generation 3 is live") || !strings.Contains(out, "activity: generation 3 is live") {
+		t.Fatalf("rebuild -batch 1 all: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
 	code, out, _ = runIdlog(t, env, "projections", "status")
 	if code != 0 || !strings.Contains(out, "PROJECTOR") || !strings.Contains(out, "users ") {
 		t.Errorf("status table: exit %d: %s", code, out)
@@ -78,6 +83,7 @@ func TestProjectionsStatusAndRebuild(t *testing.T) {
 		{[]string{"projections", "rebuild"}, 2, "name a projector"},
 		{[]string{"projections"}, 2, "Usage"},
 		{[]string{"projections", "shuffle"}, 2, "unknown subcommand"},
+		{[]string{"projections", "rebuild", "-data-dir", dir, "-batch", "0", "all"}, 2, "-batch (0) must be at least 1"},
 	} {
 		code, out, errOut := runIdlog(t, env, c.args...)
 		if code != c.code || !strings.Contains(out+errOut, c.want) {

@@ -5,22 +5,25 @@ import (
 	"log/slog"
 
 	"github.com/jmoiron/sqlx"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/idlog/idlog/audit"
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/eventbus"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/internal/config"
 	"github.com/idlog/idlog/migrations"
 )
 
 // startSealer runs the audit sealer beside serve: it follows the log into the ledger, in the
 // store's own database (db is the writable pool the read models use there), and publishes each
-// checkpoint to NATS. It returns the ledger (for the audit routes) and a function that stops it.
+// checkpoint, signed with the audit key, to NATS and to IDLOG_AUDIT_CHECKPOINT_FILE when set. It returns the ledger (for the audit routes) and a function that stops it.
 // With EventStoreDB there is no SQL database of the store's to hold the ledger: nothing is sealed
 // and the ledger is nil.
-func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, leases follower.Lease, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
+func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, leases follower.Lease, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
 	var dialect migrations.Dialect
 	switch store.(type) {
 	case *postgres.Store:
@@ -39,7 +42,15 @@ func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, clien
 	if err != nil {
 		return nil, nil, err
 	}
-	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: pub, Logger: log, Lease: leases})
+	signer, err := loadAuditSigner(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	publishers := audit.Publishers{pub}
+	if cfg.Audit.CheckpointFile != "" {
+		publishers = append(publishers, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
+	}
+	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: publishers, Logger: log, Lease: leases, Signer: signer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -50,4 +61,14 @@ func startSealer(ctx context.Context, store eventstore.Store, db *sqlx.DB, clien
 		_ = sealer.Run(sctx) // it logs its failures and retries; it returns when stopped
 	}()
 	return ledger, func() { cancel(); <-done }, nil
+}
+
+// loadAuditSigner loads the audit key (creating it when missing) that signs the checkpoints.
+func loadAuditSigner(cfg config.Config) (note.Signer, error) {
+	text, err := auth.LoadOrCreateAuditKey(cfg.AuditKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	signer, _, err := audit.ParseAuditKey(text)
+	return signer, err
 }

@@ -62,7 +62,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
-	models, err := openReadModels(ctx, cfg, store, leases, log, metrics)
+	models, err := openReadModels(ctx, cfg, store, leases, log, metrics, 0)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("read models: %w", err))
 	}
@@ -80,7 +80,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
-	ledger, stopSealer, err := startSealer(ctx, store, models.db, bus.client, leases, log)
+	ledger, stopSealer, err := startSealer(ctx, cfg, store, models.db, bus.client, leases, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
@@ -95,6 +95,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
+		// Browser apps on these origins may call with credentials.
+		CORSOrigins: cfg.Accounts.CORSOriginList(),
 		// The public key of the events' signatures, for consumers of NATS.
 		EventKeys: new(bus.signer.JWKS()),
 		// Read-your-writes waits inside it have their own, shorter bound.

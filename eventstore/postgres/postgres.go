@@ -11,6 +11,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -55,6 +58,9 @@ type Options struct {
 	// ProgressChannel, with Replicas, is a NOTIFY channel the store also listens to: each
 	// notification rings Progressed (the projections' commits, for replicas that wait on them).
 	ProgressChannel string
+	// Connector, when set, makes the pool's connector from the pool's DSN instead of lib/pq's own
+	// (tests count each request's round trips through it: internal/roundtrips).
+	Connector func(dsn string) (driver.Connector, error)
 }
 
 func (o *Options) validate() error {
@@ -114,10 +120,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sqlx.Open("postgres", poolDSN)
+	connector := func(dsn string) (driver.Connector, error) { return pq.NewConnector(dsn) }
+	if o.Connector != nil {
+		connector = o.Connector
+	}
+	c, err := connector(poolDSN)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open %s: %w", Redact(o.DSN), err)
 	}
+	db := sqlx.NewDb(sql.OpenDB(c), "postgres")
 	db.SetMaxOpenConns(o.MaxOpenConns)
 	db.SetMaxIdleConns(o.MaxOpenConns)
 	if err := db.PingContext(ctx); err != nil {
@@ -582,15 +593,34 @@ func (s *Store) Checkpoint(ctx context.Context, name string) (uint64, error) {
 	return uint64(pos), nil
 }
 
-// SetCheckpoint implements eventstore.Checkpoints.
+// SetCheckpoint implements eventstore.Checkpoints. Under a follower's fencing token (see
+// eventstore.Checkpoints) the check and the write share one transaction: the lease row, locked
+// for share, cannot change hands between them.
 func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) error {
 	if s.closed.Load() {
 		return eventstore.ErrClosed
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
-		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`, name, int64(pos))
+	const upsert = `INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, $2, now())
+		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at`
+	if _, fenced := follower.TokenFrom(ctx); !fenced {
+		if _, err := s.db.ExecContext(ctx, upsert, name, int64(pos)); err != nil {
+			return fmt.Errorf("postgres: set checkpoint %q: %w", name, err)
+		}
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("postgres: set checkpoint %q: begin: %w", name, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	if err := lease.Check(ctx, tx, migrations.Postgres); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, upsert, name, int64(pos)); err != nil {
 		return fmt.Errorf("postgres: set checkpoint %q: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("postgres: set checkpoint %q: commit: %w", name, err)
 	}
 	return nil
 }

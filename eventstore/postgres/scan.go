@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"iter"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/idlog/idlog/eventstore"
@@ -22,9 +24,19 @@ const scanPage = 10000
 // idlog_global_page are set on the page's transaction instead.
 const scanPageQuery = `SELECT ` + eventColumns + ` FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3`
 
+// scanReaders is how many pages ScanAll reads at once, each on its own connection: the server
+// builds the rows of one page while the client decodes another's.
+const scanReaders = 3
+
+// scanBoundsQuery finds where ScanAll's pages end: every scanPage-th position of the range, read
+// from the primary key's index alone, so the pages can be read at once and handed out in order.
+const scanBoundsQuery = `SELECT position FROM (SELECT position, row_number() OVER (ORDER BY position) AS n
+	FROM events WHERE position > $1 AND position <= $2) AS p WHERE n % $3 = 0 ORDER BY position`
+
 // ScanAll implements eventstore.Scanner. It waits, as ReadAll does, until every transaction that
 // may still write below the newest position is over, then reads up to that position in pages of
-// scanPage events: the rows there can no longer change, so no page is read twice.
+// scanPage events: the rows there can no longer change, so the page bounds can be found first,
+// and scanReaders pages read at once, each in one query, and yielded in order.
 func (s *Store) ScanAll(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
 	if s.closed.Load() {
 		return eventstore.Failed(eventstore.ErrClosed)
@@ -41,14 +53,16 @@ func (s *Store) ScanAll(ctx context.Context, after uint64) iter.Seq2[eventstore.
 			yield(eventstore.Event{}, s.readError(ctx, err))
 			return
 		}
-		page := make([]eventRow, 0, scanPage)
-		for pos := int64(after); pos < target; {
-			if s.closed.Load() {
-				yield(eventstore.Event{}, eventstore.ErrClosed)
-				return
-			}
-			var err error
-			if page, err = s.scanPage(ctx, pos, target, page[:0]); err != nil {
+		var bounds []int64
+		if err := s.db.SelectContext(ctx, &bounds, scanBoundsQuery, int64(after), target, scanPage); err != nil {
+			yield(eventstore.Event{}, s.readError(ctx, err))
+			return
+		}
+		if n := len(bounds); n == 0 || bounds[n-1] < target {
+			bounds = append(bounds, target)
+		}
+		for page, err := range s.scanPages(ctx, int64(after), bounds) {
+			if err != nil {
 				yield(eventstore.Event{}, s.readError(ctx, err))
 				return
 			}
@@ -57,11 +71,72 @@ func (s *Store) ScanAll(ctx context.Context, after uint64) iter.Seq2[eventstore.
 					return
 				}
 			}
-			if len(page) < scanPage {
+		}
+	}
+}
+
+// scanPages reads the pages (bounds[i-1], bounds[i]] (the first after `after`), up to
+// scanReaders of them at once, and yields them in order.
+func (s *Store) scanPages(ctx context.Context, after int64, bounds []int64) iter.Seq2[[]eventRow, error] {
+	return func(yield func([]eventRow, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		type result struct {
+			rows []eventRow
+			err  error
+		}
+		pages := make([]chan result, len(bounds))
+		for i := range pages {
+			pages[i] = make(chan result, 1)
+		}
+		// A reader may only start page i once page i-scanReaders was taken, so at most
+		// scanReaders pages wait in memory besides the one being yielded.
+		slots := make(chan struct{}, scanReaders)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(scanReaders, len(bounds)) {
+			wg.Go(func() {
+				for {
+					select {
+					case slots <- struct{}{}:
+					case <-ctx.Done():
+						return
+					}
+					i := int(next.Add(1) - 1)
+					if i >= len(bounds) {
+						return
+					}
+					if s.closed.Load() {
+						pages[i] <- result{err: eventstore.ErrClosed}
+						return
+					}
+					from := after
+					if i > 0 {
+						from = bounds[i-1]
+					}
+					rows, err := s.scanPage(ctx, from, bounds[i], make([]eventRow, 0, scanPage))
+					pages[i] <- result{rows, err}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+		for i := range pages {
+			var r result
+			select {
+			case r = <-pages[i]:
+			case <-ctx.Done():
+				yield(nil, ctx.Err())
 				return
 			}
-			pos = page[len(page)-1].Position
-			clear(page) // the consumer's copies are then the only references to the events' data
+			<-slots
+			if !yield(r.rows, r.err) || r.err != nil {
+				return
+			}
 		}
 	}
 }

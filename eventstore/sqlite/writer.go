@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/lease"
+	"github.com/idlog/idlog/migrations"
 )
 
 // writeRequest is one unit of work for the writer: an append or a checkpoint save.
@@ -408,7 +410,8 @@ func (w *writer) storedAlready(ctx context.Context, stream string, rows []newRow
 }
 
 // SetCheckpoint implements eventstore.Checkpoints. It goes through the writer like an append, so
-// it never meets a lock either.
+// it never meets a lock either; under a follower's fencing token (see eventstore.Checkpoints) the
+// check runs in the same transaction as the write.
 func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) error {
 	if name == "" {
 		return errors.New("eventstore/sqlite: set checkpoint: empty name")
@@ -423,6 +426,10 @@ func (s *Store) SetCheckpoint(ctx context.Context, name string, pos uint64) erro
 		ctx:  ctx,
 		done: make(chan error, 1),
 		apply: func(w *writer) error {
+			// The token from ctx, not its end: a query cut short would interrupt the batch.
+			if err := lease.Check(context.WithoutCancel(ctx), w.conn, migrations.SQLite); err != nil {
+				return err
+			}
 			_, err := w.setCheckpoint.ExecContext(context.Background(), name, int64(pos), time.Now().UnixMicro())
 			if err != nil {
 				return fmt.Errorf("eventstore/sqlite: set checkpoint %q: %w", name, err)

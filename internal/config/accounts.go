@@ -59,6 +59,22 @@ type Accounts struct {
 	Levels string
 	// MaxSessions and SnapshotEvery: see sessions.go.
 	MaxSessions, SnapshotEvery int
+	// SessionIdleTimeout and SessionMaxLifetime: how long a session lasts unrenewed, and at most
+	// (commands.SessionsConfig).
+	SessionIdleTimeout, SessionMaxLifetime time.Duration
+	// SessionCookies opens cookie sessions by default; SecureCookies marks them Secure always.
+	SessionCookies, SecureCookies bool
+	// CORSOrigins are the browser origins allowed to call with credentials, comma-separated and
+	// checked (CORSOriginList splits them); a string keeps Accounts comparable.
+	CORSOrigins string
+}
+
+// CORSOriginList is CORSOrigins, one origin an element; nil if none.
+func (a Accounts) CORSOriginList() []string {
+	if a.CORSOrigins == "" {
+		return nil
+	}
+	return strings.Split(a.CORSOrigins, ",")
 }
 
 // Key files inside the data directory, by default.
@@ -119,6 +135,11 @@ func (a Accounts) LogValue() slog.Value {
 		slog.String("levels", a.Levels),
 		slog.Int("max_sessions", a.MaxSessions),
 		slog.Int("snapshot_every", a.SnapshotEvery),
+		slog.Duration("session_idle_timeout", a.SessionIdleTimeout),
+		slog.Duration("session_max_lifetime", a.SessionMaxLifetime),
+		slog.Bool("session_cookies", a.SessionCookies),
+		slog.Bool("secure_cookies", a.SecureCookies),
+		slog.String("cors_origins", a.CORSOrigins),
 	)
 }
 
@@ -177,7 +198,7 @@ func stringSetting(env, flag, def, usage string, set func(a *Accounts, s string)
 
 // accountSettings come after the others, so their errors are listed after them.
 var accountSettings = []setting{
-	durationSetting("IDLOG_TOKEN_TTL", "token-ttl", "15m", "lifetime of an access token and its session (`duration`)",
+	durationSetting("IDLOG_TOKEN_TTL", "token-ttl", "15m", "lifetime of an access token; its session lasts longer, renewed by refresh tokens (`duration`)",
 		func(a *Accounts, d time.Duration) { a.TokenTTL = d }),
 	stringSetting("IDLOG_TOKEN_ISSUER", "token-issuer", "idlog", "`iss` claim of access tokens",
 		func(a *Accounts, s string) { a.TokenIssuer = s }),
@@ -285,6 +306,9 @@ func checkAccounts(c *Config) error {
 			Source: "IDLOG_SIGNING_KEY_PREVIOUS_UNTIL", Value: "",
 			Reason: "required with IDLOG_SIGNING_KEY_PREVIOUS_FILES: previous keys must not verify tokens for ever",
 		}
+	}
+	if err := checkSessions(c); err != nil {
+		return err
 	}
 	c.Accounts.Argon2.SaltLength, c.Accounts.Argon2.KeyLength = auth.DefaultParams().SaltLength, auth.DefaultParams().KeyLength
 	if err := c.Accounts.Argon2.Validate(); err != nil {

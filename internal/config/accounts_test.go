@@ -18,6 +18,7 @@ var defaultAccounts = config.Accounts{
 	SignInMaxFailures: 5, SignInLockout: 15 * time.Minute, SignInAddressMaxFailures: 100, SignInAddressWindow: 15 * time.Minute,
 	EmailTokenTTL: 24 * time.Hour, ResetTokenTTL: time.Hour, ReadYourWrites: 2 * time.Second,
 	IdempotencyRetention: 24 * time.Hour,
+	SessionIdleTimeout:   7 * 24 * time.Hour, SessionMaxLifetime: 30 * 24 * time.Hour,
 }
 
 func TestAccountSettings(t *testing.T) {
@@ -51,6 +52,7 @@ func TestAccountSettings(t *testing.T) {
 		SignInLockout:  time.Hour, SignInAddressMaxFailures: 100, SignInAddressWindow: time.Minute,
 		EmailTokenTTL: 48 * time.Hour, ResetTokenTTL: 30 * time.Minute, ReadYourWrites: 500 * time.Millisecond,
 		IdempotencyRetention: time.Hour, TrustForwardedFor: true,
+		SessionIdleTimeout: 7 * 24 * time.Hour, SessionMaxLifetime: 30 * 24 * time.Hour,
 	}
 	if c.Accounts != want {
 		t.Errorf("accounts = %+v\nwant %+v", c.Accounts, want)

@@ -69,6 +69,8 @@ type Config struct {
 	NATSMaxBytes int64
 	// NATSAuth secures the connection to NATS and signs the events (IDLOG_NATS_CREDS, ...).
 	NATSAuth NATSAuth
+	// Audit signs the audit checkpoints and keeps a copy of them (IDLOG_AUDIT_KEY_FILE, ...).
+	Audit Audit
 	// LogLevel is the lowest level logged.
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
@@ -146,6 +148,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("nats_max_age", c.NATSMaxAge),
 		slog.Int64("nats_max_bytes", c.NATSMaxBytes),
 		slog.Any("nats_auth", c.NATSAuth),
+		slog.Any("audit", c.Audit),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Bool("log_personal_data", c.LogPersonalData),

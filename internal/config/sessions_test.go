@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idlog/idlog/internal/config"
 )
@@ -34,6 +35,36 @@ func TestSessionSettings(t *testing.T) {
 		}
 		if c.Accounts.MaxSessions != tc.sessions || c.Accounts.SnapshotEvery != tc.snap {
 			t.Errorf("%v: max sessions %d, snapshot every %d; want %d, %d", tc.env, c.Accounts.MaxSessions, c.Accounts.SnapshotEvery, tc.sessions, tc.snap)
+		}
+	}
+}
+
+func TestSessionLifetimeAndBrowserSettings(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, map[string]string{
+		"IDLOG_SESSION_IDLE_TIMEOUT": "1h", "IDLOG_SESSION_MAX_LIFETIME": "12h", "IDLOG_SESSION_COOKIES": "true",
+		"IDLOG_SECURE_COOKIES": "true", "IDLOG_CORS_ORIGINS": "https://app.example.com, http://localhost:5173",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Accounts
+	if a.SessionIdleTimeout != time.Hour || a.SessionMaxLifetime != 12*time.Hour || !a.SessionCookies || !a.SecureCookies {
+		t.Errorf("accounts = %+v", a)
+	}
+	if got := strings.Join(a.CORSOriginList(), " "); got != "https://app.example.com http://localhost:5173" {
+		t.Errorf("origins = %q", got)
+	}
+	for _, tc := range []struct{ env map[string]string }{
+		{map[string]string{"IDLOG_SESSION_IDLE_TIMEOUT": "48h", "IDLOG_SESSION_MAX_LIFETIME": "24h"}},
+		{map[string]string{"IDLOG_CORS_ORIGINS": "*"}},
+		{map[string]string{"IDLOG_CORS_ORIGINS": "https://*.example.com"}},
+		{map[string]string{"IDLOG_CORS_ORIGINS": "https://app.example.com/path"}},
+		{map[string]string{"IDLOG_CORS_ORIGINS": "null"}},
+		{map[string]string{"IDLOG_SESSION_COOKIES": "maybe"}},
+	} {
+		if _, err := load(t, tc.env); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%v: %v, want ErrInvalid", tc.env, err)
 		}
 	}
 }

@@ -1,0 +1,138 @@
+package eventbus
+
+import (
+	"context"
+	"crypto/ed25519"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/idlog/idlog/eventstore"
+)
+
+// encodeChunk is how many messages an encoding worker takes at once: enough to make the hand-over
+// and the batch signature cheap, few enough that the first publishes of a batch need not wait long.
+const encodeChunk = 32
+
+// encodeAhead is how many chunks the workers encode ahead of the publishes. Enough to keep the
+// window full; not more, since workers running far ahead hold every core, and the goroutines
+// that publish, take acknowledgements (and, embedded, store the messages) then wait for one.
+const encodeAhead = 4
+
+// encoder turns the relay's batches into signed messages on every core. An Ed25519 signature
+// costs more CPU than publishing the message, so one goroutine signing and publishing in turn
+// leaves the other cores, and JetStream, waiting.
+type encoder struct {
+	signer *EventSigner
+	source string
+}
+
+// encoding is one batch being encoded: workers take chunks in order, and the publisher takes the
+// messages in order as their chunks are ready.
+type encoding struct {
+	en      *encoder
+	batch   []eventstore.Event
+	msgs    []*nats.Msg
+	ready   []chan struct{} // one per chunk, closed when its messages are ready
+	next    atomic.Int64    // the next chunk to take
+	credits chan struct{}   // one per chunk the workers may take ahead of the publishes
+	quit    chan struct{}   // closed by stop
+	wg      sync.WaitGroup
+}
+
+// start encodes batch in the background; wait hands out its messages, stop ends the work.
+func (en *encoder) start(batch []eventstore.Event) *encoding {
+	chunks := (len(batch) + encodeChunk - 1) / encodeChunk
+	w := &encoding{en: en, batch: batch, msgs: make([]*nats.Msg, len(batch)), ready: make([]chan struct{}, chunks),
+		credits: make(chan struct{}, chunks+encodeAhead), quit: make(chan struct{})}
+	for i := range w.ready {
+		w.ready[i] = make(chan struct{})
+	}
+	for range encodeAhead {
+		w.credits <- struct{}{}
+	}
+	workers := min(runtime.GOMAXPROCS(0), chunks)
+	w.wg.Add(workers)
+	for range workers {
+		go func() {
+			defer w.wg.Done()
+			for {
+				select {
+				case <-w.credits:
+				case <-w.quit:
+					return
+				}
+				c := int(w.next.Add(1) - 1)
+				if c >= chunks {
+					return
+				}
+				en.encodeChunk(w, c)
+				close(w.ready[c])
+			}
+		}()
+	}
+	return w
+}
+
+// encodeChunk encodes and signs the messages of chunk c on the calling worker (signBatch), and
+// its bodies share one buffer, one allocation instead of one per message.
+func (en *encoder) encodeChunk(w *encoding, c int) {
+	lo, hi := c*encodeChunk, min(len(w.batch), (c+1)*encodeChunk)
+	size := 0
+	for _, e := range w.batch[lo:hi] {
+		size += 640 + len(e.Data)
+	}
+	// The parts the signatures cover, then the messages with their signatures.
+	unsigned := make([]byte, 0, size)
+	var signed [encodeChunk][]byte
+	for i := lo; i < hi; i++ {
+		start := len(unsigned)
+		unsigned = en.signer.appendKeyID(appendUnsignedCloudEvent(unsigned, en.source, w.batch[i]))
+		signed[i-lo] = unsigned[start:len(unsigned):len(unsigned)]
+	}
+	var sigs [encodeChunk][ed25519.SignatureSize]byte
+	en.signer.signBatch(signed[:hi-lo], sigs[:hi-lo])
+	buf := make([]byte, 0, len(unsigned)+(hi-lo)*signedMessageExtra)
+	for i := lo; i < hi; i++ {
+		e := w.batch[i]
+		start := len(buf)
+		buf = appendSigned(buf, signed[i-lo], sigs[i-lo][:])
+		id := e.ID.String()
+		h := nats.Header{headerMsgID: {id}, headerExpectedStream: {EventsStream}}
+		if i > 0 {
+			// The batch is published in order: each message follows the one before it.
+			h[headerExpectedLastID] = []string{w.batch[i-1].ID.String()}
+		}
+		w.msgs[i] = &nats.Msg{Subject: Subject(e), Data: buf[start:len(buf):len(buf)], Header: h}
+	}
+}
+
+// signedMessageExtra is how much longer the signature member makes a message.
+const signedMessageExtra = len(signatureMember) + 86 + 1 // 64 bytes in unpadded base64, and '"'
+
+// wait returns message i once it is encoded, or ctx's error. When no worker has taken its chunk
+// yet (on a loaded machine a worker may wait long for a core), the caller encodes it itself.
+func (w *encoding) wait(ctx context.Context, i int) (*nats.Msg, error) {
+	c := i / encodeChunk
+	if i%encodeChunk == 0 && w.next.CompareAndSwap(int64(c), int64(c)+1) {
+		w.en.encodeChunk(w, c)
+		close(w.ready[c])
+	}
+	select {
+	case <-w.ready[i/encodeChunk]:
+		if i%encodeChunk == 0 {
+			w.credits <- struct{}{} // a chunk is being published: the workers may start another
+		}
+		return w.msgs[i], nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// stop makes the workers give up the chunks they have not started, and waits for them.
+func (w *encoding) stop() {
+	close(w.quit)
+	w.wg.Wait()
+}
