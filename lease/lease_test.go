@@ -187,3 +187,117 @@ func TestSQLiteRestartTakesItsLeasesAtOnce(t *testing.T) {
 		t.Fatalf("token %d after %d", h2.Token, h.Token)
 	}
 }
+
+// TestOneRenewalForAllLeases: a process that owns several followers renews all their leases in
+// one statement per round (one transaction, whatever the number of followers), so the leases
+// expire at the same instant; and they stay held past their TTL.
+func TestOneRenewalForAllLeases(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			db, _ := b.open(t)
+			ttl := 300 * time.Millisecond
+			l, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "a", TTL: ttl})
+			names := []string{"projector.users", "projector.labels", "projector.wallet", "nats-relay", "audit-sealer"}
+			for _, name := range names {
+				h, err := l.Acquire(ctx, name, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer h.Release()
+				// Apart, so that leases renewed one by one would not expire together.
+				time.Sleep(7 * time.Millisecond)
+			}
+			time.Sleep(2 * ttl)
+			rows, err := db.QueryContext(ctx, `SELECT DISTINCT expires_at FROM follower_leases`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 {
+				t.Fatalf("the %d leases of one process expire at %d instants, want 1 (one renewal for all)", len(names), n)
+			}
+			b2, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "b", TTL: ttl})
+			for _, name := range names {
+				if owner, _, err := b2.Current(ctx, name); err != nil || owner != "a" {
+					t.Fatalf("%s is owned by %q (%v), want a", name, owner, err)
+				}
+			}
+		})
+	}
+}
+
+// TestStalledWriteHoldsUpNoOtherLease: a fenced write left open holds its lease's row; the
+// batched renewal and takeover of the process's other leases go on without waiting for it.
+func TestStalledWriteHoldsUpNoOtherLease(t *testing.T) {
+	t.Parallel()
+	b := backends()[1]
+	db, another := b.open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dbA := another()
+	ttl := 300 * time.Millisecond
+	a, _ := lease.New(lease.Options{DB: dbA, Dialect: b.dialect, Owner: "a", TTL: ttl})
+	hx, err := a.Acquire(ctx, "x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hx.Release()
+	hy, err := a.Acquire(ctx, "y", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hy.Release()
+
+	// A write of x stalls in its transaction, holding x's row.
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // test
+	if err := lease.Check(follower.WithToken(ctx, "x", hx.Token), tx, b.dialect); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * ttl)
+	if err := hy.Context.Err(); err != nil {
+		t.Fatalf("y was lost while a write of x stalled: %v", err)
+	}
+
+	// a stalls too; b takes y over while x's row is still held.
+	dbA.Close()
+	bl, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "b", TTL: ttl})
+	took := make(chan string, 2)
+	for _, name := range []string{"x", "y"} {
+		go func() {
+			if h, err := bl.Acquire(ctx, name, nil); err == nil {
+				defer h.Release()
+				took <- name
+				<-ctx.Done()
+			}
+		}()
+	}
+	select {
+	case name := <-took:
+		if name != "y" {
+			t.Fatalf("b took %s while its row was held", name)
+		}
+	case <-time.After(10 * ttl):
+		t.Fatal("b did not take y over while a stalled write held x")
+	}
+	_ = tx.Rollback()
+	select {
+	case <-took:
+	case <-ctx.Done():
+		t.Fatal("b did not take x over once the stalled write ended")
+	}
+}
