@@ -266,7 +266,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	if pos := r.position.Load(); pos > <-saved && r.owns() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := r.saveCheckpoint(sctx, pos); err != nil {
+		switch err := r.saveCheckpoint(sctx, pos); {
+		case errors.Is(err, follower.ErrLeaseLost):
+			// Another process owns the relay now (this one stalled past its lease): the fence
+			// did its job, and the owner publishes from its own checkpoint.
+			r.log.Warn("event relay: checkpoint not saved, another process owns the relay now", "position", pos, "error", err)
+		case err != nil:
 			r.log.Error("event relay: save checkpoint", "position", pos, "error", err)
 		}
 	}
