@@ -319,9 +319,16 @@ func TestThreeReplicas(t *testing.T) {
 	checkStream(t, natsURL, envValue(nodes[0].env, "IDLOG_DATA_DIR"), log)
 	for i, n := range nodes {
 		for _, line := range strings.Split(n.logs.String(), "\n") {
-			if strings.Contains(line, "level=ERROR") {
-				t.Errorf("replica %d logged an error: %s", i, line)
+			if !strings.Contains(line, "level=ERROR") {
+				continue
 			}
+			// The replica frozen with SIGSTOP wakes up past the deadlines of what it was doing
+			// (a code's hand-off to NATS, say): those are its own freeze's, and say so.
+			if i == frozen && strings.Contains(line, "context deadline exceeded") {
+				t.Logf("replica %d (the one frozen) logged, on waking: %s", i, line)
+				continue
+			}
+			t.Errorf("replica %d logged an error: %s", i, line)
 		}
 	}
 }
