@@ -133,17 +133,24 @@ func TestAsyncAPIDocumentsEveryEvent(t *testing.T) {
 }
 
 // publishedFields lists an event struct's JSON fields that the relay publishes, and those among
-// them that are always present (no omitempty), both sorted.
+// them that are always present (neither omitempty nor omitzero), both sorted. The fields of an
+// embedded struct without a JSON name are the event's own, as encoding/json has them.
 func publishedFields(t reflect.Type) (all, required []string) {
 	withheld := eventbus.ExportWithheldFields
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		tag := f.Tag.Get("json")
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" && tag != "-" && f.Type.Kind() == reflect.Struct {
+			a, r := publishedFields(f.Type)
+			all, required = append(all, a...), append(required, r...)
+			continue
+		}
 		if name == "" || name == "-" || slices.Contains(withheld, name) {
 			continue
 		}
 		all = append(all, name)
-		if !strings.Contains(opts, "omitempty") {
+		if !slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" }) {
 			required = append(required, name)
 		}
 	}
