@@ -13,26 +13,22 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/migrations"
 )
 
-// DefaultTTL is how long a lease lasts without renewal. The owner renews it every TTL/3; a
-// standby tries to take it when it would expire, so it takes over at most 4/3 TTL after the owner
-// died or stalled.
+// DefaultTTL is how long a lease lasts without renewal: a standby takes over at most this long
+// after the owner died or stalled. The owner renews it every TTL/4.
 const DefaultTTL = 3 * time.Second
 
 // DefaultSQLiteTTL is DefaultTTL on SQLite, where one process owns everything (see
-// Options.SQLiteTakeover): renewing every 20 s keeps an idle server's file quiet.
+// Options.SQLiteTakeover): renewing every 15 s keeps an idle server's file quiet.
 const DefaultSQLiteTTL = time.Minute
 
 // ErrFenced: a write carried a fencing token that no longer owns its follower. It is
@@ -57,20 +53,9 @@ type Options struct {
 	SQLiteTakeover bool
 }
 
-// Leases implements follower.Lease on a database table. Every TTL/3, one round renews all the
-// leases this process holds in one statement, and, once they may have expired, tries to take all
-// those it stands by for in one more: the cost of leases does not grow with the number of
-// followers.
+// Leases implements follower.Lease on a database table.
 type Leases struct {
 	o Options
-
-	// renewing is held through a round of renewals, so that a release waits for it.
-	renewing sync.Mutex
-	mu       sync.Mutex
-	held     map[string]*held
-	waiting  map[*waiter]struct{}
-	looping  bool      // rounds runs
-	nextTake time.Time // when the leases waited for may have expired: the next round of takes
 }
 
 // New checks o and returns the leases of this process. A nil DB is a wiring mistake and panics.
@@ -97,7 +82,7 @@ func New(o Options) (*Leases, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Leases{o: o, held: map[string]*held{}, waiting: map[*waiter]struct{}{}}, nil
+	return &Leases{o: o}, nil
 }
 
 // Owner names this process.
@@ -106,7 +91,7 @@ func (l *Leases) Owner() string { return l.o.Owner }
 func (l *Leases) pg() bool { return l.o.Dialect == migrations.Postgres }
 
 // take tries once to own name: a free or expired row. It returns the new token, or 0 and the
-// current owner, in one statement (SQLite's takeAll).
+// current owner, in one statement (standbys run it every TTL/4).
 func (l *Leases) take(ctx context.Context, name string) (int64, string, error) {
 	var q string
 	var args []any
@@ -165,6 +150,24 @@ func (l *Leases) Current(ctx context.Context, name string) (owner string, token 
 	return l.current(ctx, name)
 }
 
+// renew extends the lease; false if the token no longer owns it.
+func (l *Leases) renew(ctx context.Context, name string, token int64) (bool, error) {
+	var res sql.Result
+	var err error
+	if l.pg() {
+		res, err = l.o.DB.ExecContext(ctx, `UPDATE follower_leases SET expires_at = now() + $1 * interval '1 millisecond' WHERE name = $2 AND token = $3`,
+			l.o.TTL.Milliseconds(), name, token)
+	} else {
+		res, err = l.o.DB.ExecContext(ctx, `UPDATE follower_leases SET expires_at = ? WHERE name = ? AND token = ?`,
+			time.Now().UnixMilli()+l.o.TTL.Milliseconds(), name, token)
+	}
+	if err != nil {
+		return false, fmt.Errorf("lease: renew %q: %w", name, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
 // release ends the lease at once, so a standby need not wait for it to expire.
 func (l *Leases) release(ctx context.Context, name string, token int64) error {
 	var err error
@@ -176,85 +179,78 @@ func (l *Leases) release(ctx context.Context, name string, token int64) error {
 	return err
 }
 
-// Acquire implements follower.Lease. It tries at once; if another process owns name, it waits
-// for this process's next round of takes (see Leases).
+// Acquire implements follower.Lease: it tries every TTL/4 until it owns name.
 func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner string)) (*follower.Hold, error) {
-	got, err := l.takeAll(ctx, []string{name})
-	if err != nil {
-		return nil, err
-	}
-	r := got[name]
-	if r.token > 0 {
-		return l.hold(ctx, name, r.token), nil
-	}
-	if standby != nil {
-		standby(r.owner)
-	}
-	w := &waiter{name: name, ctx: ctx, standby: standby, owner: r.owner, got: make(chan int64, 1)}
-	l.mu.Lock()
-	l.waiting[w] = struct{}{}
-	// Whoever owns it renewed it at most a TTL ahead.
-	if by := time.Now().Add(min(l.o.TTL, max(0, r.left))); l.nextTake.IsZero() || l.nextTake.After(by) {
-		l.nextTake = by
-	}
-	l.startLocked()
-	l.mu.Unlock()
-	select {
-	case token := <-w.got:
-		return l.hold(ctx, name, token), nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		delete(l.waiting, w)
-		l.mu.Unlock()
-		select {
-		case token := <-w.got: // taken just now: give it back
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.TTL)
-			_ = l.release(rctx, name, token)
-			cancel()
-		default:
+	poll := l.o.TTL / 4
+	last := "\x00"
+	for {
+		token, owner, err := l.take(ctx, name)
+		if err != nil {
+			return nil, err
 		}
-		return nil, ctx.Err()
+		if token > 0 {
+			return l.hold(ctx, name, token), nil
+		}
+		if owner != last {
+			last = owner
+			if standby != nil {
+				standby(owner)
+			}
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
-// waiter is an Acquire standing by.
-type waiter struct {
-	name    string
-	ctx     context.Context
-	standby func(owner string)
-	owner   string     // the owner last reported to standby
-	got     chan int64 // the token, once taken
-}
-
-// held is a lease this process owns.
-type held struct {
-	token   int64
-	renewed time.Time
-	lost    context.CancelFunc
-}
-
-// hold registers a lease just taken, for the rounds to renew. It counts as lost as soon as a
-// renewal finds another token, or when no renewal succeeded for a TTL (the database is
-// unreachable, or this process was stopped: another replica may own it by now).
+// hold renews the lease every TTL/4 until it is lost or released. It counts as lost as soon as
+// a renewal finds another token, or when no renewal succeeded for a TTL (the database is
+// unreachable: another replica may own it by now).
 func (l *Leases) hold(ctx context.Context, name string, token int64) *follower.Hold {
 	hctx, cancel := context.WithCancel(ctx)
-	h := &held{token: token, renewed: time.Now(), lost: cancel}
-	l.mu.Lock()
-	l.held[name] = h
-	l.startLocked()
-	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.o.TTL / 4)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+			}
+			// A process that was stopped (SIGSTOP) wakes up here late: the lease may be gone.
+			if time.Since(renewed) >= l.o.TTL {
+				l.o.Logger.Warn("lease: not renewed in time; giving the follower up", "follower", name, "token", token)
+				cancel()
+				return
+			}
+			rctx, rcancel := context.WithTimeout(hctx, l.o.TTL/4)
+			ok, err := l.renew(rctx, name, token)
+			rcancel()
+			switch {
+			case err != nil:
+				if hctx.Err() == nil {
+					l.o.Logger.Warn("lease: renewal failed", "follower", name, "token", token, "error", err)
+				}
+			case !ok:
+				cancel()
+				return
+			default:
+				renewed = time.Now()
+			}
+		}
+	}()
 	var once sync.Once
 	return &follower.Hold{Context: hctx, Token: token, Owner: l.o.Owner, Release: func() {
 		once.Do(func() {
-			// After a round in progress: no renewal may land after the release.
-			l.renewing.Lock()
-			l.mu.Lock()
-			if l.held[name] == h {
-				delete(l.held, name)
-			}
-			l.mu.Unlock()
-			l.renewing.Unlock()
 			cancel()
+			<-done
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.TTL)
 			defer rcancel()
 			if err := l.release(rctx, name, token); err != nil {
@@ -262,258 +258,6 @@ func (l *Leases) hold(ctx context.Context, name string, token int64) *follower.H
 			}
 		})
 	}}
-}
-
-// startLocked starts the rounds unless they run. l.mu is held.
-func (l *Leases) startLocked() {
-	if !l.looping {
-		l.looping = true
-		go l.rounds()
-	}
-}
-
-// rounds renews every lease this process holds, in one statement, every TTL/3, and tries to take
-// every lease it waits for, in one more, at the first round after the soonest of them expires
-// unless renewed, while it holds or waits for any. An idle owner then costs one transaction per
-// round and an idle standby one per TTL, however many followers they run.
-func (l *Leases) rounds() {
-	t := time.NewTicker(l.o.TTL / 3)
-	defer t.Stop()
-	for range t.C {
-		l.mu.Lock()
-		if len(l.held) == 0 && len(l.waiting) == 0 {
-			l.looping = false
-			l.mu.Unlock()
-			return
-		}
-		due := !time.Now().Before(l.nextTake)
-		l.mu.Unlock()
-		l.renewRound()
-		if due {
-			l.takeRound()
-		}
-	}
-}
-
-func (l *Leases) renewRound() {
-	l.renewing.Lock()
-	defer l.renewing.Unlock()
-	l.mu.Lock()
-	names := make([]string, 0, len(l.held))
-	tokens := make([]int64, 0, len(l.held))
-	hs := make([]*held, 0, len(l.held))
-	for name, h := range l.held {
-		// A process that was stopped (SIGSTOP) wakes up here late: the lease may be gone.
-		if time.Since(h.renewed) >= l.o.TTL {
-			l.o.Logger.Warn("lease: not renewed in time; giving the follower up", "follower", name, "token", h.token)
-			h.lost()
-			delete(l.held, name)
-			continue
-		}
-		names, tokens, hs = append(names, name), append(tokens, h.token), append(hs, h)
-	}
-	l.mu.Unlock()
-	if len(names) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/3)
-	renewed, err := l.renewAll(ctx, names, tokens)
-	cancel()
-	if err != nil {
-		l.o.Logger.Warn("lease: renewal failed", "followers", names, "error", err)
-		return
-	}
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, name := range names {
-		if l.held[name] != hs[i] {
-			continue // released meanwhile
-		}
-		switch renewed[name] {
-		case renewedNow:
-			hs[i].renewed = now
-			continue
-		case renewBusy:
-			continue // locked by a write of this process: the next round renews it
-		}
-		hs[i].lost() // another token owns it
-		delete(l.held, name)
-	}
-}
-
-func (l *Leases) takeRound() {
-	l.mu.Lock()
-	ws := make([]*waiter, 0, len(l.waiting))
-	var names []string
-	for w := range l.waiting {
-		if w.ctx.Err() == nil {
-			ws = append(ws, w)
-			if !slices.Contains(names, w.name) {
-				names = append(names, w.name)
-			}
-		}
-	}
-	l.mu.Unlock()
-	if len(names) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/3)
-	got, err := l.takeAll(ctx, names)
-	cancel()
-	if err != nil {
-		l.o.Logger.Warn("lease: take failed", "followers", names, "error", err)
-		return
-	}
-	soonest := l.o.TTL
-	for _, r := range got {
-		if r.token == 0 {
-			soonest = max(0, min(soonest, r.left))
-		}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.nextTake = time.Now().Add(soonest)
-	for _, w := range ws {
-		r := got[w.name]
-		if _, still := l.waiting[w]; !still {
-			if r.token > 0 { // its Acquire gave up meanwhile: give the lease back
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL)
-					defer cancel()
-					_ = l.release(ctx, w.name, r.token)
-				}()
-			}
-			continue
-		}
-		switch {
-		case r.token > 0:
-			delete(l.waiting, w)
-			delete(got, w.name) // one owner per name, even in this process
-			w.got <- r.token
-		case r.owner != w.owner:
-			w.owner = r.owner
-			if w.standby != nil {
-				w.standby(r.owner)
-			}
-		}
-	}
-}
-
-type took struct {
-	token int64
-	owner string
-	left  time.Duration // until the owner's lease expires, unless renewed (0 if unknown)
-}
-
-// The outcomes of a renewal, by lease.
-const (
-	renewLost  = iota // another token owns it
-	renewedNow        // extended
-	renewBusy         // still this token's, but a write holds its row (see Check): not extended
-)
-
-// renewAll extends the leases names[i] held with tokens[i], and returns the outcome for each.
-// On PostgreSQL a row that a fenced write holds is skipped, not waited for: one long write must
-// not hold up the renewal of every other lease.
-func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (map[string]int, error) {
-	var rows *sql.Rows
-	var err error
-	if l.pg() {
-		rows, err = l.o.DB.QueryContext(ctx, `WITH h AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS h(name, token)),
-			free AS (SELECT l.name FROM follower_leases l JOIN h ON l.name = h.name AND l.token = h.token
-				ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
-			renewed AS (UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
-				FROM free WHERE l.name = free.name RETURNING l.name)
-			SELECT h.name, CASE WHEN EXISTS (SELECT 1 FROM renewed r WHERE r.name = h.name) THEN 1
-				WHEN EXISTS (SELECT 1 FROM follower_leases l WHERE l.name = h.name AND l.token = h.token) THEN 2
-				ELSE 0 END
-			FROM h`,
-			l.o.TTL.Milliseconds(), pq.Array(names), pq.Array(tokens))
-	} else {
-		args := []any{time.Now().UnixMilli() + l.o.TTL.Milliseconds()}
-		for i := range names {
-			args = append(args, names[i], tokens[i])
-		}
-		rows, err = l.o.DB.QueryContext(ctx, `UPDATE follower_leases SET expires_at = ?
-			WHERE (name, token) IN (VALUES `+strings.Repeat("(?, ?), ", len(names)-1)+`(?, ?)) RETURNING name`, args...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lease: renew: %w", err)
-	}
-	defer rows.Close()
-	renewed := make(map[string]int, len(names))
-	for rows.Next() {
-		var name string
-		outcome := renewedNow
-		if l.pg() {
-			err = rows.Scan(&name, &outcome)
-		} else {
-			err = rows.Scan(&name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lease: renew: %w", err)
-		}
-		renewed[name] = outcome
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lease: renew: %w", err)
-	}
-	return renewed, nil
-}
-
-// takeAll tries once to own each of names (distinct): free or expired rows. For each it returns
-// the new token, or 0 and the current owner. On PostgreSQL it is one statement; on SQLite, where
-// one process owns everything and standbys are rare, one per name.
-func (l *Leases) takeAll(ctx context.Context, names []string) (map[string]took, error) {
-	out := make(map[string]took, len(names))
-	if !l.pg() {
-		for _, name := range names {
-			token, owner, err := l.take(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			out[name] = took{token: token, owner: owner}
-		}
-		return out, nil
-	}
-	// Expired rows are locked in name order, skipping those a write of the old owner still holds
-	// (a stalled transaction must not hold up the takeover of every other lease: the next round
-	// takes it); names without a row are inserted.
-	rows, err := l.o.DB.QueryContext(ctx, `WITH want AS (SELECT DISTINCT unnest($1::text[]) AS name),
-		free AS (SELECT l.name FROM follower_leases l JOIN want w ON w.name = l.name WHERE l.expires_at < now()
-			ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
-		moved AS (UPDATE follower_leases AS l SET owner = $2, token = l.token + 1, expires_at = now() + $3 * interval '1 millisecond'
-			FROM free WHERE l.name = free.name RETURNING l.name, l.token),
-		fresh AS (INSERT INTO follower_leases (name, owner, token, expires_at)
-			SELECT name, $2, 1, now() + $3 * interval '1 millisecond' FROM want ORDER BY name
-			ON CONFLICT (name) DO NOTHING RETURNING name, token),
-		taken AS (SELECT name, token FROM moved UNION ALL SELECT name, token FROM fresh)
-		SELECT w.name, coalesce(t.token, 0), coalesce(f.owner, ''),
-			coalesce(extract(epoch FROM f.expires_at - now()) * 1000, 0)::bigint
-		FROM want w LEFT JOIN taken t ON t.name = w.name LEFT JOIN follower_leases f ON f.name = w.name`,
-		pq.Array(names), l.o.Owner, l.o.TTL.Milliseconds())
-	if err != nil {
-		return nil, fmt.Errorf("lease: take: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		var r took
-		var leftMS int64
-		if err := rows.Scan(&name, &r.token, &r.owner, &leftMS); err != nil {
-			return nil, fmt.Errorf("lease: take: %w", err)
-		}
-		if r.token > 0 {
-			r.owner = l.o.Owner
-		}
-		r.left = time.Duration(leftMS) * time.Millisecond
-		out[name] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lease: take: %w", err)
-	}
-	return out, nil
 }
 
 // Querier is a transaction (or anything) a fencing check runs in.
