@@ -61,22 +61,12 @@ type ActivityFilter struct {
 
 // ActivityView is the activity read model: its projector (a Projector for the Runtime) and its
 // query. It is safe for concurrent use.
-type ActivityView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type ActivityView struct{ view }
 
 // NewActivityView returns the activity view over db. A nil db or an unknown dialect is a wiring
 // mistake and panics.
 func NewActivityView(db *sqlx.DB, d migrations.Dialect) *ActivityView {
-	if db == nil {
-		panic("projections: NewActivityView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &ActivityView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &ActivityView{newView("NewActivityView", db, d)}
 }
 
 // ActivityProjector is the activity view's name in checkpoints, status and the command line.

@@ -35,22 +35,12 @@ type LabelFilter struct {
 
 // LabelsView is the labels read model: its projector (a Projector for the Runtime) and its
 // queries. Queries read the live generation. It is safe for concurrent use.
-type LabelsView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type LabelsView struct{ view }
 
 // NewLabelsView returns the labels view over db, which holds the read models (see Options.DB). A
 // nil db or an unknown dialect is a wiring mistake and panics.
 func NewLabelsView(db *sqlx.DB, d migrations.Dialect) *LabelsView {
-	if db == nil {
-		panic("projections: NewLabelsView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &LabelsView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &LabelsView{newView("NewLabelsView", db, d)}
 }
 
 // LabelsProjector is the labels view's name in checkpoints, status and the command line.

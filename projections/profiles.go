@@ -33,22 +33,12 @@ type ProfileFilter struct {
 // queries. It holds each user's profile and settings; a closed account's row leaves with it. The
 // erasure of personal data (sealing the events' data) is to come; until then this table and the
 // events are where profiles live. It is safe for concurrent use.
-type UserProfilesView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type UserProfilesView struct{ view }
 
 // NewUserProfilesView returns the view over db, which holds the read models. A nil db or an unknown
 // dialect is a wiring mistake and panics.
 func NewUserProfilesView(db *sqlx.DB, d migrations.Dialect) *UserProfilesView {
-	if db == nil {
-		panic("projections: NewUserProfilesView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &UserProfilesView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &UserProfilesView{newView("NewUserProfilesView", db, d)}
 }
 
 // ProfilesProjector is the profiles view's name in checkpoints, status and the command line.

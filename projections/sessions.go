@@ -25,22 +25,12 @@ type Session struct {
 // SessionsView is the sessions read model: its projector (a Projector for the Runtime) and its
 // queries. It follows SessionStarted, SessionRefreshed and SessionEnded (every way a session
 // ends records that one). It is safe for concurrent use.
-type SessionsView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type SessionsView struct{ view }
 
 // NewSessionsView returns the sessions view over db (see Options.DB). A nil db or an unknown
 // dialect is a wiring mistake and panics.
 func NewSessionsView(db *sqlx.DB, d migrations.Dialect) *SessionsView {
-	if db == nil {
-		panic("projections: NewSessionsView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &SessionsView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &SessionsView{newView("NewSessionsView", db, d)}
 }
 
 // SessionsProjector is the sessions view's name in checkpoints, status and the command line.

@@ -32,22 +32,12 @@ type User struct {
 // UsersView is the users read model: its projector (a Projector for the Runtime) and its
 // queries. Queries read the live generation. A closed account (AccountClosed) leaves it: its row
 // is deleted, and its email may come back as another user's. It is safe for concurrent use.
-type UsersView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type UsersView struct{ view }
 
 // NewUsersView returns the users view over db, which holds the read models (see Options.DB). A
 // nil db or an unknown dialect is a wiring mistake and panics.
 func NewUsersView(db *sqlx.DB, d migrations.Dialect) *UsersView {
-	if db == nil {
-		panic("projections: NewUsersView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &UsersView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &UsersView{newView("NewUsersView", db, d)}
 }
 
 // UsersProjector is the users view's name in checkpoints, status and the command line.

@@ -41,22 +41,12 @@ type MovementFilter struct {
 // queries. Balances and movements are written in one transaction from the same events, so a
 // balance always equals the sum of its movements. Queries read the live generation. It is safe
 // for concurrent use.
-type WalletView struct {
-	db  *sqlx.DB
-	d   dialect
-	reg *domain.Registry
-}
+type WalletView struct{ view }
 
 // NewWalletView returns the wallet view over db, which holds the read models (see Options.DB). A
 // nil db or an unknown dialect is a wiring mistake and panics.
 func NewWalletView(db *sqlx.DB, d migrations.Dialect) *WalletView {
-	if db == nil {
-		panic("projections: NewWalletView with a nil db")
-	}
-	if err := checkDialect(d); err != nil {
-		panic(err.Error())
-	}
-	return &WalletView{db: db, d: dialect(d), reg: domain.NewEventRegistry()}
+	return &WalletView{newView("NewWalletView", db, d)}
 }
 
 // WalletProjector is the wallet view's name in checkpoints, status and the command line.
