@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 	"github.com/idlog/idlog/api"
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/blobs"
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -95,10 +97,16 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	// Documents' files: a directory under the data dir, outside the event log.
+	blobDir, err := blobs.NewDir(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
 		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles, UserProfiles: m.userProfiles,
+		KYC: &api.KYC{Records: m.kyc, Blobs: blobDir},
 		Admin: &api.AdminUsers{
 			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.
