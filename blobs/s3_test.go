@@ -18,7 +18,7 @@ import (
 // s3Server starts a real S3-compatible server process (moto's server: .ci/run sets
 // IDLOG_TEST_S3_SERVER to it) on a free port and returns its endpoint. Without one the test is
 // skipped, except in CI, where it fails.
-func s3Server(t *testing.T) string {
+func s3Server(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv("IDLOG_TEST_S3_SERVER")
 	if bin == "" {
