@@ -359,3 +359,32 @@ func TestPhoneCodeAttemptsAreLimited(t *testing.T) {
 		}
 	})
 }
+
+// A number is verified by one user at a time, as in Barong: the second to prove it, or anyone who
+// adds it once it is verified, gets 400 resource.phone.number_exist; closing the first account
+// frees it.
+func TestPhoneVerifiedByOneUserOnly(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, s *server) {
+		const number = "+442071838750"
+		carol, carolTok := s.member(t, "carol")
+		_, daveTok := s.member(t, "dave")
+		_, erinTok := s.member(t, "erin")
+		_, adminTok := s.staff(t, "admin", domain.RoleAdmin)
+		s.post("/api/v2/resource/phones", obj{"phone_number": number}, carolTok).want(t, http.StatusCreated)
+		carolCode := s.mail.last(t, commands.NotifyPhoneCode, number)
+		s.post("/api/v2/resource/phones", obj{"phone_number": number}, daveTok).want(t, http.StatusCreated)
+		daveCode := s.mail.last(t, commands.NotifyPhoneCode, number)
+		s.post("/api/v2/resource/phones/verify", obj{"phone_number": number, "verification_code": carolCode}, carolTok).want(t, http.StatusCreated)
+		s.post("/api/v2/resource/phones/verify", obj{"phone_number": number, "verification_code": daveCode}, daveTok).
+			want(t, http.StatusBadRequest, "resource.phone.number_exist")
+		s.post("/api/v2/resource/phones", obj{"phone_number": number}, erinTok).want(t, http.StatusBadRequest, "resource.phone.number_exist")
+		if l := levelOf(t, s, daveTok); l != 0 {
+			t.Fatalf("dave's level %d", l)
+		}
+		s.do(request{method: http.MethodDelete, path: "/api/v2/admin/users/" + carol, token: adminTok}).want(t, http.StatusNoContent)
+		s.post("/api/v2/resource/phones", obj{"phone_number": number}, erinTok).want(t, http.StatusCreated)
+		s.post("/api/v2/resource/phones/verify", obj{"phone_number": number, "verification_code": s.mail.last(t, commands.NotifyPhoneCode, number)}, erinTok).
+			want(t, http.StatusCreated)
+	})
+}

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
 )
 
 // Phones (Barong's /resource/phones): a signed-in user adds a number, a one-time code goes to it
@@ -30,6 +32,24 @@ const (
 
 // kindPhoneCode counts attempts at phone codes.
 const kindPhoneCode = "phone_code"
+
+// phoneKeyPrefix starts the unique key a verified number holds: a number is verified by one user
+// at a time, as in Barong. CloseAccount releases it.
+const phoneKeyPrefix = "phone:"
+
+func phoneKey(e164 string) string { return phoneKeyPrefix + e164 }
+
+// verifiedElsewhere reports whether another user than uid verified the number.
+func verifiedElsewhere(ctx context.Context, users *UserStreams, uid domain.UserID, number string) error {
+	owner, ok, err := users.owner(ctx, phoneKey(number))
+	if err != nil {
+		return err
+	}
+	if ok && owner != uid {
+		return fmt.Errorf("%w: verified by another user", domain.ErrPhoneExists)
+	}
+	return nil
+}
 
 // ParsePhoneNumber reads a number as a user types it, with its country code ("+33 6 12 34 56 78";
 // the "+" may be left out, as Barong allows), and returns it in E.164 with its region (ISO 3166-1
@@ -205,7 +225,10 @@ func (p phoneCodes) send(ctx context.Context, users *UserStreams, m Meta, uid do
 	if err != nil {
 		return Result{}, err
 	}
-	if _, err := record(u.Clone(), "$argon2id$dry-run", users.now().Add(p.ttl)); err != nil {
+	if _, err := record(u, "$argon2id$dry-run", users.now().Add(p.ttl)); err != nil {
+		return Result{}, err
+	}
+	if err := verifiedElsewhere(ctx, users, uid, number); err != nil {
 		return Result{}, err
 	}
 	if err := p.allow(ctx, users.now(), number, m.IP); err != nil {
@@ -229,9 +252,10 @@ func (p phoneCodes) send(ctx context.Context, users *UserStreams, m Meta, uid do
 	return resultOf(o), nil
 }
 
-// Handle verifies the number. Errors: domain.ErrPhoneInvalid, domain.ErrPhoneNotFound,
-// domain.ErrPhoneAlreadyVerified, domain.ErrPhoneCodeInvalid, domain.ErrPhoneCodeExpired,
-// domain.ErrUserNotActive.
+// Handle verifies the number, claiming its unique key in the same append. Errors:
+// domain.ErrPhoneInvalid, domain.ErrPhoneNotFound, domain.ErrPhoneAlreadyVerified,
+// domain.ErrPhoneCodeInvalid, domain.ErrPhoneCodeExpired, domain.ErrPhoneExists (another user
+// verified the number first), domain.ErrUserNotActive.
 func (h VerifyPhoneHandler) Handle(ctx context.Context, cmd VerifyPhone) (Result, error) {
 	number, _, err := ParsePhoneNumber(cmd.PhoneNumber)
 	if err != nil {
@@ -243,8 +267,11 @@ func (h VerifyPhoneHandler) Handle(ctx context.Context, cmd VerifyPhone) (Result
 			ok, err := h.hasher.Verify(code, hash)
 			return err == nil && ok
 		}, h.users.now())
-		return change{events: events}, err
+		return change{events: events, claim: []string{phoneKey(number)}}, err
 	})
+	if errors.Is(err, eventstore.ErrKeyTaken) {
+		err = fmt.Errorf("%w: verified by another user", domain.ErrPhoneExists)
+	}
 	if err == nil {
 		err = replayedOn(o, cmd.UID)
 	}
