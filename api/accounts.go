@@ -55,6 +55,9 @@ type Accounts struct {
 	// /api/v2/admin/profiles; see profiles.go) and adds the profile and settings to GET /users/me
 	// and GET /admin/users/{uid}.
 	UserProfiles ProfileRecords
+	// KYC, when set, serves the phone, document and data storage routes (kyc.go) and adds them to
+	// GET /api/v2/admin/users/{uid} (Barong's UserWithKYC).
+	KYC *KYC
 	// Admin, when set, serves the admin user routes (/api/v2/admin/users..., /api/v2/admin/metrics);
 	// see admin_users.go.
 	Admin *AdminUsers
@@ -165,6 +168,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.Admin != nil {
 		a.registerAdminUsers(r)
+	}
+	if a.KYC != nil {
+		a.registerKYC(r, res)
 	}
 }
 

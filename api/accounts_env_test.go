@@ -29,6 +29,7 @@ import (
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/blobs"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -232,8 +233,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	activity := projections.NewActivityView(db, dialect)
 	sessions := projections.NewSessionsView(db, dialect)
 	profiles := projections.NewUserProfilesView(db, dialect)
+	kyc := projections.NewKYCView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles, kyc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +291,10 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	blobStore, err := blobs.NewDir(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	accounts := &api.Accounts{
 		App: app, Users: usersView{users}, Tokens: signer, Projections: rt, Labels: labels, Wallets: wallets,
 		Profiles:     profileView(db, dialect, o.noStreamVersions),
@@ -296,6 +302,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Idempotency:  &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 		SessionList:  sessions,
 		UserProfiles: profiles,
+		KYC:          &api.KYC{Records: kyc, Blobs: blobStore, MaxDocumentBytes: 256 << 10},
 	}
 	ledger, err := audit.NewLedger(db, dialect)
 	if err != nil {

@@ -100,6 +100,8 @@ func (a *accountRoutes) registerAdminUsers(r *mux.Router) {
 	// Either ability opens the route; each field is checked against its own below.
 	r.Handle("/api/v2/admin/users", route(a.adminUpdateUser, commands.AbilityChangeUserState, commands.AbilityResetUserOTP)).Methods(put)
 	r.Handle("/api/v2/admin/users/role", route(a.adminChangeRole, commands.AbilityChangeUserRole)).Methods(post)
+	// Barong 2.4's other spelling of PUT /admin/users.
+	r.Handle("/api/v2/admin/users/update", route(a.adminUpdateUser, commands.AbilityChangeUserState, commands.AbilityResetUserOTP)).Methods(post)
 	r.Handle(user, a.authn.Middleware(RequireAbility(commands.AbilityReadUsers)(a.adminUserAsOf()))).Methods(get...)
 	r.Handle(user, route(a.adminCloseAccount, commands.AbilityDeleteUsers)).Methods(del)
 	r.Handle(user+"/login", route(a.adminSetLogin, commands.AbilityChangeUserState)).Methods(put)
@@ -227,6 +229,10 @@ type adminUserDetailJSON struct {
 	AdminActivity *[]activityJSON    `json:"admin_activity,omitempty"`
 	Sessions      *[]sessionListJSON `json:"sessions,omitempty"`
 	Profiles      *[]profileJSON     `json:"profiles,omitempty"`
+	// Barong's UserWithKYC, when the server keeps KYC (kyc.go).
+	Phones       *[]phoneJSON       `json:"phones,omitempty"`
+	Documents    *[]documentJSON    `json:"documents,omitempty"`
+	DataStorages *[]dataStorageJSON `json:"data_storages,omitempty"`
 }
 
 // adminUserAsOf is GET /admin/users/{uid}: the current view, or with as_of and UserAsOf set, the
@@ -273,6 +279,14 @@ func (a *accountRoutes) adminUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		d.Profiles = &profiles
+	}
+	if a.KYC != nil {
+		phones, docs, data, err := a.kycOf(ctx, u.UID)
+		if err != nil {
+			writeViewError(w, r, a.log, scopeAdminUser, err)
+			return
+		}
+		d.Phones, d.Documents, d.DataStorages = &phones, &docs, &data
 	}
 	if a.SessionList != nil {
 		list, err := a.SessionList.ForUser(ctx, u.UID, a.App.Commands.RefreshSession.Now())

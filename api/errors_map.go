@@ -70,6 +70,26 @@ var errorRules = []errorRule{
 	{"", domain.ErrSettingsInvalid, http.StatusUnprocessableEntity, ".invalid_settings"},
 	{scopeAdminProfile, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 
+	// KYC: phones, documents, data storage (kyc.go), with Barong's statuses.
+	{"", domain.ErrPhoneInvalid, http.StatusUnprocessableEntity, ".invalid_num"},
+	{"", domain.ErrPhoneExists, http.StatusBadRequest, ".number_exist"},
+	{"", domain.ErrPhoneLimit, http.StatusUnprocessableEntity, ".too_many_phones"},
+	{"", domain.ErrPhoneNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrPhoneAlreadyVerified, http.StatusBadRequest, ".already_verified"},
+	{"", domain.ErrPhoneCodeInvalid, http.StatusNotFound, ".verification_invalid"},
+	{"", domain.ErrPhoneCodeExpired, http.StatusNotFound, ".verification_invalid"},
+	{"", domain.ErrDocumentLimit, http.StatusUnprocessableEntity, ".too_many_documents"},
+	{"", domain.ErrDocumentNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrDocumentStateInvalid, http.StatusUnprocessableEntity, ".invalid_state"},
+	{"", domain.ErrDocumentReasonInvalid, http.StatusUnprocessableEntity, ".invalid_reason"},
+	{"", domain.ErrDataStorageTitleInvalid, http.StatusUnprocessableEntity, ".invalid_title"},
+	{"", domain.ErrDataStorageInvalid, http.StatusUnprocessableEntity, ".invalid_data"},
+	{"", domain.ErrDataStorageExists, http.StatusUnprocessableEntity, ".duplicate_title"},
+	{"", domain.ErrDataStorageNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrDataStorageLimit, http.StatusUnprocessableEntity, ".too_many_records"},
+	{scopeAdminDocument, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
+	{scopeAdminDataStorage, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
+
 	{"", commands.ErrThrottled, http.StatusTooManyRequests, ".too_many_attempts"},
 	{"", commands.ErrEmailTaken, http.StatusConflict, ".email_taken"},
 	{"", commands.ErrUsernameTaken, http.StatusConflict, ".username_taken"},
@@ -144,6 +164,10 @@ func errorStatus(scope string, err error) (int, string) {
 	var pf *domain.ProfileFieldError
 	if errors.As(err, &pf) {
 		return http.StatusUnprocessableEntity, scope + ".invalid_" + pf.Field
+	}
+	var df *domain.DocumentFieldError
+	if errors.As(err, &df) {
+		return http.StatusUnprocessableEntity, scope + ".invalid_" + df.Field
 	}
 	for _, r := range errorRules {
 		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {

@@ -47,6 +47,9 @@ var unkeyedRoutes = map[string]bool{
 	// A refresh from a cookie has no body: two browsers' refreshes with one key would look alike,
 	// and a retry of a rotation is a reuse anyway.
 	http.MethodPost + " /api/v2/identity/sessions/refresh": true,
+	// An upload is larger than a kept request may be; its file is content-addressed, so a retry
+	// stores no second file (it records a second document of it).
+	http.MethodPost + " /api/v2/resource/documents": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/idlog/idlog/eventstore"
@@ -28,12 +29,42 @@ type params map[string]json.RawMessage
 
 // readParams decodes a JSON object or a URL-encoded or multipart form. An empty body is no fields.
 // Text that is not valid UTF-8 or holds NUL is errInvalidText: the log could not keep it.
+//
+// A DELETE is read like any other request, as Barong's clients send it: its form body is decoded
+// (net/http reads form bodies of POST, PUT and PATCH only), and its query string gives the fields
+// the body does not (DELETE /resource/users/me?password=...). The query of other methods is not
+// read: their fields, secrets among them, belong in the body.
 func readParams(r *http.Request) (params, error) {
+	p, err := readBodyParams(r)
+	if err != nil || r.Method != http.MethodDelete {
+		return p, err
+	}
+	for k, vs := range r.URL.Query() {
+		if _, ok := p[k]; ok || len(vs) == 0 {
+			continue
+		}
+		if eventstore.CheckText(k) != nil || eventstore.CheckText(vs[0]) != nil {
+			return nil, errInvalidText
+		}
+		p[k], _ = json.Marshal(vs[0])
+	}
+	return p, nil
+}
+
+func readBodyParams(r *http.Request) (params, error) {
 	body, err := readBody(r)
 	if err != nil {
 		return nil, err
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "application/x-www-form-urlencoded" && r.Method == http.MethodDelete {
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, errMalformedBody
+		}
+		r.PostForm = form
+		return formParams(form)
+	}
 	switch ct {
 	case "application/x-www-form-urlencoded", "multipart/form-data":
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -45,21 +76,7 @@ func readParams(r *http.Request) (params, error) {
 		if err != nil {
 			return nil, errMalformedBody
 		}
-		p := params{}
-		for k, vs := range r.PostForm {
-			if eventstore.CheckText(k) != nil {
-				return nil, errInvalidText
-			}
-			for _, v := range vs {
-				if eventstore.CheckText(v) != nil {
-					return nil, errInvalidText
-				}
-			}
-			if len(vs) > 0 {
-				p[k], _ = json.Marshal(vs[0])
-			}
-		}
-		return p, nil
+		return formParams(r.PostForm)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return params{}, nil
@@ -72,6 +89,25 @@ func readParams(r *http.Request) (params, error) {
 	// them in raw fields (user data); both are refused instead, as are NUL escapes.
 	if eventstore.CheckJSONText(body) != nil {
 		return nil, errInvalidText
+	}
+	return p, nil
+}
+
+// formParams are a form's fields, the first value of each.
+func formParams(form url.Values) (params, error) {
+	p := params{}
+	for k, vs := range form {
+		if eventstore.CheckText(k) != nil {
+			return nil, errInvalidText
+		}
+		for _, v := range vs {
+			if eventstore.CheckText(v) != nil {
+				return nil, errInvalidText
+			}
+		}
+		if len(vs) > 0 {
+			p[k], _ = json.Marshal(vs[0])
+		}
 	}
 	return p, nil
 }

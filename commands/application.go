@@ -56,6 +56,15 @@ type Commands struct {
 	CloseAccount    CloseAccountHandler
 	RevokeSessions  RevokeSessionsHandler
 	ReviewProfile   ReviewProfileHandler
+	// KYC: phones, documents, data storage (phones.go, documents.go, data_storage.go).
+	AddPhone      AddPhoneHandler
+	SendPhoneCode SendPhoneCodeHandler
+	VerifyPhone   Handler[VerifyPhone, Result]
+	// UploadDocument answers the new document's id beside the Result.
+	UploadDocument    UploadDocumentHandler
+	ReviewDocument    ReviewDocumentHandler
+	StoreData         StoreDataHandler
+	DeleteDataStorage DeleteDataStorageHandler
 }
 
 // Defaults of CodesConfig.
@@ -68,6 +77,8 @@ const (
 type CodesConfig struct {
 	EmailTokenTTL time.Duration
 	ResetTokenTTL time.Duration
+	// PhoneCodeTTL is how long a phone's one-time code is valid (DefaultPhoneCodeTTL).
+	PhoneCodeTTL time.Duration
 	// Logger receives failed hand-offs to the Notifier. Nil discards.
 	Logger *slog.Logger
 }
@@ -78,6 +89,9 @@ func (c CodesConfig) withDefaults() CodesConfig {
 	}
 	if c.ResetTokenTTL <= 0 {
 		c.ResetTokenTTL = DefaultResetTokenTTL
+	}
+	if c.PhoneCodeTTL <= 0 {
+		c.PhoneCodeTTL = DefaultPhoneCodeTTL
 	}
 	return c
 }
@@ -185,6 +199,13 @@ func New(d Deps, c Config) (Application, error) {
 			CloseAccount:             NewCloseAccountHandler(users),
 			RevokeSessions:           NewRevokeSessionsHandler(users),
 			ReviewProfile:            NewReviewProfileHandler(users),
+			AddPhone:                 NewAddPhoneHandler(users, d.Hasher, d.Notifier, c.Codes).limitedBy(codes),
+			SendPhoneCode:            NewSendPhoneCodeHandler(users, d.Hasher, d.Notifier, c.Codes).limitedBy(codes),
+			VerifyPhone:              guard[VerifyPhone, Result](g, NewVerifyPhoneHandler(users, d.Hasher)),
+			UploadDocument:           NewUploadDocumentHandler(users),
+			ReviewDocument:           NewReviewDocumentHandler(users),
+			StoreData:                NewStoreDataHandler(users),
+			DeleteDataStorage:        NewDeleteDataStorageHandler(users),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

@@ -43,6 +43,11 @@ func (h CloseAccountHandler) Handle(ctx context.Context, cmd CloseAccount) (Resu
 		if u.Username() != "" {
 			c.release = append(c.release, usernameKey(u.Username()))
 		}
+		for _, p := range u.Phones() {
+			if !p.VerifiedAt.IsZero() {
+				c.release = append(c.release, phoneKey(p.Number))
+			}
+		}
 		return c, nil
 	})
 	if err == nil {

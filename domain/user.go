@@ -57,6 +57,10 @@ type User struct {
 	profile  *profile        // nil until ProfileCreated
 	settings json.RawMessage // the user's settings object, apart from the profile
 
+	phones      []phone                    // in the order added (user_phones.go)
+	documents   []Document                 // in the order uploaded (user_documents.go)
+	dataStorage map[string]json.RawMessage // title -> JSON object (user_data_storage.go)
+
 	version uint64
 }
 
@@ -261,6 +265,12 @@ func (u *User) apply(e Event) {
 		u.applyProfile(e)
 	case WalletCredited, WalletDebited:
 		u.applyWallet(e)
+	case PhoneAdded, PhoneCodeSent, PhoneVerified:
+		u.applyPhone(e)
+	case DocumentUploaded, DocumentReviewed:
+		u.applyDocument(e)
+	case DataStored, DataStorageDeleted:
+		u.applyDataStorage(e)
 	}
 }
 

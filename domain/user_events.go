@@ -265,6 +265,8 @@ func RegisterEvents(r *Registry) {
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
 		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{}, PasswordRehashed{},
 		ProfileCreated{}, ProfileUpdated{}, ProfileStateChanged{}, UserSettingsChanged{},
+		PhoneAdded{}, PhoneCodeSent{}, PhoneVerified{}, DocumentUploaded{}, DocumentReviewed{},
+		DataStored{}, DataStorageDeleted{},
 	} {
 		r.Register(e, 1)
 	}

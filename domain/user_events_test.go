@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idlog/idlog/domain"
@@ -15,10 +16,10 @@ func TestEventRegistryNames(t *testing.T) {
 	r := domain.NewEventRegistry()
 	// Stored names: changing one breaks every stored history, so they are spelled out here.
 	want := []string{
-		"AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
+		"AccountClosed", "DataStorageDeleted", "DataStored", "DocumentReviewed", "DocumentUploaded", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
-		"PasswordResetRequested", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
+		"PasswordResetRequested", "PhoneAdded", "PhoneCodeSent", "PhoneVerified", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
 		"UserDeleted", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
@@ -71,6 +72,29 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		func(u *domain.User) ([]domain.Event, error) {
 			return u.ChangeSettings(json.RawMessage(`{"theme":"dark"}`))
 		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.AddPhone("+33612345678", "FR", hash1, at(20), at(12))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.SendPhoneCode("+33612345678", hash2, at(20))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.VerifyPhone("+33612345678", func(h string) bool { return h == hash2 }, at(12))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.UploadDocument(domain.NewDocument{ID: "doc-1", DocType: "passport", DocNumber: "AB123", DocExpire: "2999-01-01",
+				File: domain.DocumentFile{ContentType: "image/png", Size: 10, SHA256: strings.Repeat("ab", 32)}}, at(12))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.ReviewDocument("doc-1", domain.DocumentRejected, "blurred")
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.StoreData("bank", json.RawMessage(`{"iban":"FR76"}`))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.StoreData("tax", json.RawMessage(`{"id":"1"}`))
+		},
+		func(u *domain.User) ([]domain.Event, error) { return u.DeleteDataStorage("tax") },
 	} {
 		evs, err := c(u)
 		if err != nil {

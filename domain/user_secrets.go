@@ -12,9 +12,11 @@ type Secret string
 const (
 	SecretPassword Secret = "password"
 	SecretOTP      Secret = "otp"
+	// SecretPhoneCode: the code sent to a phone being verified.
+	SecretPhoneCode Secret = "phone_code"
 )
 
-func (s Secret) valid() bool { return s == SecretPassword || s == SecretOTP }
+func (s Secret) valid() bool { return s == SecretPassword || s == SecretOTP || s == SecretPhoneCode }
 
 // SecretCheckFailed: a secret given to confirm Action (a command, such as "DisableOTP") was wrong.
 // Failed sign-ins are LoginFailed. Recorded so the owner sees guesses in the activity log; the

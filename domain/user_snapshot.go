@@ -20,7 +20,7 @@ import (
 // User changes (a field added, one meaning something else): RestoreUser then refuses older
 // snapshots (ErrSnapshotSchema) and users are rebuilt from their events. A test pins the fields of
 // User to remind whoever changes them.
-const UserSnapshotSchema = 3
+const UserSnapshotSchema = 4
 
 // ErrSnapshotSchema: a snapshot was written for another shape of User, or is not a snapshot at all.
 // It is not a user's mistake: the caller rebuilds the user from its events.
@@ -33,6 +33,9 @@ func (u *User) Clone() *User {
 	c.sessions = maps.Clone(u.sessions)
 	c.expiries = slices.Clone(u.expiries)
 	c.labels = maps.Clone(u.labels)
+	c.phones = slices.Clone(u.phones)
+	c.documents = slices.Clone(u.documents)
+	c.dataStorage = maps.Clone(u.dataStorage)
 	// The byte slices and pending tokens are replaced by events, never changed in place.
 	return &c
 }
@@ -82,6 +85,14 @@ type userSnapshot struct {
 	Standard        int64             `json:"standard,omitempty"`
 	Profile         *ProfileCreated   `json:"profile,omitempty"`
 	Settings        []byte            `json:"settings,omitempty"`
+	Phones          []snapshotPhone   `json:"phones,omitempty"`
+	Documents       []Document        `json:"documents,omitempty"`
+	DataStorage     []DataStored      `json:"data_storage,omitempty"`
+}
+
+type snapshotPhone struct {
+	Phone
+	Code *snapshotToken `json:"code,omitempty"`
 }
 
 type snapshotToken struct {
@@ -120,6 +131,13 @@ func (u *User) Snapshot() ([]byte, error) {
 	}
 	if u.profile != nil {
 		s.Profile = &ProfileCreated{ProfileData: u.profile.data, State: u.profile.state}
+	}
+	for _, p := range u.phones {
+		s.Phones = append(s.Phones, snapshotPhone{Phone: p.Phone, Code: tokenSnapshot(p.code)})
+	}
+	s.Documents = u.documents
+	for _, t := range slices.Sorted(maps.Keys(u.dataStorage)) {
+		s.DataStorage = append(s.DataStorage, DataStored{Title: t, Data: u.dataStorage[t]})
 	}
 	for sid, x := range u.sessions {
 		s.Sessions = append(s.Sessions, snapshotSession{
@@ -178,6 +196,16 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 	}
 	if s.Profile != nil {
 		u.profile = &profile{data: s.Profile.ProfileData, state: s.Profile.State}
+	}
+	for _, p := range s.Phones {
+		u.phones = append(u.phones, phone{Phone: p.Phone, code: p.Code.pending()})
+	}
+	u.documents = s.Documents
+	for _, d := range s.DataStorage {
+		if u.dataStorage == nil {
+			u.dataStorage = map[string]json.RawMessage{}
+		}
+		u.dataStorage[d.Title] = d.Data
 	}
 	for _, x := range s.Sessions {
 		u.sessions[x.ID] = session{started: x.StartedAt, expires: x.ExpiresAt, ends: x.EndsAt, refresh: x.Refresh, rotated: x.Rotated, csrf: x.CSRF}

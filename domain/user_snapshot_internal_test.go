@@ -17,6 +17,7 @@ func TestSnapshotCoversEveryField(t *testing.T) {
 		"id", "email", "emailVerified", "username", "passwordHash", "role", "state", "loginDisabled", "closed",
 		"refID", "data", "emailToken", "resetToken", "otpSecret", "otpEnabled", "lastOTPStep", "sessions",
 		"failedLogins", "lastFailedLogin", "labels", "level", "wallet", "profile", "settings", "version",
+		"phones", "documents", "dataStorage",
 	}
 	var got []string
 	typ := reflect.TypeFor[User]()

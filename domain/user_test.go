@@ -61,6 +61,7 @@ type view struct {
 	Data            string
 	OTPEnabled      bool
 	OTPSecret       []byte
+	KYC             string
 	LastOTPStep     int64
 	OpenSessions    []string
 	FailedLogins    int
@@ -79,6 +80,7 @@ func viewOf(u *domain.User) view {
 		LastOTPStep: u.LastOTPStep(), OpenSessions: u.OpenSessions(at(0)), FailedLogins: n,
 		LastFailedLogin: last.Format(time.RFC3339Nano), Active: u.IsActive(), LoginDisabled: u.LoginDisabled(), Closed: u.Closed(),
 		Level: u.Level(), Labels: fmt.Sprint(u.Labels()), Wallet: u.Wallet(),
+		KYC: fmt.Sprint(u.Phones(), u.Documents(), u.DataStorage()),
 	}
 }
 

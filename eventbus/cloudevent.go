@@ -34,10 +34,10 @@ const (
 )
 
 // withheldFields are keys of event data that never leave idlog: password hashes, the sealed
-// TOTP secret and the hashes of a live session's refresh and CSRF tokens are kept in the log for
+// TOTP secret, the hashes of a live session's refresh and CSRF tokens and of a phone code are kept in the log for
 // the aggregate, but a downstream consumer has no use for them and every copy is one more place
 // to attack them from.
-var withheldFields = []string{"password_hash", "ciphertext", "refresh_hash", "csrf_hash"}
+var withheldFields = []string{"password_hash", "ciphertext", "refresh_hash", "csrf_hash", "code_hash"}
 
 // CloudEvent is the body of every message on idlog.events.>: a CloudEvents 1.0 event in the
 // structured JSON format, with idlog's envelope as extension attributes. Go consumers may decode

@@ -177,6 +177,8 @@ var activityEvents = []domain.Event{
 	domain.WalletCredited{}, domain.WalletDebited{},
 	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
 	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
+	domain.PhoneAdded{}, domain.PhoneCodeSent{}, domain.PhoneVerified{}, domain.DocumentUploaded{}, domain.DocumentReviewed{},
+	domain.DataStored{}, domain.DataStorageDeleted{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -318,6 +320,21 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicAccount, "change_profile_state", stateData{From: string(ev.From), To: string(ev.To)}
 	case domain.UserSettingsChanged:
 		topic, action = TopicAccount, "change_settings"
+	// Nor do the KYC rows: no phone number, no document number, no stored data.
+	case domain.PhoneAdded:
+		topic, action = TopicAccount, "add_phone"
+	case domain.PhoneCodeSent:
+		topic, action = TopicAccount, "send_phone_code"
+	case domain.PhoneVerified:
+		topic, action = TopicAccount, "verify_phone"
+	case domain.DocumentUploaded:
+		topic, action = TopicAccount, "upload_document"
+	case domain.DocumentReviewed:
+		topic, action, data = TopicAccount, "review_document", stateData{To: string(ev.State)}
+	case domain.DataStored:
+		topic, action = TopicAccount, "store_data"
+	case domain.DataStorageDeleted:
+		topic, action = TopicAccount, "delete_data_storage"
 	case domain.UserStateChanged:
 		topic, action, data = TopicAccount, "change_state", stateData{From: ev.From.String(), To: ev.To.String(), Reason: ev.Reason}
 	case domain.RoleChanged:
@@ -343,8 +360,11 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 	case domain.SecretCheckFailed:
 		// A wrong password or code given to confirm an action: the row of that action, failed.
 		topic, action, result, data = TopicPassword, "check", ResultFailed, reasonData{Reason: ev.Action}
-		if ev.Secret == domain.SecretOTP {
+		switch ev.Secret {
+		case domain.SecretOTP:
 			topic = TopicOTP
+		case domain.SecretPhoneCode:
+			topic = TopicAccount
 		}
 	case domain.SessionEnded:
 		topic, action, data = TopicSession, "end_session", reasonData{Reason: string(ev.Reason)}

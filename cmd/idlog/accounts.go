@@ -13,6 +13,7 @@ import (
 	"github.com/idlog/idlog/api"
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/blobs"
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -95,10 +96,25 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	// Documents' files, outside the event log: a directory (under the data dir by default), or
+	// an S3-compatible bucket that every replica shares.
+	var blobStore blobs.Store
+	if cfg.Blobs.S3URL != "" {
+		o, err := blobs.ParseS3URL(cfg.Blobs.S3URL)
+		if err == nil {
+			blobStore, err = blobs.NewS3(o)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("blob store: %w", err)
+		}
+	} else if blobStore, err = blobs.NewDir(cfg.BlobDir()); err != nil {
+		return nil, err
+	}
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
 		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles, UserProfiles: m.userProfiles,
+		KYC: &api.KYC{Records: m.kyc, Blobs: blobStore},
 		Admin: &api.AdminUsers{
 			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.

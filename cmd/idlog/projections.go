@@ -65,8 +65,10 @@ type readModels struct {
 	// userProfiles is the profiles read model (Barong's Profile). It is always read on the primary:
 	// the read replica does not route it yet.
 	userProfiles *projections.UserProfilesView
-	profiles     *projections.ProfileView // the three above in one query, for GET /users/me
-	runtime      *projections.Runtime
+	// kyc is the phones, documents and data storage read model, read on the primary too.
+	kyc      *projections.KYCView
+	profiles *projections.ProfileView // the three above in one query, for GET /users/me
+	runtime  *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
 	reads     readViews
@@ -122,10 +124,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 		m.profiles = m.profiles.WithStreamVersions()
 	}
 	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
+	m.kyc = projections.NewKYCView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.kyc)
 	if err != nil {
 		m.close()
 		return nil, err

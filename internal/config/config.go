@@ -71,6 +71,8 @@ type Config struct {
 	NATSAuth NATSAuth
 	// Audit signs the audit checkpoints and keeps a copy of them (IDLOG_AUDIT_KEY_FILE, ...).
 	Audit Audit
+	// Blobs say where the files of identity documents go (IDLOG_BLOB_DIR, IDLOG_BLOB_S3_URL).
+	Blobs Blobs
 	// LogLevel is the lowest level logged.
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
@@ -149,6 +151,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("nats_max_bytes", c.NATSMaxBytes),
 		slog.Any("nats_auth", c.NATSAuth),
 		slog.Any("audit", c.Audit),
+		slog.Any("blobs", c.Blobs),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
 		slog.Bool("log_personal_data", c.LogPersonalData),
