@@ -101,7 +101,13 @@ func (h *PasswordHasher) Hash(password string) string {
 
 // Verify reports whether password matches encoded, using the parameters stored in encoded (not
 // the hasher's), and comparing in constant time. A malformed encoded hash is ErrInvalidHash.
+//
+// A hash imported from another system (CanonicalImportedHash: bcrypt, argon2i, scrypt, PBKDF2) is
+// verified by its own algorithm, in a hashing slot like argon2id's; Outdated is true for it.
 func (h *PasswordHasher) Verify(password, encoded string) (bool, error) {
+	if !strings.HasPrefix(encoded, "$argon2id$") {
+		return h.verifyImported(password, encoded)
+	}
 	p, salt, key, err := decodeHash(encoded)
 	if err != nil {
 		return false, err
@@ -134,11 +140,12 @@ func (h *PasswordHasher) NeedsRehash(encoded string) bool {
 // fewer passes, a shorter salt or key), so that a sign-in should hash the password again. Unlike
 // NeedsRehash it is false for a hash with higher costs: during a rolling upgrade a replica still
 // on the old costs does not undo what an upgraded one did. A malformed hash is not outdated:
-// it cannot have verified a password.
+// it cannot have verified a password. An imported hash of another algorithm is outdated.
 func (h *PasswordHasher) Outdated(encoded string) bool {
 	p, _, _, err := decodeHash(encoded)
 	if err != nil {
-		return false
+		_, ierr := parseImported(encoded)
+		return ierr == nil && !strings.HasPrefix(encoded, "$argon2id$")
 	}
 	c := h.params
 	return p.Memory < c.Memory || p.Iterations < c.Iterations || p.SaltLength < c.SaltLength || p.KeyLength < c.KeyLength
