@@ -13,13 +13,15 @@ type ImportedUser struct {
 	CreatedAt     time.Time // when the user was created in the other system; required
 	State         State     // the zero State means StateActive
 	EmailVerified bool
+	LoginDisabled bool          // Wekan's loginDisabled
 	Labels        []Label       // added by the system, as an administrator would
 	Profile       *ProfilePatch // optional; created as submitted
 }
 
 // ImportUser creates a user with its history from another system, in one batch of events to
 // append to ID.Stream() with "no stream" expected: UserRegistered (carrying CreatedAt), then
-// EmailVerified with the email=verified label, the other labels, the profile and the state, each
+// EmailVerified with the email=verified label, the other labels, the profile, LoginDisabled and
+// the state, each
 // checked by the same rules as the commands that record them at now.
 func ImportUser(n ImportedUser, now time.Time) (*User, []Event, error) {
 	if err := checkTime("created_at", n.CreatedAt); err != nil {
@@ -54,6 +56,13 @@ func ImportUser(n ImportedUser, now time.Time) (*User, []Event, error) {
 		e, err := u.CreateProfile(*n.Profile, true, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("profile: %w", err)
+		}
+		events = append(events, e...)
+	}
+	if n.LoginDisabled {
+		e, err := u.DisableLogin(now)
+		if err != nil {
+			return nil, nil, err
 		}
 		events = append(events, e...)
 	}
