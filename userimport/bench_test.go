@@ -83,6 +83,7 @@ func BenchmarkImport(b *testing.B) {
 					b.Fatalf("import: %+v, %v", rep, err)
 				}
 				importRate = float64(n) / time.Since(start).Seconds()
+				b.Logf("%s: checked %d rows in %v, wrote them in %v", backend, n, rep.Checked, rep.Elapsed-rep.Checked)
 
 				ref := openBenchStore(b, backend)
 				appendRate = bareAppends(b, ref, n, workers)

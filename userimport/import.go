@@ -49,7 +49,8 @@ type Report struct {
 	Imported        int
 	AlreadyImported int // written by an earlier import of the same file
 	Refused         []RowError
-	Elapsed         time.Duration
+	Elapsed         time.Duration // the whole import
+	Checked         time.Duration // of which reading and checking, before the first write
 }
 
 // RowError is why one row cannot be imported.
@@ -171,6 +172,7 @@ func (im *Importer) Import(ctx context.Context, data []byte, opts Options) (Repo
 	}
 
 	// 3. Write.
+	rep.Checked = time.Since(start)
 	var imported, already atomic.Int64
 	err = parallel(ctx, opts.Workers, users, func(ctx context.Context, p *prepared) error {
 		if p.skip {

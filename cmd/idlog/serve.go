@@ -29,6 +29,9 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := prepareDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
+	if err := claimDataDir(cfg); err != nil {
+		return err
+	}
 
 	store, err := openStoreWith(ctx, cfg, log, serveTimeouts(cfg))
 	if err != nil {
