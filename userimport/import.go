@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -152,9 +153,24 @@ func (im *Importer) Import(ctx context.Context, data []byte, opts Options) (Repo
 	}
 
 	// 2. Against the store: keys held by users not of this file, given ids taken.
+	var owners map[string]string // nil: ask KeyOwner for each key
+	if batch, ok := im.keys.(keyOwnersBatch); ok {
+		var keys []string
+		for _, p := range users {
+			keys = append(keys, p.claim...)
+		}
+		owners = make(map[string]string)
+		for part := range slices.Chunk(keys, 5000) {
+			got, err := batch.KeyOwners(ctx, part)
+			if err != nil {
+				return rep, err
+			}
+			maps.Copy(owners, got)
+		}
+	}
 	var mu sync.Mutex
 	err = parallel(ctx, opts.Workers, users, func(ctx context.Context, p *prepared) error {
-		reason, err := im.check(ctx, p)
+		reason, err := im.check(ctx, p, owners)
 		if reason != "" {
 			mu.Lock()
 			refuse(p.row.line, "%s", reason)
@@ -173,19 +189,51 @@ func (im *Importer) Import(ctx context.Context, data []byte, opts Options) (Repo
 
 	// 3. Write.
 	rep.Checked = time.Since(start)
-	var imported, already atomic.Int64
-	err = parallel(ctx, opts.Workers, users, func(ctx context.Context, p *prepared) error {
+	var imported atomic.Int64
+	var pending []*prepared
+	for _, p := range users {
 		if p.skip {
-			already.Add(1)
-			return nil
+			rep.AlreadyImported++
+		} else {
+			pending = append(pending, p)
 		}
+	}
+	write := func(ctx context.Context, p *prepared) error {
 		if err := im.write(ctx, p, sum, now, md); err != nil {
 			return fmt.Errorf("line %d: %w", p.row.line, err)
 		}
 		imported.Add(1)
 		return nil
-	})
-	rep.Imported, rep.AlreadyImported = int(imported.Load()), int(already.Load())
+	}
+	if batcher, ok := im.store.(batchAppender); ok {
+		var batches [][]*prepared
+		for b := range slices.Chunk(pending, batchSize) {
+			batches = append(batches, b)
+		}
+		err = parallel(ctx, opts.Workers, batches, func(ctx context.Context, b []*prepared) error {
+			appends := make([]eventstore.Append, len(b))
+			for i, p := range b {
+				appends[i] = eventstore.Append{Stream: p.uid.Stream(), Expected: eventstore.NoStream, Events: p.events, Claim: p.claim}
+			}
+			if _, err := batcher.AppendBatch(ctx, appends); err == nil {
+				imported.Add(int64(len(b)))
+				return nil
+			} else if ctx.Err() != nil {
+				return err
+			}
+			// A collision, a retry of a stored user, a key taken meanwhile: one by one, which
+			// handles each (the batch wrote nothing).
+			for _, p := range b {
+				if err := write(ctx, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	} else {
+		err = parallel(ctx, opts.Workers, pending, write)
+	}
+	rep.Imported = int(imported.Load())
 	rep.Elapsed = time.Since(start)
 	return rep, err
 }
@@ -270,9 +318,9 @@ func (im *Importer) next(p *prepared, file [32]byte, now time.Time, md eventstor
 
 // check compares p with the store: a key held by another user refuses the row (its reason); a key
 // held by the user an earlier import of this file wrote marks it done.
-func (im *Importer) check(ctx context.Context, p *prepared) (string, error) {
+func (im *Importer) check(ctx context.Context, p *prepared, owners map[string]string) (string, error) {
 	for _, k := range p.claim {
-		stream, err := im.keys.KeyOwner(ctx, k)
+		stream, err := im.keyOwner(ctx, k, owners)
 		if errors.Is(err, eventstore.ErrKeyNotClaimed) {
 			continue
 		}
@@ -306,6 +354,22 @@ func (im *Importer) check(ctx context.Context, p *prepared) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// keyOwner is KeyOwner, answered from owners when the store gave them for all keys at once.
+func (im *Importer) keyOwner(ctx context.Context, key string, owners map[string]string) (string, error) {
+	if owners == nil {
+		return im.keys.KeyOwner(ctx, key)
+	}
+	if stream, ok := owners[key]; ok {
+		return stream, nil
+	}
+	return "", eventstore.ErrKeyNotClaimed
+}
+
+// keyOwnersBatch answers KeyOwner for many keys in one query (postgres.Store, sqlite.Store).
+type keyOwnersBatch interface {
+	KeyOwners(ctx context.Context, keys []string) (map[string]string, error)
 }
 
 // firstEvent returns the id of a stream's first event, uuid.Nil if it has none.
@@ -361,8 +425,17 @@ func eventID(file [32]byte, line, i int) uuid.UUID {
 	return uuid.NewSHA1(eventNamespace, b[:])
 }
 
+// batchAppender makes many appends in one transaction, all or none (postgres.Store): a store
+// that commits each append on its own is far slower at a hundred thousand new streams.
+type batchAppender interface {
+	AppendBatch(ctx context.Context, batch []eventstore.Append) ([]eventstore.AppendResult, error)
+}
+
+// batchSize is how many users one batched transaction writes.
+const batchSize = 200
+
 // parallel runs f on every item with n workers; the first error stops the others.
-func parallel(ctx context.Context, n int, items []*prepared, f func(context.Context, *prepared) error) error {
+func parallel[T any](ctx context.Context, n int, items []T, f func(context.Context, T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64

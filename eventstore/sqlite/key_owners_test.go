@@ -1,0 +1,37 @@
+package sqlite_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/sqlite"
+)
+
+// KeyOwners answers KeyOwner for many keys at once, past one query's worth of parameters.
+func TestKeyOwners(t *testing.T) {
+	t.Parallel()
+	s, err := sqlite.Open(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "idlog.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var keys []string
+	for i := range 1200 {
+		k := fmt.Sprintf("email:u%d@example.com", i)
+		keys = append(keys, k)
+		if i%2 == 1 {
+			continue // half the keys are free
+		}
+		if _, err := s.Append(t.Context(), eventstore.Append{Stream: fmt.Sprintf("user-%d", i), Expected: eventstore.NoStream,
+			Events: []eventstore.NewEvent{{Type: "T", SchemaVersion: 1, Data: json.RawMessage(`{}`)}}, Claim: []string{k}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners, err := s.KeyOwners(t.Context(), keys)
+	if err != nil || len(owners) != 600 || owners["email:u1198@example.com"] != "user-1198" || owners["email:u1@example.com"] != "" {
+		t.Errorf("KeyOwners: %d owners, %v", len(owners), err)
+	}
+}
