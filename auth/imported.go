@@ -13,6 +13,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -305,7 +306,15 @@ func (h *PasswordHasher) verifyImported(password, encoded string) (bool, error) 
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrInvalidHash, err)
 	}
+	start := time.Now()
 	h.slots <- struct{}{}
-	defer func() { <-h.slots }()
-	return ih.verify(password), nil
+	ok := ih.verify(password)
+	<-h.slots
+	// A fast imported hash (cheap bcrypt, few PBKDF2 rounds) answers no sooner than an argon2id
+	// one, so it does not tell a known login from an unknown one (DummyVerify). A slower one
+	// still does, until the user's first sign-in replaces it: README.md says so.
+	if wait := time.Duration(h.floor.Load()) - time.Since(start); wait > 0 {
+		time.Sleep(wait)
+	}
+	return ok, nil
 }
