@@ -184,6 +184,19 @@ func TestUsersImport(t *testing.T) {
 					t.Errorf("%s is banned and signed in", u.login)
 				}
 			}
+			// The read models show the original creation time, and the labels and profile.
+			token := signInToken(t, base, "bcrypt@example.com", "bcrypt password")
+			req, _ := http.NewRequest(http.MethodGet, base+"/api/v2/admin/users?email=bcrypt@example.com&extended=true", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"created_at":"2019-05-01T12:00:00Z"`) || !strings.Contains(string(body), `"tier"`) {
+				t.Errorf("GET /api/v2/admin/users as the imported admin = %d %s, want created_at 2019-05-01T12:00:00Z and the tier label", res.StatusCode, body)
+			}
 			stop()
 
 			rehashed := 0
@@ -236,4 +249,22 @@ func signInStatus(t *testing.T, base, login, password string) int {
 	defer res.Body.Close()
 	io.Copy(io.Discard, res.Body)
 	return res.StatusCode
+}
+
+// signInToken signs in and returns the access token.
+func signInToken(t *testing.T, base, login, password string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"login": login, "password": password})
+	res, err := http.Post(base+"/api/v2/identity/sessions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || out.AccessToken == "" {
+		t.Fatalf("sign-in of %s: %d, %v", login, res.StatusCode, err)
+	}
+	return out.AccessToken
 }
