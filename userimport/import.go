@@ -425,8 +425,8 @@ func eventID(file [32]byte, line, i int) uuid.UUID {
 	return uuid.NewSHA1(eventNamespace, b[:])
 }
 
-// batchAppender makes many appends in one transaction, all or none (postgres.Store): a store
-// that commits each append on its own is far slower at a hundred thousand new streams.
+// batchAppender makes many appends in one transaction, all or none (postgres.Store and
+// sqlite.Store): committing each append on its own is far slower for 100,000 new streams.
 type batchAppender interface {
 	AppendBatch(ctx context.Context, batch []eventstore.Append) ([]eventstore.AppendResult, error)
 }
