@@ -40,9 +40,10 @@ func storeIdentity(cfg config.Config) string {
 	return id
 }
 
-// claimDataDir records the event store of a data directory at its first serve, and refuses
-// another one later, with what to do instead.
-func claimDataDir(cfg config.Config) error {
+// checkDataDir refuses a data directory that holds another event store's state, with what to do
+// instead. It returns whether the directory still has to be claimed (claimDataDir), once the
+// store has opened: a start that fails (a mistyped URL) claims nothing.
+func checkDataDir(cfg config.Config) (unclaimed bool, err error) {
 	marker := filepath.Join(cfg.DataDir, storeMarkerFile)
 	want := storeIdentity(cfg)
 	b, err := os.ReadFile(marker)
@@ -50,17 +51,23 @@ func claimDataDir(cfg config.Config) error {
 	case errors.Is(err, fs.ErrNotExist):
 		// A directory from before the marker: its SQLite log and NATS stream belong together.
 		if want != "sqlite" && exists(cfg.SQLitePath()) && exists(cfg.NATSStoreDir()) {
-			return dataDirTaken(cfg, "sqlite", want, marker)
+			return false, dataDirTaken(cfg, "sqlite", want, marker)
 		}
-		if err := os.WriteFile(marker, []byte(want+"\n"), privateFileMode); err != nil {
-			return fmt.Errorf("data directory: record its event store: %w", err)
-		}
-		return nil
+		return true, nil
 	case err != nil:
-		return fmt.Errorf("data directory: %w", err)
+		return false, fmt.Errorf("data directory: %w", err)
 	}
 	if have := strings.TrimSpace(string(b)); have != want {
-		return dataDirTaken(cfg, have, want, marker)
+		return false, dataDirTaken(cfg, have, want, marker)
+	}
+	return false, nil
+}
+
+// claimDataDir records the event store of the data directory, for checkDataDir.
+func claimDataDir(cfg config.Config) error {
+	marker := filepath.Join(cfg.DataDir, storeMarkerFile)
+	if err := os.WriteFile(marker, []byte(storeIdentity(cfg)+"\n"), privateFileMode); err != nil {
+		return fmt.Errorf("data directory: record its event store: %w", err)
 	}
 	return nil
 }

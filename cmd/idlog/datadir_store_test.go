@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,4 +43,13 @@ func TestServeRefusesAnotherEventStoreOnTheDataDirectory(t *testing.T) {
 	}
 	_, stop = startServe(t, env)
 	stop()
+
+	// A start that fails (here: no PostgreSQL at that address) claims no directory.
+	fresh := map[string]string{"IDLOG_DATA_DIR": t.TempDir(), "IDLOG_DATABASE_URL": pg["IDLOG_DATABASE_URL"], "IDLOG_NATS_PORT": "none"}
+	if code, _, _ := runIdlog(t, fresh, "serve"); code != 1 {
+		t.Fatalf("serve on an unreachable PostgreSQL = %d, want 1", code)
+	}
+	if _, err := os.Stat(filepath.Join(fresh["IDLOG_DATA_DIR"], "eventstore")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed start claimed the data directory: %v", err)
+	}
 }

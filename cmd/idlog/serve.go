@@ -29,7 +29,8 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := prepareDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
-	if err := claimDataDir(cfg); err != nil {
+	unclaimed, err := checkDataDir(cfg)
+	if err != nil {
 		return err
 	}
 
@@ -43,6 +44,11 @@ func serve(ctx context.Context, env *environment, args []string) error {
 			log.Error("close event store", "error", cfg.RedactError(err))
 		}
 	}()
+	if unclaimed {
+		if err := claimDataDir(cfg); err != nil {
+			return err
+		}
+	}
 
 	leases, closeLeases, err := openLeases(ctx, cfg, store, log)
 	if err != nil {
