@@ -184,6 +184,16 @@ func TestUsersImport(t *testing.T) {
 					t.Errorf("%s is banned and signed in", u.login)
 				}
 			}
+			// Guesses at an imported hash go through the sign-in limits like any: the sixth
+			// wrong password in a row waits (429).
+			statuses := []int{}
+			for range 6 {
+				statuses = append(statuses, signInStatus(t, base, "scrypt@example.com", "a guess"))
+			}
+			if statuses[4] != http.StatusUnauthorized || statuses[5] != http.StatusTooManyRequests {
+				t.Errorf("six wrong passwords of an imported user: %v, want 401 then 429", statuses)
+			}
+
 			// The read models show the original creation time, and the labels and profile.
 			token := signInToken(t, base, "bcrypt@example.com", "bcrypt password")
 			req, _ := http.NewRequest(http.MethodGet, base+"/api/v2/admin/users?email=bcrypt@example.com&extended=true", nil)
