@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -72,6 +74,9 @@ type PasswordHasher struct {
 	params Params
 	dummy  string        // a hash of a random password, for DummyVerify
 	slots  chan struct{} // one per hash allowed to run at once
+	// floor is how long one argon2id hash took (nanoseconds, the fastest seen): a faster imported
+	// hash is padded to it, so that it answers no sooner than an unknown login's DummyVerify.
+	floor atomic.Int64
 }
 
 // NewPasswordHasher returns a hasher that hashes with p. Building it computes one hash (the dummy
@@ -81,7 +86,9 @@ func NewPasswordHasher(p Params) (*PasswordHasher, error) {
 		return nil, err
 	}
 	h := &PasswordHasher{params: p, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	start := time.Now()
 	h.dummy = h.Hash(rand.Text())
+	h.floor.Store(int64(time.Since(start)))
 	return h, nil
 }
 
@@ -101,13 +108,33 @@ func (h *PasswordHasher) Hash(password string) string {
 
 // Verify reports whether password matches encoded, using the parameters stored in encoded (not
 // the hasher's), and comparing in constant time. A malformed encoded hash is ErrInvalidHash.
+//
+// A hash imported from another system (CanonicalImportedHash: bcrypt, argon2i, scrypt, PBKDF2) is
+// verified by its own algorithm, in a hashing slot like argon2id's; Outdated is true for it.
 func (h *PasswordHasher) Verify(password, encoded string) (bool, error) {
+	if !strings.HasPrefix(encoded, "$argon2id$") {
+		return h.verifyImported(password, encoded)
+	}
 	p, salt, key, err := decodeHash(encoded)
 	if err != nil {
 		return false, err
 	}
+	start := time.Now()
 	got := h.derive(password, salt, p)
+	if p == h.params {
+		h.observe(time.Since(start))
+	}
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
+}
+
+// observe keeps the fastest time of an argon2id hash with the hasher's parameters.
+func (h *PasswordHasher) observe(d time.Duration) {
+	for {
+		cur := h.floor.Load()
+		if cur != 0 && int64(d) >= cur || h.floor.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
 }
 
 // derive computes one argon2id key when a slot is free.
@@ -134,11 +161,12 @@ func (h *PasswordHasher) NeedsRehash(encoded string) bool {
 // fewer passes, a shorter salt or key), so that a sign-in should hash the password again. Unlike
 // NeedsRehash it is false for a hash with higher costs: during a rolling upgrade a replica still
 // on the old costs does not undo what an upgraded one did. A malformed hash is not outdated:
-// it cannot have verified a password.
+// it cannot have verified a password. An imported hash of another algorithm is outdated.
 func (h *PasswordHasher) Outdated(encoded string) bool {
 	p, _, _, err := decodeHash(encoded)
 	if err != nil {
-		return false
+		_, ierr := parseImported(encoded)
+		return ierr == nil && !strings.HasPrefix(encoded, "$argon2id$")
 	}
 	c := h.params
 	return p.Memory < c.Memory || p.Iterations < c.Iterations || p.SaltLength < c.SaltLength || p.KeyLength < c.KeyLength

@@ -82,8 +82,8 @@ func TestVerifyMalformedHashes(t *testing.T) {
 	for name, encoded := range map[string]string{
 		"empty":               "",
 		"plain text":          "hunter2",
-		"bcrypt":              "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
-		"argon2i":             join(func(p []string) { p[1] = "argon2i" }),
+		"bcrypt cost 31":      "$2a$31$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy",
+		"unknown algorithm":   join(func(p []string) { p[1] = "argon2x" }),
 		"version 16":          join(func(p []string) { p[2] = "v=16" }),
 		"no version":          strings.Join(append(parts[:2:2], parts[3:]...), "$"),
 		"params out of order": join(func(p []string) { p[3] = "t=1,m=64,p=1" }),

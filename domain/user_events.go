@@ -23,6 +23,9 @@ type UserRegistered struct {
 	Role         Role            `json:"role"`
 	RefID        UserID          `json:"refid,omitempty"`
 	Data         json.RawMessage `json:"data,omitempty"`
+	// CreatedAt is when the user was created in the system it was imported from (ImportUser);
+	// zero for a user registered here, created when the event was recorded.
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // EmailVerificationRequested: a token to confirm Email was sent; it is valid until ExpiresAt and

@@ -84,6 +84,10 @@ type Metadata struct {
 // ActorSystem is the actor of changes nobody asked for (sign-up bonuses, level changes, ...).
 const ActorSystem = "system"
 
+// ActorImport is the actor of the events that bring users from another system (idlog users
+// import), so the activity log and auditors can tell imported history from history made here.
+const ActorImport = "import"
+
 // NewEvent is an event to append. ID may be left zero; the store then gives it a UUIDv7.
 // Callers that may retry (commands) set it themselves so a retry is recognised as one.
 type NewEvent struct {

@@ -305,6 +305,9 @@ func (v *UsersView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event
 				Role: reg.Role.String(), State: domain.StateActive.String(),
 				CreatedAt: sqlTime{d.e.RecordedAt},
 			}
+			if !reg.CreatedAt.IsZero() { // imported: created in the system it came from
+				u.CreatedAt = sqlTime{reg.CreatedAt}
+			}
 			if len(reg.Data) > 0 && string(reg.Data) != "null" {
 				u.Data = sql.NullString{String: string(reg.Data), Valid: true}
 			}

@@ -54,6 +54,25 @@ type argon2Params struct {
 	Parallelism uint8  `json:"parallelism"`
 }
 
+// serverURL is the base URL of an idlog serve listening on addr (IDLOG_HTTP_ADDR; its default
+// when empty). A server on every interface is reached on loopback.
+func serverURL(addr string) string {
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr // checkLoopback says what is wrong with it
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // envOr is the environment variable's value, or def when it is unset or empty.
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -66,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("idlog-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "base `URL` of the idlog server (loopback only)")
+	fs.StringVar(&c.URL, "url", serverURL(os.Getenv("IDLOG_HTTP_ADDR")), "base `URL` of the idlog server (loopback only); by default the one IDLOG_HTTP_ADDR gives idlog serve")
 	fs.IntVar(&c.Clients, "clients", 8, "concurrent clients")
 	fs.IntVar(&c.Requests, "requests", 0, "stop after `n` requests in all (0: run for -duration)")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long to run when -requests is 0")

@@ -52,3 +52,21 @@ func TestMixAndPercentiles(t *testing.T) {
 		t.Errorf("percentiles of 1..100 ms = %+v", p)
 	}
 }
+
+// Without -url, the bench loads the server IDLOG_HTTP_ADDR points idlog serve at, not whatever
+// runs on 8080. Not parallel: it sets the environment.
+func TestURLFollowsIDLOGHTTPADDR(t *testing.T) {
+	t.Setenv("IDLOG_HTTP_ADDR", "127.0.0.1:18081")
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil || c.URL != "http://127.0.0.1:18081" {
+		t.Errorf("parseFlags with IDLOG_HTTP_ADDR=127.0.0.1:18081: URL %q, %v", c.URL, err)
+	}
+	if c, err := parseFlags([]string{"-url", "http://127.0.0.1:9"}, io.Discard); err != nil || c.URL != "http://127.0.0.1:9" {
+		t.Errorf("-url does not win over IDLOG_HTTP_ADDR: %q, %v", c.URL, err)
+	}
+	for addr, want := range map[string]string{"": "http://127.0.0.1:8080", "0.0.0.0:8081": "http://127.0.0.1:8081", "[::]:8082": "http://[::1]:8082", ":8083": "http://127.0.0.1:8083"} {
+		if got := serverURL(addr); got != want {
+			t.Errorf("serverURL(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}

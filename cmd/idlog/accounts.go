@@ -158,8 +158,16 @@ func (u usersView) ByUID(ctx context.Context, uid string) (api.UserView, error) 
 	}, nil
 }
 
-// version is the module version of the binary, or its VCS revision, or "dev".
+// buildVersion is stamped at build time: go build -ldflags "-X main.buildVersion=v1.2.3"
+// (the Dockerfile passes its VERSION build argument).
+var buildVersion string
+
+// version is the stamped version, else the module version of the binary, or its VCS revision,
+// or "dev".
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "dev"

@@ -37,6 +37,8 @@ type eventBus struct {
 	notifier *eventbus.Notifier
 	stop     context.CancelFunc
 	done     chan struct{}
+	cfg      config.Config
+	natsURL  string // the embedded server's, recorded in the data directory (nats_url.go)
 }
 
 // startEventBus starts the embedded NATS server unless cfg names one, connects, and starts the
@@ -51,7 +53,7 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 	if err != nil {
 		return nil, err
 	}
-	b := &eventBus{log: log, signer: signer}
+	b := &eventBus{log: log, signer: signer, cfg: cfg}
 	a := cfg.NATSAuth
 	copts := eventbus.ClientOptions{
 		URL: cfg.NATSURL, Credentials: a.Credentials, TLSCAFile: a.TLSCA, TLSCertFile: a.TLSCert, TLSKeyFile: a.TLSKey,
@@ -80,7 +82,11 @@ func startEventBus(ctx context.Context, cfg config.Config, store eventstore.Stor
 		}
 		b.server = srv
 		copts = eventbus.ClientOptions{Server: srv, Signer: signer, Logger: log}
-		if srv.ClientURL() != "" {
+		if url := srv.ClientURL(); url != "" {
+			if err := writeNATSURL(cfg, url); err != nil {
+				log.Warn("idlog events tail will not find the embedded NATS server", "error", err)
+			}
+			b.natsURL = url
 			log.Info("embedded NATS server listening", "url", srv.ClientURL(), "store_dir", cfg.NATSStoreDir(),
 				"reader_credentials", srv.CredentialsFile(eventbus.UserReader), "mailer_credentials", srv.CredentialsFile(eventbus.UserMailer))
 		} else {
@@ -152,6 +158,9 @@ func (b *eventBus) close() {
 	}
 	if b.server != nil {
 		b.server.Shutdown()
+		if b.natsURL != "" {
+			removeNATSURL(b.cfg, b.natsURL)
+		}
 	}
 }
 

@@ -86,12 +86,18 @@ func eventsTail(ctx context.Context, env *environment, args []string) error {
 	return cfg.RedactError(err)
 }
 
-// natsClientURL is where a command reaches NATS: IDLOG_NATS_URL, or the port of the embedded
-// server that idlog serve runs with the same configuration.
+// natsClientURL is where a command reaches NATS: IDLOG_NATS_URL, or the embedded server that
+// idlog serve runs with the same data directory (the URL it recorded there, else its port).
 func natsClientURL(cfg config.Config) (string, error) {
-	switch {
-	case cfg.NATSURL != "":
+	if cfg.NATSURL != "" {
 		return cfg.NATSURL, nil
+	}
+	if !cfg.NATSNoListen {
+		if url, err := readNATSURL(cfg); err != nil || url != "" {
+			return url, err
+		}
+	}
+	switch {
 	case cfg.NATSNoListen:
 		return "", errors.New("IDLOG_NATS_URL is empty and IDLOG_NATS_PORT is none: idlog serve's embedded NATS server opens no port to reach it on")
 	case cfg.NATSPort == 0:

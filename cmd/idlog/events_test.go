@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -176,6 +178,11 @@ func TestServeRelaysToEventsTail(t *testing.T) {
 			t.Errorf("keys/%s: %v, want mode 0600", f, err)
 		}
 	}
+	// With the data directory alone, tail finds the port serve took (IDLOG_NATS_PORT=0 here) in
+	// the file serve records it in, not the default 4222.
+	if code, stdout, stderr := runIdlog(t, map[string]string{"IDLOG_DATA_DIR": dir}, "events", "tail", "-from-start", "-max", "1"); code != 0 || !strings.Contains(stdout, ids[0]) {
+		t.Errorf("events tail with only the data directory = %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	if got := tail("-from-start", "-max", "3"); strings.Join(got, ",") != strings.Join(ids, ",") {
 		t.Errorf("tail -from-start = %v, want %v", got, ids)
 	}
@@ -231,6 +238,9 @@ func TestServeRelaysToEventsTail(t *testing.T) {
 	stop()
 	if code := <-served; code != 0 {
 		t.Errorf("idlog serve = %d after the stop, want 0", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats.url")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("nats.url after serve stopped: %v, want it removed", err)
 	}
 }
 

@@ -6,7 +6,9 @@
 //	idlog projections  show the read models' status, or rebuild them without downtime
 //	idlog events    follow the events published to NATS (events tail), export or import the log
 //	idlog audit     seal the event log and verify that nothing was altered
-//	idlog users     create users (the first administrator: users create --role admin)
+//	idlog users     create users (the first administrator: users create --role admin), or import them
+//	idlog healthcheck  exit 0 if the server answers /healthz (container health checks)
+//	idlog version   print the version stamped at build time
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -40,6 +42,8 @@ var commands = []command{
 	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
 	auditCommand,
 	usersCommand,
+	healthcheckCommand,
+	versionCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.
@@ -71,6 +75,9 @@ func run(ctx context.Context, args []string, env *environment) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	for _, c := range commands {
 		if c.name != args[0] {
@@ -104,9 +111,17 @@ func usage(w io.Writer) {
 // configuration. Flag errors have been printed with the usage when it returns errUsage.
 func loadConfig(fs *flag.FlagSet, args []string, env *environment) (config.Config, error) {
 	fs.SetOutput(env.stderr)
+	// The command's own flags are those defined before the configuration's: -h lists them first.
+	own := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { own[f.Name] = true })
 	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "Usage: idlog %s [flags]\n\nFlags (each overrides its environment variable):\n", fs.Name())
-		fs.PrintDefaults()
+		fmt.Fprintf(env.stderr, "Usage: idlog %s [flags]\n", fs.Name())
+		if len(own) > 0 {
+			fmt.Fprintf(env.stderr, "\nFlags of idlog %s:\n", fs.Name())
+			printFlags(env.stderr, fs, func(name string) bool { return own[name] })
+		}
+		fmt.Fprint(env.stderr, "\nConfiguration flags (each overrides its environment variable):\n")
+		printFlags(env.stderr, fs, func(name string) bool { return !own[name] })
 	}
 	flags := config.Bind(fs)
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +136,18 @@ func loadConfig(fs *flag.FlagSet, args []string, env *environment) (config.Confi
 		return config.Config{}, errUsage
 	}
 	return flags.Load(env.getenv)
+}
+
+// printFlags prints the defaults of fs's flags that keep selects.
+func printFlags(w io.Writer, fs *flag.FlagSet, keep func(name string) bool) {
+	sub := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	sub.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if keep(f.Name) {
+			sub.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	sub.PrintDefaults()
 }
 
 // newLogger writes structured logs to w in the configured format, from the configured level up.

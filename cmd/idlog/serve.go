@@ -29,6 +29,10 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := prepareDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
+	unclaimed, err := checkDataDir(cfg)
+	if err != nil {
+		return err
+	}
 
 	store, err := openStoreWith(ctx, cfg, log, serveTimeouts(cfg))
 	if err != nil {
@@ -40,6 +44,11 @@ func serve(ctx context.Context, env *environment, args []string) error {
 			log.Error("close event store", "error", cfg.RedactError(err))
 		}
 	}()
+	if unclaimed {
+		if err := claimDataDir(cfg); err != nil {
+			return err
+		}
+	}
 
 	leases, closeLeases, err := openLeases(ctx, cfg, store, log)
 	if err != nil {

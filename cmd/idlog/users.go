@@ -15,12 +15,16 @@ import (
 	"github.com/idlog/idlog/eventstore"
 )
 
-var usersCommand = command{name: "users", summary: "manage users: users create --email E --password-stdin --role admin", run: users}
+var usersCommand = command{name: "users", summary: "manage users: users create --email E --password-stdin --role admin; users import --file F", run: users}
 
-// users dispatches to its subcommands; create is the only one so far.
+// users dispatches to its subcommands: create and import.
 func users(ctx context.Context, env *environment, args []string) error {
+	if len(args) > 0 && args[0] == "import" {
+		return importUsers(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprint(env.stderr, "Usage: idlog users create --email E --password-stdin [--username U] [--role R] [flags]\n")
+		fmt.Fprint(env.stderr, "Usage: idlog users create --email E --password-stdin [--username U] [--role R] [flags]\n"+
+			"       idlog users import [--format idlog|barong|wekan] --file FILE (or < FILE)\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return flag.ErrHelp
 		}

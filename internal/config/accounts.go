@@ -131,8 +131,9 @@ func (a Accounts) LogValue() slog.Value {
 		slog.Duration("read_your_writes", a.ReadYourWrites),
 		slog.Duration("idempotency_retention", a.IdempotencyRetention),
 		slog.Bool("trust_forwarded_for", a.TrustForwardedFor),
-		slog.Int64("signup_bonus", a.SignupBonus),
-		slog.String("levels", a.Levels),
+		// What applies, not how it is kept: unset means the commands' defaults.
+		slog.Int64("signup_bonus", a.EffectiveSignupBonus()),
+		slog.String("levels", a.EffectiveLevels()),
 		slog.Int("max_sessions", a.MaxSessions),
 		slog.Int("snapshot_every", a.SnapshotEvery),
 		slog.Duration("session_idle_timeout", a.SessionIdleTimeout),
@@ -256,6 +257,29 @@ var accountSettings = []setting{
 			return nil
 		},
 	},
+}
+
+// DefaultSignupBonus is commands.DefaultSignupBonus (a test in cmd/idlog keeps them equal; config
+// does not import commands).
+const DefaultSignupBonus = 100
+
+// EffectiveSignupBonus is the bonus new users get: SignupBonus with its encoding undone.
+func (a Accounts) EffectiveSignupBonus() int64 {
+	switch a.SignupBonus {
+	case 0:
+		return DefaultSignupBonus
+	case -1:
+		return 0
+	}
+	return a.SignupBonus
+}
+
+// EffectiveLevels is the ladder in force: Levels, or the default one when it is empty.
+func (a Accounts) EffectiveLevels() string {
+	if a.Levels == "" {
+		return domain.DefaultLevels().String()
+	}
+	return a.Levels
 }
 
 // labelWalletSettings are the sign-up bonus and the level ladder. Their defaults are left to the

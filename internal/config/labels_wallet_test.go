@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -42,5 +43,30 @@ func TestSignupBonusAndLevels(t *testing.T) {
 	}
 	if c, err := load(t, map[string]string{"IDLOG_SIGNUP_BONUS": "3"}, "-signup-bonus", "7"); err != nil || c.Accounts.SignupBonus != 7 {
 		t.Errorf("the flag over the variable: %d, %v; want 7", c.Accounts.SignupBonus, err)
+	}
+}
+
+// The start-up log shows the bonus and the ladder in force, not how an unset value is kept.
+func TestSignupBonusAndLevelsLogged(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{}, []string{"signup_bonus=100", `levels="email=verified,phone=verified,document=verified"`}},
+		{map[string]string{"IDLOG_SIGNUP_BONUS": "0", "IDLOG_LEVELS": "kyc=approved"}, []string{"signup_bonus=0 ", `levels="kyc=approved"`}},
+		{map[string]string{"IDLOG_SIGNUP_BONUS": "250"}, []string{"signup_bonus=250"}},
+	} {
+		c, err := load(t, tc.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("starting", "config", c)
+		for _, w := range tc.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%v: the start-up log %s lacks %q", tc.env, buf.String(), w)
+			}
+		}
 	}
 }
