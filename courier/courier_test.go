@@ -1,0 +1,465 @@
+package courier_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"
+
+	"github.com/idlog/idlog/attempts"
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/courier"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/projections"
+)
+
+var cheap = auth.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+
+type backend struct {
+	name    string
+	dialect migrations.Dialect
+	open    func(t testing.TB) (eventstore.Store, *sql.DB)
+}
+
+func backends() []backend {
+	return []backend{
+		{"sqlite", migrations.SQLite, func(t testing.TB) (eventstore.Store, *sql.DB) {
+			path := filepath.Join(t.TempDir(), "idlog.db")
+			store, err := sqlite.Open(context.Background(), sqlite.Options{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := projections.OpenSQLite(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close(); store.Close() })
+			return store, db.DB
+		}},
+		{"postgres", migrations.Postgres, func(t testing.TB) (eventstore.Store, *sql.DB) {
+			dsn := eventstoretest.PostgresSchema(t)
+			store, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			return store, store.DB().DB
+		}},
+	}
+}
+
+// env is the commands of idlog over a store that keeps an outbox, and a courier's clock.
+type env struct {
+	b      backend
+	app    commands.Application
+	store  eventstore.Store
+	db     *sql.DB
+	outbox courier.Outbox
+	skew   atomic.Int64 // added to the courier's clock, to make retries due
+}
+
+func newEnv(t testing.TB, b backend) *env {
+	t.Helper()
+	store, db := b.open(t)
+	limiter, err := attempts.New(attempts.Options{DB: sqlx.NewDb(db, map[migrations.Dialect]string{migrations.SQLite: "sqlite", migrations.Postgres: "postgres"}[b.dialect]), Dialect: b.dialect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasher, err := auth.NewPasswordHasher(cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, auth.KeySize)
+	rand.Read(key)
+	sealer, err := auth.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signKey, err := auth.LoadOrCreateSigningKey(filepath.Join(t.TempDir(), "signing.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.NewSigner(signKey, auth.SignerConfig{Issuer: "idlog", Audience: "idlog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{b: b, store: store, db: db, outbox: courier.Outbox{Sealer: sealer}}
+	e.app, err = commands.New(commands.Deps{
+		Store: store, Keys: store.(eventstore.KeyOwners), Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
+		Tokens: signer, Notifier: commands.LogNotifier{}, Attempts: limiter, Outbox: e.outbox,
+	}, commands.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) now() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }
+
+// courier returns a courier of the env delivering e-mail with email.
+func (e *env) courier(t testing.TB, email courier.Sender, tune func(*courier.Options)) *courier.Courier {
+	t.Helper()
+	tpl, err := courier.NewTemplates("", "https://app.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := courier.Options{DB: e.db, Dialect: e.b.dialect, Outbox: e.outbox, Templates: tpl, Email: email,
+		RetryMin: time.Second, RetryMax: time.Minute, Now: e.now}
+	if tune != nil {
+		tune(&o)
+	}
+	c, err := courier.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) smtpSender(t testing.TB, s *smtpServer) *courier.SMTP {
+	t.Helper()
+	sender, err := courier.NewSMTP(courier.SMTPOptions{URL: s.url(), From: "idlog@example.com", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sender.Close() })
+	return sender
+}
+
+// drain runs passes until the queue has nothing due.
+func drain(t testing.TB, c *courier.Courier) {
+	t.Helper()
+	for range 1000 {
+		n, err := c.DeliverDue(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatal("the queue never drained")
+}
+
+func (e *env) queue(t testing.TB) []courier.Queued {
+	t.Helper()
+	q, err := courier.Queue(context.Background(), e.db, e.b.dialect, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// codeIn returns the code of a message body: the line after "code:".
+func codeIn(t testing.TB, text string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(strings.TrimSpace(l), "code:") {
+			for _, next := range lines[i+1:] {
+				if s := strings.TrimSpace(next); s != "" {
+					return s
+				}
+			}
+		}
+	}
+	t.Fatalf("no code in %q", text)
+	return ""
+}
+
+// lastTo returns the last message the server got for addr, of kind.
+func lastTo(t testing.TB, s *smtpServer, addr, kind string) received {
+	t.Helper()
+	got := s.messages()
+	for i := len(got) - 1; i >= 0; i-- {
+		if len(got[i].to) == 1 && got[i].to[0] == addr && got[i].msg.Header.Get("X-Idlog-Kind") == kind {
+			return got[i]
+		}
+	}
+	t.Fatalf("no %s message to %s among %d", kind, addr, len(got))
+	return received{}
+}
+
+// TestJourneysOverSMTP: sign-up and password reset deliver, through a real SMTP server, messages
+// whose codes and links complete them; the password change is then noticed by mail.
+func TestJourneysOverSMTP(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			srv := startSMTP(t)
+			c := e.courier(t, e.smtpSender(t, srv), nil)
+
+			const addr = "alice@example.com"
+			res, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: "Correct-Horse-9-battery"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q := e.queue(t); len(q) != 1 || q[0].Kind != commands.NotifyEmailConfirmation || q[0].UID != string(res.Account.UID) {
+				t.Fatalf("queue after sign-up: %+v", q)
+			}
+			drain(t, c)
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("delivered messages still queued: %+v", q)
+			}
+			m := lastTo(t, srv, addr, commands.NotifyEmailConfirmation)
+			code := codeIn(t, m.text)
+			if !strings.Contains(m.text, "https://app.example.com/confirm-email?token=") {
+				t.Fatalf("no confirmation link in %q", m.text)
+			}
+			if id := m.msg.Header.Get("Message-Id"); !strings.HasSuffix(id, "@idlog>") {
+				t.Fatalf("Message-ID %q is not the outbox id", id)
+			}
+			if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: code}); err != nil {
+				t.Fatalf("the mailed code does not confirm: %v", err)
+			}
+
+			if _, err := e.app.Commands.RequestPasswordReset.Handle(ctx, commands.RequestPasswordReset{Email: addr}); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+			reset := codeIn(t, lastTo(t, srv, addr, commands.NotifyPasswordReset).text)
+			if _, err := e.app.Commands.ResetPassword.Handle(ctx, commands.ResetPassword{Token: reset,
+				Password: "New-Staple-77-horses", ConfirmPassword: "New-Staple-77-horses"}); err != nil {
+				t.Fatalf("the mailed reset code does not reset: %v", err)
+			}
+			if _, err := e.app.Commands.SignIn.Handle(ctx, commands.SignIn{Login: addr, Password: "New-Staple-77-horses"}); err != nil {
+				t.Fatalf("sign in with the new password: %v", err)
+			}
+			drain(t, c)
+			lastTo(t, srv, addr, commands.NoticePasswordChanged)
+		})
+	}
+}
+
+// TestSMTPDownThenUp: messages queued while the SMTP server is down are retried with backoff and,
+// once it is back, each is delivered exactly once.
+func TestSMTPDownThenUp(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			srv := startSMTP(t)
+			c := e.courier(t, e.smtpSender(t, srv), nil)
+			srv.stop()
+			const n = 20
+			for i := range n {
+				addr := "user" + string(rune('a'+i)) + "@example.com"
+				if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: "Correct-Horse-9-battery"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Two failed passes: every message counts its attempts and waits.
+			for pass := 1; pass <= 2; pass++ {
+				drain(t, c)
+				q := e.queue(t)
+				if len(q) != n {
+					t.Fatalf("pass %d: %d queued, want %d", pass, len(q), n)
+				}
+				for _, m := range q {
+					if m.Attempts != pass || m.Dead || m.LastError == "" || !m.NextAttemptAt.After(e.now()) {
+						t.Fatalf("pass %d: %+v", pass, m)
+					}
+				}
+				e.skew.Add(int64(time.Hour))
+			}
+			srv.start()
+			drain(t, c)
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("still queued: %+v", q)
+			}
+			seen := map[string]int{}
+			for _, m := range srv.messages() {
+				seen[m.msg.Header.Get("Message-Id")]++
+			}
+			if len(seen) != n {
+				t.Fatalf("%d distinct messages delivered, want %d", len(seen), n)
+			}
+			for id, k := range seen {
+				if k != 1 {
+					t.Fatalf("message %s delivered %d times", id, k)
+				}
+			}
+		})
+	}
+}
+
+// TestDeadAfterMaxAttempts: a message that keeps failing is dead after the bound, kept with its
+// error and no longer tried.
+func TestDeadAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, b)
+			srv := startSMTP(t)
+			srv.stop()
+			c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.MaxAttempts = 3 })
+			if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "dead@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+				t.Fatal(err)
+			}
+			for range 5 {
+				drain(t, c)
+				e.skew.Add(int64(time.Hour))
+			}
+			q := e.queue(t)
+			if len(q) != 1 || !q[0].Dead || q[0].Attempts != 3 {
+				t.Fatalf("queue: %+v", q)
+			}
+		})
+	}
+}
+
+// TestTemplateOverride: a template in the override directory replaces the embedded one, and the
+// profile-less user gets the default locale.
+func TestTemplateOverride(t *testing.T) {
+	t.Parallel()
+	b := backends()[0]
+	e := newEnv(t, b)
+	srv := startSMTP(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "en"), 0o700)
+	os.WriteFile(filepath.Join(dir, "en", "email_confirmation.tmpl"), []byte(
+		`{{define "subject"}}Welcome aboard{{end}}{{define "text"}}Your code:
+{{.Token}}
+{{.Link}}{{end}}{{define "html"}}<b>{{.Token}}</b>{{end}}`), 0o600)
+	tpl, err := courier.NewTemplates(dir, "https://front.example.org/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.Templates = tpl })
+	if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "bob@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, c)
+	m := lastTo(t, srv, "bob@example.com", commands.NotifyEmailConfirmation)
+	if m.msg.Header.Get("Subject") != "Welcome aboard" || !strings.Contains(m.text, "https://front.example.org/confirm-email?token=") {
+		t.Fatalf("override not used: %q %q", m.msg.Header.Get("Subject"), m.text)
+	}
+	if _, err := e.app.Commands.VerifyEmail.Handle(context.Background(), commands.VerifyEmail{Token: codeIn(t, m.text)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSMSReachesHTTPEndpoint: an SMS queued with an append reaches a local HTTP endpoint with its
+// code, in the Twilio form and the JSON webhook format, with the message id as Idempotency-Key.
+func TestSMSReachesHTTPEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{courier.SMSTwilio, courier.SMSWebhook} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, backends()[0])
+			var mu sync.Mutex
+			var bodies, keys []string
+			endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r.ParseForm()
+				mu.Lock()
+				defer mu.Unlock()
+				keys = append(keys, r.Header.Get("Idempotency-Key"))
+				if format == courier.SMSTwilio {
+					if u, p, _ := r.BasicAuth(); u != "AC1" || p != "secret" || r.PostForm.Get("To") != "+15550001" {
+						w.WriteHeader(http.StatusUnauthorized)
+						return
+					}
+					bodies = append(bodies, r.PostForm.Get("Body"))
+				} else {
+					var b strings.Builder
+					buf := make([]byte, 4096)
+					n, _ := r.Body.Read(buf)
+					b.Write(buf[:n])
+					bodies = append(bodies, b.String())
+				}
+				w.WriteHeader(http.StatusCreated)
+			}))
+			defer endpoint.Close()
+			sms, err := courier.NewSMS(courier.SMSOptions{Format: format, URL: endpoint.URL, From: "idlog", User: "AC1", Password: "secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := e.courier(t, courier.Mailbox{Dir: t.TempDir()}, func(o *courier.Options) { o.SMS = sms })
+			msg, err := e.outbox.Message("phone_code", courier.ChannelSMS, "ID0000000001", courier.Payload{To: "+15550001", Token: "482913"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := eventstore.NewEvent{Type: "PhoneCodeRequested", SchemaVersion: 1, Data: []byte(`{}`)}
+			if _, err := e.store.Append(context.Background(), eventstore.Append{Stream: "test-sms", Expected: eventstore.NoStream,
+				Events: []eventstore.NewEvent{ev}, Outbox: []eventstore.OutboxMessage{msg}}); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(bodies) != 1 || !strings.Contains(bodies[0], "482913") || keys[0] != msg.ID.String() {
+				t.Fatalf("endpoint got %q with keys %q", bodies, keys)
+			}
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("still queued: %+v", q)
+			}
+		})
+	}
+}
+
+// TestOutboxOnlyWithItsEvents: a message is queued if and only if the events that cause it are
+// stored: a rejected append, or a rejected command, queues nothing; the sealed row holds neither
+// the address nor the code in plain.
+func TestOutboxOnlyWithItsEvents(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			msg, err := e.outbox.Message("phone_code", courier.ChannelSMS, "ID0000000001", courier.Payload{To: "+15550001", Token: "482913"}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := eventstore.NewEvent{Type: "PhoneCodeRequested", SchemaVersion: 1, Data: []byte(`{}`)}
+			_, err = e.store.Append(ctx, eventstore.Append{Stream: "test-conflict", Expected: eventstore.Exactly(3),
+				Events: []eventstore.NewEvent{ev}, Outbox: []eventstore.OutboxMessage{msg}})
+			if !errors.Is(err, eventstore.ErrConcurrency) {
+				t.Fatalf("append at a wrong version: %v", err)
+			}
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("a rejected append queued %+v", q)
+			}
+			const addr = "carol@example.com"
+			if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: "Correct-Horse-9-battery"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: "Correct-Horse-9-battery"}); !errors.Is(err, commands.ErrEmailTaken) {
+				t.Fatalf("second sign-up: %v", err)
+			}
+			if q := e.queue(t); len(q) != 1 {
+				t.Fatalf("queue after one sign-up and one refused: %+v", q)
+			}
+			var sealed []byte
+			if err := e.db.QueryRow(`SELECT sealed FROM outbox`).Scan(&sealed); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(sealed), addr) || strings.Contains(string(sealed), "token") {
+				t.Fatal("the outbox row holds its payload in plain")
+			}
+		})
+	}
+}
