@@ -7,6 +7,7 @@
 //	idlog events    follow the events published to NATS (events tail), export or import the log
 //	idlog audit     seal the event log and verify that nothing was altered
 //	idlog users     create users (the first administrator: users create --role admin)
+//	idlog courier   read the local mailbox (courier ls, courier show) and the outbox queue
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -40,6 +41,7 @@ var commands = []command{
 	withSubcommands(eventsCommand, eventsExportImport, eventsExportImportUsage),
 	auditCommand,
 	usersCommand,
+	courierCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.
