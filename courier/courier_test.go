@@ -1,12 +1,14 @@
 package courier_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +29,7 @@ import (
 	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/internal/smtptest"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -133,9 +136,9 @@ func (e *env) courier(t testing.TB, email courier.Sender, tune func(*courier.Opt
 	return c
 }
 
-func (e *env) smtpSender(t testing.TB, s *smtpServer) *courier.SMTP {
+func (e *env) smtpSender(t testing.TB, s *smtptest.Server) *courier.SMTP {
 	t.Helper()
-	sender, err := courier.NewSMTP(courier.SMTPOptions{URL: s.url(), From: "idlog@example.com", Timeout: 5 * time.Second})
+	sender, err := courier.NewSMTP(courier.SMTPOptions{URL: s.URL(), From: "idlog@example.com", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,13 +187,27 @@ func codeIn(t testing.TB, text string) string {
 	return ""
 }
 
+// received is a message the SMTP server accepted, with its text body.
+type received struct {
+	smtptest.Message
+	text string
+}
+
 // lastTo returns the last message the server got for addr, of kind.
-func lastTo(t testing.TB, s *smtpServer, addr, kind string) received {
+func lastTo(t testing.TB, s *smtptest.Server, addr, kind string) received {
 	t.Helper()
-	got := s.messages()
+	got := s.Messages()
 	for i := len(got) - 1; i >= 0; i-- {
-		if len(got[i].to) == 1 && got[i].to[0] == addr && got[i].msg.Header.Get("X-Idlog-Kind") == kind {
-			return got[i]
+		if len(got[i].To) == 1 && got[i].To[0] == addr && got[i].Mail.Header.Get("X-Idlog-Kind") == kind {
+			m, err := mail.ReadMessage(bytes.NewReader(got[i].Raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, err := courier.TextBody(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return received{got[i], text}
 		}
 	}
 	t.Fatalf("no %s message to %s among %d", kind, addr, len(got))
@@ -206,7 +223,7 @@ func TestJourneysOverSMTP(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			e := newEnv(t, b)
-			srv := startSMTP(t)
+			srv := smtptest.Start(t)
 			c := e.courier(t, e.smtpSender(t, srv), nil)
 
 			const addr = "alice@example.com"
@@ -226,7 +243,7 @@ func TestJourneysOverSMTP(t *testing.T) {
 			if !strings.Contains(m.text, "https://app.example.com/confirm-email?token=") {
 				t.Fatalf("no confirmation link in %q", m.text)
 			}
-			if id := m.msg.Header.Get("Message-Id"); !strings.HasSuffix(id, "@idlog>") {
+			if id := m.Mail.Header.Get("Message-Id"); !strings.HasSuffix(id, "@idlog>") {
 				t.Fatalf("Message-ID %q is not the outbox id", id)
 			}
 			if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: code}); err != nil {
@@ -260,9 +277,9 @@ func TestSMTPDownThenUp(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			e := newEnv(t, b)
-			srv := startSMTP(t)
+			srv := smtptest.Start(t)
 			c := e.courier(t, e.smtpSender(t, srv), nil)
-			srv.stop()
+			srv.Stop()
 			const n = 20
 			for i := range n {
 				addr := "user" + string(rune('a'+i)) + "@example.com"
@@ -284,14 +301,14 @@ func TestSMTPDownThenUp(t *testing.T) {
 				}
 				e.skew.Add(int64(time.Hour))
 			}
-			srv.start()
+			srv.Restart()
 			drain(t, c)
 			if q := e.queue(t); len(q) != 0 {
 				t.Fatalf("still queued: %+v", q)
 			}
 			seen := map[string]int{}
-			for _, m := range srv.messages() {
-				seen[m.msg.Header.Get("Message-Id")]++
+			for _, m := range srv.Messages() {
+				seen[m.Mail.Header.Get("Message-Id")]++
 			}
 			if len(seen) != n {
 				t.Fatalf("%d distinct messages delivered, want %d", len(seen), n)
@@ -313,8 +330,8 @@ func TestDeadAfterMaxAttempts(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, b)
-			srv := startSMTP(t)
-			srv.stop()
+			srv := smtptest.Start(t)
+			srv.Stop()
 			c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.MaxAttempts = 3 })
 			if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "dead@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
 				t.Fatal(err)
@@ -337,7 +354,7 @@ func TestTemplateOverride(t *testing.T) {
 	t.Parallel()
 	b := backends()[0]
 	e := newEnv(t, b)
-	srv := startSMTP(t)
+	srv := smtptest.Start(t)
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "en"), 0o700)
 	os.WriteFile(filepath.Join(dir, "en", "email_confirmation.tmpl"), []byte(
@@ -354,8 +371,8 @@ func TestTemplateOverride(t *testing.T) {
 	}
 	drain(t, c)
 	m := lastTo(t, srv, "bob@example.com", commands.NotifyEmailConfirmation)
-	if m.msg.Header.Get("Subject") != "Welcome aboard" || !strings.Contains(m.text, "https://front.example.org/confirm-email?token=") {
-		t.Fatalf("override not used: %q %q", m.msg.Header.Get("Subject"), m.text)
+	if m.Mail.Header.Get("Subject") != "Welcome aboard" || !strings.Contains(m.text, "https://front.example.org/confirm-email?token=") {
+		t.Fatalf("override not used: %q %q", m.Mail.Header.Get("Subject"), m.text)
 	}
 	if _, err := e.app.Commands.VerifyEmail.Handle(context.Background(), commands.VerifyEmail{Token: codeIn(t, m.text)}); err != nil {
 		t.Fatal(err)
