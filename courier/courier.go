@@ -292,3 +292,14 @@ func Queue(ctx context.Context, db *sql.DB, dialect migrations.Dialect, limit in
 	}
 	return out, nil
 }
+
+// Lister lists the outbox of a database; the admin route uses it.
+type Lister struct {
+	DB      *sql.DB
+	Dialect migrations.Dialect
+}
+
+// Queue returns up to limit messages, oldest first, without their payload.
+func (l Lister) Queue(ctx context.Context, limit int) ([]Queued, error) {
+	return Queue(ctx, l.DB, l.Dialect, limit)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/api"
 	"github.com/idlog/idlog/auth"
 	cmds "github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/courier"
@@ -27,6 +28,7 @@ import (
 // postOffice is the courier of serve: the outbox commands queue into and the delivery loop.
 type postOffice struct {
 	outbox cmds.Outbox // nil: the store keeps no outbox; codes go to the notifier
+	lister api.OutboxLister
 	stop   func()
 }
 
@@ -91,7 +93,7 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		defer close(done)
 		_ = c.Run(cctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return &postOffice{outbox: outbox, stop: func() {
+	return &postOffice{outbox: outbox, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect}, stop: func() {
 		cancel()
 		<-done
 		if closeEmail != nil {

@@ -96,9 +96,10 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}
 	handler := api.NewServer(api.Options{
-		Logger:   log,
-		Metrics:  metrics,
-		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
+		Logger:  log,
+		Metrics: metrics,
+		Views: &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger,
+			Outbox: post.lister},
 		Accounts: accounts,
 		Version:  version(),
 		// Browser apps on these origins may call with credentials.
