@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/follower"
@@ -205,27 +206,51 @@ func (c *Courier) DeliverDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("courier: read the queue: %w", err)
 	}
-	for i, r := range rows {
-		if err := c.deliver(ctx, r); err != nil {
-			return i, err
+	// The sent messages are deleted together, every sentChunk and at the end: a crash in between
+	// sends them again, with the same ids, which is what at-least-once allows.
+	var sent []row
+	flush := func() error {
+		ids := make([]uuid.UUID, len(sent))
+		for i, r := range sent {
+			ids[i] = r.ID
 		}
-	}
-	return len(rows), nil
-}
-
-// deliver tries r once. Only a failure to record the outcome is returned.
-func (c *Courier) deliver(ctx context.Context, r row) error {
-	sendErr := c.send(ctx, r)
-	if sendErr == nil {
-		if err := c.q.delivered(ctx, r.ID); err != nil {
-			// Sent but still queued: it is sent again, with the same id, on the next pass.
-			return fmt.Errorf("courier: delete delivered %s: %w", r.ID, err)
+		if err := c.q.delivered(ctx, ids); err != nil {
+			// Sent but still queued: they are sent again, with the same ids, on the next pass.
+			return fmt.Errorf("courier: delete %d delivered messages: %w", len(ids), err)
 		}
-		c.m.sent.WithLabelValues(r.Channel).Inc()
+		for _, r := range sent {
+			c.m.sent.WithLabelValues(r.Channel).Inc()
+		}
+		sent = sent[:0]
 		return nil
 	}
+	for i, r := range rows {
+		ok, err := c.deliver(ctx, r)
+		if err == nil && ok {
+			sent = append(sent, r)
+			if len(sent) < sentChunk {
+				continue
+			}
+		}
+		if ferr := flush(); ferr != nil || err != nil {
+			return i, errors.Join(err, ferr)
+		}
+	}
+	return len(rows), flush()
+}
+
+// sentChunk is how many sent messages are deleted in one transaction.
+const sentChunk = 50
+
+// deliver tries r once and reports whether it was sent. A failure to send is recorded on the row;
+// only a failure to record it is returned.
+func (c *Courier) deliver(ctx context.Context, r row) (bool, error) {
+	sendErr := c.send(ctx, r)
+	if sendErr == nil {
+		return true, nil
+	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	attempts := r.Attempts + 1
 	dead := attempts >= c.o.MaxAttempts
@@ -246,9 +271,9 @@ func (c *Courier) deliver(ctx context.Context, r row) error {
 		reason = reason[:500]
 	}
 	if err := c.q.failed(ctx, r.ID, attempts, c.o.Now().Add(wait), dead, reason); err != nil {
-		return fmt.Errorf("courier: record failure of %s: %w", r.ID, err)
+		return false, fmt.Errorf("courier: record failure of %s: %w", r.ID, err)
 	}
-	return nil
+	return false, nil
 }
 
 // errNoSender: no sender for the message's channel is configured.

@@ -146,10 +146,18 @@ func (q queue) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-// delivered deletes the message.
-func (q queue) delivered(ctx context.Context, id uuid.UUID) error {
+// delivered deletes the messages, in one transaction.
+func (q queue) delivered(ctx context.Context, ids []uuid.UUID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id.String()
+	}
+	in := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
 	return q.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, q.rebind(`DELETE FROM outbox WHERE id = ?`), id.String())
+		_, err := tx.ExecContext(ctx, q.rebind(`DELETE FROM outbox WHERE id IN (`+in+`)`), args...)
 		return err
 	})
 }
