@@ -15,6 +15,9 @@ const (
 	NoticeOTPDisabled     = "otp_disabled"
 	// NoticeEmailChanged goes to the old address, so its owner learns that the account moved.
 	NoticeEmailChanged = "email_changed"
+	// NoticeNewSignIn: a sign-in from a client address the login had not signed in from lately
+	// (the attempt limiter's known addresses); it tells the address and the user agent.
+	NoticeNewSignIn = "new_sign_in"
 )
 
 // DefaultNoticeTTL is how long an undelivered security notice is kept before it is dropped.

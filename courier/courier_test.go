@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -476,6 +477,93 @@ func TestOutboxOnlyWithItsEvents(t *testing.T) {
 			}
 			if strings.Contains(string(sealed), addr) || strings.Contains(string(sealed), "token") {
 				t.Fatal("the outbox row holds its payload in plain")
+			}
+		})
+	}
+}
+
+func countTo(s *smtptest.Server, addr, kind string) int {
+	n := 0
+	for _, m := range s.Messages() {
+		if len(m.To) == 1 && m.To[0] == addr && m.Mail.Header.Get("X-Idlog-Kind") == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSecurityNotices: a sign-in from a new address, a password change (in the user's profile
+// locale) and an email change (to the old address) are noticed by mail; a sign-in from a known
+// address is not.
+func TestSecurityNotices(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, b)
+			srv := smtptest.Start(t)
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "fr"), 0o700)
+			os.WriteFile(filepath.Join(dir, "fr", "password_changed.tmpl"), []byte(
+				`{{define "subject"}}Votre mot de passe a été changé{{end}}{{define "text"}}Bonjour{{end}}{{define "html"}}<p>Bonjour</p>{{end}}`), 0o600)
+			tpl, err := courier.NewTemplates(dir, "https://app.example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.Templates = tpl })
+
+			const addr, pw = "dora@example.com", "Correct-Horse-9-battery"
+			res, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: pw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid := domain.UserID(res.Account.UID)
+			from := commands.Meta{IP: "203.0.113.7", UserAgent: "Firefox/140"}
+			for range 2 {
+				if _, err := e.app.Commands.SignIn.Handle(ctx, commands.SignIn{Meta: from, Login: addr, Password: pw}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			drain(t, c)
+			if n := countTo(srv, addr, commands.NoticeNewSignIn); n != 1 {
+				t.Fatalf("%d new sign-in notices after two sign-ins from one address, want 1", n)
+			}
+			if m := lastTo(t, srv, addr, commands.NoticeNewSignIn); !strings.Contains(m.text, "203.0.113.7") || !strings.Contains(m.text, "Firefox/140") {
+				t.Fatalf("the notice does not say from where: %q", m.text)
+			}
+			if _, err := e.app.Commands.SignIn.Handle(ctx, commands.SignIn{Meta: commands.Meta{IP: "198.51.100.9"}, Login: addr, Password: pw}); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+			if n := countTo(srv, addr, commands.NoticeNewSignIn); n != 2 {
+				t.Fatalf("%d new sign-in notices after a sign-in from another address, want 2", n)
+			}
+
+			locale := "fr-FR"
+			if _, err := e.app.Commands.CreateProfile.Handle(ctx, commands.CreateProfile{UID: uid, Profile: domain.ProfilePatch{Locale: &locale}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.app.Commands.ChangePassword.Handle(ctx, commands.ChangePassword{UID: uid, OldPassword: pw,
+				NewPassword: "New-Staple-77-horses", ConfirmPassword: "New-Staple-77-horses"}); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+			subject, _ := new(mime.WordDecoder).DecodeHeader(lastTo(t, srv, addr, commands.NoticePasswordChanged).Mail.Header.Get("Subject"))
+			if subject != "Votre mot de passe a été changé" {
+				t.Fatalf("the notice is not in the profile's locale: %q", subject)
+			}
+
+			if _, err := e.app.Commands.ChangeEmail.Handle(ctx, commands.ChangeEmail{UID: uid, Email: "dora.new@example.com", Password: "New-Staple-77-horses"}); err != nil {
+				t.Fatal(err)
+			}
+			drain(t, c)
+			if m := lastTo(t, srv, addr, commands.NoticeEmailChanged); !strings.Contains(m.text, "dora.new@example.com") {
+				t.Fatalf("the old address is not told the new one: %q", m.text)
+			}
+			code := codeIn(t, lastTo(t, srv, "dora.new@example.com", commands.NotifyEmailConfirmation).text)
+			if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: code}); err != nil {
+				t.Fatalf("the new address's code: %v", err)
 			}
 		})
 	}
