@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,7 @@ import (
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
 	"github.com/idlog/idlog/internal/smtptest"
+	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
@@ -564,6 +566,55 @@ func TestSecurityNotices(t *testing.T) {
 			code := codeIn(t, lastTo(t, srv, "dora.new@example.com", commands.NotifyEmailConfirmation).text)
 			if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: code}); err != nil {
 				t.Fatalf("the new address's code: %v", err)
+			}
+		})
+	}
+}
+
+// TestOneCourierAcrossReplicas: two couriers on one database, each with its own lease client,
+// deliver every message once between them: the lease gives the queue one owner at a time.
+func TestOneCourierAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			e := newEnv(t, b)
+			srv := smtptest.Start(t)
+			const n = 30
+			for i := range n {
+				if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: fmt.Sprintf("rep%d@example.com", i), Password: "Correct-Horse-9-battery"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			for _, owner := range []string{"a", "b"} {
+				l, err := lease.New(lease.Options{DB: e.db, Dialect: b.dialect, Owner: owner, TTL: time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.Lease = l; o.Poll = 20 * time.Millisecond; o.Batch = 7 })
+				wg.Go(func() { c.Run(ctx) })
+			}
+			for deadline := time.Now().Add(time.Minute); len(e.queue(t)) > 0; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("still queued after a minute: %d", len(e.queue(t)))
+				}
+			}
+			cancel()
+			wg.Wait()
+			seen := map[string]int{}
+			for _, m := range srv.Messages() {
+				seen[m.Mail.Header.Get("Message-Id")]++
+			}
+			if len(seen) != n {
+				t.Fatalf("%d distinct messages delivered, want %d", len(seen), n)
+			}
+			for id, k := range seen {
+				if k != 1 {
+					t.Fatalf("message %s delivered %d times by two couriers", id, k)
+				}
 			}
 		})
 	}
