@@ -5,6 +5,8 @@ package smtptest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -21,12 +24,23 @@ type Message struct {
 	To   []string
 	Mail *mail.Message
 	Raw  []byte
+	TLS  bool   // it came over TLS (STARTTLS)
+	User string // who authenticated, "" if nobody
+}
+
+// Options configure a Server. The zero value takes plain connections and no authentication.
+type Options struct {
+	// TLS, when set, offers STARTTLS with this configuration.
+	TLS *tls.Config
+	// User and Password, when set, are required (AUTH PLAIN) before MAIL.
+	User, Password string
 }
 
 // Server is the SMTP server. Its methods are safe for concurrent use.
 type Server struct {
 	t    testing.TB
 	addr string
+	o    Options
 
 	mu       sync.Mutex
 	srv      *smtp.Server
@@ -38,8 +52,11 @@ type Server struct {
 }
 
 // Start starts a server on a free port; the test's cleanup stops it.
-func Start(t testing.TB) *Server {
-	s := &Server{t: t, changed: make(chan struct{})}
+func Start(t testing.TB) *Server { return StartWith(t, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, o Options) *Server {
+	s := &Server{t: t, o: o, changed: make(chan struct{})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +70,8 @@ func Start(t testing.TB) *Server {
 func (s *Server) serve(ln net.Listener) {
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = "localhost"
-	srv.AllowInsecureAuth = true
+	srv.AllowInsecureAuth = s.o.TLS == nil
+	srv.TLSConfig = s.o.TLS
 	srv.MaxMessageBytes = 1 << 20
 	srv.ErrorLog = log.New(io.Discard, "", 0) // a client killed on purpose is no news
 	s.mu.Lock()
@@ -133,17 +151,42 @@ func (s *Server) notify() { // with mu held
 
 type backend struct{ s *Server }
 
-func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	x := &session{s: b.s, conn: c}
+	if b.s.o.User != "" {
+		return authSession{x}, nil
+	}
+	return x, nil
+}
 
 type session struct {
 	s    *Server
+	conn *smtp.Conn
 	from string
 	to   []string
+	user string
+}
+
+type authSession struct{ *session }
+
+func (a authSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (a authSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, password string) error {
+		if user != a.s.o.User || password != a.s.o.Password {
+			return errors.New("invalid credentials")
+		}
+		a.user = user
+		return nil
+	}), nil
 }
 
 func (x *session) Reset()        { x.from, x.to = "", nil }
 func (x *session) Logout() error { return nil }
 func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	if x.s.o.User != "" && x.user == "" {
+		return smtp.ErrAuthRequired
+	}
 	x.from = from
 	return nil
 }
@@ -169,8 +212,12 @@ func (x *session) Data(r io.Reader) error {
 		<-hold
 	}
 	x.s.mu.Lock()
-	x.s.got = append(x.s.got, Message{From: x.from, To: x.to, Mail: m, Raw: raw})
+	_, tls := x.conn.TLSConnectionState()
+	x.s.got = append(x.s.got, Message{From: x.from, To: x.to, Mail: m, Raw: raw, TLS: tls, User: x.user})
 	x.s.notify()
 	x.s.mu.Unlock()
 	return nil
 }
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.addr }
