@@ -19,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
@@ -463,6 +466,20 @@ func TestOutboxOnlyWithItsEvents(t *testing.T) {
 			if q := e.queue(t); len(q) != 0 {
 				t.Fatalf("a rejected append queued %+v", q)
 			}
+			// An append retried with the same event ids stores nothing new, and queues nothing new.
+			ev.ID = uuid.New()
+			retry := eventstore.Append{Stream: "test-retry", Expected: eventstore.NoStream, Events: []eventstore.NewEvent{ev}, Outbox: []eventstore.OutboxMessage{msg}}
+			for range 2 {
+				if _, err := e.store.Append(ctx, retry); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if q := e.queue(t); len(q) != 1 || q[0].ID != msg.ID.String() {
+				t.Fatalf("a retried append queued %+v", q)
+			}
+			if _, err := e.db.Exec(`DELETE FROM outbox`); err != nil {
+				t.Fatal(err)
+			}
 			const addr = "carol@example.com"
 			if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: addr, Password: "Correct-Horse-9-battery"}); err != nil {
 				t.Fatal(err)
@@ -618,4 +635,54 @@ func TestOneCourierAcrossReplicas(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMetrics: sent and failed deliveries are counted per channel, and the queue age is that of
+// the oldest waiting message.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, backends()[0])
+	srv := smtptest.Start(t)
+	srv.Stop()
+	reg := prometheus.NewRegistry()
+	c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.Metrics = reg })
+	if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "m@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, c)
+	e.skew.Add(int64(time.Hour))
+	if age := gauge(t, reg, "idlog_courier_queue_age_seconds"); age < 3600 {
+		t.Fatalf("queue age %v, want the hour the message waited", age)
+	}
+	srv.Restart()
+	drain(t, c)
+	if sent, failed := counter(t, reg, "idlog_courier_sent_total"), counter(t, reg, "idlog_courier_failed_total"); sent != 1 || failed != 1 {
+		t.Fatalf("sent %v, failed %v; want 1 and 1", sent, failed)
+	}
+	if age := gauge(t, reg, "idlog_courier_queue_age_seconds"); age != 0 {
+		t.Fatalf("queue age %v with nothing queued", age)
+	}
+}
+
+func metric(t *testing.T, reg *prometheus.Registry, name string) *dto.Metric {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.Metric) > 0 {
+			return f.Metric[0]
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return nil
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return metric(t, reg, name).GetCounter().GetValue()
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	return metric(t, reg, name).GetGauge().GetValue()
 }
