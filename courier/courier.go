@@ -299,7 +299,13 @@ func (c *Courier) send(ctx context.Context, r row) error {
 	if s == nil {
 		return fmt.Errorf("%w: %q", errNoSender, r.Channel)
 	}
-	return s.Send(ctx, e)
+	if err := s.Send(ctx, e); err != nil {
+		return err
+	}
+	// Never the content; the recipient under "to", personal data that logprivacy drops.
+	c.o.Logger.LogAttrs(ctx, slog.LevelInfo, "message delivered", slog.String("id", r.ID.String()), slog.String("kind", r.Kind),
+		slog.String("channel", r.Channel), slog.String("uid", r.UID), slog.String("to", p.To))
+	return nil
 }
 
 // Queue lists the outbox, oldest first, up to limit messages: ids, kinds, attempts and errors,
