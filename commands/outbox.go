@@ -46,6 +46,12 @@ type Outbox interface {
 	Seal(m Message) (eventstore.OutboxMessage, error)
 }
 
+// QueueWatcher is an Outbox told when an append with messages committed, so that a courier of
+// this process can deliver them at once instead of at its next poll.
+type QueueWatcher interface {
+	Queued()
+}
+
 // newMessage is an e-mail of kind to the user's address (to, when given), valid until expires.
 func newMessage(u *domain.User, kind, to, token string, now, expires time.Time, data map[string]string) Message {
 	if to == "" {

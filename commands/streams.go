@@ -467,6 +467,9 @@ func (s *UserStreams) append(ctx context.Context, stream string, expected events
 	if err != nil {
 		return res, fmt.Errorf("commands: append to %s: %w", stream, err)
 	}
+	if w, ok := s.outbox.(QueueWatcher); ok && len(outbox) > 0 {
+		w.Queued()
+	}
 	return res, nil
 }
 

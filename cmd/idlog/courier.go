@@ -81,6 +81,11 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 			return nil, err
 		}
 	}
+	if sms == nil {
+		if box, ok := email.(courier.Mailbox); ok {
+			sms = box // the default set-up: text messages land in the mailbox too
+		}
+	}
 	outbox := courier.Outbox{Sealer: sealer}
 	c, err := courier.New(courier.Options{DB: m.db.DB, Dialect: m.dialect, Outbox: outbox, Templates: tpl, Email: email, SMS: sms,
 		Lease: leases, Logger: log, Metrics: metrics})
@@ -93,7 +98,7 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		defer close(done)
 		_ = c.Run(cctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return &postOffice{outbox: outbox, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect}, stop: func() {
+	return &postOffice{outbox: wakingOutbox{outbox, c}, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect}, stop: func() {
 		cancel()
 		<-done
 		if closeEmail != nil {
@@ -101,6 +106,15 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		}
 	}}, nil
 }
+
+// wakingOutbox seals for the outbox and wakes this process's courier once an append queued
+// messages, so they go out at once (another replica's courier finds them at its next poll).
+type wakingOutbox struct {
+	courier.Outbox
+	c *courier.Courier
+}
+
+func (w wakingOutbox) Queued() { w.c.Wake() }
 
 var courierCommand = command{name: "courier", summary: "read the local mailbox (courier ls, courier show [id]) and the outbox (courier queue)", run: courierMain}
 
