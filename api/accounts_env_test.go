@@ -31,6 +31,7 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/blobs"
 	"github.com/idlog/idlog/commands"
+	"github.com/idlog/idlog/courier"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/eventstoretest"
@@ -317,7 +318,8 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		// Tests that queue a hundred commands on one user under the race detector on a loaded
 		// machine may take longer than serve's 10 s; deadline_test.go tests the deadline itself.
 		RequestTimeout: time.Minute,
-		Views:          &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger}, CORSOrigins: o.cors,
+		Views: &api.Views{Activity: activity, Projections: rt, Events: store, Ledger: ledger,
+			Outbox: courier.Lister{DB: db.DB, Dialect: dialect}}, CORSOrigins: o.cors,
 	})
 	return &server{h: validated(t, raw), raw: raw, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
 		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}

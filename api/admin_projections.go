@@ -54,6 +54,8 @@ type Views struct {
 	// Ledger, with Events, serves GET /api/v2/admin/audit/verify, /audit/checkpoint and
 	// /audit/proofs/{inclusion,consistency} to EventReaders.
 	Ledger *audit.Ledger
+	// Outbox, when set, serves GET /api/v2/admin/courier/queue to OutboxReaders.
+	Outbox OutboxLister
 }
 
 // register adds the routes of the views that are set to r, each behind signedIn (the bearer
@@ -65,6 +67,9 @@ func (v Views) register(r *mux.Router, signedIn func(http.Handler) http.Handler,
 		r.Handle("/api/v2/resource/users/activity/{topic}", signedIn(UserActivityHandler(v.Activity, log))).Methods(get...)
 		r.Handle("/api/v2/admin/activities", signedIn(readers(AdminActivitiesHandler(v.Activity, false, log)))).Methods(get...)
 		r.Handle("/api/v2/admin/activities/admin", signedIn(readers(AdminActivitiesHandler(v.Activity, true, log)))).Methods(get...)
+	}
+	if v.Outbox != nil {
+		r.Handle("/api/v2/admin/courier/queue", signedIn(RequireRole(OutboxReaders...)(AdminOutboxHandler(v.Outbox, log)))).Methods(get...)
 	}
 	if v.Projections != nil {
 		r.Handle("/api/v2/admin/projections", signedIn(RequireRole(ProjectionReaders...)(ProjectionsHandler(v.Projections, log)))).Methods(get...)

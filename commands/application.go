@@ -116,6 +116,10 @@ type Deps struct {
 	Attempts AttemptLimiter
 	// UserLocks, when set, serialise the wallet commands of one user across replicas.
 	UserLocks UserLocks
+	// Outbox, when set, seals the messages commands cause (codes, security notices) into the
+	// store's outbox, in the transaction of their events (UserStreams.UseOutbox); the Notifier
+	// then receives nothing. The store must keep an outbox.
+	Outbox Outbox
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -142,6 +146,11 @@ func New(d Deps, c Config) (Application, error) {
 	users, err := NewUserStreams(d.Store, d.Keys, d.Registry, c.Streams)
 	if err != nil {
 		return Application{}, err
+	}
+	if d.Outbox != nil {
+		if err := users.UseOutbox(d.Outbox); err != nil {
+			return Application{}, err
+		}
 	}
 	limits, err := c.Limits.withDefaults()
 	if err != nil {

@@ -31,7 +31,7 @@ func NewChangeEmailHandler(users *UserStreams, hasher *auth.PasswordHasher, noti
 		panic("commands: NewChangeEmailHandler needs users, a password hasher and a notifier")
 	}
 	codes = codes.withDefaults()
-	return ChangeEmailHandler{users: users, hasher: hasher, codes: codeSender{notifier, codes.logger()}, ttl: codes.EmailTokenTTL}
+	return ChangeEmailHandler{users: users, hasher: hasher, codes: newCodeSender(users, notifier, codes), ttl: codes.EmailTokenTTL}
 }
 
 // Handle changes the address. Errors: ErrWrongPassword, ErrEmailTaken, domain.ErrEmailInvalid,
@@ -53,12 +53,16 @@ func (h ChangeEmailHandler) Handle(ctx context.Context, cmd ChangeEmail) (Result
 			return change{}, err
 		}
 		plain, hash := newOneShotToken(u.ID())
-		more, err := u.RequestEmailVerification(hash, h.users.now().Add(h.ttl))
+		now := h.users.now()
+		more, err := u.RequestEmailVerification(hash, now.Add(h.ttl))
 		if err != nil {
 			return change{}, err
 		}
 		token = plain
-		return change{events: append(events, more...), claim: []string{emailKey(email)}, release: []string{emailKey(old)}}, nil
+		c := change{events: append(events, more...), claim: []string{emailKey(email)}, release: []string{emailKey(old)}}
+		// The old address hears of the change: its owner may not be the one who made it.
+		return c.withCode(u, NotifyEmailConfirmation, email, plain, now, now.Add(h.ttl)).
+			withNotice(u, NoticeEmailChanged, old, now, map[string]string{"new_email": email}), nil
 	})
 	if err != nil {
 		return Result{}, err

@@ -53,8 +53,9 @@ func (h ChangePasswordHandler) Handle(ctx context.Context, cmd ChangePassword) (
 		if hash == "" {
 			hash = h.hasher.Hash(cmd.NewPassword)
 		}
-		events, err := u.ChangePassword(hash, h.users.now(), cmd.SessionID)
-		return change{events: events}, err
+		now := h.users.now()
+		events, err := u.ChangePassword(hash, now, cmd.SessionID)
+		return change{events: events}.withNotice(u, NoticePasswordChanged, "", now, nil), err
 	})
 	if err != nil {
 		return Result{}, err

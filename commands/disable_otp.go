@@ -40,7 +40,7 @@ func (h DisableOTPHandler) Handle(ctx context.Context, cmd DisableOTP) (Result, 
 			return change{}, err
 		}
 		events, err := u.DisableOTP(step)
-		return change{events: events}, err
+		return change{events: events}.withNotice(u, NoticeOTPDisabled, "", h.users.now(), nil), err
 	})
 	if err != nil {
 		return Result{}, err

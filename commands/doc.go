@@ -6,7 +6,10 @@
 // Handlers read only the event store, never a read model: a user is found by email or username
 // through the unique keys its appends claimed (eventstore.KeyOwners), which are never behind the
 // log. Passwords, one-shot tokens and TOTP secrets go through package auth; only their hashes or
-// ciphertext reach events, and the plain tokens go to a Notifier, never to a log.
+// ciphertext reach events, and the plain tokens go, sealed, into the store's outbox in the same
+// append (Deps.Outbox, delivered by package courier), or else to a Notifier; never to a log.
+// Security notices (password changed, 2FA off, email changed, sign-in from a new address) go to
+// the outbox the same way.
 //
 // Idempotency: a command whose Meta carries an idempotency key claims the unique key
 // "idempotency:<sha256(command, actor, key)>" in the same append as its events, and derives its

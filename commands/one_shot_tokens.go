@@ -81,12 +81,13 @@ func requestToken(ctx context.Context, users *UserStreams, codes codeSender, pad
 			return change{}, nil
 		}
 		plain, hash := newOneShotToken(uid)
-		events, err := r.record(u, hash, users.now().Add(r.ttl))
+		now := users.now()
+		events, err := r.record(u, hash, now.Add(r.ttl))
 		if err != nil {
 			return change{}, err
 		}
 		token = plain
-		return change{events: events}, nil
+		return change{events: events}.withCode(u, r.kind, email, plain, now, now.Add(r.ttl)), nil
 	})
 	if err != nil {
 		return Result{}, err

@@ -151,9 +151,9 @@ type VerifyPhoneHandler struct {
 	hasher *auth.PasswordHasher
 }
 
-func newPhoneCodes(hasher *auth.PasswordHasher, notifier Notifier, c CodesConfig) phoneCodes {
+func newPhoneCodes(users *UserStreams, hasher *auth.PasswordHasher, notifier Notifier, c CodesConfig) phoneCodes {
 	c = c.withDefaults()
-	return phoneCodes{hasher: hasher, codes: codeSender{notifier, c.logger()}, ttl: c.PhoneCodeTTL}
+	return phoneCodes{hasher: hasher, codes: newCodeSender(users, notifier, c), ttl: c.PhoneCodeTTL}
 }
 
 // NewAddPhoneHandler returns the handler.
@@ -161,7 +161,7 @@ func NewAddPhoneHandler(users *UserStreams, hasher *auth.PasswordHasher, notifie
 	if users == nil || hasher == nil || notifier == nil {
 		panic("commands: NewAddPhoneHandler needs users, a hasher and a notifier")
 	}
-	return AddPhoneHandler{users: users, codes: newPhoneCodes(hasher, notifier, c)}
+	return AddPhoneHandler{users: users, codes: newPhoneCodes(users, hasher, notifier, c)}
 }
 
 // NewSendPhoneCodeHandler returns the handler.
@@ -169,7 +169,7 @@ func NewSendPhoneCodeHandler(users *UserStreams, hasher *auth.PasswordHasher, no
 	if users == nil || hasher == nil || notifier == nil {
 		panic("commands: NewSendPhoneCodeHandler needs users, a hasher and a notifier")
 	}
-	return SendPhoneCodeHandler{users: users, codes: newPhoneCodes(hasher, notifier, c)}
+	return SendPhoneCodeHandler{users: users, codes: newPhoneCodes(users, hasher, notifier, c)}
 }
 
 // NewVerifyPhoneHandler returns the handler; guard it with the attempt limiter (New does).
@@ -237,8 +237,13 @@ func (p phoneCodes) send(ctx context.Context, users *UserStreams, m Meta, uid do
 	code, _ := auth.NewNumericCode(phoneCodeDigits)
 	hash := p.hasher.Hash(code)
 	o, err := users.update(ctx, uid, command, m, func(u *domain.User) (change, error) {
-		events, err := record(u, hash, users.now().Add(p.ttl))
-		return change{events: events}, err
+		now := users.now()
+		events, err := record(u, hash, now.Add(p.ttl))
+		if err != nil {
+			return change{}, err
+		}
+		// With an outbox the code goes by SMS in the append's transaction; else codes.send below.
+		return change{events: events}.withSMS(u, NotifyPhoneCode, number, code, now, now.Add(p.ttl)), nil
 	})
 	if err != nil {
 		return Result{}, err

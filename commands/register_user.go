@@ -43,7 +43,7 @@ func NewRegisterUserHandler(users *UserStreams, hasher *auth.PasswordHasher, not
 		panic("commands: NewRegisterUserHandler needs users, a password hasher and a notifier")
 	}
 	codes = codes.withDefaults()
-	return RegisterUserHandler{users: users, hasher: hasher, codes: codeSender{notifier, codes.logger()}, emailTTL: codes.EmailTokenTTL, bonus: wallet.signupBonus()}
+	return RegisterUserHandler{users: users, hasher: hasher, codes: newCodeSender(users, notifier, codes), emailTTL: codes.EmailTokenTTL, bonus: wallet.signupBonus()}
 }
 
 // Handle registers the user. A taken email or username is ErrEmailTaken or ErrUsernameTaken;
@@ -105,10 +105,12 @@ func (h RegisterUserHandler) Handle(ctx context.Context, cmd RegisterUser) (Resu
 				return nil, change{}, err
 			}
 			events = append(events, more...)
-		} else {
-			token = plain
 		}
 		c := change{events: events, claim: []string{emailKey(email)}, asUser: true}
+		if !cmd.TrustEmail {
+			token = plain
+			c = c.withCode(u, NotifyEmailConfirmation, email, plain, now, now.Add(h.emailTTL))
+		}
 		if username != "" {
 			c.claim = append(c.claim, usernameKey(username))
 		}

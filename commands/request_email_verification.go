@@ -30,7 +30,7 @@ func NewRequestEmailVerificationHandler(users *UserStreams, notifier Notifier, c
 		panic("commands: NewRequestEmailVerificationHandler needs users and a notifier")
 	}
 	codes = codes.withDefaults()
-	return RequestEmailVerificationHandler{users: users, codes: codeSender{notifier, codes.logger()}, ttl: codes.EmailTokenTTL, pad: &latency{}}
+	return RequestEmailVerificationHandler{users: users, codes: newCodeSender(users, notifier, codes), ttl: codes.EmailTokenTTL, pad: &latency{}}
 }
 
 // Handle requests the token. A malformed address is domain.ErrEmailInvalid; an unknown, verified

@@ -30,7 +30,7 @@ func NewRequestPasswordResetHandler(users *UserStreams, notifier Notifier, codes
 		panic("commands: NewRequestPasswordResetHandler needs users and a notifier")
 	}
 	codes = codes.withDefaults()
-	return RequestPasswordResetHandler{users: users, codes: codeSender{notifier, codes.logger()}, ttl: codes.ResetTokenTTL, pad: &latency{}}
+	return RequestPasswordResetHandler{users: users, codes: newCodeSender(users, notifier, codes), ttl: codes.ResetTokenTTL, pad: &latency{}}
 }
 
 // Handle requests the token. A malformed address is domain.ErrEmailInvalid; an unknown or

@@ -45,8 +45,9 @@ func (h ResetPasswordHandler) Handle(ctx context.Context, cmd ResetPassword) (Re
 	}
 	hash := h.hasher.Hash(cmd.Password)
 	o, err := h.users.update(ctx, uid, "ResetPassword", cmd.Meta, func(u *domain.User) (change, error) {
-		events, err := u.ResetPassword(tokenHash, hash, h.users.now())
-		return change{events: events, asUser: true}, err
+		now := h.users.now()
+		events, err := u.ResetPassword(tokenHash, hash, now)
+		return change{events: events, asUser: true}.withNotice(u, NoticePasswordChanged, "", now, nil), err
 	})
 	if errors.Is(err, ErrUserNotFound) {
 		return Result{}, fmt.Errorf("%w: no such user", domain.ErrTokenInvalid)

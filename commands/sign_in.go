@@ -297,7 +297,8 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 			return SignInResult{}, h.throttled(ctx, cmd, ThrottleScope(kindOTP), wait)
 		}
 	}
-	res, err := h.open(ctx, cmd, uid, proof, now)
+	// From an address this login has not signed in from (lately), the owner hears of it.
+	res, err := h.open(ctx, cmd, uid, proof, now, cmd.IP != "" && !a.known)
 	h.done(ctx, errors.Is(err, auth.ErrOTPCodeInvalid) || errors.Is(err, domain.ErrOTPReplayed), otp...)
 	if err == nil {
 		// The owner proved the password: the failures on the counters this sign-in went through
@@ -321,7 +322,7 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 
 // open checks the rest (state, two-factor code) and starts the session of a user whose password
 // is right.
-func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, proof *passwordProof, now time.Time) (SignInResult, error) {
+func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, proof *passwordProof, now time.Time, newAddress bool) (SignInResult, error) {
 	idem, err := newIdempotency("SignIn", cmd.Meta)
 	if err != nil {
 		return SignInResult{}, err
@@ -377,7 +378,11 @@ func (h SignInHandler) open(ctx context.Context, cmd SignIn, uid domain.UserID, 
 		if err == nil {
 			events = append(events, rehashed(h.hasher, u, cmd.Password)...)
 		}
-		return change{events: events, asUser: true}, err
+		c := change{events: events, asUser: true}
+		if newAddress {
+			c = c.withNotice(u, NoticeNewSignIn, "", now, map[string]string{"ip": cmd.IP, "user_agent": userAgent(cmd.UserAgent)})
+		}
+		return c, err
 	})
 	var failed *signInFailure
 	if errors.As(err, &failed) {

@@ -73,7 +73,21 @@ type UserStreams struct {
 	snapshotEvery uint64
 	maxSessions   int
 	levels        domain.Levels
+	outbox        Outbox // nil: codes go to the Notifier, notices nowhere
 }
+
+// UseOutbox makes the changes' messages go to the store's outbox, sealed by o, in the transaction
+// of their events. The store must keep one (eventstore.OutboxKeeper). Call it before any command.
+func (s *UserStreams) UseOutbox(o Outbox) error {
+	if k, ok := s.store.(eventstore.OutboxKeeper); !ok || !k.KeepsOutbox() {
+		return fmt.Errorf("commands: the event store %T keeps no outbox", s.store)
+	}
+	s.outbox = o
+	return nil
+}
+
+// queuesMessages reports whether messages go to the outbox.
+func (s *UserStreams) queuesMessages() bool { return s.outbox != nil }
 
 // NewUserStreams returns the users of store. keys finds the stream holding an email or username;
 // the SQL stores implement it (eventstore.KeyOwners). Snapshots are kept in the store if it can
@@ -280,6 +294,9 @@ func (s *UserStreams) decode(e eventstore.Event) (domain.Event, error) {
 type change struct {
 	events         []domain.Event
 	claim, release []string
+	// messages are queued in the outbox with the events, when the streams keep one (UseOutbox);
+	// without it, codes go to the Notifier after the append and notices are not sent.
+	messages []Message
 	// asUser records the user as the actor when the caller is anonymous: they proved who they
 	// are with a password or a one-shot token.
 	asUser bool
@@ -427,7 +444,17 @@ func (s *UserStreams) append(ctx context.Context, stream string, expected events
 	if idem.claim != "" {
 		claim = append(slices.Clip(claim), idem.claim)
 	}
-	res, err := s.store.Append(ctx, eventstore.Append{Stream: stream, Expected: expected, Events: events, Claim: claim, Release: c.release})
+	var outbox []eventstore.OutboxMessage
+	if s.outbox != nil {
+		for _, m := range c.messages {
+			sealed, err := s.outbox.Seal(m)
+			if err != nil {
+				return eventstore.AppendResult{}, fmt.Errorf("commands: seal %s message: %w", m.Kind, err)
+			}
+			outbox = append(outbox, sealed)
+		}
+	}
+	res, err := s.store.Append(ctx, eventstore.Append{Stream: stream, Expected: expected, Events: events, Claim: claim, Release: c.release, Outbox: outbox})
 	var taken *eventstore.KeyTakenError
 	if errors.As(err, &taken) {
 		switch {
@@ -439,6 +466,9 @@ func (s *UserStreams) append(ctx context.Context, stream string, expected events
 	}
 	if err != nil {
 		return res, fmt.Errorf("commands: append to %s: %w", stream, err)
+	}
+	if w, ok := s.outbox.(QueueWatcher); ok && len(outbox) > 0 {
+		w.Queued()
 	}
 	return res, nil
 }

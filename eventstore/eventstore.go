@@ -132,6 +132,39 @@ type Append struct {
 	// Release frees keys this stream holds, so another append can claim them. Releasing a key the
 	// stream does not hold changes nothing.
 	Release []string
+	// Outbox holds messages to people that the events cause (codes, security notices), stored in
+	// the same transaction, in the outbox table the courier delivers from. Only stores that
+	// implement OutboxKeeper take them; others refuse an append that has some.
+	Outbox []OutboxMessage
+}
+
+// OutboxMessage is one message to a person, queued with the append that causes it. Its payload
+// (recipient, one-shot code, template data) is sealed by the caller: the store keeps it opaque.
+type OutboxMessage struct {
+	// ID identifies the message and is its idempotent send key (the e-mail Message-ID): a
+	// delivery retried after a crash carries the same one.
+	ID        uuid.UUID
+	Kind      string // what is said: "email_confirmation", "password_changed", ...
+	Channel   string // how: "email" or "sms"
+	UID       string // whom it is about
+	Sealed    []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time // past it the message is dropped undelivered
+}
+
+// OutboxKeeper is a store that writes Append.Outbox in the append's transaction.
+type OutboxKeeper interface {
+	KeepsOutbox() bool
+}
+
+// validateOutbox checks the outbox messages of an append.
+func (a Append) validateOutbox() error {
+	for i, m := range a.Outbox {
+		if m.ID == uuid.Nil || m.Kind == "" || m.Channel == "" || len(m.Sealed) == 0 || m.ExpiresAt.IsZero() {
+			return fmt.Errorf("%w: outbox message %d lacks an id, kind, channel, payload or expiry", ErrInvalidAppend, i)
+		}
+	}
+	return nil
 }
 
 // Filter narrows a read of the global log. The zero Filter matches every event.
@@ -217,6 +250,9 @@ func (a Append) Validate() error {
 		if k == "" {
 			return fmt.Errorf("%w: empty unique key", ErrInvalidAppend)
 		}
+	}
+	if err := a.validateOutbox(); err != nil {
+		return err
 	}
 	// Last: the only check that reads every byte.
 	return a.checkText()

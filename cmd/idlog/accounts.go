@@ -29,7 +29,8 @@ import (
 // the read models and the runtime that keeps them. notifier receives the one-shot codes. The
 // attempt limiter keeps its counters in the read models' database (the store's, but for
 // EventStoreDB), so replicas on it share them.
-func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, notifier cmds.Notifier, m *readModels, metrics prometheus.Registerer) (*api.Accounts, error) {
+// outbox, when not nil, receives the messages of the commands instead (see startCourier).
+func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, notifier cmds.Notifier, m *readModels, metrics prometheus.Registerer, outbox cmds.Outbox) (*api.Accounts, error) {
 	keys, ok := store.(eventstore.KeyOwners)
 	if !ok {
 		return nil, fmt.Errorf("the %s event store cannot find users by email (no KeyOwners)", cfg.EventStore())
@@ -80,7 +81,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
-		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter, UserLocks: userLocks,
+		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter, UserLocks: userLocks, Outbox: outbox,
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},

@@ -9,6 +9,7 @@
 //	idlog users     create users (the first administrator: users create --role admin), or import them
 //	idlog healthcheck  exit 0 if the server answers /healthz (container health checks)
 //	idlog version   print the version stamped at build time
+//	idlog courier   read the local mailbox (courier ls, courier show) and the outbox queue
 //
 // Configuration comes from IDLOG_* environment variables; a subcommand's flags override them.
 package main
@@ -44,6 +45,7 @@ var commands = []command{
 	usersCommand,
 	healthcheckCommand,
 	versionCommand,
+	courierCommand,
 }
 
 // environment is what a command may touch of the process, so tests can run commands in-process.

@@ -94,14 +94,21 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
 	defer stopSealer()
-	accounts, err := newAccounts(cfg, log, store, bus.notifier, models, metrics)
+	// Stopped after the HTTP server has drained: what it did not deliver waits in the outbox.
+	post, err := startCourier(ctx, cfg, store, models, bus.notifier, leases, log, metrics)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("courier: %w", err))
+	}
+	defer post.stop()
+	accounts, err := newAccounts(cfg, log, store, bus.notifier, models, metrics, post.outbox)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}
 	handler := api.NewServer(api.Options{
-		Logger:   log,
-		Metrics:  metrics,
-		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
+		Logger:  log,
+		Metrics: metrics,
+		Views: &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger,
+			Outbox: post.lister},
 		Accounts: accounts,
 		Version:  version(),
 		// Browser apps on these origins may call with credentials.

@@ -88,6 +88,10 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 	if err := a.Validate(); err != nil {
 		return eventstore.AppendResult{}, err
 	}
+	if len(a.Outbox) > 0 {
+		// No transaction spans EventStoreDB and a SQL table: callers hand messages off instead.
+		return eventstore.AppendResult{}, fmt.Errorf("%w: EventStoreDB keeps no outbox", eventstore.ErrInvalidAppend)
+	}
 	if err := checkStreamID(a.Stream); err != nil {
 		return eventstore.AppendResult{}, err
 	}

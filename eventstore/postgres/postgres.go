@@ -231,7 +231,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 
 	for attempt := 0; ; attempt++ {
 		var r appendRow
-		if s.opts.BeforeCommit == nil {
+		if s.opts.BeforeCommit == nil && len(a.Outbox) == 0 {
 			err = s.db.QueryRowxContext(ctx, q, args...).StructScan(&r)
 		} else {
 			err = s.appendInTx(ctx, a, q, args, &r)
@@ -297,8 +297,34 @@ func (s *Store) appendInTx(ctx context.Context, a eventstore.Append, q string, a
 	if err := tx.QueryRowxContext(ctx, q, args...).StructScan(r); err != nil {
 		return err
 	}
-	s.opts.BeforeCommit(ctx, a)
+	if err := insertOutbox(ctx, tx, a.Outbox); err != nil {
+		return err
+	}
+	if s.opts.BeforeCommit != nil {
+		s.opts.BeforeCommit(ctx, a)
+	}
 	return tx.Commit()
+}
+
+// KeepsOutbox implements eventstore.OutboxKeeper: Append.Outbox is written in the append's
+// transaction (table outbox, migration 00140).
+func (s *Store) KeepsOutbox() bool { return true }
+
+// insertOutbox writes the outbox messages of an append inside its transaction. A message id that
+// is stored already is the same message: kept once.
+func insertOutbox(ctx context.Context, tx *sqlx.Tx, msgs []eventstore.OutboxMessage) error {
+	for _, m := range msgs {
+		created := m.CreatedAt
+		if created.IsZero() {
+			created = time.Now()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (id, kind, channel, uid, sealed, created_at, expires_at, next_attempt_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $6) ON CONFLICT (id) DO NOTHING`,
+			m.ID.String(), m.Kind, m.Channel, m.UID, m.Sealed, created.UnixMilli(), m.ExpiresAt.UnixMilli()); err != nil {
+			return fmt.Errorf("postgres: queue outbox message %s: %w", m.ID, err)
+		}
+	}
+	return nil
 }
 
 type appendRow struct {

@@ -36,6 +36,7 @@ type writer struct {
 	eventByID, streamRange, streamVer   *sql.Stmt
 	insertEvent, upsertStream           *sql.Stmt
 	releaseKey, claimKey, setCheckpoint *sql.Stmt
+	insertOutbox                        *sql.Stmt
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
@@ -60,6 +61,8 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.upsertStream, `INSERT INTO streams (stream_id, version) VALUES (?, ?)
 			ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version`},
 		{&w.releaseKey, "DELETE FROM unique_keys WHERE key = ? AND stream_id = ?"},
+		{&w.insertOutbox, `INSERT INTO outbox (id, kind, channel, uid, sealed, created_at, expires_at, next_attempt_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
 		{&w.claimKey, "INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"},
 		{&w.setCheckpoint, `INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`},
@@ -342,8 +345,22 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 	if _, err := w.upsertStream.ExecContext(ctx, a.Stream, int64(res.LastVersion)); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: update stream version: %w", a.Stream, err)
 	}
+	for _, m := range a.Outbox {
+		created := m.CreatedAt
+		if created.IsZero() {
+			created = now
+		}
+		if _, err := w.insertOutbox.ExecContext(ctx, m.ID.String(), m.Kind, m.Channel, m.UID, m.Sealed,
+			created.UnixMilli(), m.ExpiresAt.UnixMilli(), created.UnixMilli()); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: queue outbox message %s: %w", a.Stream, m.ID, err)
+		}
+	}
 	return res, nil
 }
+
+// KeepsOutbox implements eventstore.OutboxKeeper: Append.Outbox is written in the append's
+// transaction (table outbox, migration 00140).
+func (s *Store) KeepsOutbox() bool { return true }
 
 type storedEvent struct {
 	stream   string

@@ -87,6 +87,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Accounts are the settings of sign-up, sign-in and access tokens.
 	Accounts Accounts
+	// Courier delivers e-mail and SMS from the outbox (IDLOG_SMTP_URL, IDLOG_PUBLIC_URL, ...).
+	Courier Courier
 }
 
 // Engine names the backend that holds the event store.
@@ -158,6 +160,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Any("accounts", c.Accounts),
+		slog.Any("courier", c.Courier),
 	)
 }
 
