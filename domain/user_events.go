@@ -17,25 +17,25 @@ import (
 // UserRegistered starts every user's stream.
 type UserRegistered struct {
 	UserID       UserID          `json:"uid"`
-	Email        string          `json:"email"`
-	Username     string          `json:"username,omitempty"`
+	Email        string          `json:"email" personal:"true"`
+	Username     string          `json:"username,omitempty" personal:"true"`
 	PasswordHash string          `json:"password_hash"`
 	Role         Role            `json:"role"`
 	RefID        UserID          `json:"refid,omitempty"`
-	Data         json.RawMessage `json:"data,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty" personal:"true"`
 }
 
 // EmailVerificationRequested: a token to confirm Email was sent; it is valid until ExpiresAt and
 // replaces any earlier one.
 type EmailVerificationRequested struct {
-	Email     string    `json:"email"`
+	Email     string    `json:"email" personal:"true"`
 	TokenHash string    `json:"token_hash"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // EmailVerified: the user proved they own Email.
 type EmailVerified struct {
-	Email string `json:"email"`
+	Email string `json:"email" personal:"true"`
 }
 
 // PasswordChanged: the signed-in user set a new password.
@@ -63,19 +63,19 @@ type PasswordReset struct {
 
 // EmailChanged: the user's email is now To and no longer verified.
 type EmailChanged struct {
-	From string `json:"from"`
-	To   string `json:"to"`
+	From string `json:"from" personal:"true"`
+	To   string `json:"to" personal:"true"`
 }
 
 // UsernameChanged: the user's username is now To (From is empty if they had none).
 type UsernameChanged struct {
-	From string `json:"from,omitempty"`
-	To   string `json:"to"`
+	From string `json:"from,omitempty" personal:"true"`
+	To   string `json:"to" personal:"true"`
 }
 
 // UserDataUpdated replaces the user's free JSON data (absent: no data).
 type UserDataUpdated struct {
-	Data json.RawMessage `json:"data,omitempty"`
+	Data json.RawMessage `json:"data,omitempty" personal:"true"`
 }
 
 // SessionStarted: the user signed in. The session is open until SessionEnded or ExpiresAt.
@@ -198,7 +198,7 @@ type OTPDisabled struct {
 type UserStateChanged struct {
 	From   State  `json:"from"`
 	To     State  `json:"to"`
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" personal:"true"`
 }
 
 // RoleChanged: an administrator gave the user another role.
@@ -223,8 +223,8 @@ type LoginEnabled struct{}
 // session ends with it (reason account_closed). The user is in StateDeleted and no command changes
 // them any more; read models forget them, and the history stays.
 type AccountClosed struct {
-	Email    string `json:"email"`
-	Username string `json:"username,omitempty"`
+	Email    string `json:"email" personal:"true"`
+	Username string `json:"username,omitempty" personal:"true"`
 }
 
 // EventType implementations: the stored names. Never change one; add a new event instead.
@@ -265,6 +265,7 @@ func RegisterEvents(r *Registry) {
 		LabelAdded{}, LabelUpdated{}, LabelRemoved{}, LevelChanged{}, WalletCredited{}, WalletDebited{},
 		LoginDisabled{}, LoginEnabled{}, AccountClosed{}, SecretCheckFailed{}, PasswordRehashed{},
 		ProfileCreated{}, ProfileUpdated{}, ProfileStateChanged{}, UserSettingsChanged{},
+		UserErased{},
 	} {
 		r.Register(e, 1)
 	}
