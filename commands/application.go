@@ -54,8 +54,10 @@ type Commands struct {
 	ResetUserOTP    ResetUserOTPHandler
 	SetUserLogin    SetUserLoginHandler
 	CloseAccount    CloseAccountHandler
-	RevokeSessions  RevokeSessionsHandler
-	ReviewProfile   ReviewProfileHandler
+	// ErasePersonalData: DELETE /admin/users/{uid}/personal-data and `idlog users erase`.
+	ErasePersonalData ErasePersonalDataHandler
+	RevokeSessions    RevokeSessionsHandler
+	ReviewProfile     ReviewProfileHandler
 }
 
 // Defaults of CodesConfig.
@@ -102,6 +104,9 @@ type Deps struct {
 	Attempts AttemptLimiter
 	// UserLocks, when set, serialise the wallet commands of one user across replicas.
 	UserLocks UserLocks
+	// Eraser destroys users' data keys (personaldata.Store); nil: ErasePersonalData fails with
+	// ErrErasureUnavailable (a store that does not seal personal data).
+	Eraser PersonalDataEraser
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -185,6 +190,7 @@ func New(d Deps, c Config) (Application, error) {
 			CloseAccount:             NewCloseAccountHandler(users),
 			RevokeSessions:           NewRevokeSessionsHandler(users),
 			ReviewProfile:            NewReviewProfileHandler(users),
+			ErasePersonalData:        NewErasePersonalDataHandler(users, eraserOrNone(d.Eraser)),
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

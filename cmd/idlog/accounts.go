@@ -74,12 +74,13 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	}
 	// Replicas on one PostgreSQL database queue one user's wallet commands across them too.
 	var userLocks cmds.UserLocks
-	if pg, ok := store.(*postgres.Store); ok {
+	if pg, ok := rawStore(store).(*postgres.Store); ok {
 		userLocks = lease.NewUserLocks(pg.DB().DB, pg.DB().Stats().MaxOpenConnections/2)
 	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
 		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter, UserLocks: userLocks,
+		Eraser: eraserOf(store),
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},

@@ -41,6 +41,14 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		}
 	}()
 
+	// Commands, read models, the relay and the API see users' personal data opened (or erased);
+	// the audit sealer reads the stored, sealed bytes.
+	sealed, closeSealing, err := sealPersonalData(ctx, cfg, store)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("personal data: %w", err))
+	}
+	defer closeSealing()
+
 	leases, closeLeases, err := openLeases(ctx, cfg, store, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("follower leases: %w", err))
@@ -55,14 +63,14 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := watchHorizon(ctx, store, log, metrics); err != nil {
 		return fmt.Errorf("watch the read horizon: %w", err)
 	}
-	bus, err := startEventBus(ctx, cfg, store, leases, log, metrics)
+	bus, err := startEventBus(ctx, cfg, sealed, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
 	}
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
-	models, err := openReadModels(ctx, cfg, store, leases, log, metrics, 0)
+	models, err := openReadModels(ctx, cfg, sealed, leases, log, metrics, 0)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("read models: %w", err))
 	}
@@ -85,14 +93,14 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
 	defer stopSealer()
-	accounts, err := newAccounts(cfg, log, store, bus.notifier, models, metrics)
+	accounts, err := newAccounts(cfg, log, sealed, bus.notifier, models, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}
 	handler := api.NewServer(api.Options{
 		Logger:   log,
 		Metrics:  metrics,
-		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger},
+		Views:    &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: sealed, Ledger: ledger},
 		Accounts: accounts,
 		Version:  version(),
 		// Browser apps on these origins may call with credentials.
