@@ -397,11 +397,6 @@ func (st *relayStep) Apply(ctx context.Context, batch []eventstore.Event) (uint6
 		}
 		st.prevID = msg.Header[headerMsgID][0]
 		st.pending = append(st.pending, inflight{pos: e.GlobalPosition, ack: ack})
-		if e.Type == userErasedType {
-			if failed = st.purgeErased(ctx, acks, e); failed != nil {
-				break
-			}
-		}
 		if ctx.Err() != nil {
 			break
 		}

@@ -257,7 +257,7 @@ func (s *Store) Erase(ctx context.Context, uid domain.UserID) error {
 		return err
 	}
 	if sn, ok := s.inner.(eventstore.Snapshots); ok {
-		if err := sn.SaveSnapshot(ctx, uid.Stream(), eventstore.Snapshot{}); err != nil {
+		if err := sn.SaveSnapshot(ctx, uid.Stream(), eventstore.Snapshot{Version: 1, Data: []byte{}}); err != nil {
 			return fmt.Errorf("personaldata: overwrite the snapshot of %s: %w", uid, err)
 		}
 	}

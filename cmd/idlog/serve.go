@@ -41,8 +41,10 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		}
 	}()
 
-	// Commands, read models, the relay and the API see users' personal data opened (or erased);
-	// the audit sealer reads the stored, sealed bytes.
+	// Commands, read models and the API see users' personal data opened (or erased). The audit
+	// sealer and the NATS relay read the stored, sealed bytes: IDLOG_EVENTS is append-only (no
+	// purge, by design), so it must never receive personal data in plain; after an erasure what
+	// it holds of the user can no longer be opened.
 	sealed, closeSealing, err := sealPersonalData(ctx, cfg, store)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("personal data: %w", err))
@@ -63,7 +65,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := watchHorizon(ctx, store, log, metrics); err != nil {
 		return fmt.Errorf("watch the read horizon: %w", err)
 	}
-	bus, err := startEventBus(ctx, cfg, sealed, leases, log, metrics)
+	bus, err := startEventBus(ctx, cfg, store, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("event bus: %w", err))
 	}

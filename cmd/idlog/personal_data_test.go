@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/idlog/idlog/internal/config"
+)
+
+// Erasing a user with a rich history (profile, sessions, labels, wallet, free data) keeps the
+// audit proofs: verify against the checkpoint taken before passes, and every inclusion proof made
+// before checks against the events as exported after. Then nothing of their email, names, address,
+// user agent or IP is left in any table of the database, in an export, or in IDLOG_EVENTS.
+func TestErasureKeepsProofsAndLeavesNoPersonalData(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{
+		"IDLOG_DATA_DIR": dir, "IDLOG_HTTP_ADDR": "127.0.0.1:0", "IDLOG_NATS_PORT": "0", "IDLOG_LOG_FORMAT": "json",
+		"IDLOG_ARGON2_MEMORY": "64", "IDLOG_ARGON2_ITERATIONS": "1",
+	}
+	const password = "the operator's long passphrase"
+	if code, _, stderr := runWithStdin(t, env, password, "users", "create", "--email", "root@example.com", "--password-stdin", "--role", "superadmin"); code != 0 {
+		t.Fatalf("users create = %d: %s", code, stderr)
+	}
+	secrets := []string{"erin.erasable@example.com", "erinshred", "Erinvaldo", "Shreddington", "42 Forgetme Lane", "EraseMeBrowser/1.0", "Shredville", "favourite-colour-mauve"}
+
+	// serve: the history, then stop.
+	natsPort := ""
+	serve := func() (base string, logs *jsonLogs, stop func()) {
+		logs, stderr := newJSONLogs(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		served := make(chan int, 1)
+		go func() {
+			served <- run(ctx, []string{"serve"}, &environment{stdout: io.Discard, stderr: stderr, getenv: func(k string) string { return env[k] }})
+		}()
+		url := logs.wait(t, "embedded NATS server listening")["url"].(string)
+		natsPort = url[strings.LastIndex(url, ":")+1:]
+		base = "http://" + logs.wait(t, "listening")["addr"].(string)
+		return base, logs, func() {
+			cancel()
+			go func() {
+				for range logs.lines { // drain, so the logger never blocks the stop
+				}
+			}()
+			if code := <-served; code != 0 {
+				t.Errorf("serve exited with %d", code)
+			}
+		}
+	}
+	adminToken := ""
+	call := func(base, method, path, token string, body any) (int, map[string]any) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = strings.NewReader(string(b))
+		}
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, rd)
+		req.Header.Set("Content-Type", "application/json")
+		// The user's browser; the administrator's is another.
+		req.Header.Set("User-Agent", "EraseMeBrowser/1.0")
+		if token == adminToken || strings.Contains(fmt.Sprint(body), "root@example.com") {
+			req.Header.Set("User-Agent", "AdminConsole/2.0")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		return res.StatusCode, out
+	}
+	must := func(code, want int, what string, body map[string]any) {
+		t.Helper()
+		if code != want {
+			t.Fatalf("%s = %d %v, want %d", what, code, body, want)
+		}
+	}
+
+	base, _, stop := serve()
+	code, admin := call(base, http.MethodPost, "/api/v2/identity/sessions", "", map[string]string{"email": "root@example.com", "password": password})
+	must(code, http.StatusOK, "admin sign-in", admin)
+	adminToken = admin["access_token"].(string)
+	code, user := call(base, http.MethodPost, "/api/v2/identity/users", "", map[string]any{"email": "erin.erasable@example.com", "username": "erinshred", "password": password,
+		"data": `{"note":"favourite-colour-mauve"}`})
+	must(code, http.StatusCreated, "sign-up", user)
+	uid := user["uid"].(string)
+	code, session := call(base, http.MethodPost, "/api/v2/identity/sessions", "", map[string]string{"login": "erin.erasable@example.com", "password": password})
+	must(code, http.StatusOK, "sign-in", session)
+	token := session["access_token"].(string)
+	code, body := call(base, http.MethodPost, "/api/v2/resource/profiles", token, map[string]string{"first_name": "Erinvaldo", "last_name": "Shreddington",
+		"address": "42 Forgetme Lane", "city": "Shredville", "country": "FR"})
+	must(code, http.StatusCreated, "create profile", body)
+	code, body = call(base, http.MethodPost, "/api/v2/admin/users/labels", adminToken, map[string]string{"uid": uid, "key": "kyc", "value": "verified", "scope": "private"})
+	must(code, http.StatusCreated, "add label", body)
+	code, body = call(base, http.MethodPost, "/api/v2/admin/wallets/"+uid+"/credits", adminToken, map[string]any{"balance": "standard", "amount": "500", "reason": "deposit", "reference": "pay-1"})
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("credit = %d %v", code, body)
+	}
+	stop()
+
+	// The auditor's take-away before the erasure: a checkpoint, and a proof of every event.
+	if code, stdout, stderr := runIdlog(t, env, "audit", "seal"); code != 0 {
+		t.Fatalf("seal: %d %s %s", code, stdout, stderr)
+	}
+	code, note, stderr := runIdlog(t, env, "audit", "checkpoint")
+	if code != 0 {
+		t.Fatalf("checkpoint: %d %s", code, stderr)
+	}
+	size := strings.Split(note, "\n")[1]
+	var n int
+	fmt.Sscan(size, &n)
+	away := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(away, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cp := write("checkpoint", note)
+	proofs := make([]string, n)
+	for i := range n {
+		code, proof, stderr := runIdlog(t, env, "audit", "prove", "-ordinal", fmt.Sprint(i+1))
+		if code != 0 {
+			t.Fatalf("prove %d: %d %s", i+1, code, stderr)
+		}
+		proofs[i] = write(fmt.Sprintf("proof-%d", i+1), proof)
+	}
+
+	// The erasure, by an administrator.
+	base, logs, stop := serve()
+	code, admin = call(base, http.MethodPost, "/api/v2/identity/sessions", "", map[string]string{"email": "root@example.com", "password": password})
+	must(code, http.StatusOK, "admin sign-in", admin)
+	adminToken = admin["access_token"].(string)
+	code, body = call(base, http.MethodDelete, "/api/v2/admin/users/"+uid+"/personal-data", adminToken, nil)
+	if code != http.StatusNoContent {
+		for len(logs.lines) > 0 {
+			if e := <-logs.lines; e["error"] != nil {
+				t.Log(e)
+			}
+		}
+	}
+	must(code, http.StatusNoContent, "erase", body)
+	code, body = call(base, http.MethodDelete, "/api/v2/admin/users/"+uid+"/personal-data", adminToken, nil)
+	must(code, http.StatusNoContent, "erase again", body)
+
+	// The as-of view of the user before the erasure shows the fields erased.
+	code, asOf := call(base, http.MethodGet, fmt.Sprintf("/api/v2/admin/users/%s?as_of=%d", uid, 1<<62), adminToken, nil)
+	if b, _ := json.Marshal(asOf); code != http.StatusOK || !strings.Contains(string(b), "[erased]") {
+		t.Errorf("as-of view after the erasure = %d %s, want [erased] fields", code, b)
+	}
+	// The NATS stream: every message, read with the reader's credentials. The relay published
+	// every event sealed as stored (up to UserErased, the last: tail waits for it).
+	_, all, _ := runIdlog(t, env, "events", "export")
+	count := len(strings.Split(strings.TrimSpace(all), "\n"))
+	code, tailOut, stderr := runIdlog(t, map[string]string{"IDLOG_DATA_DIR": dir, "IDLOG_NATS_PORT": natsPort}, "events", "tail", "-from-start", "-max", fmt.Sprint(count))
+	if code != 0 {
+		t.Fatalf("events tail: %d %s", code, stderr)
+	}
+	stop()
+
+	if code, stdout, stderr := runIdlog(t, env, "audit", "verify", "-checkpoint", cp); code != 0 {
+		t.Fatalf("verify against the checkpoint taken before the erasure: %d %s %s", code, stdout, stderr)
+	}
+	code, exported, stderr := runIdlog(t, env, "events", "export")
+	if code != 0 {
+		t.Fatalf("export: %d %s", code, stderr)
+	}
+	lines := strings.SplitAfter(exported, "\n")
+	keyFile := config.Config{DataDir: dir}.AuditKeyPath()
+	noDB := map[string]string{"IDLOG_DATA_DIR": t.TempDir()}
+	for i := range n {
+		ev := write(fmt.Sprintf("event-%d", i+1), lines[i])
+		if code, stdout, stderr := runIdlog(t, noDB, "audit", "check-proof", "-checkpoint", cp, "-public-key", keyFile, "-event", ev, "-proof", proofs[i]); code != 0 || !strings.HasPrefix(stdout, "yes") {
+			t.Fatalf("proof %d made before the erasure, after it: exit %d, stdout %q, stderr %q", i+1, code, stdout, stderr)
+		}
+	}
+	if !strings.Contains(exported, `"UserErased"`) {
+		t.Error("the export holds no UserErased")
+	}
+
+	db, err := sql.Open("sqlite", sqliteDSN(config.Config{DataDir: dir}.SQLitePath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	found := searchTables(t, db, secrets)
+	for _, s := range secrets {
+		if strings.Contains(exported, s) {
+			found = append(found, "export: "+s)
+		}
+		if strings.Contains(tailOut, s) {
+			found = append(found, "IDLOG_EVENTS: "+s)
+		}
+	}
+	for _, f := range found {
+		t.Errorf("personal data left after the erasure: %s", f)
+	}
+	// The addresses the user acted from: none stays readable in their events' envelopes.
+	var plainIP int
+	if err := db.QueryRow(`SELECT count(*) FROM events WHERE stream_id = ? AND metadata LIKE '%127.0.0.1%'`, "user-"+uid).Scan(&plainIP); err != nil || plainIP != 0 {
+		t.Errorf("events of the erased user with a plain IP address: %d (%v)", plainIP, err)
+	}
+	if !strings.Contains(tailOut, "UserErased") {
+		t.Error("IDLOG_EVENTS holds no UserErased")
+	}
+}
+
+// searchTables looks for each needle in every column of every row of every table.
+func searchTables(t *testing.T, db *sql.DB, needles []string) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		_ = rows.Scan(&name)
+		tables = append(tables, name)
+	}
+	rows.Close()
+	var found []string
+	for _, table := range tables {
+		rows, err := db.Query(`SELECT * FROM "` + table + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				text := fmt.Sprint(v)
+				if b, ok := v.([]byte); ok {
+					text = string(b)
+				}
+				for _, s := range needles {
+					if strings.Contains(text, s) {
+						found = append(found, fmt.Sprintf("table %s column %s: %s", table, cols[i], s))
+					}
+				}
+			}
+		}
+		rows.Close()
+	}
+	return found
+}
+
