@@ -265,4 +265,3 @@ func searchTables(t *testing.T, db *sql.DB, needles []string) []string {
 	}
 	return found
 }
-
