@@ -103,8 +103,18 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 		key := make([]byte, auth.KeySize)
 		rand.Read(key)
 		wrapped := k.wrap.Seal(key, []byte(uid))
-		if _, err := k.db.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`), uid, wrapped); err != nil {
+		res, err := k.db.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`), uid, wrapped)
+		if err != nil {
 			return nil, fmt.Errorf("personaldata: create the data key of %s: %w", uid, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			// Ours is the key: no need to read it back.
+			s, err := auth.NewSealer(key)
+			if err != nil {
+				return nil, err
+			}
+			k.remember(uid, cachedKey{sealer: s, known: true})
+			return s, nil
 		}
 	}
 	var wrapped []byte

@@ -224,3 +224,38 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendToUser: events appended to users who exist (a data update with an IP address and
+// a user agent, the common case), with sealing against without.
+func BenchmarkAppendToUser(b *testing.B) {
+	for name, open := range backends(b) {
+		for _, sealed := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(b *testing.B) {
+				be := open(b)
+				var s eventstore.Store = be.store
+				if sealed {
+					s = wrap(b, be)
+				}
+				ctx := context.Background()
+				users := make([]domain.UserID, 100)
+				for i := range users {
+					users[i] = newUID()
+					if _, err := s.Append(ctx, register(users[i], strings.ToLower(string(users[i]))+"@example.com")); err != nil {
+						b.Fatal(err)
+					}
+				}
+				data := json.RawMessage(`{"data":{"note":"favourite-colour-mauve","lang":"fr"}}`)
+				i := 0
+				for b.Loop() {
+					uid := users[i%len(users)]
+					i++
+					if _, err := s.Append(ctx, eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+						Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: data,
+							Metadata: eventstore.Metadata{ActorUID: string(uid), IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
