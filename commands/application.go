@@ -117,6 +117,9 @@ type Config struct {
 	Wallet   WalletConfig
 	Limits   LimitsConfig
 	Sessions SessionsConfig
+	// EraseOnDelete: a user deleting their own account also erases their personal data
+	// (ErasePersonalData); it then needs Deps.Eraser.
+	EraseOnDelete bool
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -153,6 +156,11 @@ func New(d Deps, c Config) (Application, error) {
 	}
 	queue := NewUserQueue().Across(d.UserLocks)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
+	erase := NewErasePersonalDataHandler(users, eraserOrNone(d.Eraser))
+	var deleteAccount Handler[DeleteAccount, Result] = guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer))
+	if c.EraseOnDelete {
+		deleteAccount = erasingDelete{delete: deleteAccount, erase: erase}
+	}
 	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{
 		Commands: Commands{
@@ -171,7 +179,7 @@ func New(d Deps, c Config) (Application, error) {
 			UpdateUserData:           NewUpdateUserDataHandler(users),
 			CreateProfile:            NewCreateProfileHandler(users),
 			UpdateProfile:            NewUpdateProfileHandler(users),
-			DeleteAccount:            guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer)),
+			DeleteAccount:            deleteAccount,
 			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
 			EnableOTP:                guard[EnableOTP, Result](g, NewEnableOTPHandler(users, d.Sealer)),
 			VerifyOTP:                guard[VerifyOTP, Result](g, NewVerifyOTPHandler(users, d.Sealer)),
@@ -190,7 +198,7 @@ func New(d Deps, c Config) (Application, error) {
 			CloseAccount:             NewCloseAccountHandler(users),
 			RevokeSessions:           NewRevokeSessionsHandler(users),
 			ReviewProfile:            NewReviewProfileHandler(users),
-			ErasePersonalData:        NewErasePersonalDataHandler(users, eraserOrNone(d.Eraser)),
+			ErasePersonalData:        erase,
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

@@ -42,11 +42,16 @@ func (h ErasePersonalDataHandler) Handle(ctx context.Context, cmd ErasePersonalD
 	if err := authorize(cmd.Meta, AbilityErasePersonalData); err != nil {
 		return Result{}, err
 	}
+	return h.erase(ctx, cmd, func(u *domain.User) error { return authorizeOn(cmd.Meta, AbilityErasePersonalData, u) })
+}
+
+// erase erases once allowed says the actor may.
+func (h ErasePersonalDataHandler) erase(ctx context.Context, cmd ErasePersonalData, allowed func(u *domain.User) error) (Result, error) {
 	if _, none := h.eraser.(noEraser); none {
 		return Result{}, ErrErasureUnavailable
 	}
 	o, err := h.users.update(ctx, cmd.UID, "ErasePersonalData", cmd.Meta, func(u *domain.User) (change, error) {
-		if err := authorizeOn(cmd.Meta, AbilityErasePersonalData, u); err != nil {
+		if err := allowed(u); err != nil {
 			return change{}, err
 		}
 		closed, email, username := u.Closed(), u.Email(), u.Username()
@@ -94,4 +99,32 @@ func eraserOrNone(e PersonalDataEraser) PersonalDataEraser {
 		return noEraser{}
 	}
 	return e
+}
+
+// erasingDelete is DeleteAccount followed by the erasure of the user's personal data, by the user
+// themselves (Config.EraseOnDelete).
+type erasingDelete struct {
+	delete Handler[DeleteAccount, Result]
+	erase  ErasePersonalDataHandler
+}
+
+func (h erasingDelete) Handle(ctx context.Context, cmd DeleteAccount) (Result, error) {
+	if _, none := h.erase.eraser.(noEraser); none {
+		return Result{}, ErrErasureUnavailable
+	}
+	if _, err := h.delete.Handle(ctx, cmd); err != nil {
+		return Result{}, err
+	}
+	// A retry after a failed erasure: the delete's idempotency key gives its first answer, and the
+	// erasure runs again (it does nothing once done).
+	meta := cmd.Meta
+	if meta.IdempotencyKey != "" {
+		meta.IdempotencyKey += "/erase"
+	}
+	return h.erase.erase(ctx, ErasePersonalData{Meta: meta, UID: cmd.UID}, func(u *domain.User) error {
+		if meta.ActorUID != string(u.ID()) {
+			return ErrNotPermitted
+		}
+		return nil
+	})
 }

@@ -265,3 +265,59 @@ func searchTables(t *testing.T, db *sql.DB, needles []string) []string {
 	}
 	return found
 }
+
+// With IDLOG_ERASE_ON_DELETE, a user deleting their own account erases their personal data: none
+// is left in the database, and their email is free to register again.
+func TestSelfDeletionErasesWhenConfigured(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{
+		"IDLOG_DATA_DIR": dir, "IDLOG_HTTP_ADDR": "127.0.0.1:0", "IDLOG_NATS_PORT": "none", "IDLOG_LOG_FORMAT": "json",
+		"IDLOG_ARGON2_MEMORY": "64", "IDLOG_ARGON2_ITERATIONS": "1", "IDLOG_ERASE_ON_DELETE": "true",
+	}
+	base, _ := startServe(t, env)
+	const password = "a long and private passphrase"
+	call := func(method, path, token string, body any) (int, map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "EraseMeBrowser/1.0")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		return res.StatusCode, out
+	}
+	if code, body := call(http.MethodPost, "/api/v2/identity/users", "", map[string]string{"email": "sam.self@example.com", "username": "samself", "password": password}); code != http.StatusCreated {
+		t.Fatalf("sign-up = %d %v", code, body)
+	}
+	code, session := call(http.MethodPost, "/api/v2/identity/sessions", "", map[string]string{"login": "sam.self@example.com", "password": password})
+	if code != http.StatusOK {
+		t.Fatalf("sign-in = %d %v", code, session)
+	}
+	token := session["access_token"].(string)
+	if code, body := call(http.MethodPost, "/api/v2/resource/profiles", token, map[string]string{"first_name": "Samwisely", "last_name": "Selfdeleter", "country": "FR"}); code != http.StatusCreated {
+		t.Fatalf("create profile = %d %v", code, body)
+	}
+	if code, body := call(http.MethodDelete, "/api/v2/resource/users/me", token, map[string]string{"password": password}); code != http.StatusNoContent {
+		t.Fatalf("delete own account = %d %v", code, body)
+	}
+	db, err := sql.Open("sqlite", sqliteDSN(config.Config{DataDir: dir}.SQLitePath()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, f := range searchTables(t, db, []string{"sam.self@example.com", "samself", "Samwisely", "Selfdeleter", "EraseMeBrowser/1.0"}) {
+		t.Errorf("personal data left after the user's own deletion: %s", f)
+	}
+	if code, body := call(http.MethodPost, "/api/v2/identity/users", "", map[string]string{"email": "sam.self@example.com", "password": password}); code != http.StatusCreated {
+		t.Errorf("sign-up again with the erased user's email = %d %v, want 201", code, body)
+	}
+}
