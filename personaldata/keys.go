@@ -103,7 +103,7 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 		key := make([]byte, auth.KeySize)
 		rand.Read(key)
 		wrapped := k.wrap.Seal(key, []byte(uid))
-		res, err := k.db.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`), uid, wrapped)
+		res, err := k.insert(ctx, uid, wrapped)
 		if err != nil {
 			return nil, fmt.Errorf("personaldata: create the data key of %s: %w", uid, err)
 		}
@@ -151,7 +151,18 @@ func (k *Keys) Erase(ctx context.Context, uid string) error {
 	if k.dialect == migrations.SQLite {
 		at = now.Format("2006-01-02T15:04:05.000Z")
 	}
-	_, err := k.db.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES (?, NULL, ?)
+	conn, err := k.db.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+	}
+	defer conn.Close()
+	if k.dialect == migrations.SQLite {
+		// The destruction must be on disk when Erase returns (see insert).
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+			return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+		}
+	}
+	_, err = conn.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES (?, NULL, ?)
 		ON CONFLICT (uid) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(personal_data_keys.erased_at, excluded.erased_at)`), uid, at)
 	if err != nil {
 		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
@@ -167,4 +178,26 @@ func (k *Keys) IsErased(ctx context.Context, uid string) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// insert stores a new wrapped key unless the user has one. It commits without waiting for the disk:
+// the key is written before the append that uses it, and the log is sequential (PostgreSQL's WAL,
+// SQLite's WAL file), so the append's own durable commit makes the key durable too; a crash before
+// it loses both, and the append was never acknowledged. This saves a second flush per new user.
+func (k *Keys) insert(ctx context.Context, uid string, wrapped []byte) (sql.Result, error) {
+	if k.dialect == migrations.Postgres {
+		// set_config(..., true) lasts until the end of this statement's own transaction, its commit
+		// included.
+		return k.db.ExecContext(ctx, `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+			INSERT INTO personal_data_keys (uid, wrapped) SELECT $1, $2 FROM async ON CONFLICT (uid) DO NOTHING`, uid, wrapped)
+	}
+	conn, err := k.db.Connx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return nil, err
+	}
+	return conn.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`, uid, wrapped)
 }
