@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/idlog/idlog/internal/config"
 )
@@ -21,10 +25,69 @@ import (
 // user agent or IP is left in any table of the database, in an export, or in IDLOG_EVENTS.
 func TestErasureKeepsProofsAndLeavesNoPersonalData(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		db, err := sql.Open("sqlite", sqliteDSN(config.Config{DataDir: dir}.SQLitePath()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		erasureJourney(t, dir, "", db, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		dsn, db, schema := postgresSchema(t)
+		erasureJourney(t, t.TempDir(), dsn, db, `SELECT table_name FROM information_schema.tables WHERE table_schema = '`+schema+`'`)
+	})
+}
+
+// postgresSchema gives the test a schema of its own in the shared test database: the DSN that
+// uses it, and a connection whose queries see it. It fails in CI without a database.
+func postgresSchema(t *testing.T) (string, *sql.DB, string) {
+	t.Helper()
+	base := os.Getenv("IDLOG_TEST_DATABASE_URL")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("IDLOG_TEST_DATABASE_URL is not set")
+		}
+		t.Skip("IDLOG_TEST_DATABASE_URL is not set")
+	}
+	admin, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	schema := "idlog_erasure_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	db, err := sql.Open("postgres", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return u.String(), db, schema
+}
+
+// erasureJourney is TestErasureKeepsProofsAndLeavesNoPersonalData on one database: dsn is
+// PostgreSQL's, or empty for SQLite in dir; db reads the same database, tables lists its tables.
+func erasureJourney(t *testing.T, dir, dsn string, db *sql.DB, tables string) {
 	env := map[string]string{
 		"IDLOG_DATA_DIR": dir, "IDLOG_HTTP_ADDR": "127.0.0.1:0", "IDLOG_NATS_PORT": "0", "IDLOG_LOG_FORMAT": "json",
-		"IDLOG_ARGON2_MEMORY": "64", "IDLOG_ARGON2_ITERATIONS": "1",
+		"IDLOG_ARGON2_MEMORY": "64", "IDLOG_ARGON2_ITERATIONS": "1", "IDLOG_DATABASE_URL": dsn,
 	}
 	const password = "the operator's long passphrase"
 	if code, _, stderr := runWithStdin(t, env, password, "users", "create", "--email", "root@example.com", "--password-stdin", "--role", "superadmin"); code != 0 {
@@ -192,12 +255,7 @@ func TestErasureKeepsProofsAndLeavesNoPersonalData(t *testing.T) {
 		t.Error("the export holds no UserErased")
 	}
 
-	db, err := sql.Open("sqlite", sqliteDSN(config.Config{DataDir: dir}.SQLitePath()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	found := searchTables(t, db, secrets)
+	found := searchTables(t, db, tables, secrets)
 	for _, s := range secrets {
 		if strings.Contains(exported, s) {
 			found = append(found, "export: "+s)
@@ -211,7 +269,7 @@ func TestErasureKeepsProofsAndLeavesNoPersonalData(t *testing.T) {
 	}
 	// The addresses the user acted from: none stays readable in their events' envelopes.
 	var plainIP int
-	if err := db.QueryRow(`SELECT count(*) FROM events WHERE stream_id = ? AND metadata LIKE '%127.0.0.1%'`, "user-"+uid).Scan(&plainIP); err != nil || plainIP != 0 {
+	if err := db.QueryRow(`SELECT count(*) FROM events WHERE stream_id = '` + "user-" + uid + `' AND CAST(metadata AS TEXT) LIKE '%127.0.0.1%'`).Scan(&plainIP); err != nil || plainIP != 0 {
 		t.Errorf("events of the erased user with a plain IP address: %d (%v)", plainIP, err)
 	}
 	if !strings.Contains(tailOut, "UserErased") {
@@ -220,9 +278,9 @@ func TestErasureKeepsProofsAndLeavesNoPersonalData(t *testing.T) {
 }
 
 // searchTables looks for each needle in every column of every row of every table.
-func searchTables(t *testing.T, db *sql.DB, needles []string) []string {
+func searchTables(t *testing.T, db *sql.DB, tablesQuery string, needles []string) []string {
 	t.Helper()
-	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	rows, err := db.Query(tablesQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,6 +291,9 @@ func searchTables(t *testing.T, db *sql.DB, needles []string) []string {
 		tables = append(tables, name)
 	}
 	rows.Close()
+	if !slices.Contains(tables, "events") || !slices.Contains(tables, "personal_data_keys") || !slices.Contains(tables, "activity") {
+		t.Fatalf("the tables searched are %v: not the store's", tables)
+	}
 	var found []string
 	for _, table := range tables {
 		rows, err := db.Query(`SELECT * FROM "` + table + `"`)
@@ -314,7 +375,7 @@ func TestSelfDeletionErasesWhenConfigured(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, f := range searchTables(t, db, []string{"sam.self@example.com", "samself", "Samwisely", "Selfdeleter", "EraseMeBrowser/1.0"}) {
+	for _, f := range searchTables(t, db, `SELECT name FROM sqlite_master WHERE type = 'table'`, []string{"sam.self@example.com", "samself", "Samwisely", "Selfdeleter", "EraseMeBrowser/1.0"}) {
 		t.Errorf("personal data left after the user's own deletion: %s", f)
 	}
 	if code, body := call(http.MethodPost, "/api/v2/identity/users", "", map[string]string{"email": "sam.self@example.com", "password": password}); code != http.StatusCreated {
