@@ -190,9 +190,16 @@ func auditSeal(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	var pub audit.CheckpointPublisher
+	var pubs audit.Publishers
 	if cfg.Audit.CheckpointFile != "" {
-		pub = &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile}
+		pubs = append(pubs, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
+	}
+	if cfg.Audit.WitnessURL != "" {
+		pubs = append(pubs, &audit.Witness{URL: cfg.Audit.WitnessURL})
+	}
+	var pub audit.CheckpointPublisher
+	if len(pubs) > 0 {
+		pub = pubs
 	}
 	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg), Signer: signer, Publisher: pub})
 	if err != nil {
