@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/internal/config"
 )
 
@@ -250,6 +251,31 @@ func erasureJourney(t *testing.T, dir, dsn string, db *sql.DB, tables string) {
 		if code, stdout, stderr := runIdlog(t, noDB, "audit", "check-proof", "-checkpoint", cp, "-public-key", keyFile, "-event", ev, "-proof", proofs[i]); code != 0 || !strings.HasPrefix(stdout, "yes") {
 			t.Fatalf("proof %d made before the erasure, after it: exit %d, stdout %q, stderr %q", i+1, code, stdout, stderr)
 		}
+	}
+	// The log after the erasure extends the one of the checkpoint before: a consistency proof
+	// between the two signed checkpoints holds.
+	if code, stdout, stderr := runIdlog(t, env, "audit", "seal"); code != 0 {
+		t.Fatalf("seal after the erasure: %d %s %s", code, stdout, stderr)
+	}
+	_, newer, _ := runIdlog(t, env, "audit", "checkpoint")
+	code, consistency, stderr := runIdlog(t, env, "audit", "prove", "-from", fmt.Sprint(n))
+	if code != 0 {
+		t.Fatalf("prove -from %d: %d %s", n, code, stderr)
+	}
+	var cproof audit.ConsistencyProof
+	if err := json.Unmarshal([]byte(consistency), &cproof); err != nil {
+		t.Fatal(err)
+	}
+	keyText, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vkey, err := audit.ParseAuditKey(keyText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before, after, err := audit.CheckConsistency([]byte(note), []byte(newer), vkey, cproof); err != nil || after.Size <= before.Size {
+		t.Fatalf("consistency from the checkpoint before the erasure (%d) to the one after (%d): %v", before.Size, after.Size, err)
 	}
 	if !strings.Contains(exported, `"UserErased"`) {
 		t.Error("the export holds no UserErased")
