@@ -313,3 +313,36 @@ func BenchmarkSealingRatio(b *testing.B) {
 		}
 	}
 }
+
+// A sealed value moved to another field, or to another user's event, does not open: it is bound
+// to its user, event type and field.
+func TestSealedValueIsBoundToItsPlace(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			s := wrap(t, b)
+			uid := newUID()
+			if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			raw := only(t, b.store.ReadStream(ctx, uid.Stream(), 0))
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(raw.Data, &obj); err != nil {
+				t.Fatal(err)
+			}
+			obj["username"] = obj["email"]
+			moved, _ := json.Marshal(obj)
+			if _, err := b.db.ExecContext(ctx, b.db.Rebind(`UPDATE events SET data = ? WHERE event_id = ?`), string(moved), raw.ID.String()); err != nil {
+				t.Fatal(err)
+			}
+			for _, err := range s.ReadStream(ctx, uid.Stream(), 0) {
+				if err == nil || !strings.Contains(err.Error(), "username") {
+					t.Errorf("reading a value moved to another field = %v, want an error naming it", err)
+				}
+			}
+		})
+	}
+}
