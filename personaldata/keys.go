@@ -201,3 +201,10 @@ func (k *Keys) insert(ctx context.Context, uid string, wrapped []byte) (sql.Resu
 	}
 	return conn.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`, uid, wrapped)
 }
+
+// forget drops what the cache holds of the user.
+func (k *Keys) forget(uid string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.cache, uid)
+}

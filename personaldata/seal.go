@@ -148,3 +148,9 @@ func rewrite(data json.RawMessage, fields []string, f func(field string, v json.
 	}
 	return json.Marshal(obj)
 }
+
+// hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).
+func (c codec) hasSealed(e eventstore.Event) bool {
+	return strings.HasPrefix(e.Metadata.IP, sealedPrefix) || strings.HasPrefix(e.Metadata.UserAgent, sealedPrefix) ||
+		bytes.Contains(e.Data, []byte(`"`+sealedPrefix))
+}

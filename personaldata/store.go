@@ -128,6 +128,17 @@ func (s *Store) open(ctx context.Context, e eventstore.Event) (eventstore.Event,
 		return s.codec.openEvent(nil, uid, e)
 	case err != nil:
 		return e, err
+	case sealer == nil && s.codec.hasSealed(e):
+		// This process remembered the user as keyless (events from before sealing only), and
+		// another one has since given them a key: look again.
+		s.keys.forget(uid)
+		if sealer, err = s.keys.forKey(ctx, uid, false); errors.Is(err, ErrErased) {
+			return s.codec.openEvent(nil, uid, e)
+		} else if err != nil {
+			return e, err
+		} else if sealer == nil {
+			return e, nil // still none: plain data that merely looks sealed
+		}
 	case sealer == nil:
 		return e, nil // no key: only events from before sealing existed, in plain
 	}

@@ -346,3 +346,44 @@ func TestSealedValueIsBoundToItsPlace(t *testing.T) {
 		})
 	}
 }
+
+// A process that saw a user without a data key (events from before sealing) opens the sealed
+// events another process appends for them later, instead of passing the ciphertext on.
+func TestKeylessUserGettingAKeyElsewhere(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			replica := func() *personaldata.Store {
+				keys, err := personaldata.NewKeys(b.db, b.dialect, secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := personaldata.Wrap(personaldata.Options{Store: b.store, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			a, other := replica(), replica()
+			uid := newUID()
+			if _, err := b.store.Append(ctx, register(uid, strings.ToLower(string(uid))+"@old.example.com")); err != nil {
+				t.Fatal(err) // before sealing
+			}
+			only(t, a.ReadStream(ctx, uid.Stream(), 0)) // a remembers: no key
+			if _, err := other.Append(ctx, eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Exactly(1),
+				Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: json.RawMessage(`{"data":{"note":"mauve"}}`)}}}); err != nil {
+				t.Fatal(err)
+			}
+			for e, err := range a.ReadStream(ctx, uid.Stream(), 1) {
+				if err != nil || !strings.Contains(string(e.Data), "mauve") {
+					t.Errorf("the other process's sealed event read here = %s, %v", e.Data, err)
+				}
+			}
+		})
+	}
+}
