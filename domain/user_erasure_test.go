@@ -87,7 +87,7 @@ func TestPersonalFieldsAreDeclaredByTags(t *testing.T) {
 		"UserRegistered": {"email", "username", "data"},
 		"EmailChanged":   {"from", "to"},
 		"ProfileCreated": {"first_name", "last_name", "dob", "address", "postcode", "city", "company", "vat_id", "metadata"},
-		"WalletCredited": nil,
+		"WalletCredited": {"reference"},
 		"UserErased":     nil,
 	} {
 		if got := reg.PersonalFields(name); !slices.Equal(got, want) {

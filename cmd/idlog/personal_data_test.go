@@ -94,7 +94,7 @@ func erasureJourney(t *testing.T, dir, dsn string, db *sql.DB, tables string) {
 	if code, _, stderr := runWithStdin(t, env, password, "users", "create", "--email", "root@example.com", "--password-stdin", "--role", "superadmin"); code != 0 {
 		t.Fatalf("users create = %d: %s", code, stderr)
 	}
-	secrets := []string{"erin.erasable@example.com", "erinshred", "Erinvaldo", "Shreddington", "42 Forgetme Lane", "EraseMeBrowser/1.0", "Shredville", "favourite-colour-mauve"}
+	secrets := []string{"erin.erasable@example.com", "erinshred", "Erinvaldo", "Shreddington", "42 Forgetme Lane", "EraseMeBrowser/1.0", "Shredville", "favourite-colour-mauve", "FR76-ERIN-IBAN-0042"}
 
 	// serve: the history, then stop.
 	natsPort := ""
@@ -169,7 +169,7 @@ func erasureJourney(t *testing.T, dir, dsn string, db *sql.DB, tables string) {
 	must(code, http.StatusCreated, "create profile", body)
 	code, body = call(base, http.MethodPost, "/api/v2/admin/users/labels", adminToken, map[string]string{"uid": uid, "key": "kyc", "value": "verified", "scope": "private"})
 	must(code, http.StatusCreated, "add label", body)
-	code, body = call(base, http.MethodPost, "/api/v2/admin/wallets/"+uid+"/credits", adminToken, map[string]any{"balance": "standard", "amount": "500", "reason": "deposit", "reference": "pay-1"})
+	code, body = call(base, http.MethodPost, "/api/v2/admin/wallets/"+uid+"/credits", adminToken, map[string]any{"balance": "standard", "amount": "500", "reason": "deposit", "reference": "FR76-ERIN-IBAN-0042"})
 	if code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("credit = %d %v", code, body)
 	}
