@@ -104,6 +104,7 @@ func (a *accountRoutes) registerAdminUsers(r *mux.Router) {
 	r.Handle("/api/v2/admin/users/update", route(a.adminUpdateUser, commands.AbilityChangeUserState, commands.AbilityResetUserOTP)).Methods(post)
 	r.Handle(user, a.authn.Middleware(RequireAbility(commands.AbilityReadUsers)(a.adminUserAsOf()))).Methods(get...)
 	r.Handle(user, route(a.adminCloseAccount, commands.AbilityDeleteUsers)).Methods(del)
+	a.registerPersonalData(r, user, route)
 	r.Handle(user+"/login", route(a.adminSetLogin, commands.AbilityChangeUserState)).Methods(put)
 	r.Handle(user+"/sessions", route(a.adminEndSessions, commands.AbilityChangeUserState)).Methods(del)
 	r.Handle(user+"/sessions/{id}", route(a.adminEndSessions, commands.AbilityChangeUserState)).Methods(del)

@@ -61,6 +61,8 @@ var errorRules = []errorRule{
 	{scopeAdminUser, commands.ErrUserNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 	{scopeAdminUser, projections.ErrNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 	{scopeAdminUser, domain.ErrAccountClosed, http.StatusNotFound, "admin.user.doesnt_exist"},
+	// Erasure with an event store that does not seal personal data (EventStoreDB).
+	{scopeAdminUser, commands.ErrErasureUnavailable, http.StatusServiceUnavailable, "admin.personal_data.erasure_unavailable"},
 
 	// Profiles: Barong's codes (a bad field is <scope>.invalid_<field>, see errorStatus).
 	{"", domain.ErrProfileExists, http.StatusConflict, ".exist"},

@@ -65,6 +65,8 @@ type Commands struct {
 	ReviewDocument    ReviewDocumentHandler
 	StoreData         StoreDataHandler
 	DeleteDataStorage DeleteDataStorageHandler
+	// ErasePersonalData: DELETE /admin/users/{uid}/personal-data and `idlog users erase`.
+	ErasePersonalData ErasePersonalDataHandler
 }
 
 // Defaults of CodesConfig.
@@ -120,6 +122,9 @@ type Deps struct {
 	// store's outbox, in the transaction of their events (UserStreams.UseOutbox); the Notifier
 	// then receives nothing. The store must keep an outbox.
 	Outbox Outbox
+	// Eraser destroys users' data keys (personaldata.Store); nil: ErasePersonalData fails with
+	// ErrErasureUnavailable (a store that does not seal personal data).
+	Eraser PersonalDataEraser
 }
 
 // Config tunes the handlers. The zero value takes every default.
@@ -130,6 +135,9 @@ type Config struct {
 	Wallet   WalletConfig
 	Limits   LimitsConfig
 	Sessions SessionsConfig
+	// EraseOnDelete: a user deleting their own account also erases their personal data
+	// (ErasePersonalData); it then needs Deps.Eraser.
+	EraseOnDelete bool
 }
 
 // New builds every handler. A nil dependency panics (a wiring mistake); a bad setting is an error
@@ -171,6 +179,11 @@ func New(d Deps, c Config) (Application, error) {
 	}
 	queue := NewUserQueue().Across(d.UserLocks)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
+	erase := NewErasePersonalDataHandler(users, eraserOrNone(d.Eraser))
+	var deleteAccount Handler[DeleteAccount, Result] = guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer))
+	if c.EraseOnDelete {
+		deleteAccount = erasingDelete{delete: deleteAccount, erase: erase}
+	}
 	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{
 		Commands: Commands{
@@ -189,7 +202,7 @@ func New(d Deps, c Config) (Application, error) {
 			UpdateUserData:           NewUpdateUserDataHandler(users),
 			CreateProfile:            NewCreateProfileHandler(users),
 			UpdateProfile:            NewUpdateProfileHandler(users),
-			DeleteAccount:            guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer)),
+			DeleteAccount:            deleteAccount,
 			GenerateOTPSecret:        NewGenerateOTPSecretHandler(users, d.Sealer),
 			EnableOTP:                guard[EnableOTP, Result](g, NewEnableOTPHandler(users, d.Sealer)),
 			VerifyOTP:                guard[VerifyOTP, Result](g, NewVerifyOTPHandler(users, d.Sealer)),
@@ -215,6 +228,7 @@ func New(d Deps, c Config) (Application, error) {
 			ReviewDocument:           NewReviewDocumentHandler(users),
 			StoreData:                NewStoreDataHandler(users),
 			DeleteDataStorage:        NewDeleteDataStorageHandler(users),
+			ErasePersonalData:        erase,
 		},
 		Sessions: NewSessionCheck(users),
 		Levels:   users.Levels(),

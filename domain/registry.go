@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -31,6 +32,7 @@ type registration struct {
 	typ       reflect.Type
 	version   int
 	upcasters map[int]Upcaster // from version -> to from+1
+	personal  []string         // JSON names of the fields tagged personal:"true"
 }
 
 // Registry maps stored event type names to Go types and upcasts old schema versions on read.
@@ -59,7 +61,7 @@ func (r *Registry) Register(proto Event, version int) {
 	if _, dup := r.types[name]; dup {
 		panic(fmt.Sprintf("domain: event type %q registered twice", name))
 	}
-	r.types[name] = &registration{typ: t, version: version, upcasters: map[int]Upcaster{}}
+	r.types[name] = &registration{typ: t, version: version, upcasters: map[int]Upcaster{}, personal: personalFields(name, t)}
 }
 
 // RegisterUpcaster adds the step from schema version `from` to `from+1` of a registered type.
@@ -124,4 +126,50 @@ func (r *Registry) Decode(name string, version int, data []byte) (Event, error) 
 		return nil, fmt.Errorf("domain: decode %s v%d: %w", name, version, err)
 	}
 	return ptr.Elem().Interface().(Event), nil
+}
+
+// PersonalTag marks an event's field that holds personal data: `personal:"true"` beside its json
+// tag. The store seals such fields with the user's data key when it appends the event and opens
+// them when it reads it (package personaldata), so erasing the user (destroying the key) makes
+// them unreadable everywhere without rewriting the log. Only top-level JSON fields of type string
+// or json.RawMessage may carry it (fields of embedded structs count as top-level, as in JSON).
+const PersonalTag = "personal"
+
+// PersonalFields lists the JSON names of the personal fields of a registered type, nil if it has
+// none or is not registered. The caller must not change the slice.
+func (r *Registry) PersonalFields(name string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if reg, ok := r.types[name]; ok {
+		return reg.personal
+	}
+	return nil
+}
+
+var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+
+// personalFields finds the fields of t tagged personal, by their JSON names. A tag on a field the
+// store cannot seal as a whole JSON value (not a string or raw JSON, no JSON name) is a wiring
+// mistake and panics.
+func personalFields(event string, t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			out = append(out, personalFields(event, f.Type)...)
+			continue
+		}
+		if f.Tag.Get(PersonalTag) != "true" {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			panic(fmt.Sprintf("domain: personal field %s of %s needs a json name", f.Name, event))
+		}
+		if f.Type.Kind() != reflect.String && f.Type != rawMessageType {
+			panic(fmt.Sprintf("domain: personal field %s of %s must be a string or json.RawMessage, not %s", f.Name, event, f.Type))
+		}
+		out = append(out, name)
+	}
+	return out
 }

@@ -31,6 +31,7 @@ type User struct {
 	state         State
 	loginDisabled bool // by an administrator, beside the state (DisableLogin)
 	closed        bool // closed for good by an administrator (Close)
+	erased        bool // personal data erased (Erase); closed too
 	refID         UserID
 	data          json.RawMessage
 
@@ -259,6 +260,8 @@ func (u *User) apply(e Event) {
 		u.loginDisabled = false
 	case AccountClosed:
 		u.state, u.closed = StateDeleted, true
+	case UserErased:
+		u.applyErased()
 	case LabelAdded, LabelUpdated, LabelRemoved, LevelChanged:
 		u.applyLabel(e)
 	case ProfileCreated, ProfileUpdated, ProfileStateChanged, UserSettingsChanged:

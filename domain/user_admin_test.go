@@ -24,7 +24,7 @@ var (
 
 // roundTripElsewhere names the event types TestRehydrateRoundTrip's history cannot record, because
 // nothing may follow them; TestClosedRoundTrip covers them.
-var roundTripElsewhere = map[string]bool{"AccountClosed": true}
+var roundTripElsewhere = map[string]bool{"AccountClosed": true, "UserErased": true}
 
 func TestAdminCommands(t *testing.T) {
 	t.Parallel()

@@ -35,7 +35,7 @@ var (
 // DataStored: the user stored Data (a JSON object) under Title.
 type DataStored struct {
 	Title string          `json:"title"`
-	Data  json.RawMessage `json:"data"`
+	Data  json.RawMessage `json:"data" personal:"true"`
 }
 
 // DataStorageDeleted: the record Title is gone (an administrator deleted it).

@@ -114,9 +114,9 @@ type Document struct {
 type DocumentUploaded struct {
 	DocumentID string          `json:"document_id"`
 	DocType    string          `json:"doc_type"`
-	DocNumber  string          `json:"doc_number"`
+	DocNumber  string          `json:"doc_number" personal:"true"`
 	DocExpire  string          `json:"doc_expire,omitempty"`
-	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty" personal:"true"`
 	File       DocumentFile    `json:"file"`
 	At         time.Time       `json:"at"`
 }

@@ -17,12 +17,12 @@ import (
 // UserRegistered starts every user's stream.
 type UserRegistered struct {
 	UserID       UserID          `json:"uid"`
-	Email        string          `json:"email"`
-	Username     string          `json:"username,omitempty"`
+	Email        string          `json:"email" personal:"true"`
+	Username     string          `json:"username,omitempty" personal:"true"`
 	PasswordHash string          `json:"password_hash"`
 	Role         Role            `json:"role"`
 	RefID        UserID          `json:"refid,omitempty"`
-	Data         json.RawMessage `json:"data,omitempty"`
+	Data         json.RawMessage `json:"data,omitempty" personal:"true"`
 	// CreatedAt is when the user was created in the system it was imported from (ImportUser);
 	// zero for a user registered here, created when the event was recorded.
 	CreatedAt time.Time `json:"created_at,omitzero"`
@@ -31,14 +31,14 @@ type UserRegistered struct {
 // EmailVerificationRequested: a token to confirm Email was sent; it is valid until ExpiresAt and
 // replaces any earlier one.
 type EmailVerificationRequested struct {
-	Email     string    `json:"email"`
+	Email     string    `json:"email" personal:"true"`
 	TokenHash string    `json:"token_hash"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // EmailVerified: the user proved they own Email.
 type EmailVerified struct {
-	Email string `json:"email"`
+	Email string `json:"email" personal:"true"`
 }
 
 // PasswordChanged: the signed-in user set a new password.
@@ -66,19 +66,19 @@ type PasswordReset struct {
 
 // EmailChanged: the user's email is now To and no longer verified.
 type EmailChanged struct {
-	From string `json:"from"`
-	To   string `json:"to"`
+	From string `json:"from" personal:"true"`
+	To   string `json:"to" personal:"true"`
 }
 
 // UsernameChanged: the user's username is now To (From is empty if they had none).
 type UsernameChanged struct {
-	From string `json:"from,omitempty"`
-	To   string `json:"to"`
+	From string `json:"from,omitempty" personal:"true"`
+	To   string `json:"to" personal:"true"`
 }
 
 // UserDataUpdated replaces the user's free JSON data (absent: no data).
 type UserDataUpdated struct {
-	Data json.RawMessage `json:"data,omitempty"`
+	Data json.RawMessage `json:"data,omitempty" personal:"true"`
 }
 
 // SessionStarted: the user signed in. The session is open until SessionEnded or ExpiresAt.
@@ -201,7 +201,7 @@ type OTPDisabled struct {
 type UserStateChanged struct {
 	From   State  `json:"from"`
 	To     State  `json:"to"`
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" personal:"true"`
 }
 
 // RoleChanged: an administrator gave the user another role.
@@ -226,8 +226,8 @@ type LoginEnabled struct{}
 // session ends with it (reason account_closed). The user is in StateDeleted and no command changes
 // them any more; read models forget them, and the history stays.
 type AccountClosed struct {
-	Email    string `json:"email"`
-	Username string `json:"username,omitempty"`
+	Email    string `json:"email" personal:"true"`
+	Username string `json:"username,omitempty" personal:"true"`
 }
 
 // EventType implementations: the stored names. Never change one; add a new event instead.
@@ -270,6 +270,7 @@ func RegisterEvents(r *Registry) {
 		ProfileCreated{}, ProfileUpdated{}, ProfileStateChanged{}, UserSettingsChanged{},
 		PhoneAdded{}, PhoneCodeSent{}, PhoneVerified{}, DocumentUploaded{}, DocumentReviewed{},
 		DataStored{}, DataStorageDeleted{},
+		UserErased{},
 	} {
 		r.Register(e, 1)
 	}

@@ -20,7 +20,7 @@ func TestEventRegistryNames(t *testing.T) {
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
 		"PasswordResetRequested", "PhoneAdded", "PhoneCodeSent", "PhoneVerified", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
-		"UserDeleted", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
+		"UserDeleted", "UserErased", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
 	if got := r.Types(); !slices.Equal(got, want) {

@@ -53,7 +53,7 @@ type phone struct {
 
 // PhoneAdded: the user added the number PhoneNumber (E.164, personal data) of Country.
 type PhoneAdded struct {
-	PhoneNumber string    `json:"phone_number"`
+	PhoneNumber string    `json:"phone_number" personal:"true"`
 	Country     string    `json:"country"`
 	At          time.Time `json:"at"`
 }
@@ -61,14 +61,14 @@ type PhoneAdded struct {
 // PhoneCodeSent: a one-time code was sent to PhoneNumber; CodeHash is its encoded argon2id hash,
 // valid until ExpiresAt and replacing any earlier code for that number.
 type PhoneCodeSent struct {
-	PhoneNumber string    `json:"phone_number"`
+	PhoneNumber string    `json:"phone_number" personal:"true"`
 	CodeHash    string    `json:"code_hash"`
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
 // PhoneVerified: the user proved they hold PhoneNumber with the code sent to it.
 type PhoneVerified struct {
-	PhoneNumber string    `json:"phone_number"`
+	PhoneNumber string    `json:"phone_number" personal:"true"`
 	At          time.Time `json:"at"`
 }
 

@@ -77,17 +77,17 @@ func (e *ProfileFieldError) Is(target error) bool { return target == ErrProfileI
 // ProfileData is a profile's content, as its events carry it. Country is ISO 3166-1 alpha-2 in
 // upper case, DOB a date (YYYY-MM-DD), Locale a BCP 47 tag, Metadata a JSON object.
 type ProfileData struct {
-	FirstName string          `json:"first_name,omitempty"`
-	LastName  string          `json:"last_name,omitempty"`
-	DOB       string          `json:"dob,omitempty"`
-	Address   string          `json:"address,omitempty"`
-	Postcode  string          `json:"postcode,omitempty"`
-	City      string          `json:"city,omitempty"`
+	FirstName string          `json:"first_name,omitempty" personal:"true"`
+	LastName  string          `json:"last_name,omitempty" personal:"true"`
+	DOB       string          `json:"dob,omitempty" personal:"true"`
+	Address   string          `json:"address,omitempty" personal:"true"`
+	Postcode  string          `json:"postcode,omitempty" personal:"true"`
+	City      string          `json:"city,omitempty" personal:"true"`
 	Country   string          `json:"country,omitempty"`
-	Company   string          `json:"company,omitempty"`
-	VATID     string          `json:"vat_id,omitempty"`
+	Company   string          `json:"company,omitempty" personal:"true"`
+	VATID     string          `json:"vat_id,omitempty" personal:"true"`
 	Locale    string          `json:"locale,omitempty"`
-	Metadata  json.RawMessage `json:"metadata,omitempty"`
+	Metadata  json.RawMessage `json:"metadata,omitempty" personal:"true"`
 }
 
 func (d ProfileData) equal(o ProfileData) bool {
@@ -300,7 +300,7 @@ type ProfileStateChanged struct {
 
 // UserSettingsChanged: the user's settings (a JSON object; absent: none) are now Settings.
 type UserSettingsChanged struct {
-	Settings json.RawMessage `json:"settings,omitempty"`
+	Settings json.RawMessage `json:"settings,omitempty" personal:"true"`
 }
 
 func (ProfileCreated) EventType() string      { return "ProfileCreated" }

@@ -69,6 +69,7 @@ type userSnapshot struct {
 	State           State             `json:"state"`
 	LoginDisabled   bool              `json:"login_disabled,omitempty"`
 	Closed          bool              `json:"closed,omitempty"`
+	Erased          bool              `json:"erased,omitempty"`
 	RefID           UserID            `json:"refid,omitempty"`
 	Data            []byte            `json:"data,omitempty"` // the exact bytes, not re-encoded JSON
 	EmailToken      *snapshotToken    `json:"email_token,omitempty"`
@@ -123,7 +124,7 @@ type snapshotLabel struct {
 func (u *User) Snapshot() ([]byte, error) {
 	s := userSnapshot{
 		Schema: UserSnapshotSchema, ID: u.id, Email: u.email, EmailVerified: u.emailVerified, Username: u.username,
-		PasswordHash: u.passwordHash, Role: u.role, State: u.state, LoginDisabled: u.loginDisabled, Closed: u.closed,
+		PasswordHash: u.passwordHash, Role: u.role, State: u.state, LoginDisabled: u.loginDisabled, Closed: u.closed, Erased: u.erased,
 		RefID: u.refID, Data: u.data, EmailToken: tokenSnapshot(u.emailToken), ResetToken: tokenSnapshot(u.resetToken),
 		OTPSecret: u.otpSecret, OTPEnabled: u.otpEnabled, LastOTPStep: u.lastOTPStep,
 		FailedLogins: u.failedLogins, LastFailedLogin: u.lastFailedLogin,
@@ -185,7 +186,7 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 	}
 	u := &User{
 		id: s.ID, email: s.Email, emailVerified: s.EmailVerified, username: s.Username, passwordHash: s.PasswordHash,
-		role: s.Role, state: s.State, loginDisabled: s.LoginDisabled, closed: s.Closed, refID: s.RefID, data: json.RawMessage(s.Data),
+		role: s.Role, state: s.State, loginDisabled: s.LoginDisabled, closed: s.Closed, erased: s.Erased, refID: s.RefID, data: json.RawMessage(s.Data),
 		emailToken: s.EmailToken.pending(), resetToken: s.ResetToken.pending(),
 		otpSecret: s.OTPSecret, otpEnabled: s.OTPEnabled, lastOTPStep: s.LastOTPStep,
 		sessions:     make(map[string]session, len(s.Sessions)),

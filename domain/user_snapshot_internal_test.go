@@ -14,7 +14,7 @@ func TestSnapshotCoversEveryField(t *testing.T) {
 	// Fields that are not state: derived from others, or configuration set on every load.
 	notState := []string{"expiries", "sessionLimit", "levels"}
 	state := []string{
-		"id", "email", "emailVerified", "username", "passwordHash", "role", "state", "loginDisabled", "closed",
+		"id", "email", "emailVerified", "username", "passwordHash", "role", "state", "loginDisabled", "closed", "erased",
 		"refID", "data", "emailToken", "resetToken", "otpSecret", "otpEnabled", "lastOTPStep", "sessions",
 		"failedLogins", "lastFailedLogin", "labels", "level", "wallet", "profile", "settings", "version",
 		"phones", "documents", "dataStorage",

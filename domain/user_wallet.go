@@ -82,7 +82,7 @@ type WalletCredited struct {
 	Balance   Balance `json:"balance"`
 	Amount    int64   `json:"amount"`
 	Reason    string  `json:"reason"`
-	Reference string  `json:"reference,omitempty"`
+	Reference string  `json:"reference,omitempty" personal:"true"`
 }
 
 // WalletDebited: Amount coins were taken from Balance. Reason says why (spend, withdrawal);
@@ -92,7 +92,7 @@ type WalletDebited struct {
 	Balance   Balance `json:"balance"`
 	Amount    int64   `json:"amount"`
 	Reason    string  `json:"reason"`
-	Reference string  `json:"reference,omitempty"`
+	Reference string  `json:"reference,omitempty" personal:"true"`
 }
 
 func (WalletCredited) EventType() string { return "WalletCredited" }

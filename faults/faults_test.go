@@ -108,7 +108,7 @@ func TestKillDuringLoad(t *testing.T) {
 	nd.stop()
 
 	dbPath := filepath.Join(envValue(nd.env, "IDLOG_DATA_DIR"), "idlog.db")
-	log := readLog(t, "sqlite", "file:"+dbPath+"?_pragma=query_only(1)")
+	log := readLog(t, "sqlite", dbPath, nd.env)
 	for _, a := range acks {
 		checkAcked(t, log, a)
 	}
@@ -139,7 +139,7 @@ func TestKillDuringLoad(t *testing.T) {
 	}
 	waitRelay(t, nd, time.Minute)
 	nd.stop()
-	log = readLog(t, "sqlite", "file:"+dbPath+"?_pragma=query_only(1)")
+	log = readLog(t, "sqlite", dbPath, nd.env)
 	nd.start() // the embedded NATS runs inside idlog
 	dataDir := envValue(nd.env, "IDLOG_DATA_DIR")
 	reader, err := nats.NkeyOptionFromSeed(filepath.Join(dataDir, "keys", "nats-reader.nk"))
@@ -212,7 +212,7 @@ func TestNATSStoppedDuringLoad(t *testing.T) {
 	}
 	waitRelay(t, nd, time.Minute)
 	nd.stop()
-	log := readLog(t, "sqlite", "file:"+filepath.Join(envValue(nd.env, "IDLOG_DATA_DIR"), "idlog.db")+"?_pragma=query_only(1)")
+	log := readLog(t, "sqlite", filepath.Join(envValue(nd.env, "IDLOG_DATA_DIR"), "idlog.db"), nd.env)
 	checkAcked(t, log, a)
 	checkStream(t, natsURL, envValue(nd.env, "IDLOG_DATA_DIR"), log)
 	t.Logf("%d requests answered 2xx while NATS was down", okDown)
@@ -286,7 +286,7 @@ func TestPostgresConnectionsCut(t *testing.T) {
 	}
 	t.Logf("terminated %d backends; answers while cutting: %v", cuts, a.inWindow)
 	nd.stop()
-	checkAcked(t, readLog(t, "postgres", dsn), a)
+	checkAcked(t, readLog(t, "postgres", dsn, nd.env), a)
 }
 
 func pathOf(dsn string) string {

@@ -5,7 +5,6 @@ package faults_test
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,12 +20,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	_ "modernc.org/sqlite"
 
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/personaldata"
 )
 
 // binary is the idlog binary TestMain builds once for every test.
@@ -330,33 +337,56 @@ type storedEvent struct {
 	Data   map[string]any
 }
 
-// readLog reads the whole event log with plain SQL (both dialects share the table).
-func readLog(t *testing.T, driver, dsn string) []storedEvent {
+// readLog reads the whole event log as idlog's readers see it: through the store that opens the
+// users' personal data (sealed in the table) with their data keys, wrapped with the node's
+// secret key (nodeEnv's IDLOG_SECRET_KEY_FILE, or the one in its data directory). driver is
+// "sqlite" (dsn a file path) or "postgres".
+func readLog(t *testing.T, driver, dsn string, nodeEnv []string) []storedEvent {
 	t.Helper()
-	db, err := sql.Open(driver, dsn)
+	ctx := context.Background()
+	secretFile := envValue(nodeEnv, "IDLOG_SECRET_KEY_FILE")
+	if secretFile == "" {
+		secretFile = filepath.Join(envValue(nodeEnv, "IDLOG_DATA_DIR"), "keys", "secret.key")
+	}
+	secret, err := auth.LoadOrCreateKey(secretFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	rows, err := db.Query("SELECT event_id, stream_id, event_type, data FROM events ORDER BY position")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []storedEvent
-	for rows.Next() {
-		var e storedEvent
-		var data string
-		if err := rows.Scan(&e.ID, &e.Stream, &e.Type, &data); err != nil {
+	var raw eventstore.Store
+	var db *sqlx.DB
+	var dialect migrations.Dialect
+	if driver == "sqlite" {
+		s, err := sqlite.Open(ctx, sqlite.Options{Path: dsn})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+		raw, db, dialect = s, s.DB(), migrations.SQLite
+	} else {
+		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, db, dialect = s, s.DB(), migrations.Postgres
+	}
+	defer raw.Close()
+	keys, err := personaldata.NewKeys(db, dialect, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := personaldata.Wrap(personaldata.Options{Store: raw, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedEvent
+	for e, err := range store.ReadAll(ctx, 0, eventstore.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		se := storedEvent{ID: e.ID.String(), Stream: e.StreamID, Type: e.Type}
+		if err := json.Unmarshal(e.Data, &se.Data); err != nil {
 			t.Fatalf("event %s: data: %v", e.ID, err)
 		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+		out = append(out, se)
 	}
 	return out
 }

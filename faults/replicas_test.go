@@ -316,7 +316,7 @@ func TestThreeReplicas(t *testing.T) {
 			n.stop()
 		}
 	}
-	log := readLog(t, "postgres", dsn)
+	log := readLog(t, "postgres", dsn, nodes[0].env)
 	all := &acked{}
 	for _, a := range loads {
 		all.signups = append(all.signups, a.signups...)

@@ -179,6 +179,7 @@ var activityEvents = []domain.Event{
 	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
 	domain.PhoneAdded{}, domain.PhoneCodeSent{}, domain.PhoneVerified{}, domain.DocumentUploaded{}, domain.DocumentReviewed{},
 	domain.DataStored{}, domain.DataStorageDeleted{},
+	domain.UserErased{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -194,6 +195,7 @@ func (v *ActivityView) Tables() []string { return []string{"activity"} }
 // would refuse an event applied twice.
 func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
 	rows := make([]activityRow, 0, len(events))
+	var erased []string
 	for _, e := range events {
 		owner, err := domain.UserIDFromStream(e.StreamID)
 		if err != nil {
@@ -203,6 +205,9 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 		if err != nil {
 			return FailedAt(e, err)
 		}
+		if _, ok := de.(domain.UserErased); ok {
+			erased = append(erased, string(owner))
+		}
 		row, ok, err := activityOf(e, de, string(owner))
 		if err != nil {
 			return FailedAt(e, err)
@@ -211,6 +216,31 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 			rows = append(rows, row)
 		}
 	}
+	if err := v.insert(ctx, tx, rows); err != nil {
+		return err
+	}
+	return v.scrub(ctx, tx, erased)
+}
+
+// scrub forgets the personal data that the activity rows of erased users hold: the addresses and
+// browsers they acted from, and the data of every row about them (emails, names, label values,
+// reasons). The rows themselves stay: what happened, and when, is not personal data of theirs.
+func (v *ActivityView) scrub(ctx context.Context, tx *Tx, uids []string) error {
+	for _, uid := range uids {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE activity SET user_ip = ?, user_agent = ?
+			WHERE generation = ? AND uid = ? AND target_uid IS NULL`), domain.Erased, domain.Erased, tx.Generation, uid); err != nil {
+			return fmt.Errorf("scrub the activity of %s: %w", uid, err)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE activity SET data = NULL
+			WHERE generation = ? AND (uid = ? OR target_uid = ?)`), tx.Generation, uid, uid); err != nil {
+			return fmt.Errorf("scrub the activity of %s: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// insert writes the rows of a batch.
+func (v *ActivityView) insert(ctx context.Context, tx *Tx, rows []activityRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -347,6 +377,8 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action = TopicAccount, "enable_login"
 	case domain.AccountClosed:
 		topic, action = TopicAccount, "close"
+	case domain.UserErased:
+		topic, action = TopicAccount, "erase_personal_data"
 	case domain.PasswordChanged:
 		topic, action = TopicPassword, "change"
 	case domain.PasswordResetRequested:

@@ -125,7 +125,7 @@ func (v *WalletView) Movements(ctx context.Context, f MovementFilter) (movements
 // Name implements Projector.
 func (v *WalletView) Name() string { return WalletProjector }
 
-var walletEvents = []domain.Event{domain.WalletCredited{}, domain.WalletDebited{}}
+var walletEvents = []domain.Event{domain.WalletCredited{}, domain.WalletDebited{}, domain.UserErased{}}
 
 // Interest implements Projector. An event type this build does not know stops the projector: it
 // may move coins, and skipping it would leave balances wrong for good.
@@ -140,7 +140,8 @@ func (v *WalletView) Tables() []string { return []string{"wallets", "wallet_move
 // then writes the movements with multi-row inserts and each changed wallet with one multi-row
 // upsert of its new balances. A movement that would take a balance below zero fails at its event:
 // the domain never records one, so the log or the read model would be wrong.
-func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) (err error) {
+	var erased []string
 	type decoded struct {
 		e   eventstore.Event
 		row movementRow
@@ -148,6 +149,13 @@ func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 	batch := make([]decoded, 0, len(events))
 	var uids []string
 	seen := map[string]bool{}
+	// The movements stay (they are the accounts), without the callers' references once the user
+	// is erased: a reference may name a bank account or an order of theirs.
+	defer func() {
+		if err == nil {
+			err = v.scrub(ctx, tx, erased)
+		}
+	}()
 	for _, e := range events {
 		uid, err := domain.UserIDFromStream(e.StreamID)
 		if err != nil {
@@ -163,6 +171,9 @@ func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 			m.Balance, m.Amount, m.Reason, m.Reference = ev.Balance.String(), ev.Amount, ev.Reason, ev.Reference
 		case domain.WalletDebited:
 			m.Balance, m.Amount, m.Reason, m.Reference = ev.Balance.String(), -ev.Amount, ev.Reason, ev.Reference
+		case domain.UserErased:
+			erased = append(erased, string(uid))
+			continue
 		default:
 			continue
 		}
@@ -238,6 +249,17 @@ func (v *WalletView) Apply(ctx context.Context, tx *Tx, events []eventstore.Even
 	if err := tx.insertRows(ctx, "wallets", []string{"generation", "uid", "free", "standard", "updated_at"}, balances, `
 			ON CONFLICT (generation, uid) DO UPDATE SET free = excluded.free, standard = excluded.standard, updated_at = excluded.updated_at`); err != nil {
 		return fmt.Errorf("write wallets: %w", err)
+	}
+	return nil
+}
+
+// scrub replaces the references of erased users' movements.
+func (v *WalletView) scrub(ctx context.Context, tx *Tx, uids []string) error {
+	for _, uid := range uids {
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE wallet_movements SET reference = ? WHERE generation = ? AND uid = ? AND reference <> ''`),
+			domain.Erased, tx.Generation, uid); err != nil {
+			return fmt.Errorf("scrub the wallet movements of %s: %w", uid, err)
+		}
 	}
 	return nil
 }

@@ -76,12 +76,16 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	}
 	// Replicas on one PostgreSQL database queue one user's wallet commands across them too.
 	var userLocks cmds.UserLocks
-	if pg, ok := store.(*postgres.Store); ok {
+	if pg, ok := rawStore(store).(*postgres.Store); ok {
 		userLocks = lease.NewUserLocks(pg.DB().DB, pg.DB().Stats().MaxOpenConnections/2)
+	}
+	if a.EraseOnDelete && eraserOf(store) == nil {
+		return nil, fmt.Errorf("IDLOG_ERASE_ON_DELETE needs an event store that seals personal data (PostgreSQL or SQLite), not %s", cfg.EventStore())
 	}
 	app, err := cmds.New(cmds.Deps{
 		Store: store, Keys: keys, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer,
 		Notifier: cmds.LogNotifier{Logger: log, Next: notifier}, Attempts: limiter, UserLocks: userLocks, Outbox: outbox,
+		Eraser: eraserOf(store),
 	}, cmds.Config{
 		Streams: cmds.StreamsConfig{Levels: levels, MaxSessions: a.MaxSessions, SnapshotEvery: a.SnapshotEvery},
 		Wallet:  cmds.WalletConfig{SignupBonus: a.SignupBonus},
@@ -91,8 +95,9 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 			AddressMaxFailures: orNever(a.SignInAddressMaxFailures), AddressWindow: a.SignInAddressWindow,
 			Logger: log,
 		},
-		Limits:   cmds.LimitsConfig{Logger: log},
-		Sessions: cmds.SessionsConfig{IdleTimeout: a.SessionIdleTimeout, MaxLifetime: a.SessionMaxLifetime},
+		Limits:        cmds.LimitsConfig{Logger: log},
+		Sessions:      cmds.SessionsConfig{IdleTimeout: a.SessionIdleTimeout, MaxLifetime: a.SessionMaxLifetime},
+		EraseOnDelete: a.EraseOnDelete,
 	})
 	if err != nil {
 		return nil, err

@@ -92,7 +92,7 @@ func openAudited(ctx context.Context, cfg config.Config, env *environment, writa
 func auditVerify(ctx context.Context, env *environment, args []string) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cpFile := fs.String("checkpoint", "", "`file` of signed checkpoints kept outside the database (IDLOG_AUDIT_CHECKPOINT_FILE) to verify the log against")
+	cpFile := fs.String("checkpoint", "", "`file` of signed checkpoints kept outside the database (IDLOG_AUDIT_CHECKPOINT_FILE) to verify the log against, or nats: those of the IDLOG_AUDIT stream")
 	pubKey := fs.String("audit-public-key", "", "the audit public `key` (or a file holding it) the checkpoints must be signed with (default: from the audit key file)")
 	cfg, err := loadConfig(fs, args, env)
 	if err != nil {
@@ -105,7 +105,12 @@ func auditVerify(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
-		if heads, err = openCheckpoints(*cpFile, vkey); err != nil {
+		if *cpFile == "nats" {
+			heads, err = natsCheckpoints(ctx, cfg, vkey)
+		} else {
+			heads, err = openCheckpoints(*cpFile, vkey)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -190,9 +195,16 @@ func auditSeal(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	var pub audit.CheckpointPublisher
+	var pubs audit.Publishers
 	if cfg.Audit.CheckpointFile != "" {
-		pub = &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile}
+		pubs = append(pubs, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
+	}
+	if cfg.Audit.WitnessURL != "" {
+		pubs = append(pubs, &audit.Witness{URL: cfg.Audit.WitnessURL})
+	}
+	var pub audit.CheckpointPublisher
+	if len(pubs) > 0 {
+		pub = pubs
 	}
 	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg), Signer: signer, Publisher: pub})
 	if err != nil {

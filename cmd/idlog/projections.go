@@ -83,7 +83,7 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m := &readModels{}
 	var dialect migrations.Dialect
 	logInDB := true
-	switch s := store.(type) {
+	switch s := rawStore(store).(type) {
 	case *postgres.Store:
 		m.db, dialect = s.DB(), migrations.Postgres
 	case *sqlite.Store:
@@ -166,11 +166,12 @@ func withReadModels(ctx context.Context, fs *flag.FlagSet, args []string, env *e
 		}
 	}
 	log := newLogger(env.stderr, cfg)
-	store, err := openStore(ctx, cfg, log)
+	// The read models are made of personal data opened (or erased), as serve's are.
+	store, closeStore, err := openSealedStore(ctx, cfg, log)
 	if err != nil {
-		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
+		return err
 	}
-	defer store.Close()
+	defer closeStore()
 	m, err := openReadModels(ctx, cfg, store, nil, log, nil, batch)
 	if err != nil {
 		return cfg.RedactError(err)

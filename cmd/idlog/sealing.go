@@ -50,6 +50,9 @@ func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store,
 	if cfg.Audit.CheckpointFile != "" {
 		publishers = append(publishers, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
 	}
+	if cfg.Audit.WitnessURL != "" {
+		publishers = append(publishers, &audit.Witness{URL: cfg.Audit.WitnessURL})
+	}
 	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: publishers, Logger: log, Lease: leases, Signer: signer})
 	if err != nil {
 		return nil, nil, err

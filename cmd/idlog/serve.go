@@ -50,6 +50,16 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		}
 	}
 
+	// Commands, read models and the API see users' personal data opened (or erased). The audit
+	// sealer and the NATS relay read the stored, sealed bytes: IDLOG_EVENTS is append-only (no
+	// purge, by design), so it must never receive personal data in plain; after an erasure what
+	// it holds of the user can no longer be opened.
+	sealed, closeSealing, err := sealPersonalData(ctx, cfg, store)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("personal data: %w", err))
+	}
+	defer closeSealing()
+
 	leases, closeLeases, err := openLeases(ctx, cfg, store, log)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("follower leases: %w", err))
@@ -71,7 +81,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	// Closed after the HTTP server has drained and before the store: the relay publishes while
 	// requests drain, then saves its checkpoint; what it did not reach waits for the next start.
 	defer bus.close()
-	models, err := openReadModels(ctx, cfg, store, leases, log, metrics, 0)
+	models, err := openReadModels(ctx, cfg, sealed, leases, log, metrics, 0)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("read models: %w", err))
 	}
@@ -100,14 +110,14 @@ func serve(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("courier: %w", err))
 	}
 	defer post.stop()
-	accounts, err := newAccounts(cfg, log, store, bus.notifier, models, metrics, post.outbox)
+	accounts, err := newAccounts(cfg, log, sealed, bus.notifier, models, metrics, post.outbox)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}
 	handler := api.NewServer(api.Options{
 		Logger:  log,
 		Metrics: metrics,
-		Views: &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: store, Ledger: ledger,
+		Views: &api.Views{Activity: models.reads.activity, Projections: models.runtime, Events: sealed, Ledger: ledger,
 			Outbox: post.lister},
 		Accounts: accounts,
 		Version:  version(),

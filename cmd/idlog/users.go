@@ -15,16 +15,20 @@ import (
 	"github.com/idlog/idlog/eventstore"
 )
 
-var usersCommand = command{name: "users", summary: "manage users: users create --email E --password-stdin --role admin; users import --file F", run: users}
+var usersCommand = command{name: "users", summary: "manage users: users create --email E --password-stdin --role admin; users import --file F; users erase UID", run: users}
 
-// users dispatches to its subcommands: create and import.
+// users dispatches to its subcommands: create, import and erase.
 func users(ctx context.Context, env *environment, args []string) error {
 	if len(args) > 0 && args[0] == "import" {
 		return importUsers(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "erase" {
+		return eraseUser(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "create" {
 		fmt.Fprint(env.stderr, "Usage: idlog users create --email E --password-stdin [--username U] [--role R] [flags]\n"+
-			"       idlog users import [--format idlog|barong|wekan] --file FILE (or < FILE)\n")
+			"       idlog users import [--format idlog|barong|wekan] --file FILE (or < FILE)\n"+
+			"       idlog users erase UID [flags]\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
@@ -66,11 +70,11 @@ func createUser(ctx context.Context, env *environment, args []string) error {
 	}
 
 	log := newLogger(env.stderr, cfg)
-	store, err := openStore(ctx, cfg, log)
+	store, closeStore, err := openSealedStore(ctx, cfg, log)
 	if err != nil {
-		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
+		return err
 	}
-	defer store.Close()
+	defer closeStore()
 	keys, ok := store.(eventstore.KeyOwners)
 	if !ok {
 		return fmt.Errorf("the %s event store cannot find users by email (no KeyOwners)", cfg.EventStore())

@@ -56,6 +56,14 @@ func importUsers(ctx context.Context, env *environment, args []string) error {
 		return cfg.RedactError(fmt.Errorf("open %s event store: %w", cfg.EventStore(), err))
 	}
 	defer store.Close()
+	// Imported users' personal data is sealed with their data keys, and their unique keys
+	// hashed, as serve's appends are.
+	sealed, closeSealing, err := sealPersonalData(ctx, cfg, store)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("personal data: %w", err))
+	}
+	defer closeSealing()
+	store = sealed
 	keys, ok := store.(eventstore.KeyOwners)
 	if !ok {
 		return fmt.Errorf("the %s event store cannot check emails (no KeyOwners)", cfg.EventStore())

@@ -59,6 +59,8 @@ type Accounts struct {
 	Levels string
 	// MaxSessions and SnapshotEvery: see sessions.go.
 	MaxSessions, SnapshotEvery int
+	// EraseOnDelete: a user's own deletion erases their personal data too (erasure.go).
+	EraseOnDelete bool
 	// SessionIdleTimeout and SessionMaxLifetime: how long a session lasts unrenewed, and at most
 	// (commands.SessionsConfig).
 	SessionIdleTimeout, SessionMaxLifetime time.Duration
@@ -136,6 +138,7 @@ func (a Accounts) LogValue() slog.Value {
 		slog.String("levels", a.EffectiveLevels()),
 		slog.Int("max_sessions", a.MaxSessions),
 		slog.Int("snapshot_every", a.SnapshotEvery),
+		slog.Bool("erase_on_delete", a.EraseOnDelete),
 		slog.Duration("session_idle_timeout", a.SessionIdleTimeout),
 		slog.Duration("session_max_lifetime", a.SessionMaxLifetime),
 		slog.Bool("session_cookies", a.SessionCookies),

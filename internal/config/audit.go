@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 )
@@ -15,11 +16,14 @@ type Audit struct {
 	KeyFile string
 	// CheckpointFile, when set, receives every signed checkpoint, appended.
 	CheckpointFile string
+	// WitnessURL, when set, receives every signed checkpoint in a POST (audit.Witness).
+	WitnessURL string
 }
 
 // LogValue names the files; the key never reaches the log.
 func (a Audit) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("key_file", a.KeyFile), slog.String("checkpoint_file", a.CheckpointFile))
+	return slog.GroupValue(slog.String("key_file", a.KeyFile), slog.String("checkpoint_file", a.CheckpointFile),
+		slog.String("witness_url", redactURL(a.WitnessURL)))
 }
 
 var defaultAuditKey = filepath.Join(keysDir, "audit.key")
@@ -54,6 +58,30 @@ var auditSettings = []setting{
 			return nil
 		},
 	},
+	{
+		env: "IDLOG_AUDIT_WITNESS_URL", flag: "audit-witness-url",
+		usage: "http(s) `URL` to which every signed audit checkpoint is POSTed, as text (default none)",
+		apply: func(c *Config, v string) error {
+			if strings.TrimSpace(v) == "" {
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return errors.New("must be an http or https URL")
+			}
+			c.Audit.WitnessURL = v
+			return nil
+		},
+	},
+}
+
+// redactURL hides a URL's password, for the log.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || v == "" {
+		return v
+	}
+	return u.Redacted()
 }
 
 func init() {

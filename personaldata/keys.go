@@ -1,0 +1,210 @@
+package personaldata
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/migrations"
+)
+
+// ErrErased: the user's data key was destroyed; their personal data cannot be sealed or opened.
+var ErrErased = errors.New("personaldata: the user's personal data is erased")
+
+// Keys keeps the users' data keys in the store's database. It is safe for concurrent use.
+//
+// Keys are cached in memory for CacheTTL: another replica that erases a user stops this one from
+// opening their data within that time; the replica that erases stops at once.
+type Keys struct {
+	db      *sqlx.DB
+	dialect migrations.Dialect
+	wrap    *auth.Sealer
+	ttl     time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+}
+
+type cachedKey struct {
+	sealer *auth.Sealer // nil: erased
+	known  bool         // a row exists (a user without one has no sealed data)
+	at     time.Time
+}
+
+// CacheTTL is how long a data key (or the fact that it was destroyed) stays in a process's memory.
+const CacheTTL = 30 * time.Second
+
+// maxCached bounds the cache; a full cache starts again empty.
+const maxCached = 100000
+
+// derive makes a key of its own for one purpose from the server's secret key.
+func derive(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("idlog personal data: " + purpose))
+	return m.Sum(nil)
+}
+
+// NewKeys returns the data keys kept in db (writable: on SQLite, not the store's read-only pool),
+// wrapped with a key derived from secret (the server's 32-byte secret key).
+func NewKeys(db *sqlx.DB, dialect migrations.Dialect, secret []byte) (*Keys, error) {
+	if db == nil {
+		panic("personaldata: NewKeys needs a database")
+	}
+	if len(secret) != auth.KeySize {
+		return nil, fmt.Errorf("personaldata: secret key of %d bytes, want %d", len(secret), auth.KeySize)
+	}
+	wrap, err := auth.NewSealer(derive(secret, "key wrapping"))
+	if err != nil {
+		return nil, err
+	}
+	return &Keys{db: db, dialect: dialect, wrap: wrap, ttl: CacheTTL, cache: map[string]cachedKey{}}, nil
+}
+
+func (k *Keys) cached(uid string) (cachedKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.cache[uid]
+	if ok && time.Since(c.at) > k.ttl {
+		delete(k.cache, uid)
+		return cachedKey{}, false
+	}
+	return c, ok
+}
+
+func (k *Keys) remember(uid string, c cachedKey) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.cache) >= maxCached {
+		k.cache = map[string]cachedKey{}
+	}
+	c.at = time.Now()
+	k.cache[uid] = c
+}
+
+// forKey is the sealer of the user's data key: created when create is set and the user has none.
+// ErrErased if the key was destroyed; (nil, nil) if the user has no key and create is false.
+func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Sealer, error) {
+	if c, ok := k.cached(uid); ok && (c.known || !create) {
+		if c.known && c.sealer == nil {
+			return nil, ErrErased
+		}
+		return c.sealer, nil
+	}
+	if create {
+		key := make([]byte, auth.KeySize)
+		rand.Read(key)
+		wrapped := k.wrap.Seal(key, []byte(uid))
+		res, err := k.insert(ctx, uid, wrapped)
+		if err != nil {
+			return nil, fmt.Errorf("personaldata: create the data key of %s: %w", uid, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			// Ours is the key: no need to read it back.
+			s, err := auth.NewSealer(key)
+			if err != nil {
+				return nil, err
+			}
+			k.remember(uid, cachedKey{sealer: s, known: true})
+			return s, nil
+		}
+	}
+	var wrapped []byte
+	err := k.db.QueryRowContext(ctx, k.db.Rebind(`SELECT wrapped FROM personal_data_keys WHERE uid = ?`), uid).Scan(&wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		k.remember(uid, cachedKey{})
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: read the data key of %s: %w", uid, err)
+	}
+	if wrapped == nil {
+		k.remember(uid, cachedKey{known: true})
+		return nil, ErrErased
+	}
+	key, err := k.wrap.Open(wrapped, []byte(uid))
+	if err != nil {
+		return nil, fmt.Errorf("personaldata: unwrap the data key of %s (another server secret key?): %w", uid, err)
+	}
+	s, err := auth.NewSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	k.remember(uid, cachedKey{sealer: s, known: true})
+	return s, nil
+}
+
+// Erase destroys the user's data key, for good: what it sealed can no longer be read. A user
+// without a key (only events from before sealing existed) is marked erased all the same, so
+// readers hide their personal fields. Erasing twice changes nothing.
+func (k *Keys) Erase(ctx context.Context, uid string) error {
+	now := time.Now().UTC()
+	var at any = now
+	if k.dialect == migrations.SQLite {
+		at = now.Format("2006-01-02T15:04:05.000Z")
+	}
+	conn, err := k.db.Connx(ctx)
+	if err != nil {
+		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+	}
+	defer conn.Close()
+	if k.dialect == migrations.SQLite {
+		// The destruction must be on disk when Erase returns (see insert).
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+			return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+		}
+	}
+	_, err = conn.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES (?, NULL, ?)
+		ON CONFLICT (uid) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(personal_data_keys.erased_at, excluded.erased_at)`), uid, at)
+	if err != nil {
+		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+	}
+	k.remember(uid, cachedKey{known: true})
+	return nil
+}
+
+// IsErased reports whether the user's data key was destroyed.
+func (k *Keys) IsErased(ctx context.Context, uid string) (bool, error) {
+	_, err := k.forKey(ctx, uid, false)
+	if errors.Is(err, ErrErased) {
+		return true, nil
+	}
+	return false, err
+}
+
+// insert stores a new wrapped key unless the user has one. It commits without waiting for the disk:
+// the key is written before the append that uses it, and the log is sequential (PostgreSQL's WAL,
+// SQLite's WAL file), so the append's own durable commit makes the key durable too; a crash before
+// it loses both, and the append was never acknowledged. This saves a second flush per new user.
+func (k *Keys) insert(ctx context.Context, uid string, wrapped []byte) (sql.Result, error) {
+	if k.dialect == migrations.Postgres {
+		// set_config(..., true) lasts until the end of this statement's own transaction, its commit
+		// included.
+		return k.db.ExecContext(ctx, `WITH async AS (SELECT set_config('synchronous_commit', 'off', true))
+			INSERT INTO personal_data_keys (uid, wrapped) SELECT $1, $2 FROM async ON CONFLICT (uid) DO NOTHING`, uid, wrapped)
+	}
+	conn, err := k.db.Connx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return nil, err
+	}
+	return conn.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING`, uid, wrapped)
+}
+
+// forget drops what the cache holds of the user.
+func (k *Keys) forget(uid string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.cache, uid)
+}

@@ -1,0 +1,156 @@
+package personaldata
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+)
+
+// sealedPrefix starts the JSON string that stands in the log for a sealed value: then base64
+// (standard, padded) of auth.Sealer's output over the value's JSON text.
+const sealedPrefix = "pd1:"
+
+// erasedJSON is what readers see in place of a personal value once the user is erased.
+var erasedJSON = json.RawMessage(`"` + domain.Erased + `"`)
+
+// aad binds a sealed value to its user, event type and field: a value copied elsewhere does not
+// open.
+func aad(uid, typ, field string) []byte { return []byte(uid + "\x00" + typ + "\x00" + field) }
+
+func sealValue(s *auth.Sealer, plain []byte, ad []byte) json.RawMessage {
+	text := sealedPrefix + base64.StdEncoding.EncodeToString(s.Seal(plain, ad))
+	out, _ := json.Marshal(text) // base64 and the prefix need no escaping
+	return out
+}
+
+// sealedText returns the sealed bytes of a value that is a sealed JSON string.
+func sealedText(v json.RawMessage) ([]byte, bool) {
+	if len(v) < len(sealedPrefix)+2 || v[0] != '"' || !bytes.HasPrefix(v[1:], []byte(sealedPrefix)) {
+		return nil, false
+	}
+	b, err := base64.StdEncoding.DecodeString(string(v[1+len(sealedPrefix) : len(v)-1]))
+	return b, err == nil
+}
+
+// codec seals and opens the personal fields of one user's events.
+type codec struct {
+	reg *domain.Registry
+}
+
+// sealEvent seals e's personal fields and the envelope's IP address and user agent.
+func (c codec) sealEvent(s *auth.Sealer, uid string, e eventstore.NewEvent) (eventstore.NewEvent, error) {
+	if fields := c.reg.PersonalFields(e.Type); len(fields) > 0 {
+		data, err := rewrite(e.Data, fields, func(field string, v json.RawMessage) (json.RawMessage, error) {
+			return sealValue(s, v, aad(uid, e.Type, field)), nil
+		})
+		if err != nil {
+			return e, fmt.Errorf("personaldata: seal %s: %w", e.Type, err)
+		}
+		e.Data = data
+	}
+	e.Metadata.IP = sealString(s, e.Metadata.IP, aad(uid, "", "ip"))
+	e.Metadata.UserAgent = sealString(s, e.Metadata.UserAgent, aad(uid, "", "user_agent"))
+	return e, nil
+}
+
+func sealString(s *auth.Sealer, v string, ad []byte) string {
+	if v == "" {
+		return ""
+	}
+	return sealedPrefix + base64.StdEncoding.EncodeToString(s.Seal([]byte(v), ad))
+}
+
+// openEvent opens what sealEvent sealed. s nil means the user is erased: every personal value,
+// sealed or stored before sealing existed, reads as "[erased]".
+func (c codec) openEvent(s *auth.Sealer, uid string, e eventstore.Event) (eventstore.Event, error) {
+	if fields := c.reg.PersonalFields(e.Type); len(fields) > 0 {
+		data, err := rewrite(e.Data, fields, func(field string, v json.RawMessage) (json.RawMessage, error) {
+			if s == nil {
+				return erasedJSON, nil
+			}
+			b, ok := sealedText(v)
+			if !ok {
+				return v, nil // stored before sealing existed
+			}
+			plain, err := s.Open(b, aad(uid, e.Type, field))
+			if err != nil {
+				return nil, fmt.Errorf("field %s: %w", field, err)
+			}
+			return plain, nil
+		})
+		if err != nil {
+			return e, fmt.Errorf("personaldata: open %s at %d: %w", e.Type, e.GlobalPosition, err)
+		}
+		e.Data = data
+	}
+	var err error
+	if e.Metadata.IP, err = openString(s, e.Metadata.IP, aad(uid, "", "ip")); err != nil {
+		return e, fmt.Errorf("personaldata: open the ip of the event at %d: %w", e.GlobalPosition, err)
+	}
+	if e.Metadata.UserAgent, err = openString(s, e.Metadata.UserAgent, aad(uid, "", "user_agent")); err != nil {
+		return e, fmt.Errorf("personaldata: open the user agent of the event at %d: %w", e.GlobalPosition, err)
+	}
+	return e, nil
+}
+
+func openString(s *auth.Sealer, v string, ad []byte) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if s == nil {
+		return domain.Erased, nil
+	}
+	rest, ok := strings.CutPrefix(v, sealedPrefix)
+	if !ok {
+		return v, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return "", err
+	}
+	plain, err := s.Open(b, ad)
+	return string(plain), err
+}
+
+// hasPersonal reports whether an event may hold personal data at all, so readers skip the key
+// look-up for the others.
+func (c codec) hasPersonal(e eventstore.Event) bool {
+	return e.Metadata.IP != "" || e.Metadata.UserAgent != "" || len(c.reg.PersonalFields(e.Type)) > 0
+}
+
+// rewrite replaces the value of each present, non-null field of the JSON object data by f's.
+// The object's other members keep their bytes; members come out in sorted order.
+func rewrite(data json.RawMessage, fields []string, f func(field string, v json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		return data, nil // not an object: nothing named to seal
+	}
+	changed := false
+	for _, field := range fields {
+		v, ok := obj[field]
+		if !ok || string(v) == "null" {
+			continue
+		}
+		nv, err := f(field, v)
+		if err != nil {
+			return nil, err
+		}
+		obj[field], changed = nv, true
+	}
+	if !changed {
+		return data, nil
+	}
+	return json.Marshal(obj)
+}
+
+// hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).
+func (c codec) hasSealed(e eventstore.Event) bool {
+	return strings.HasPrefix(e.Metadata.IP, sealedPrefix) || strings.HasPrefix(e.Metadata.UserAgent, sealedPrefix) ||
+		bytes.Contains(e.Data, []byte(`"`+sealedPrefix))
+}

@@ -1,0 +1,389 @@
+package personaldata_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/postgres"
+	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/personaldata"
+)
+
+type backend struct {
+	store   eventstore.Store
+	db      *sqlx.DB // writable
+	dialect migrations.Dialect
+}
+
+func backends(t testing.TB) map[string]func(t testing.TB) backend {
+	out := map[string]func(t testing.TB) backend{
+		"sqlite": func(t testing.TB) backend {
+			path := filepath.Join(t.TempDir(), "idlog.db")
+			s, err := sqlite.Open(context.Background(), sqlite.Options{Path: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			db, err := sqlx.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return backend{s, db, migrations.SQLite}
+		},
+	}
+	if dsn := os.Getenv("IDLOG_TEST_DATABASE_URL"); dsn != "" {
+		out["postgres"] = func(t testing.TB) backend {
+			s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return backend{s, s.DB(), migrations.Postgres}
+		}
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("IDLOG_TEST_DATABASE_URL is not set")
+	}
+	return out
+}
+
+func wrap(t testing.TB, b backend) *personaldata.Store {
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	keys, err := personaldata.NewKeys(b.db, b.dialect, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := personaldata.Wrap(personaldata.Options{Store: b.store, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newUID() domain.UserID {
+	b := make([]byte, 5)
+	rand.Read(b)
+	return domain.UserID(fmt.Sprintf("ID%010X", b))
+}
+
+func register(uid domain.UserID, email string) eventstore.Append {
+	data, _ := json.Marshal(domain.UserRegistered{UserID: uid, Email: email, Username: "erin", PasswordHash: "h", Role: domain.RoleMember, Data: json.RawMessage(`{"n":"mauve"}`)})
+	return eventstore.Append{Stream: uid.Stream(), Expected: eventstore.NoStream,
+		Events: []eventstore.NewEvent{{Type: "UserRegistered", SchemaVersion: 1, Data: data,
+			Metadata: eventstore.Metadata{IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}},
+		Claim: []string{"email:" + email, "username:erin-" + string(uid)}}
+}
+
+func only(t *testing.T, events func(func(eventstore.Event, error) bool)) eventstore.Event {
+	t.Helper()
+	var got []eventstore.Event
+	for e, err := range events {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d events, want 1", len(got))
+	}
+	return got[0]
+}
+
+// Sealed in the store, opened through the wrapper, "[erased]" after the erasure; unique keys are
+// stored as keyed hashes and still found by their plain value.
+func TestSealOpenEraseOnEveryStore(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			s := wrap(t, b)
+			uid := newUID()
+			email := strings.ToLower(string(uid)) + "@example.com"
+			if _, err := s.Append(ctx, register(uid, email)); err != nil {
+				t.Fatal(err)
+			}
+			raw := only(t, b.store.ReadStream(ctx, uid.Stream(), 0))
+			for _, secret := range []string{email, "erin", "mauve"} {
+				if strings.Contains(string(raw.Data), secret) {
+					t.Errorf("stored data holds %q in plain: %s", secret, raw.Data)
+				}
+			}
+			if strings.Contains(raw.Metadata.IP, "203.0.113") || strings.Contains(raw.Metadata.UserAgent, "EraseMe") {
+				t.Errorf("stored metadata in plain: %+v", raw.Metadata)
+			}
+			opened := only(t, s.ReadStream(ctx, uid.Stream(), 0))
+			var ev domain.UserRegistered
+			if err := json.Unmarshal(opened.Data, &ev); err != nil || ev.Email != email || ev.Username != "erin" || string(ev.Data) != `{"n":"mauve"}` {
+				t.Errorf("opened = %s (%v)", opened.Data, err)
+			}
+			if opened.Metadata.IP != "203.0.113.9" || opened.Metadata.UserAgent != "EraseMeBrowser/1.0" {
+				t.Errorf("opened metadata = %+v", opened.Metadata)
+			}
+			if owner, err := s.KeyOwner(ctx, "email:"+email); err != nil || owner != uid.Stream() {
+				t.Errorf("KeyOwner(email) = %q, %v", owner, err)
+			}
+			var plain int
+			if err := b.db.QueryRowContext(ctx, b.db.Rebind(`SELECT count(*) FROM unique_keys WHERE key LIKE ?`), "%"+email+"%").Scan(&plain); err != nil || plain != 0 {
+				t.Errorf("unique_keys rows with the email in plain: %d (%v)", plain, err)
+			}
+			// A second registration of the email is refused, with the plain key named.
+			other := newUID()
+			_, err := s.Append(ctx, register(other, email))
+			var taken *eventstore.KeyTakenError
+			if !errors.As(err, &taken) || taken.Key != "email:"+email {
+				t.Errorf("second claim = %v, want the plain key taken", err)
+			}
+
+			if err := s.Erase(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			erased := only(t, s.ReadStream(ctx, uid.Stream(), 0))
+			if err := json.Unmarshal(erased.Data, &ev); err != nil || ev.Email != domain.Erased || ev.Username != domain.Erased || string(ev.Data) != `"[erased]"` {
+				t.Errorf("after erasure = %s (%v)", erased.Data, err)
+			}
+			if erased.Metadata.IP != domain.Erased || erased.Metadata.UserAgent != domain.Erased {
+				t.Errorf("metadata after erasure = %+v", erased.Metadata)
+			}
+			if after := only(t, b.store.ReadStream(ctx, uid.Stream(), 0)); string(after.Data) != string(raw.Data) {
+				t.Error("the erasure changed the stored bytes")
+			}
+			if _, err := s.Append(ctx, eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+				Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: json.RawMessage(`{"data":{"x":1}}`)}}}); !errors.Is(err, personaldata.ErrErased) {
+				t.Errorf("append to an erased user = %v, want ErrErased", err)
+			}
+		})
+	}
+}
+
+// An older store's plain unique keys are rewritten as hashes, and still found.
+func TestHashStoredKeys(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			uid := newUID()
+			email := strings.ToLower(string(uid)) + "@old.example.com"
+			if _, err := b.store.Append(ctx, register(uid, email)); err != nil {
+				t.Fatal(err)
+			}
+			s := wrap(t, b)
+			if err := s.HashStoredKeys(ctx, b.db); err != nil {
+				t.Fatal(err)
+			}
+			if owner, err := s.KeyOwner(ctx, "email:"+email); err != nil || owner != uid.Stream() {
+				t.Errorf("KeyOwner after the rewrite = %q, %v", owner, err)
+			}
+			// Events from before sealing stay readable, and read "[erased]" once erased.
+			if err := s.Erase(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			if e := only(t, s.ReadStream(ctx, uid.Stream(), 0)); strings.Contains(string(e.Data), email) {
+				t.Errorf("an old event after erasure = %s", e.Data)
+			}
+		})
+	}
+}
+
+// BenchmarkAppend: registrations appended with personal data sealing against without, in one run:
+// go test ./personaldata -bench Append -run '^$'.
+func BenchmarkAppend(b *testing.B) {
+	for name, open := range backends(b) {
+		for _, sealed := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(b *testing.B) {
+				be := open(b)
+				var s eventstore.Store = be.store
+				if sealed {
+					s = wrap(b, be)
+				}
+				ctx := context.Background()
+				for b.Loop() {
+					uid := newUID()
+					if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAppendToUser: events appended to users who exist (a data update with an IP address and
+// a user agent, the common case), with sealing against without.
+func BenchmarkAppendToUser(b *testing.B) {
+	for name, open := range backends(b) {
+		for _, sealed := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/sealed=%v", name, sealed), func(b *testing.B) {
+				be := open(b)
+				var s eventstore.Store = be.store
+				if sealed {
+					s = wrap(b, be)
+				}
+				ctx := context.Background()
+				users := make([]domain.UserID, 100)
+				for i := range users {
+					users[i] = newUID()
+					if _, err := s.Append(ctx, register(users[i], strings.ToLower(string(users[i]))+"@example.com")); err != nil {
+						b.Fatal(err)
+					}
+				}
+				data := json.RawMessage(`{"data":{"note":"favourite-colour-mauve","lang":"fr"}}`)
+				i := 0
+				for b.Loop() {
+					uid := users[i%len(users)]
+					i++
+					if _, err := s.Append(ctx, eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+						Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: data,
+							Metadata: eventstore.Metadata{ActorUID: string(uid), IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkSealingRatio appends, in turns within each iteration, one event without sealing and
+// one with it (each to its own store of the same backend, each to one of 100 existing users), and
+// reports the sealed throughput as a share of the plain one (sealed/plain, 1 = no cost). With
+// -registrations the events are new users' registrations, which also create a data key.
+func BenchmarkSealingRatio(b *testing.B) {
+	for name, open := range backends(b) {
+		for _, registrations := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/registrations=%v", name, registrations), func(b *testing.B) {
+				ctx := context.Background()
+				plain := open(b).store
+				sealed := wrap(b, open(b))
+				stores := []eventstore.Store{plain, sealed}
+				users := [2][]domain.UserID{}
+				for k, s := range stores {
+					for range 100 {
+						uid := newUID()
+						users[k] = append(users[k], uid)
+						if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				data := json.RawMessage(`{"data":{"note":"favourite-colour-mauve","lang":"fr"}}`)
+				var spent [2]time.Duration
+				i := 0
+				for b.Loop() {
+					for k, s := range stores {
+						a := eventstore.Append{}
+						if registrations {
+							uid := newUID()
+							a = register(uid, strings.ToLower(string(uid))+"@example.com")
+						} else {
+							uid := users[k][i%100]
+							a = eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+								Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: data,
+									Metadata: eventstore.Metadata{ActorUID: string(uid), IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}}}
+						}
+						start := time.Now()
+						if _, err := s.Append(ctx, a); err != nil {
+							b.Fatal(err)
+						}
+						spent[k] += time.Since(start)
+					}
+					i++
+				}
+				b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "plain-ns/append")
+				b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "sealed-ns/append")
+				b.ReportMetric(float64(spent[0])/float64(spent[1]), "sealed/plain")
+			})
+		}
+	}
+}
+
+// A sealed value moved to another field, or to another user's event, does not open: it is bound
+// to its user, event type and field.
+func TestSealedValueIsBoundToItsPlace(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			s := wrap(t, b)
+			uid := newUID()
+			if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			raw := only(t, b.store.ReadStream(ctx, uid.Stream(), 0))
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(raw.Data, &obj); err != nil {
+				t.Fatal(err)
+			}
+			obj["username"] = obj["email"]
+			moved, _ := json.Marshal(obj)
+			if _, err := b.db.ExecContext(ctx, b.db.Rebind(`UPDATE events SET data = ? WHERE event_id = ?`), string(moved), raw.ID.String()); err != nil {
+				t.Fatal(err)
+			}
+			for _, err := range s.ReadStream(ctx, uid.Stream(), 0) {
+				if err == nil || !strings.Contains(err.Error(), "username") {
+					t.Errorf("reading a value moved to another field = %v, want an error naming it", err)
+				}
+			}
+		})
+	}
+}
+
+// A process that saw a user without a data key (events from before sealing) opens the sealed
+// events another process appends for them later, instead of passing the ciphertext on.
+func TestKeylessUserGettingAKeyElsewhere(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			replica := func() *personaldata.Store {
+				keys, err := personaldata.NewKeys(b.db, b.dialect, secret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := personaldata.Wrap(personaldata.Options{Store: b.store, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}
+			a, other := replica(), replica()
+			uid := newUID()
+			if _, err := b.store.Append(ctx, register(uid, strings.ToLower(string(uid))+"@old.example.com")); err != nil {
+				t.Fatal(err) // before sealing
+			}
+			only(t, a.ReadStream(ctx, uid.Stream(), 0)) // a remembers: no key
+			if _, err := other.Append(ctx, eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Exactly(1),
+				Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: json.RawMessage(`{"data":{"note":"mauve"}}`)}}}); err != nil {
+				t.Fatal(err)
+			}
+			for e, err := range a.ReadStream(ctx, uid.Stream(), 1) {
+				if err != nil || !strings.Contains(string(e.Data), "mauve") {
+					t.Errorf("the other process's sealed event read here = %s, %v", e.Data, err)
+				}
+			}
+		})
+	}
+}
