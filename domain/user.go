@@ -57,6 +57,8 @@ type User struct {
 	profile  *profile        // nil until ProfileCreated
 	settings json.RawMessage // the user's settings object, apart from the profile
 
+	apiKeys map[string]apiKey // kid -> key (user_apikeys.go)
+
 	version uint64
 }
 
@@ -261,6 +263,8 @@ func (u *User) apply(e Event) {
 		u.applyProfile(e)
 	case WalletCredited, WalletDebited:
 		u.applyWallet(e)
+	case APIKeyCreated, APIKeyChanged, APIKeyDeleted:
+		u.applyAPIKey(e)
 	}
 }
 

@@ -268,6 +268,9 @@ func RegisterEvents(r *Registry) {
 	} {
 		r.Register(e, 1)
 	}
+	for _, e := range apiKeyEvents() {
+		r.Register(e, 1)
+	}
 }
 
 // NewEventRegistry returns a registry holding every domain event.

@@ -15,7 +15,7 @@ func TestEventRegistryNames(t *testing.T) {
 	r := domain.NewEventRegistry()
 	// Stored names: changing one breaks every stored history, so they are spelled out here.
 	want := []string{
-		"AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
+		"APIKeyChanged", "APIKeyCreated", "APIKeyDeleted", "AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
 		"PasswordResetRequested", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
@@ -71,6 +71,19 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		func(u *domain.User) ([]domain.Event, error) {
 			return u.ChangeSettings(json.RawMessage(`{"theme":"dark"}`))
 		},
+		enableOTP(5004),
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.CreateAPIKey(5005, "k1", "HS256", []string{"trade", "read"}, []byte("sealed-k1"))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.CreateAPIKey(5006, "k2", "HS512", nil, []byte("sealed-k2"))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			off := domain.APIKeyDisabled
+			return u.ChangeAPIKey(5007, "k1", nil, &off)
+		},
+		func(u *domain.User) ([]domain.Event, error) { return u.DeleteAPIKey(5008, "k2") },
+		disableOTP(5009),
 	} {
 		evs, err := c(u)
 		if err != nil {
@@ -122,7 +135,14 @@ func TestRehydrateRoundTrip(t *testing.T) {
 		t.Errorf("Version = %d, want %d", rebuilt.Version(), len(events))
 	}
 	mustBe(t, "open sessions", len(rebuilt.OpenSessions(at(11))), 2) // s4, s5; the reset ended s3
-	mustBe(t, "last step", rebuilt.LastOTPStep(), int64(5003))
+	mustBe(t, "last step", rebuilt.LastOTPStep(), int64(5009))
+	if k, ok := rebuilt.APIKey("k1"); !ok || k.State != domain.APIKeyDisabled || k.Algorithm != "HS256" ||
+		!slices.Equal(k.Scopes, []string{"trade", "read"}) || string(k.Ciphertext) != "sealed-k1" {
+		t.Errorf("key k1 = %+v, %v; want it disabled with its scopes and sealed secret", k, ok)
+	}
+	if _, ok := rebuilt.APIKey("k2"); ok {
+		t.Error("deleted key k2 is still there")
+	}
 	mustBe(t, "level", rebuilt.Level(), 2)
 	mustBe(t, "wallet", rebuilt.Wallet(), domain.Wallet{Free: 0, Standard: 250})
 
