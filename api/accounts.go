@@ -71,6 +71,10 @@ type Accounts struct {
 	// SecureCookies marks the session cookies Secure on every request (the public URL is https,
 	// behind a proxy that ends TLS); without it they are Secure on requests that came over TLS.
 	SecureCookies bool
+	// APIKeys, when set, serves the API key routes (apikeys.go); APIKeyAuth, when set, lets a
+	// request signed with an API key through the bearer middleware.
+	APIKeys    APIKeyRecords
+	APIKeyAuth APIKeyVerifier
 }
 
 // accountRoutes serves the account routes.
@@ -99,6 +103,9 @@ func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg promethe
 	})
 	reg.MustRegister(lagging)
 	authn := NewAuthenticator(a.Tokens, a.App.Sessions, log)
+	if a.APIKeyAuth != nil {
+		authn.WithAPIKeys(a.APIKeyAuth)
+	}
 	return &accountRoutes{
 		Accounts: a, log: log, version: version, authn: authn,
 		idem:    newIdempotentRequests(a.Idempotency, authn, log),
@@ -165,6 +172,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.Admin != nil {
 		a.registerAdminUsers(r)
+	}
+	if a.APIKeys != nil {
+		a.registerAPIKeys(r, res)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
@@ -232,8 +233,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	activity := projections.NewActivityView(db, dialect)
 	sessions := projections.NewSessionsView(db, dialect)
 	profiles := projections.NewUserProfilesView(db, dialect)
+	apiKeys := projections.NewAPIKeysView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles, apiKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +298,10 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		Idempotency:  &api.Idempotency{Store: idempotency.NewSQLStore(db), Secret: sealKey},
 		SessionList:  sessions,
 		UserProfiles: profiles,
+		APIKeys:      apiKeys,
+	}
+	if accounts.APIKeyAuth, err = apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: db, Dialect: dialect, Now: c.Now}); err != nil {
+		t.Fatal(err)
 	}
 	ledger, err := audit.NewLedger(db, dialect)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 )
@@ -23,6 +24,10 @@ type Caller struct {
 	Level     int
 	// Cookie: authenticated by the session cookie rather than a bearer token.
 	Cookie bool
+	// APIKey is the kid of the API key that signed the request (apikeys.go), with its Scopes;
+	// SessionID is then empty.
+	APIKey string
+	Scopes []string
 }
 
 type callerKey struct{}
@@ -59,6 +64,14 @@ type Authenticator struct {
 	tokens   TokenVerifier
 	sessions SessionChecker
 	log      *slog.Logger
+	apiKeys  APIKeyVerifier // nil: API keys are not accepted
+}
+
+// WithAPIKeys makes the middleware accept requests signed with an API key (X-Auth-Apikey), and
+// returns a.
+func (a *Authenticator) WithAPIKeys(v APIKeyVerifier) *Authenticator {
+	a.apiKeys = v
+	return a
 }
 
 // NewAuthenticator returns the middleware's maker. Nil dependencies panic.
@@ -132,6 +145,9 @@ func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) 
 // authenticate checks r's bearer token and session: the caller, or the status and code to
 // answer (and the error behind them, for the log).
 func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	if a.apiKeys != nil && r.Header.Get(apikeys.HeaderKID) != "" {
+		return a.apiKeyCaller(r)
+	}
 	claims, cookie, status, code, err := a.verify(r)
 	if status != 0 {
 		return Caller{}, status, code, err

@@ -62,6 +62,15 @@ var errorRules = []errorRule{
 	{scopeAdminUser, projections.ErrNotFound, http.StatusNotFound, "admin.user.doesnt_exist"},
 	{scopeAdminUser, domain.ErrAccountClosed, http.StatusNotFound, "admin.user.doesnt_exist"},
 
+	// API keys: Barong's codes; 2FA is required.
+	{scopeResourceAPIKey, domain.ErrOTPNotEnabled, http.StatusBadRequest, "resource.api_key.2fa_disabled"},
+	{scopeResourceAPIKey, auth.ErrOTPCodeInvalid, http.StatusUnprocessableEntity, "resource.api_key.invalid_totp"},
+	{scopeResourceAPIKey, domain.ErrOTPReplayed, http.StatusUnprocessableEntity, "resource.api_key.invalid_totp"},
+	{"", domain.ErrAPIKeyNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrAPIKeyExists, http.StatusUnprocessableEntity, ".kid_taken"},
+	{"", domain.ErrAPIKeyLimit, http.StatusUnprocessableEntity, ".limit_reached"},
+	{"", domain.ErrAPIKeyInvalid, http.StatusUnprocessableEntity, ".invalid_params"},
+
 	// Profiles: Barong's codes (a bad field is <scope>.invalid_<field>, see errorStatus).
 	{"", domain.ErrProfileExists, http.StatusConflict, ".exist"},
 	{"", domain.ErrProfileNotFound, http.StatusNotFound, ".doesnt_exist"},

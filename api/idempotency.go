@@ -47,6 +47,8 @@ var unkeyedRoutes = map[string]bool{
 	// A refresh from a cookie has no body: two browsers' refreshes with one key would look alike,
 	// and a retry of a rotation is a reuse anyway.
 	http.MethodPost + " /api/v2/identity/sessions/refresh": true,
+	// The answer holds the new API key's secret, which is shown once and never kept.
+	http.MethodPost + " /api/v2/resource/api_keys": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.

@@ -16,6 +16,8 @@ type Application struct {
 	Commands Commands
 	Sessions SessionCheck
 	Levels   domain.Levels
+	// APIKeyInfo finds an API key by its kid for the signature check (api_keys.go).
+	APIKeyInfo APIKeyCheck
 }
 
 // Commands are the handlers, one per command. Those of commands that present a secret are
@@ -56,6 +58,10 @@ type Commands struct {
 	CloseAccount    CloseAccountHandler
 	RevokeSessions  RevokeSessionsHandler
 	ReviewProfile   ReviewProfileHandler
+	// API keys (api_keys.go), each with a TOTP code.
+	CreateAPIKey Handler[CreateAPIKey, APIKeyResult]
+	ChangeAPIKey Handler[ChangeAPIKey, APIKeyResult]
+	DeleteAPIKey Handler[DeleteAPIKey, APIKeyResult]
 }
 
 // Defaults of CodesConfig.
@@ -147,6 +153,7 @@ func New(d Deps, c Config) (Application, error) {
 		return Application{}, err
 	}
 	queue := NewUserQueue().Across(d.UserLocks)
+	keys := NewAPIKeysHandler(users, d.Sealer)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{
@@ -185,8 +192,12 @@ func New(d Deps, c Config) (Application, error) {
 			CloseAccount:             NewCloseAccountHandler(users),
 			RevokeSessions:           NewRevokeSessionsHandler(users),
 			ReviewProfile:            NewReviewProfileHandler(users),
+			CreateAPIKey:             guard[CreateAPIKey, APIKeyResult](g, handlerFunc[CreateAPIKey, APIKeyResult](keys.Create)),
+			ChangeAPIKey:             guard[ChangeAPIKey, APIKeyResult](g, handlerFunc[ChangeAPIKey, APIKeyResult](keys.Change)),
+			DeleteAPIKey:             guard[DeleteAPIKey, APIKeyResult](g, handlerFunc[DeleteAPIKey, APIKeyResult](keys.Delete)),
 		},
-		Sessions: NewSessionCheck(users),
-		Levels:   users.Levels(),
+		Sessions:   NewSessionCheck(users),
+		Levels:     users.Levels(),
+		APIKeyInfo: NewAPIKeyCheck(users, d.Sealer),
 	}, nil
 }

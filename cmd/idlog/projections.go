@@ -66,6 +66,7 @@ type readModels struct {
 	// the read replica does not route it yet.
 	userProfiles *projections.UserProfilesView
 	profiles     *projections.ProfileView // the three above in one query, for GET /users/me
+	apiKeys      *projections.APIKeysView // read on the primary, as userProfiles
 	runtime      *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
@@ -122,10 +123,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 		m.profiles = m.profiles.WithStreamVersions()
 	}
 	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
+	m.apiKeys = projections.NewAPIKeysView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.apiKeys)
 	if err != nil {
 		m.close()
 		return nil, err
