@@ -138,6 +138,7 @@ func (a *accountRoutes) register(r *mux.Router) {
 	id.Handle("/sessions", signedIn(h(a.signOut))).Methods(del)
 	// Ignores Idempotency-Key (unkeyedRoutes): each use of a refresh token is one rotation.
 	id.Handle("/sessions/refresh", h(a.refresh)).Methods(post)
+	id.Handle("/introspect", h(a.introspect)).Methods(post) // introspect.go
 
 	// GET /users/me checks the session with the stream version its profile query reads, in one
 	// statement; registered before the resource routes, whose middleware would check it first.

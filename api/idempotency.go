@@ -49,6 +49,8 @@ var unkeyedRoutes = map[string]bool{
 	http.MethodPost + " /api/v2/identity/sessions/refresh": true,
 	// The answer holds the new API key's secret, which is shown once and never kept.
 	http.MethodPost + " /api/v2/resource/api_keys": true,
+	// An introspection answers for now: a kept "active" would outlive a sign-out.
+	http.MethodPost + " /api/v2/identity/introspect": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.
