@@ -75,6 +75,9 @@ type Accounts struct {
 	// request signed with an API key through the bearer middleware.
 	APIKeys    APIKeyRecords
 	APIKeyAuth APIKeyVerifier
+	// Gatekeeper, when set, serves the authz endpoint for gateways, the permissions, restrictions
+	// and whitelinks (gatekeeper.go).
+	Gatekeeper *Gatekeeper
 }
 
 // accountRoutes serves the account routes.
@@ -176,6 +179,9 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.APIKeys != nil {
 		a.registerAPIKeys(r, res)
+	}
+	if a.Gatekeeper != nil {
+		a.registerGatekeeper(r)
 	}
 }
 

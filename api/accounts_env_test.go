@@ -30,6 +30,7 @@ import (
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/authz"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -154,6 +155,8 @@ type serverOptions struct {
 	// noStreamVersions: /users/me reads a profile view that does not read the events table, as
 	// on a read replica (IDLOG_READ_DATABASE_URL) or with EventStoreDB.
 	noStreamVersions bool
+	// geo locates addresses for the gatekeeper's country and continent restrictions.
+	geo authz.Locator
 }
 
 // countingStore counts the stream reads of the store it wraps, and keeps its snapshots.
@@ -300,6 +303,12 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		UserProfiles: profiles,
 		APIKeys:      apiKeys,
 	}
+	upstream, err := auth.NewSigner(key, auth.SignerConfig{Issuer: "idlog", Audience: "idlog:upstream", TTL: time.Minute, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := authz.NewEngine(authz.Options{Source: app.PolicyStream, Geo: o.geo})
+	accounts.Gatekeeper = &api.Gatekeeper{Engine: engine, Upstream: upstream, PublicPaths: []string{"/api/v2/public-upstream"}}
 	if accounts.APIKeyAuth, err = apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: db, Dialect: dialect, Now: c.Now}); err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,12 @@ var errorRules = []errorRule{
 	{"", domain.ErrAPIKeyLimit, http.StatusUnprocessableEntity, ".limit_reached"},
 	{"", domain.ErrAPIKeyInvalid, http.StatusUnprocessableEntity, ".invalid_params"},
 
+	// The access policy (gatekeeper.go): a bad field is <scope>.invalid_<field>, see errorStatus.
+	{"", domain.ErrPermissionNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrRestrictionNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrRestrictionExists, http.StatusUnprocessableEntity, ".already_exists"},
+	{"", domain.ErrPolicyFull, http.StatusUnprocessableEntity, ".limit_reached"},
+
 	// Profiles: Barong's codes (a bad field is <scope>.invalid_<field>, see errorStatus).
 	{"", domain.ErrProfileExists, http.StatusConflict, ".exist"},
 	{"", domain.ErrProfileNotFound, http.StatusNotFound, ".doesnt_exist"},
@@ -153,6 +159,10 @@ func errorStatus(scope string, err error) (int, string) {
 	var pf *domain.ProfileFieldError
 	if errors.As(err, &pf) {
 		return http.StatusUnprocessableEntity, scope + ".invalid_" + pf.Field
+	}
+	var polf *domain.PolicyFieldError
+	if errors.As(err, &polf) {
+		return http.StatusUnprocessableEntity, scope + ".invalid_" + polf.Field
 	}
 	for _, r := range errorRules {
 		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {

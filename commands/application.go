@@ -18,6 +18,10 @@ type Application struct {
 	Levels   domain.Levels
 	// APIKeyInfo finds an API key by its kid for the signature check (api_keys.go).
 	APIKeyInfo APIKeyCheck
+	// Policy are the administrators' access policy commands, over PolicyStream, which the
+	// gateway's decisions also read (access_policy.go).
+	Policy       AccessPolicyHandler
+	PolicyStream *PolicyStream
 }
 
 // Commands are the handlers, one per command. Those of commands that present a secret are
@@ -62,6 +66,8 @@ type Commands struct {
 	CreateAPIKey Handler[CreateAPIKey, APIKeyResult]
 	ChangeAPIKey Handler[ChangeAPIKey, APIKeyResult]
 	DeleteAPIKey Handler[DeleteAPIKey, APIKeyResult]
+	// A whitelink's use (access_policy.go).
+	UseWhitelink Handler[UseWhitelink, PolicyResult]
 }
 
 // Defaults of CodesConfig.
@@ -154,6 +160,8 @@ func New(d Deps, c Config) (Application, error) {
 	}
 	queue := NewUserQueue().Across(d.UserLocks)
 	keys := NewAPIKeysHandler(users, d.Sealer)
+	policyStream := NewPolicyStream(d.Store, d.Registry, c.Streams.Now)
+	policy := NewAccessPolicyHandler(policyStream, d.Sealer)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	// Every command that presents a secret goes through the attempt limiter, here and only here.
 	return Application{
@@ -195,9 +203,12 @@ func New(d Deps, c Config) (Application, error) {
 			CreateAPIKey:             guard[CreateAPIKey, APIKeyResult](g, handlerFunc[CreateAPIKey, APIKeyResult](keys.Create)),
 			ChangeAPIKey:             guard[ChangeAPIKey, APIKeyResult](g, handlerFunc[ChangeAPIKey, APIKeyResult](keys.Change)),
 			DeleteAPIKey:             guard[DeleteAPIKey, APIKeyResult](g, handlerFunc[DeleteAPIKey, APIKeyResult](keys.Delete)),
+			UseWhitelink:             guard[UseWhitelink, PolicyResult](g, handlerFunc[UseWhitelink, PolicyResult](policy.UseWhitelink)),
 		},
-		Sessions:   NewSessionCheck(users),
-		Levels:     users.Levels(),
-		APIKeyInfo: NewAPIKeyCheck(users, d.Sealer),
+		Sessions:     NewSessionCheck(users),
+		Levels:       users.Levels(),
+		APIKeyInfo:   NewAPIKeyCheck(users, d.Sealer),
+		Policy:       policy,
+		PolicyStream: policyStream,
 	}, nil
 }

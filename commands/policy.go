@@ -50,25 +50,31 @@ var (
 	AbilityWriteLabels = Ability{"write_labels"}
 	// AbilityCreditWallets: credit a user's coins (deposits from a payment provider).
 	AbilityCreditWallets = Ability{"credit_wallets"}
+	// AbilityReadAccessPolicy and AbilityWriteAccessPolicy: the gateway's permissions and
+	// restrictions, and whitelinks (/admin/permissions, /admin/restrictions).
+	AbilityReadAccessPolicy  = Ability{"read_access_policy"}
+	AbilityWriteAccessPolicy = Ability{"write_access_policy"}
 )
 
 // abilities is the role table: which roles have which ability. Auditors read and never change
 // anything; support helps users (their 2FA) and reads; compliance judges accounts (state, labels);
 // accountants handle coins; admins do everything but touch superadmins; superadmins everything.
 var abilities = map[Ability][]domain.Role{
-	AbilityReadUsers:       {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
-	AbilityReadMetrics:     {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant, domain.RoleCompliance, domain.RoleAuditor},
-	AbilityCreateUsers:     {domain.RoleSuperAdmin, domain.RoleAdmin},
-	AbilityChangeUserState: {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
-	AbilityResetUserOTP:    {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleSupport},
-	AbilityChangeUserRole:  {domain.RoleSuperAdmin, domain.RoleAdmin},
-	AbilityDeleteUsers:     {domain.RoleSuperAdmin, domain.RoleAdmin},
-	AbilityReadActivity:    {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
-	AbilityReadEvents:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAuditor},
-	AbilityReadProjections: {domain.RoleSuperAdmin, domain.RoleAdmin},
-	AbilityReadLabels:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
-	AbilityWriteLabels:     {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
-	AbilityCreditWallets:   {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant},
+	AbilityReadUsers:         {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
+	AbilityReadMetrics:       {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant, domain.RoleCompliance, domain.RoleAuditor},
+	AbilityCreateUsers:       {domain.RoleSuperAdmin, domain.RoleAdmin},
+	AbilityChangeUserState:   {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
+	AbilityResetUserOTP:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleSupport},
+	AbilityChangeUserRole:    {domain.RoleSuperAdmin, domain.RoleAdmin},
+	AbilityDeleteUsers:       {domain.RoleSuperAdmin, domain.RoleAdmin},
+	AbilityReadActivity:      {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
+	AbilityReadEvents:        {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAuditor},
+	AbilityReadProjections:   {domain.RoleSuperAdmin, domain.RoleAdmin},
+	AbilityReadLabels:        {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance, domain.RoleSupport, domain.RoleAuditor},
+	AbilityWriteLabels:       {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
+	AbilityCreditWallets:     {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant},
+	AbilityReadAccessPolicy:  {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAuditor},
+	AbilityWriteAccessPolicy: {domain.RoleSuperAdmin, domain.RoleAdmin},
 }
 
 // Abilities lists every ability, in the order of the variables above.
@@ -76,7 +82,7 @@ func Abilities() []Ability {
 	return []Ability{
 		AbilityReadUsers, AbilityReadMetrics, AbilityCreateUsers, AbilityChangeUserState, AbilityResetUserOTP,
 		AbilityChangeUserRole, AbilityDeleteUsers, AbilityReadActivity, AbilityReadEvents, AbilityReadProjections,
-		AbilityReadLabels, AbilityWriteLabels, AbilityCreditWallets,
+		AbilityReadLabels, AbilityWriteLabels, AbilityCreditWallets, AbilityReadAccessPolicy, AbilityWriteAccessPolicy,
 	}
 }
 

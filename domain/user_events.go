@@ -268,7 +268,7 @@ func RegisterEvents(r *Registry) {
 	} {
 		r.Register(e, 1)
 	}
-	for _, e := range apiKeyEvents() {
+	for _, e := range append(apiKeyEvents(), accessPolicyEvents()...) {
 		r.Register(e, 1)
 	}
 }

@@ -18,7 +18,7 @@ func TestEventRegistryNames(t *testing.T) {
 		"APIKeyChanged", "APIKeyCreated", "APIKeyDeleted", "AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
-		"PasswordResetRequested", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
+		"PasswordResetRequested", "PermissionCreated", "PermissionDeleted", "PermissionUpdated", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RestrictionCreated", "RestrictionDeleted", "RestrictionUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
 		"UserDeleted", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}

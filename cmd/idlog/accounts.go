@@ -96,7 +96,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
-	keyAuth, err := apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: m.db, Dialect: m.dialect})
+	keyAuth, err := apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: m.db, Dialect: m.dialect, Window: a.Gatekeeper.NonceWindow})
 	if err != nil {
 		return nil, err
 	}
