@@ -263,6 +263,8 @@ func apiKeyRefusal(err error) (int, string) {
 		return http.StatusUnauthorized, "authz.apikey_not_active"
 	case errors.Is(err, apikeys.ErrOwner):
 		return http.StatusUnauthorized, "authz.user_not_active"
+	case errors.Is(err, apikeys.ErrOwnerNo2FA):
+		return http.StatusUnauthorized, "authz.disabled_2fa"
 	}
 	return http.StatusServiceUnavailable, "server.unavailable"
 }

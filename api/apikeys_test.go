@@ -156,6 +156,11 @@ func TestAPIKeys(t *testing.T) {
 		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", "my-key", "", now, sig).want(t, http.StatusUnauthorized, "authz.invalid_signature")
 		s.post(keys, obj{"algorithm": "HS256", "kid": "my-key", "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusCreated)
 
+		// An owner who turns 2FA off cannot use their keys (Barong).
+		s.post("/api/v2/resource/otp/disable", obj{"code": s.nextCode(t, otp)}, tok).want(t, http.StatusOK)
+		now = s.clock.Now().UnixMilli()
+		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", k.KID, k.Secret, now, "").want(t, http.StatusUnauthorized, "authz.disabled_2fa")
+
 		// A banned owner's key is refused.
 		s.send(http.MethodPut, "/api/v2/admin/users", obj{"uid": alice, "state": "banned"}, adminTok).want(t, http.StatusOK)
 		now = s.clock.Now().UnixMilli()

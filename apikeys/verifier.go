@@ -47,6 +47,7 @@ var (
 	ErrSignature   = errors.New("apikeys: invalid signature or unknown key")
 	ErrKeyDisabled = errors.New("apikeys: api key not active")
 	ErrOwner       = errors.New("apikeys: owner not active")
+	ErrOwnerNo2FA  = errors.New("apikeys: owner turned two-factor authentication off")
 )
 
 // KeyFinder finds a key and its owner by kid; commands.APIKeyCheck is one.
@@ -143,8 +144,8 @@ func hasher(algorithm string) (func() hash.Hash, error) {
 }
 
 // Verify checks a signed request's headers and returns the key's owner. Errors: ErrHeaders,
-// ErrNonceWindow, ErrSignature, ErrNonceReused, ErrKeyDisabled, ErrOwner, a *ThrottledError, or
-// a storage failure.
+// ErrNonceWindow, ErrSignature, ErrNonceReused, ErrKeyDisabled, ErrOwner, ErrOwnerNo2FA, a
+// *ThrottledError, or a storage failure.
 func (v *Verifier) Verify(ctx context.Context, kid, nonce, signature string) (commands.KeyHolder, error) {
 	if kid == "" || nonce == "" || signature == "" || len(kid) > 64 || len(signature) > 256 {
 		return commands.KeyHolder{}, ErrHeaders
@@ -187,6 +188,9 @@ func (v *Verifier) Verify(ctx context.Context, kid, nonce, signature string) (co
 	}
 	if !k.OwnerActive {
 		return commands.KeyHolder{}, ErrOwner
+	}
+	if !k.OwnerOTP {
+		return commands.KeyHolder{}, ErrOwnerNo2FA
 	}
 	fresh, err := v.spend(ctx, kid, ms, at.Add(v.o.Window), now)
 	if err != nil {

@@ -198,6 +198,9 @@ type KeyHolder struct {
 	Scopes    []string
 	// Active: the key is active and its owner active with sign-in enabled.
 	KeyActive, OwnerActive bool
+	// OwnerOTP: the owner has two-factor authentication on, which Barong requires of a key's
+	// owner at every use, not only when it is made.
+	OwnerOTP bool
 	secret                 []byte
 }
 
@@ -230,6 +233,6 @@ func (c APIKeyCheck) Key(ctx context.Context, kid string) (KeyHolder, bool, erro
 	}
 	return KeyHolder{
 		UID: string(uid), Role: u.Role().String(), Email: u.Email(), Level: level(u), Algorithm: k.Algorithm, Scopes: k.Scopes,
-		KeyActive: k.State == domain.APIKeyActive, OwnerActive: u.IsActive() && !u.LoginDisabled(), secret: secret,
+		KeyActive: k.State == domain.APIKeyActive, OwnerActive: u.IsActive() && !u.LoginDisabled(), OwnerOTP: u.OTPEnabled(), secret: secret,
 	}, true, nil
 }
