@@ -201,7 +201,7 @@ type KeyHolder struct {
 	// OwnerOTP: the owner has two-factor authentication on, which Barong requires of a key's
 	// owner at every use, not only when it is made.
 	OwnerOTP bool
-	secret                 []byte
+	secret   []byte
 }
 
 // Secret is the key's secret, opened.
