@@ -150,6 +150,15 @@ func (a *accountRoutes) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v.Audit {
+		// Recorded before the request goes on: an audited request that cannot be recorded does not pass.
+		m := a.meta(r)
+		m.IP, m.ActorUID, m.ActorRole, m.IdempotencyKey = ip.String(), c.UID, c.Role, ""
+		if _, err := a.App.Commands.AuditRequest.Handle(r.Context(), commands.AuditRequest{
+			Meta: m, UID: domain.UserID(c.UID), Topic: v.Topic, Method: method, Path: path,
+		}); err != nil {
+			a.fail(w, r, "authz", err)
+			return
+		}
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "audit", slog.String("topic", v.Topic), slog.String("request_id", RequestID(r.Context())),
 			slog.String("uid", c.UID), slog.String("role", c.Role), slog.String("method", method), slog.String("path", path), slog.String("ip", ip.String()))
 	}

@@ -277,3 +277,27 @@ func (h AccessPolicyHandler) UseWhitelink(ctx context.Context, cmd UseWhitelink)
 	out.Position = pos
 	return out, err
 }
+
+// AuditRequest records, on the user's stream, a request the gateway let through an AUDIT
+// permission (domain.RequestAudited): it shows in the activity log under the permission's topic.
+type AuditRequest struct {
+	Meta
+	UID                 domain.UserID
+	Topic, Method, Path string
+}
+
+// AuditRequestHandler handles AuditRequest.
+type AuditRequestHandler struct{ users *UserStreams }
+
+// Handle appends the record.
+func (h AuditRequestHandler) Handle(ctx context.Context, cmd AuditRequest) (Result, error) {
+	cmd.Meta.IdempotencyKey = "" // every request is its own record
+	o, err := h.users.update(ctx, cmd.UID, "", cmd.Meta, func(u *domain.User) (change, error) {
+		events, err := u.AuditRequest(cmd.Topic, cmd.Method, cmd.Path)
+		return change{events: events}, err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return resultOf(o), nil
+}

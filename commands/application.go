@@ -66,8 +66,9 @@ type Commands struct {
 	CreateAPIKey Handler[CreateAPIKey, APIKeyResult]
 	ChangeAPIKey Handler[ChangeAPIKey, APIKeyResult]
 	DeleteAPIKey Handler[DeleteAPIKey, APIKeyResult]
-	// A whitelink's use (access_policy.go).
+	// A whitelink's use, and the record of an audited request (access_policy.go).
 	UseWhitelink Handler[UseWhitelink, PolicyResult]
+	AuditRequest AuditRequestHandler
 }
 
 // Defaults of CodesConfig.
@@ -204,6 +205,7 @@ func New(d Deps, c Config) (Application, error) {
 			ChangeAPIKey:             guard[ChangeAPIKey, APIKeyResult](g, handlerFunc[ChangeAPIKey, APIKeyResult](keys.Change)),
 			DeleteAPIKey:             guard[DeleteAPIKey, APIKeyResult](g, handlerFunc[DeleteAPIKey, APIKeyResult](keys.Delete)),
 			UseWhitelink:             guard[UseWhitelink, PolicyResult](g, handlerFunc[UseWhitelink, PolicyResult](policy.UseWhitelink)),
+			AuditRequest:             AuditRequestHandler{users: users},
 		},
 		Sessions:     NewSessionCheck(users),
 		Levels:       users.Levels(),

@@ -268,7 +268,7 @@ func RegisterEvents(r *Registry) {
 	} {
 		r.Register(e, 1)
 	}
-	for _, e := range append(apiKeyEvents(), accessPolicyEvents()...) {
+	for _, e := range append(append(apiKeyEvents(), accessPolicyEvents()...), RequestAudited{}) {
 		r.Register(e, 1)
 	}
 }

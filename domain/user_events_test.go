@@ -18,7 +18,7 @@ func TestEventRegistryNames(t *testing.T) {
 		"APIKeyChanged", "APIKeyCreated", "APIKeyDeleted", "AccountClosed", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
 		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
 		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
-		"PasswordResetRequested", "PermissionCreated", "PermissionDeleted", "PermissionUpdated", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RestrictionCreated", "RestrictionDeleted", "RestrictionUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
+		"PasswordResetRequested", "PermissionCreated", "PermissionDeleted", "PermissionUpdated", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RequestAudited", "RestrictionCreated", "RestrictionDeleted", "RestrictionUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
 		"UserDeleted", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
@@ -84,6 +84,9 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 		},
 		func(u *domain.User) ([]domain.Event, error) { return u.DeleteAPIKey(5008, "k2") },
 		disableOTP(5009),
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.AuditRequest("orders", "POST", "api/v2/trade/orders")
+		},
 	} {
 		evs, err := c(u)
 		if err != nil {

@@ -36,6 +36,8 @@ const (
 	TopicLabel    = "label"
 	TopicWallet   = "wallet"
 	TopicAdmin    = "admin"
+	// TopicAudit is the topic of a request audited by a permission without a topic of its own.
+	TopicAudit = "audit"
 )
 
 // Topics lists every activity topic. Filters accept these, and "all" or "" for any.
@@ -187,6 +189,7 @@ var activityEvents = []domain.Event{
 	domain.WalletCredited{}, domain.WalletDebited{},
 	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
 	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
+	domain.RequestAudited{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -383,6 +386,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicWallet, "credit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
 	case domain.WalletDebited:
 		topic, action, data = TopicWallet, "debit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
+	case domain.RequestAudited:
+		// Barong's audit: the permission's topic (TopicAudit when it has none).
+		topic, action, data = ev.Topic, "request", auditData{Method: ev.Method, Path: ev.Path}
+		if topic == "" {
+			topic = TopicAudit
+		}
 	default:
 		return activityRow{}, false, nil
 	}
@@ -401,6 +410,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		row.Data = sql.NullString{String: string(b), Valid: true}
 	}
 	return row, true, nil
+}
+
+// auditData is the data of an audited request's row.
+type auditData struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
 }
 
 var _ Projector = (*ActivityView)(nil)
