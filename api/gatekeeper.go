@@ -457,3 +457,24 @@ func (a *accountRoutes) useWhitelink(w http.ResponseWriter, r *http.Request) {
 	_ = res
 	w.WriteHeader(http.StatusCreated)
 }
+
+// loginRestricted applies the restrictions to a sign-in made to idlog directly, not through the
+// gateway, as the authz endpoint would to its path (authz.LoginPath): blocklogin, blacklist and
+// maintenance refuse it unless a whitelist lets it through. It reports whether it answered.
+func (a *accountRoutes) loginRestricted(w http.ResponseWriter, r *http.Request) bool {
+	if a.Gatekeeper == nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(a.clientIP(r))
+	if err != nil {
+		return false
+	}
+	ref, refused := a.Gatekeeper.Engine.Restrict(ip, authz.LoginPath)
+	if !refused {
+		return false
+	}
+	a.log.LogAttrs(r.Context(), slog.LevelInfo, "sign-in refused by a restriction", slog.String("request_id", RequestID(r.Context())),
+		slog.String("category", ref.Category), slog.Int64("restriction", ref.RuleID))
+	WriteError(w, ref.Status, ref.Code)
+	return true
+}

@@ -249,6 +249,11 @@ func TestGatekeeperRestrictions(t *testing.T) {
 			x = add("blocklogin", "ip", "81.4.4.4")
 			refused("81.4.4.4", "/api/v2/identity/sessions", 401, "authz.restrict.blocklogin")
 			ok("81.4.4.4", "/api/v2/x")
+			// ...and a sign-in made to idlog directly from there too.
+			s.do(request{method: http.MethodPost, path: "/api/v2/identity/sessions", body: obj{"login": "rita@example.com", "password": password}, remote: "81.4.4.4:1"}).
+				want(t, http.StatusUnauthorized, "authz.restrict.blocklogin")
+			s.do(request{method: http.MethodPost, path: "/api/v2/identity/sessions", body: obj{"login": "rita@example.com", "password": password}, remote: "81.4.4.5:1"}).
+				want(t, http.StatusOK)
 			del(x)
 
 			// maintenance for everyone, whitelisted addresses excepted; a whitelink whitelists its user.
@@ -270,7 +275,18 @@ func TestGatekeeperRestrictions(t *testing.T) {
 			s.clock.Advance(2 * 60 * 60 * 1e9)
 			s.do(request{method: http.MethodPost, path: "/api/v2/identity/users/access", body: obj{"whitelink_token": link.Token}, remote: "81.6.6.7:1"}).
 				want(t, http.StatusUnprocessableEntity, "identity.access.expired_token")
-			tok, adminTok = s.signIn(t, "rita@example.com", ""), s.signIn(t, "ada@example.com", "")
+			// Under maintenance, only a whitelisted address signs in.
+			s.do(request{method: http.MethodPost, path: "/api/v2/identity/sessions", body: obj{"login": "ada@example.com", "password": password}}).
+				want(t, 471, "authz.restrict.maintenance")
+			signIn := func(login string) string {
+				var out struct {
+					AccessToken string `json:"access_token"`
+				}
+				s.do(request{method: http.MethodPost, path: "/api/v2/identity/sessions", body: obj{"login": login, "password": password}, remote: "81.5.5.5:1"}).
+					want(t, http.StatusOK).json(t, &out)
+				return out.AccessToken
+			}
+			tok, adminTok = signIn("rita@example.com"), signIn("ada@example.com")
 
 			var list []restrictionOut
 			s.get(restrictions+"?category=whitelist", adminTok).want(t, http.StatusOK).json(t, &list)
