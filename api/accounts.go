@@ -106,14 +106,15 @@ func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg promethe
 	})
 	reg.MustRegister(lagging)
 	authn := NewAuthenticator(a.Tokens, a.App.Sessions, log)
-	if a.APIKeyAuth != nil {
-		authn.WithAPIKeys(a.APIKeyAuth)
-	}
-	return &accountRoutes{
+	routes := &accountRoutes{
 		Accounts: a, log: log, version: version, authn: authn,
 		idem:    newIdempotentRequests(a.Idempotency, authn, log),
 		lagging: lagging,
 	}
+	if a.APIKeyAuth != nil {
+		authn.WithAPIKeys(a.APIKeyAuth, routes.clientIP)
+	}
+	return routes
 }
 
 // register adds the account routes to r, and the idempotency decorator to every route of r.

@@ -35,7 +35,7 @@ type APIKeyRecords interface {
 
 // APIKeyVerifier checks a request signed with an API key; *apikeys.Verifier is one.
 type APIKeyVerifier interface {
-	Verify(ctx context.Context, kid, nonce, signature string) (commands.KeyHolder, error)
+	Verify(ctx context.Context, kid, nonce, signature, ip string) (commands.KeyHolder, error)
 }
 
 // apiKeyJSON is Barong's APIKey; secret only in the answer to its creation.
@@ -237,7 +237,11 @@ func (a *accountRoutes) deleteAPIKey(w http.ResponseWriter, r *http.Request) {
 // apiKeyCaller authenticates a request signed with an API key: the caller, or the status and
 // code to answer (and the error behind them, for the log).
 func (a *Authenticator) apiKeyCaller(r *http.Request) (Caller, int, string, error) {
-	k, err := a.apiKeys.Verify(r.Context(), r.Header.Get(apikeys.HeaderKID), r.Header.Get(apikeys.HeaderNonce), r.Header.Get(apikeys.HeaderSignature))
+	ip := r.RemoteAddr
+	if a.clientIP != nil {
+		ip = a.clientIP(r)
+	}
+	k, err := a.apiKeys.Verify(r.Context(), r.Header.Get(apikeys.HeaderKID), r.Header.Get(apikeys.HeaderNonce), r.Header.Get(apikeys.HeaderSignature), ip)
 	if err != nil {
 		status, code := apiKeyRefusal(err)
 		return Caller{}, status, code, err

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/auth"
@@ -65,12 +67,14 @@ type Authenticator struct {
 	sessions SessionChecker
 	log      *slog.Logger
 	apiKeys  APIKeyVerifier // nil: API keys are not accepted
+	clientIP func(*http.Request) string
 }
 
 // WithAPIKeys makes the middleware accept requests signed with an API key (X-Auth-Apikey), and
-// returns a.
-func (a *Authenticator) WithAPIKeys(v APIKeyVerifier) *Authenticator {
-	a.apiKeys = v
+// returns a. clientIP gives a request's client address, for the attempt limiter; nil takes
+// RemoteAddr.
+func (a *Authenticator) WithAPIKeys(v APIKeyVerifier, clientIP func(*http.Request) string) *Authenticator {
+	a.apiKeys, a.clientIP = v, clientIP
 	return a
 }
 
@@ -120,7 +124,11 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status in
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
 			slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
 	}
-	if status == http.StatusForbidden {
+	var throttled *apikeys.ThrottledError
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", strconv.Itoa(int((throttled.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if status == http.StatusForbidden || status == http.StatusTooManyRequests {
 		WriteError(w, status, code)
 		return
 	}

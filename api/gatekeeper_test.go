@@ -158,6 +158,19 @@ func TestGatekeeperPermissions(t *testing.T) {
 			t.Fatalf("api key upstream claims %+v", c)
 		}
 		s.gate(http.MethodGet, "/api/v2/trade/withdraw", "", "", keyed...).want(t, http.StatusUnauthorized, "authz.nonce_reused")
+		// Wrong signatures are throttled per key and address: hammering from one address does not
+		// lock the key's owner out elsewhere.
+		for i := range apikeys.DefaultPolicy.Free {
+			bad := []string{apikeys.HeaderKID, k.KID, apikeys.HeaderNonce, strconv.FormatInt(s.clock.Now().UnixMilli()+int64(i), 10), apikeys.HeaderSignature, "00"}
+			s.gate(http.MethodGet, "/api/v2/trade/withdraw", "", "198.51.100.7", bad...).want(t, http.StatusUnauthorized, "authz.invalid_signature")
+		}
+		nonce = strconv.FormatInt(s.clock.Now().UnixMilli()+100, 10)
+		sig, _ = apikeys.Signature("HS256", []byte(k.Secret), nonce, k.KID)
+		keyed = []string{apikeys.HeaderKID, k.KID, apikeys.HeaderNonce, nonce, apikeys.HeaderSignature, sig}
+		if r := s.gate(http.MethodGet, "/api/v2/trade/withdraw", "", "198.51.100.7", keyed...).want(t, http.StatusTooManyRequests, "authz.too_many_attempts"); r.header.Get("Retry-After") == "" {
+			t.Error("a throttled signature without Retry-After")
+		}
+		s.gate(http.MethodGet, "/api/v2/trade/withdraw", "", "203.0.113.9", keyed...).want(t, http.StatusOK)
 
 		// Signed out: refused.
 		s.send(http.MethodDelete, "/api/v2/identity/sessions", nil, tok).want(t, http.StatusNoContent)

@@ -35,8 +35,9 @@ const (
 // DefaultWindow is how far a nonce may be from now, either way.
 const DefaultWindow = 5 * time.Second
 
-// DefaultPolicy limits wrong signatures per key: a signature is 256 bits, so guessing is hopeless;
-// the limit stops hammering and logs it.
+// DefaultPolicy limits wrong signatures per key and client address: a signature is 256 bits, so
+// guessing is hopeless; the limit stops hammering. Counting per address too means that someone
+// who knows a kid (it travels in a header) cannot throttle its owner's requests from elsewhere.
 var DefaultPolicy = attempts.Policy{Free: 20, Delay: time.Second, MaxDelay: 5 * time.Minute, Forget: time.Hour}
 
 // Errors of Verify. Each is a reason to answer 401, but ErrThrottled (429) and storage failures.
@@ -143,10 +144,11 @@ func hasher(algorithm string) (func() hash.Hash, error) {
 	return nil, fmt.Errorf("apikeys: unknown algorithm %q", algorithm)
 }
 
-// Verify checks a signed request's headers and returns the key's owner. Errors: ErrHeaders,
+// Verify checks a signed request's headers, sent from client address ip, and returns the key's
+// owner. Errors: ErrHeaders,
 // ErrNonceWindow, ErrSignature, ErrNonceReused, ErrKeyDisabled, ErrOwner, ErrOwnerNo2FA, a
 // *ThrottledError, or a storage failure.
-func (v *Verifier) Verify(ctx context.Context, kid, nonce, signature string) (commands.KeyHolder, error) {
+func (v *Verifier) Verify(ctx context.Context, kid, nonce, signature, ip string) (commands.KeyHolder, error) {
 	if kid == "" || nonce == "" || signature == "" || len(kid) > 64 || len(signature) > 256 {
 		return commands.KeyHolder{}, ErrHeaders
 	}
@@ -159,7 +161,7 @@ func (v *Verifier) Verify(ctx context.Context, kid, nonce, signature string) (co
 	if at.Before(now.Add(-v.o.Window)) || at.After(now.Add(v.o.Window)) {
 		return commands.KeyHolder{}, ErrNonceWindow
 	}
-	counter := attempts.Counter{Kind: "apikey", Key: "apikey:" + kid, Policy: v.o.Policy}
+	counter := attempts.Counter{Kind: "apikey", Key: "apikey:" + kid + "|" + ip, Policy: v.o.Policy}
 	wait, err := v.o.Limiter.Try(ctx, now, counter)
 	if err != nil {
 		return commands.KeyHolder{}, err
