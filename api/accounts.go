@@ -91,6 +91,8 @@ type accountRoutes struct {
 	// origins are the CORS allowlist (Options.CORSOrigins): a cookie refresh from an origin other
 	// than them and this host is refused.
 	origins []string
+	// upstream signs the authz endpoint's tokens, reusing them a while (gatekeeper.go).
+	upstream *upstreamCache
 }
 
 func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg prometheus.Registerer) *accountRoutes {

@@ -308,7 +308,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		t.Fatal(err)
 	}
 	engine := authz.NewEngine(authz.Options{Source: app.PolicyStream, Geo: o.geo})
-	accounts.Gatekeeper = &api.Gatekeeper{Engine: engine, Upstream: upstream, PublicPaths: []string{"/api/v2/public-upstream"}}
+	accounts.Gatekeeper = &api.Gatekeeper{Engine: engine, Upstream: upstream, PublicPaths: []string{"/api/v2/public-upstream"}, Now: c.Now}
 	if accounts.APIKeyAuth, err = apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: db, Dialect: dialect, Now: c.Now}); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -51,6 +52,48 @@ type Gatekeeper struct {
 	// PublicPaths are path prefixes (with or without the leading slash) let through without
 	// authentication, Barong's "pass" rules; restrictions still apply.
 	PublicPaths []string
+	// Now is the clock of Upstream, for reusing its tokens; nil means time.Now.
+	Now func() time.Time
+}
+
+// upstreamCache reuses an upstream token for the same claims during the first half of its
+// life: signing was most of the authz endpoint's CPU. The decision itself is made again on every
+// request; only the signature is spared. It is safe for concurrent use.
+type upstreamCache struct {
+	next UpstreamTokens
+	now  func() time.Time
+	mu   sync.Mutex
+	m    map[auth.AccessClaims]cachedToken
+}
+
+type cachedToken struct {
+	token      string
+	claims     auth.AccessClaims
+	reuseUntil time.Time
+}
+
+// maxCachedTokens bounds the cache; a full cache starts again empty.
+const maxCachedTokens = 10000
+
+func (c *upstreamCache) Sign(claims auth.AccessClaims) (string, auth.AccessClaims, error) {
+	now := c.now()
+	c.mu.Lock()
+	t, ok := c.m[claims]
+	c.mu.Unlock()
+	if ok && now.Before(t.reuseUntil) && !now.Before(t.claims.IssuedAt) {
+		return t.token, t.claims, nil
+	}
+	tok, signed, err := c.next.Sign(claims)
+	if err != nil {
+		return "", auth.AccessClaims{}, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedTokens {
+		c.m = map[auth.AccessClaims]cachedToken{}
+	}
+	c.m[claims] = cachedToken{token: tok, claims: signed, reuseUntil: signed.IssuedAt.Add(signed.ExpiresAt.Sub(signed.IssuedAt) / 2)}
+	c.mu.Unlock()
+	return tok, signed, nil
 }
 
 func (a *accountRoutes) registerGatekeeper(r *mux.Router) {
@@ -58,6 +101,11 @@ func (a *accountRoutes) registerGatekeeper(r *mux.Router) {
 	if g.Engine == nil || g.Upstream == nil {
 		panic("api: Gatekeeper needs an Engine and Upstream tokens")
 	}
+	now := g.Now
+	if now == nil {
+		now = time.Now
+	}
+	a.upstream = &upstreamCache{next: g.Upstream, now: now, m: map[auth.AccessClaims]cachedToken{}}
 	get := []string{http.MethodGet, http.MethodHead}
 	// Every method a gateway forwards; OPTIONS stays with CORS.
 	r.Handle("/api/v2/auth/{path:.*}", http.HandlerFunc(a.authorize)).
@@ -166,7 +214,7 @@ func (a *accountRoutes) authorize(w http.ResponseWriter, r *http.Request) {
 	if c.APIKey != "" {
 		sid = "apikey:" + c.APIKey
 	}
-	tok, _, err := g.Upstream.Sign(auth.AccessClaims{UserID: c.UID, SessionID: sid, Role: c.Role, Level: c.Level, Email: c.Email})
+	tok, _, err := a.upstream.Sign(auth.AccessClaims{UserID: c.UID, SessionID: sid, Role: c.Role, Level: c.Level, Email: c.Email})
 	if err != nil {
 		a.fail(w, r, "authz", err)
 		return

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/auth"
@@ -98,6 +99,14 @@ func TestGatekeeperPermissions(t *testing.T) {
 		if c := s.upstreamClaims(t, r); c.UserID != member || c.Role != "member" || c.SessionID == "" || r.header.Get("X-User-UID") != member {
 			t.Fatalf("upstream claims %+v", c)
 		}
+		// The token is reused during the first half of its life, then a new one is signed.
+		again := s.gate(http.MethodGet, "/api/v2/trade/markets", tok, "").want(t, http.StatusOK)
+		s.clock.Advance(31 * time.Second)
+		later := s.gate(http.MethodGet, "/api/v2/trade/markets", tok, "").want(t, http.StatusOK)
+		if again.header.Get("Authorization") != r.header.Get("Authorization") || later.header.Get("Authorization") == r.header.Get("Authorization") {
+			t.Error("upstream tokens are not reused for half their life, then renewed")
+		}
+		s.upstreamClaims(t, later)
 		// The verb must match: POST is not GET; the original method comes from the gateway's header.
 		s.gate(http.MethodPost, "/api/v2/trade/markets", tok, "").want(t, http.StatusUnauthorized, "authz.invalid_permission")
 		s.gate(http.MethodGet, "/api/v2/trade/markets", tok, "", "X-Original-Method", "POST").want(t, http.StatusUnauthorized, "authz.invalid_permission")
