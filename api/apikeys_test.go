@@ -161,6 +161,18 @@ func TestAPIKeys(t *testing.T) {
 		now = s.clock.Now().UnixMilli()
 		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", k.KID, k.Secret, now, "").want(t, http.StatusUnauthorized, "authz.disabled_2fa")
 
+		// The key's life is in its owner's activity log, without the secret.
+		s.caughtUp(t)
+		act := s.get("/api/v2/resource/users/activity/account", tok).want(t, http.StatusOK)
+		for _, action := range []string{"create_api_key", "change_api_key", "delete_api_key"} {
+			if !strings.Contains(act.body, `"`+action+`"`) {
+				t.Errorf("activity has no %s: %.300s", action, act.body)
+			}
+		}
+		if strings.Contains(act.body, k.Secret) {
+			t.Error("the activity log holds the secret")
+		}
+
 		// A banned owner's key is refused.
 		s.send(http.MethodPut, "/api/v2/admin/users", obj{"uid": alice, "state": "banned"}, adminTok).want(t, http.StatusOK)
 		now = s.clock.Now().UnixMilli()

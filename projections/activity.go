@@ -189,7 +189,7 @@ var activityEvents = []domain.Event{
 	domain.WalletCredited{}, domain.WalletDebited{},
 	domain.LoginDisabled{}, domain.LoginEnabled{}, domain.AccountClosed{}, domain.SecretCheckFailed{},
 	domain.ProfileCreated{}, domain.ProfileUpdated{}, domain.ProfileStateChanged{}, domain.UserSettingsChanged{},
-	domain.RequestAudited{},
+	domain.RequestAudited{}, domain.APIKeyCreated{}, domain.APIKeyChanged{}, domain.APIKeyDeleted{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -386,6 +386,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicWallet, "credit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
 	case domain.WalletDebited:
 		topic, action, data = TopicWallet, "debit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
+	case domain.APIKeyCreated:
+		topic, action, data = TopicAccount, "create_api_key", apiKeyData{KID: ev.KID}
+	case domain.APIKeyChanged:
+		topic, action, data = TopicAccount, "change_api_key", apiKeyData{KID: ev.KID, State: string(ev.State)}
+	case domain.APIKeyDeleted:
+		topic, action, data = TopicAccount, "delete_api_key", apiKeyData{KID: ev.KID}
 	case domain.RequestAudited:
 		// Barong's audit: the permission's topic (TopicAudit when it has none).
 		topic, action, data = ev.Topic, "request", auditData{Method: ev.Method, Path: ev.Path}
@@ -410,6 +416,12 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		row.Data = sql.NullString{String: string(b), Valid: true}
 	}
 	return row, true, nil
+}
+
+// apiKeyData is the data of an API key's rows: never its secret.
+type apiKeyData struct {
+	KID   string `json:"kid"`
+	State string `json:"state,omitempty"`
 }
 
 // auditData is the data of an audited request's row.
