@@ -181,9 +181,13 @@ func TestGatekeeperPermissions(t *testing.T) {
 		}
 		s.gate(http.MethodGet, "/api/v2/trade/withdraw", "", "203.0.113.9", keyed...).want(t, http.StatusOK)
 
+		// A client's Idempotency-Key, passed on by the gateway, never replays a decision.
+		s.gate(http.MethodPost, "/api/v2/trade/withdraw", tok, "", "Idempotency-Key", "same-key").want(t, http.StatusOK)
+
 		// Signed out: refused.
 		s.send(http.MethodDelete, "/api/v2/identity/sessions", nil, tok).want(t, http.StatusNoContent)
 		s.gate(http.MethodGet, "/api/v2/trade/withdraw", tok, "").want(t, http.StatusUnauthorized, "authz.invalid_session")
+		s.gate(http.MethodPost, "/api/v2/trade/withdraw", tok, "", "Idempotency-Key", "same-key").want(t, http.StatusUnauthorized, "authz.invalid_session")
 
 		for _, e := range s.events(t) {
 			if strings.HasPrefix(e.Type, "Permission") && e.StreamID != domain.AccessPolicyStream {

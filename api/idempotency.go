@@ -51,6 +51,12 @@ var unkeyedRoutes = map[string]bool{
 	http.MethodPost + " /api/v2/resource/api_keys": true,
 	// An introspection answers for now: a kept "active" would outlive a sign-out.
 	http.MethodPost + " /api/v2/identity/introspect": true,
+	// The authz endpoint decides every request anew (gatekeeper.go); a gateway passes the client's
+	// headers on, Idempotency-Key included, and a kept "let through" would outlive a ban.
+	http.MethodPost + " /api/v2/auth/{path:.*}":   true,
+	http.MethodPut + " /api/v2/auth/{path:.*}":    true,
+	http.MethodPatch + " /api/v2/auth/{path:.*}":  true,
+	http.MethodDelete + " /api/v2/auth/{path:.*}": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.
