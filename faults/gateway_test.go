@@ -357,6 +357,7 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 	g := newGateway(t)
 	g.permit(t, "member", "ALL", "upstream/", "ACCEPT")
 	g.permit(t, "member", "ALL", "upstream/admin", "DROP")
+	g.permit(t, "member", "POST", "upstream/read-only", "DROP")
 	alice, aliceTok := g.signUp(t, "alice@example.com")
 
 	// A signed-in user reaches a permitted path; the upstream gets a token the JWKS verifies.
@@ -383,6 +384,12 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 	}
 	// A dropped path.
 	refused("dropped path", "", http.MethodGet, "/upstream/admin/users", aliceTok, http.StatusUnauthorized)
+	// The original method reaches idlog (auth_request's subrequest is a GET; X-Original-Method
+	// carries the client's): a POST where only reading is allowed is refused, a GET passes.
+	refused("dropped method", "", http.MethodPost, "/upstream/read-only/x", aliceTok, http.StatusUnauthorized)
+	if status, _ := g.req(t, "", http.MethodGet, "/upstream/read-only/y", aliceTok, nil); status != http.StatusOK {
+		t.Errorf("GET where reading is allowed: %d", status)
+	}
 	// No token at all.
 	refused("no token", "", http.MethodGet, "/upstream/anonymous", "", http.StatusUnauthorized)
 
