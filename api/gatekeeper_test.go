@@ -324,3 +324,20 @@ func TestGatekeeperRestrictions(t *testing.T) {
 		})
 	}
 }
+
+// The authz endpoint's answers agree with the document (a one-segment path, which the document's
+// {path} matches).
+func TestGatekeeperContract(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "sqlite", serverOptions{})
+	_, tok := s.staff(t, "cora", domain.RoleMember)
+	_, adminTok := s.staff(t, "ada", domain.RoleAdmin)
+	s.send(http.MethodGet, "/api/v2/auth/trade", "", "").want(t, http.StatusUnauthorized, "authz.missing_token")
+	s.send(http.MethodPost, "/api/v2/auth/trade", nil, tok).want(t, http.StatusUnauthorized, "authz.invalid_permission")
+	s.post("/api/v2/admin/permissions", obj{"role": "member", "verb": "ALL", "path": "trade", "action": "ACCEPT"}, adminTok).want(t, http.StatusCreated)
+	s.send(http.MethodPut, "/api/v2/auth/trade", nil, tok).want(t, http.StatusOK)
+	s.post("/api/v2/admin/restrictions", obj{"category": "maintenance", "scope": "all", "value": "all"}, adminTok).want(t, http.StatusCreated)
+	s.send(http.MethodDelete, "/api/v2/auth/trade", nil, tok).want(t, 471, "authz.restrict.maintenance")
+	s.post("/api/v2/admin/restrictions", obj{"category": "blacklist", "scope": "ip_subnet", "value": "192.0.2.0/24"}, adminTok).want(t, http.StatusCreated)
+	s.send(http.MethodPatch, "/api/v2/auth/trade", nil, tok).want(t, 471, "authz.restrict.maintenance")
+}
