@@ -68,43 +68,30 @@ func (u *upstream) reached(path string) bool {
 	return false
 }
 
-// gatewaySite is the nginx site: /upstream/ behind auth_request, /open/ straight to the upstream
-// (the benchmark's baseline), everything else to idlog. The client's address goes to idlog in
-// X-Forwarded-For, replacing whatever the client sent.
-const gatewaySite = `
-upstream idlog_app { server %[2]s; keepalive 32; }
-upstream service { server %[3]s; keepalive 32; }
-server {
-    listen %[1]s;
-    location = /_authz {
-        internal;
-        proxy_pass http://idlog_app/api/v2/auth$request_uri;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_pass_request_body off;
-        proxy_set_header Content-Length "";
-        proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Forwarded-For $remote_addr;
-    }
-    location /upstream/ {
-        auth_request /_authz;
-        auth_request_set $upstream_token $upstream_http_authorization;
-        proxy_set_header Authorization $upstream_token;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_pass http://service;
-    }
-    location /open/ {
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_pass http://service;
-    }
-    location / {
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_pass http://idlog_app;
-    }
+// gatewaySite is deploy/nginx-gateway.conf pointed at the test's idlog, upstream and port, with
+// its service at /upstream/, and one more location, /open/, straight to the upstream: the
+// benchmark's baseline.
+func gatewaySite(tb testing.TB, addr, app, svc string) string {
+	tb.Helper()
+	site, err := os.ReadFile(filepath.Join("..", "deploy", "nginx-gateway.conf"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	text := string(site)
+	for _, r := range [][2]string{
+		{"server idlog:8080;", "server " + app + ";"},
+		{"server trade:9000;", "server " + svc + ";"},
+		{"listen 8080;", "listen " + addr + ";"},
+		{"location /api/v2/trade/ {", "location /upstream/ {"},
+		{"proxy_pass http://trade;", "proxy_pass http://trade;\n    }\n    location /open/ {\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_pass http://trade;"},
+	} {
+		if !strings.Contains(text, r[0]) {
+			tb.Fatalf("deploy/nginx-gateway.conf has no %q", r[0])
+		}
+		text = strings.Replace(text, r[0], r[1], 1)
+	}
+	return text
 }
-`
 
 // startGateway runs nginx with gatewaySite in front of idlog at app and the upstream at svc.
 func startGateway(tb testing.TB, bin, app, svc string) string {
@@ -135,7 +122,7 @@ http {
     scgi_temp_path %[2]s/scgi;
     %[3]s
 }
-`, user, dir, fmt.Sprintf(gatewaySite, addr, app, strings.TrimPrefix(svc, "http://")))
+`, user, dir, gatewaySite(tb, addr, app, strings.TrimPrefix(svc, "http://")))
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(main), 0o600); err != nil {
 		tb.Fatal(err)
