@@ -2,9 +2,9 @@ package api
 
 import (
 	"context"
-	"github.com/idlog/idlog/apikeys"
 	"net/http"
 
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/projections"

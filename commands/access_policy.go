@@ -289,6 +289,14 @@ type AuditRequest struct {
 // AuditRequestHandler handles AuditRequest.
 type AuditRequestHandler struct{ users *UserStreams }
 
+// NewAuditRequestHandler returns the handler.
+func NewAuditRequestHandler(users *UserStreams) AuditRequestHandler {
+	if users == nil {
+		panic("commands: NewAuditRequestHandler needs users")
+	}
+	return AuditRequestHandler{users: users}
+}
+
 // Handle appends the record.
 func (h AuditRequestHandler) Handle(ctx context.Context, cmd AuditRequest) (Result, error) {
 	cmd.Meta.IdempotencyKey = "" // every request is its own record

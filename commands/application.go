@@ -205,7 +205,7 @@ func New(d Deps, c Config) (Application, error) {
 			ChangeAPIKey:             guard[ChangeAPIKey, APIKeyResult](g, handlerFunc[ChangeAPIKey, APIKeyResult](keys.Change)),
 			DeleteAPIKey:             guard[DeleteAPIKey, APIKeyResult](g, handlerFunc[DeleteAPIKey, APIKeyResult](keys.Delete)),
 			UseWhitelink:             guard[UseWhitelink, PolicyResult](g, handlerFunc[UseWhitelink, PolicyResult](policy.UseWhitelink)),
-			AuditRequest:             AuditRequestHandler{users: users},
+			AuditRequest:             NewAuditRequestHandler(users),
 		},
 		Sessions:     NewSessionCheck(users),
 		Levels:       users.Levels(),
