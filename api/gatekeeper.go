@@ -494,7 +494,7 @@ func (a *accountRoutes) useWhitelink(w http.ResponseWriter, r *http.Request) {
 	if !ok || !require(w, p, scopeIdentityAccess, "whitelink_token") {
 		return
 	}
-	res, err := a.App.Commands.UseWhitelink.Handle(r.Context(), commands.UseWhitelink{Meta: a.meta(r), Token: p.str("whitelink_token")})
+	_, err := a.App.Commands.UseWhitelink.Handle(r.Context(), commands.UseWhitelink{Meta: a.meta(r), Token: p.str("whitelink_token")})
 	if err != nil {
 		a.fail(w, r, scopeIdentityAccess, err)
 		return
@@ -502,7 +502,6 @@ func (a *accountRoutes) useWhitelink(w http.ResponseWriter, r *http.Request) {
 	if err := a.Gatekeeper.Engine.Refresh(r.Context()); err != nil {
 		a.log.LogAttrs(r.Context(), slog.LevelWarn, "access policy not refreshed after a whitelink", slog.Any("error", err))
 	}
-	_ = res
 	w.WriteHeader(http.StatusCreated)
 }
 
