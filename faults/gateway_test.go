@@ -27,6 +27,7 @@ import (
 
 	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/authz/geoiptest"
 )
 
 // The gatekeeper behind a real nginx: auth_request asks idlog's /api/v2/auth/{path} before every
@@ -195,7 +196,9 @@ func startIdlogTB(tb testing.TB) string {
 	env := append(os.Environ(), "IDLOG_HTTP_ADDR="+app, "IDLOG_DATA_DIR="+tb.TempDir(),
 		"IDLOG_ARGON2_MEMORY=1024", "IDLOG_ARGON2_ITERATIONS=1", "IDLOG_ARGON2_PARALLELISM=1",
 		"IDLOG_LOG_LEVEL=warn", "IDLOG_SHUTDOWN_TIMEOUT=5s", "IDLOG_TRUST_FORWARDED_FOR=true",
-		"IDLOG_SIGNIN_ADDRESS_MAX_FAILURES=0")
+		"IDLOG_SIGNIN_ADDRESS_MAX_FAILURES=0",
+		// Clients from 127.0.0.4 are in "ZZ", on the continent "OC".
+		"IDLOG_GEOIP_DB="+geoiptest.Write(tb, geoiptest.Network{CIDR: "127.0.0.4/32", Country: "ZZ", Continent: "OC"}))
 	create := exec.Command(binary, "users", "create", "--email", "boss@example.com", "--password-stdin", "--role", "admin")
 	create.Env, create.Stdin = env, strings.NewReader(password+"\n")
 	if out, err := create.CombinedOutput(); err != nil {
@@ -387,6 +390,12 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 	if status, _ := g.req(t, "127.0.0.3", http.MethodGet, "/upstream/from-elsewhere", aliceTok, nil); status != http.StatusOK {
 		t.Errorf("another address: %d", status)
 	}
+
+	// A country restriction, through the configured GeoIP database (code 403, which nginx passes
+	// on; Barong's default 423 would reach the client as nginx's 500).
+	g.must(t, http.StatusCreated, http.MethodPost, "/api/v2/admin/restrictions", g.admin,
+		map[string]any{"category": "blacklist", "scope": "country", "value": "ZZ", "code": 403}, nil)
+	refused("blacklisted country", "127.0.0.4", http.MethodGet, "/upstream/from-zz", aliceTok, http.StatusForbidden)
 
 	// A banned user.
 	bob, bobTok := g.signUp(t, "bob@example.com")
