@@ -74,6 +74,13 @@ type Accounts struct {
 	// SecureCookies marks the session cookies Secure on every request (the public URL is https,
 	// behind a proxy that ends TLS); without it they are Secure on requests that came over TLS.
 	SecureCookies bool
+	// APIKeys, when set, serves the API key routes (apikeys.go); APIKeyAuth, when set, lets a
+	// request signed with an API key through the bearer middleware.
+	APIKeys    APIKeyRecords
+	APIKeyAuth APIKeyVerifier
+	// Gatekeeper, when set, serves the authz endpoint for gateways, the permissions, restrictions
+	// and whitelinks (gatekeeper.go).
+	Gatekeeper *Gatekeeper
 }
 
 // accountRoutes serves the account routes.
@@ -87,6 +94,8 @@ type accountRoutes struct {
 	// origins are the CORS allowlist (Options.CORSOrigins): a cookie refresh from an origin other
 	// than them and this host is refused.
 	origins []string
+	// upstream signs the authz endpoint's tokens, reusing them a while (gatekeeper.go).
+	upstream *upstreamCache
 }
 
 func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg prometheus.Registerer) *accountRoutes {
@@ -102,11 +111,15 @@ func newAccountRoutes(a Accounts, log *slog.Logger, version string, reg promethe
 	})
 	reg.MustRegister(lagging)
 	authn := NewAuthenticator(a.Tokens, a.App.Sessions, log)
-	return &accountRoutes{
+	routes := &accountRoutes{
 		Accounts: a, log: log, version: version, authn: authn,
 		idem:    newIdempotentRequests(a.Idempotency, authn, log),
 		lagging: lagging,
 	}
+	if a.APIKeyAuth != nil {
+		authn.WithAPIKeys(a.APIKeyAuth, routes.clientIP)
+	}
+	return routes
 }
 
 // register adds the account routes to r, and the idempotency decorator to every route of r.
@@ -134,6 +147,7 @@ func (a *accountRoutes) register(r *mux.Router) {
 	id.Handle("/sessions", signedIn(h(a.signOut))).Methods(del)
 	// Ignores Idempotency-Key (unkeyedRoutes): each use of a refresh token is one rotation.
 	id.Handle("/sessions/refresh", h(a.refresh)).Methods(post)
+	id.Handle("/introspect", h(a.introspect)).Methods(post) // introspect.go
 
 	// GET /users/me checks the session with the stream version its profile query reads, in one
 	// statement; registered before the resource routes, whose middleware would check it first.
@@ -171,6 +185,12 @@ func (a *accountRoutes) register(r *mux.Router) {
 	}
 	if a.KYC != nil {
 		a.registerKYC(r, res)
+	}
+	if a.APIKeys != nil {
+		a.registerAPIKeys(r, res)
+	}
+	if a.Gatekeeper != nil {
+		a.registerGatekeeper(r)
 	}
 }
 

@@ -26,9 +26,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/audit"
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/authz"
 	"github.com/idlog/idlog/blobs"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/courier"
@@ -155,6 +157,8 @@ type serverOptions struct {
 	// noStreamVersions: /users/me reads a profile view that does not read the events table, as
 	// on a read replica (IDLOG_READ_DATABASE_URL) or with EventStoreDB.
 	noStreamVersions bool
+	// geo locates addresses for the gatekeeper's country and continent restrictions.
+	geo authz.Locator
 }
 
 // countingStore counts the stream reads of the store it wraps, and keeps its snapshots.
@@ -235,8 +239,9 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	sessions := projections.NewSessionsView(db, dialect)
 	profiles := projections.NewUserProfilesView(db, dialect)
 	kyc := projections.NewKYCView(db, dialect)
+	apiKeys := projections.NewAPIKeysView(db, dialect)
 	rt, err := projections.New(projections.Options{DB: db, Dialect: dialect, Store: store, Logger: log, LogInDB: true,
-		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles, kyc)
+		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}, users, activity, labels, wallets, sessions, profiles, kyc, apiKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +309,16 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 		SessionList:  sessions,
 		UserProfiles: profiles,
 		KYC:          &api.KYC{Records: kyc, Blobs: blobStore, MaxDocumentBytes: 256 << 10},
+		APIKeys:      apiKeys,
+	}
+	upstream, err := auth.NewSigner(key, auth.SignerConfig{Issuer: "idlog", Audience: "idlog:upstream", TTL: time.Minute, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := authz.NewEngine(authz.Options{Source: app.PolicyStream, Geo: o.geo})
+	accounts.Gatekeeper = &api.Gatekeeper{Engine: engine, Upstream: upstream, PublicPaths: []string{"/api/v2/public-upstream"}, Now: c.Now}
+	if accounts.APIKeyAuth, err = apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: db, Dialect: dialect, Now: c.Now}); err != nil {
+		t.Fatal(err)
 	}
 	ledger, err := audit.NewLedger(db, dialect)
 	if err != nil {

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 )
@@ -23,6 +26,10 @@ type Caller struct {
 	Level     int
 	// Cookie: authenticated by the session cookie rather than a bearer token.
 	Cookie bool
+	// APIKey is the kid of the API key that signed the request (apikeys.go), with its Scopes;
+	// SessionID is then empty.
+	APIKey string
+	Scopes []string
 }
 
 type callerKey struct{}
@@ -59,6 +66,16 @@ type Authenticator struct {
 	tokens   TokenVerifier
 	sessions SessionChecker
 	log      *slog.Logger
+	apiKeys  APIKeyVerifier // nil: API keys are not accepted
+	clientIP func(*http.Request) string
+}
+
+// WithAPIKeys makes the middleware accept requests signed with an API key (X-Auth-Apikey), and
+// returns a. clientIP gives a request's client address, for the attempt limiter; nil takes
+// RemoteAddr.
+func (a *Authenticator) WithAPIKeys(v APIKeyVerifier, clientIP func(*http.Request) string) *Authenticator {
+	a.apiKeys, a.clientIP = v, clientIP
+	return a
 }
 
 // NewAuthenticator returns the middleware's maker. Nil dependencies panic.
@@ -107,7 +124,11 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status in
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "access token refused",
 			slog.String("request_id", RequestID(r.Context())), slog.Any("error", cause(err)))
 	}
-	if status == http.StatusForbidden {
+	var throttled *apikeys.ThrottledError
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", strconv.Itoa(int((throttled.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if status == http.StatusForbidden || status == http.StatusTooManyRequests {
 		WriteError(w, status, code)
 		return
 	}
@@ -132,6 +153,9 @@ func (a *Authenticator) caller(r *http.Request) (c Caller, uid string, ok bool) 
 // authenticate checks r's bearer token and session: the caller, or the status and code to
 // answer (and the error behind them, for the log).
 func (a *Authenticator) authenticate(r *http.Request) (Caller, int, string, error) {
+	if a.apiKeys != nil && r.Header.Get(apikeys.HeaderKID) != "" {
+		return a.apiKeyCaller(r)
+	}
 	claims, cookie, status, code, err := a.verify(r)
 	if status != 0 {
 		return Caller{}, status, code, err

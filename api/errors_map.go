@@ -64,6 +64,21 @@ var errorRules = []errorRule{
 	// Erasure with an event store that does not seal personal data (EventStoreDB).
 	{scopeAdminUser, commands.ErrErasureUnavailable, http.StatusServiceUnavailable, "admin.personal_data.erasure_unavailable"},
 
+	// API keys: Barong's codes; 2FA is required.
+	{scopeResourceAPIKey, domain.ErrOTPNotEnabled, http.StatusBadRequest, "resource.api_key.2fa_disabled"},
+	{scopeResourceAPIKey, auth.ErrOTPCodeInvalid, http.StatusUnprocessableEntity, "resource.api_key.invalid_totp"},
+	{scopeResourceAPIKey, domain.ErrOTPReplayed, http.StatusUnprocessableEntity, "resource.api_key.invalid_totp"},
+	{"", domain.ErrAPIKeyNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrAPIKeyExists, http.StatusUnprocessableEntity, ".kid_taken"},
+	{"", domain.ErrAPIKeyLimit, http.StatusUnprocessableEntity, ".limit_reached"},
+	{"", domain.ErrAPIKeyInvalid, http.StatusUnprocessableEntity, ".invalid_params"},
+
+	// The access policy (gatekeeper.go): a bad field is <scope>.invalid_<field>, see errorStatus.
+	{"", domain.ErrPermissionNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrRestrictionNotFound, http.StatusNotFound, ".doesnt_exist"},
+	{"", domain.ErrRestrictionExists, http.StatusUnprocessableEntity, ".already_exists"},
+	{"", domain.ErrPolicyFull, http.StatusUnprocessableEntity, ".limit_reached"},
+
 	// Profiles: Barong's codes (a bad field is <scope>.invalid_<field>, see errorStatus).
 	{"", domain.ErrProfileExists, http.StatusConflict, ".exist"},
 	{"", domain.ErrProfileNotFound, http.StatusNotFound, ".doesnt_exist"},
@@ -170,6 +185,10 @@ func errorStatus(scope string, err error) (int, string) {
 	var df *domain.DocumentFieldError
 	if errors.As(err, &df) {
 		return http.StatusUnprocessableEntity, scope + ".invalid_" + df.Field
+	}
+	var polf *domain.PolicyFieldError
+	if errors.As(err, &polf) {
+		return http.StatusUnprocessableEntity, scope + ".invalid_" + polf.Field
 	}
 	for _, r := range errorRules {
 		if (r.scope == "" || r.scope == scope) && errors.Is(err, r.err) {

@@ -50,6 +50,16 @@ var unkeyedRoutes = map[string]bool{
 	// An upload is larger than a kept request may be; its file is content-addressed, so a retry
 	// stores no second file (it records a second document of it).
 	http.MethodPost + " /api/v2/resource/documents": true,
+	// The answer holds the new API key's secret, which is shown once and never kept.
+	http.MethodPost + " /api/v2/resource/api_keys": true,
+	// An introspection answers for now: a kept "active" would outlive a sign-out.
+	http.MethodPost + " /api/v2/identity/introspect": true,
+	// The authz endpoint decides every request anew (gatekeeper.go); a gateway passes the client's
+	// headers on, Idempotency-Key included, and a kept "let through" would outlive a ban.
+	http.MethodPost + " /api/v2/auth/{path:.*}":   true,
+	http.MethodPut + " /api/v2/auth/{path:.*}":    true,
+	http.MethodPatch + " /api/v2/auth/{path:.*}":  true,
+	http.MethodDelete + " /api/v2/auth/{path:.*}": true,
 }
 
 // keptHeaders are the headers of a first answer that its replays carry again.

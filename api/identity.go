@@ -86,6 +86,9 @@ type sessionJSON struct {
 }
 
 func (a *accountRoutes) signIn(w http.ResponseWriter, r *http.Request) {
+	if a.loginRestricted(w, r) { // gatekeeper.go
+		return
+	}
 	p, ok := a.params(w, r)
 	if !ok {
 		return

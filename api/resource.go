@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/projections"
@@ -50,6 +51,10 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 func (a *accountRoutes) meInOneRead(w http.ResponseWriter, r *http.Request) {
 	if _, ok := CallerFrom(r.Context()); ok { // checked already, by the idempotency decorator
 		a.me(w, r)
+		return
+	}
+	if a.authn.apiKeys != nil && r.Header.Get(apikeys.HeaderKID) != "" { // signed with an API key
+		a.authn.Middleware(http.HandlerFunc(a.me)).ServeHTTP(w, r)
 		return
 	}
 	claims, cookie, status, code, err := a.authn.verify(r)

@@ -16,6 +16,12 @@ type Application struct {
 	Commands Commands
 	Sessions SessionCheck
 	Levels   domain.Levels
+	// APIKeyInfo finds an API key by its kid for the signature check (api_keys.go).
+	APIKeyInfo APIKeyCheck
+	// Policy are the administrators' access policy commands, over PolicyStream, which the
+	// gateway's decisions also read (access_policy.go).
+	Policy       AccessPolicyHandler
+	PolicyStream *PolicyStream
 }
 
 // Commands are the handlers, one per command. Those of commands that present a secret are
@@ -67,6 +73,13 @@ type Commands struct {
 	DeleteDataStorage DeleteDataStorageHandler
 	// ErasePersonalData: DELETE /admin/users/{uid}/personal-data and `idlog users erase`.
 	ErasePersonalData ErasePersonalDataHandler
+	// API keys (api_keys.go), each with a TOTP code.
+	CreateAPIKey Handler[CreateAPIKey, APIKeyResult]
+	ChangeAPIKey Handler[ChangeAPIKey, APIKeyResult]
+	DeleteAPIKey Handler[DeleteAPIKey, APIKeyResult]
+	// A whitelink's use, and the record of an audited request (access_policy.go).
+	UseWhitelink Handler[UseWhitelink, PolicyResult]
+	AuditRequest AuditRequestHandler
 }
 
 // Defaults of CodesConfig.
@@ -178,6 +191,9 @@ func New(d Deps, c Config) (Application, error) {
 		return Application{}, err
 	}
 	queue := NewUserQueue().Across(d.UserLocks)
+	keys := NewAPIKeysHandler(users, d.Sealer)
+	policyStream := NewPolicyStream(d.Store, d.Registry, c.Streams.Now)
+	policy := NewAccessPolicyHandler(policyStream, d.Sealer)
 	register := NewRegisterUserHandler(users, d.Hasher, d.Notifier, c.Codes, c.Wallet)
 	erase := NewErasePersonalDataHandler(users, eraserOrNone(d.Eraser))
 	var deleteAccount Handler[DeleteAccount, Result] = guard[DeleteAccount, Result](g, NewDeleteAccountHandler(users, d.Hasher, d.Sealer))
@@ -229,8 +245,16 @@ func New(d Deps, c Config) (Application, error) {
 			StoreData:                NewStoreDataHandler(users),
 			DeleteDataStorage:        NewDeleteDataStorageHandler(users),
 			ErasePersonalData:        erase,
+			CreateAPIKey:             guard[CreateAPIKey, APIKeyResult](g, handlerFunc[CreateAPIKey, APIKeyResult](keys.Create)),
+			ChangeAPIKey:             guard[ChangeAPIKey, APIKeyResult](g, handlerFunc[ChangeAPIKey, APIKeyResult](keys.Change)),
+			DeleteAPIKey:             guard[DeleteAPIKey, APIKeyResult](g, handlerFunc[DeleteAPIKey, APIKeyResult](keys.Delete)),
+			UseWhitelink:             guard[UseWhitelink, PolicyResult](g, handlerFunc[UseWhitelink, PolicyResult](policy.UseWhitelink)),
+			AuditRequest:             NewAuditRequestHandler(users),
 		},
-		Sessions: NewSessionCheck(users),
-		Levels:   users.Levels(),
+		Sessions:     NewSessionCheck(users),
+		Levels:       users.Levels(),
+		APIKeyInfo:   NewAPIKeyCheck(users, d.Sealer),
+		Policy:       policy,
+		PolicyStream: policyStream,
 	}, nil
 }

@@ -53,6 +53,10 @@ var (
 	// AbilityErasePersonalData: erase a user's personal data for good (DELETE
 	// /admin/users/{uid}/personal-data): a data protection request that compliance handles.
 	AbilityErasePersonalData = Ability{"erase_personal_data"}
+	// AbilityReadAccessPolicy and AbilityWriteAccessPolicy: the gateway's permissions and
+	// restrictions, and whitelinks (/admin/permissions, /admin/restrictions).
+	AbilityReadAccessPolicy  = Ability{"read_access_policy"}
+	AbilityWriteAccessPolicy = Ability{"write_access_policy"}
 )
 
 // abilities is the role table: which roles have which ability. Auditors read and never change
@@ -73,6 +77,8 @@ var abilities = map[Ability][]domain.Role{
 	AbilityWriteLabels:       {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
 	AbilityCreditWallets:     {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAccountant},
 	AbilityErasePersonalData: {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleCompliance},
+	AbilityReadAccessPolicy:  {domain.RoleSuperAdmin, domain.RoleAdmin, domain.RoleAuditor},
+	AbilityWriteAccessPolicy: {domain.RoleSuperAdmin, domain.RoleAdmin},
 }
 
 // Abilities lists every ability, in the order of the variables above.
@@ -80,7 +86,7 @@ func Abilities() []Ability {
 	return []Ability{
 		AbilityReadUsers, AbilityReadMetrics, AbilityCreateUsers, AbilityChangeUserState, AbilityResetUserOTP,
 		AbilityChangeUserRole, AbilityDeleteUsers, AbilityReadActivity, AbilityReadEvents, AbilityReadProjections,
-		AbilityReadLabels, AbilityWriteLabels, AbilityCreditWallets, AbilityErasePersonalData,
+		AbilityReadLabels, AbilityWriteLabels, AbilityCreditWallets, AbilityErasePersonalData, AbilityReadAccessPolicy, AbilityWriteAccessPolicy,
 	}
 }
 

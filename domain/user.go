@@ -61,6 +61,7 @@ type User struct {
 	phones      []phone                    // in the order added (user_phones.go)
 	documents   []Document                 // in the order uploaded (user_documents.go)
 	dataStorage map[string]json.RawMessage // title -> JSON object (user_data_storage.go)
+	apiKeys     map[string]apiKey          // kid -> key (user_apikeys.go)
 
 	version uint64
 }
@@ -274,6 +275,8 @@ func (u *User) apply(e Event) {
 		u.applyDocument(e)
 	case DataStored, DataStorageDeleted:
 		u.applyDataStorage(e)
+	case APIKeyCreated, APIKeyChanged, APIKeyDeleted:
+		u.applyAPIKey(e)
 	}
 }
 

@@ -274,6 +274,9 @@ func RegisterEvents(r *Registry) {
 	} {
 		r.Register(e, 1)
 	}
+	for _, e := range append(append(apiKeyEvents(), accessPolicyEvents()...), RequestAudited{}) {
+		r.Register(e, 1)
+	}
 }
 
 // NewEventRegistry returns a registry holding every domain event.

@@ -16,11 +16,13 @@ func TestEventRegistryNames(t *testing.T) {
 	r := domain.NewEventRegistry()
 	// Stored names: changing one breaks every stored history, so they are spelled out here.
 	want := []string{
-		"AccountClosed", "DataStorageDeleted", "DataStored", "DocumentReviewed", "DocumentUploaded", "EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved",
-		"LabelUpdated", "LevelChanged", "LoginDisabled", "LoginEnabled", "LoginFailed", "OTPDisabled",
-		"OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed", "PasswordReset",
-		"PasswordResetRequested", "PhoneAdded", "PhoneCodeSent", "PhoneVerified", "ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RoleChanged", "SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated",
-		"UserDeleted", "UserErased", "UserRegistered", "UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
+		"APIKeyChanged", "APIKeyCreated", "APIKeyDeleted", "AccountClosed", "DataStorageDeleted", "DataStored", "DocumentReviewed", "DocumentUploaded",
+		"EmailChanged", "EmailVerificationRequested", "EmailVerified", "LabelAdded", "LabelRemoved", "LabelUpdated", "LevelChanged", "LoginDisabled",
+		"LoginEnabled", "LoginFailed", "OTPDisabled", "OTPEnabled", "OTPSecretGenerated", "OTPVerified", "PasswordChanged", "PasswordRehashed",
+		"PasswordReset", "PasswordResetRequested", "PermissionCreated", "PermissionDeleted", "PermissionUpdated", "PhoneAdded", "PhoneCodeSent", "PhoneVerified",
+		"ProfileCreated", "ProfileStateChanged", "ProfileUpdated", "RequestAudited", "RestrictionCreated", "RestrictionDeleted", "RestrictionUpdated", "RoleChanged",
+		"SecretCheckFailed", "SessionEnded", "SessionRefreshed", "SessionStarted", "UserDataUpdated", "UserDeleted", "UserErased", "UserRegistered",
+		"UserSettingsChanged", "UserStateChanged", "UsernameChanged", "WalletCredited",
 		"WalletDebited",
 	}
 	if got := r.Types(); !slices.Equal(got, want) {
@@ -95,6 +97,22 @@ func history(t *testing.T) (*domain.User, []domain.Event) {
 			return u.StoreData("tax", json.RawMessage(`{"id":"1"}`))
 		},
 		func(u *domain.User) ([]domain.Event, error) { return u.DeleteDataStorage("tax") },
+		enableOTP(5004),
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.CreateAPIKey(5005, "k1", "HS256", []string{"trade", "read"}, []byte("sealed-k1"))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.CreateAPIKey(5006, "k2", "HS512", nil, []byte("sealed-k2"))
+		},
+		func(u *domain.User) ([]domain.Event, error) {
+			off := domain.APIKeyDisabled
+			return u.ChangeAPIKey(5007, "k1", nil, &off)
+		},
+		func(u *domain.User) ([]domain.Event, error) { return u.DeleteAPIKey(5008, "k2") },
+		disableOTP(5009),
+		func(u *domain.User) ([]domain.Event, error) {
+			return u.AuditRequest("orders", "POST", "api/v2/trade/orders")
+		},
 	} {
 		evs, err := c(u)
 		if err != nil {
@@ -146,7 +164,14 @@ func TestRehydrateRoundTrip(t *testing.T) {
 		t.Errorf("Version = %d, want %d", rebuilt.Version(), len(events))
 	}
 	mustBe(t, "open sessions", len(rebuilt.OpenSessions(at(11))), 2) // s4, s5; the reset ended s3
-	mustBe(t, "last step", rebuilt.LastOTPStep(), int64(5003))
+	mustBe(t, "last step", rebuilt.LastOTPStep(), int64(5009))
+	if k, ok := rebuilt.APIKey("k1"); !ok || k.State != domain.APIKeyDisabled || k.Algorithm != "HS256" ||
+		!slices.Equal(k.Scopes, []string{"trade", "read"}) || string(k.Ciphertext) != "sealed-k1" {
+		t.Errorf("key k1 = %+v, %v; want it disabled with its scopes and sealed secret", k, ok)
+	}
+	if _, ok := rebuilt.APIKey("k2"); ok {
+		t.Error("deleted key k2 is still there")
+	}
 	mustBe(t, "level", rebuilt.Level(), 2)
 	mustBe(t, "wallet", rebuilt.Wallet(), domain.Wallet{Free: 0, Standard: 250})
 

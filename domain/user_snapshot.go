@@ -20,7 +20,7 @@ import (
 // User changes (a field added, one meaning something else): RestoreUser then refuses older
 // snapshots (ErrSnapshotSchema) and users are rebuilt from their events. A test pins the fields of
 // User to remind whoever changes them.
-const UserSnapshotSchema = 4
+const UserSnapshotSchema = 5
 
 // ErrSnapshotSchema: a snapshot was written for another shape of User, or is not a snapshot at all.
 // It is not a user's mistake: the caller rebuilds the user from its events.
@@ -36,6 +36,7 @@ func (u *User) Clone() *User {
 	c.phones = slices.Clone(u.phones)
 	c.documents = slices.Clone(u.documents)
 	c.dataStorage = maps.Clone(u.dataStorage)
+	c.apiKeys = maps.Clone(u.apiKeys) // values are replaced by events, never changed in place
 	// The byte slices and pending tokens are replaced by events, never changed in place.
 	return &c
 }
@@ -89,6 +90,7 @@ type userSnapshot struct {
 	Phones          []snapshotPhone   `json:"phones,omitempty"`
 	Documents       []Document        `json:"documents,omitempty"`
 	DataStorage     []DataStored      `json:"data_storage,omitempty"`
+	APIKeys         []snapshotAPIKey  `json:"api_keys,omitempty"`
 }
 
 type snapshotPhone struct {
@@ -130,6 +132,7 @@ func (u *User) Snapshot() ([]byte, error) {
 		FailedLogins: u.failedLogins, LastFailedLogin: u.lastFailedLogin,
 		Level: u.level, Free: u.wallet.Free, Standard: u.wallet.Standard, Settings: u.settings,
 	}
+	s.APIKeys = u.apiKeysSnapshot()
 	if u.profile != nil {
 		s.Profile = &ProfileCreated{ProfileData: u.profile.data, State: u.profile.state}
 	}
@@ -193,6 +196,7 @@ func RestoreUser(data []byte, version uint64) (*User, error) {
 		failedLogins: s.FailedLogins, lastFailedLogin: s.LastFailedLogin,
 		level: s.Level, wallet: Wallet{Free: s.Free, Standard: s.Standard},
 		settings: json.RawMessage(s.Settings),
+		apiKeys:  restoreAPIKeys(s.APIKeys),
 		version:  version,
 	}
 	if s.Profile != nil {

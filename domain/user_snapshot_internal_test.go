@@ -16,7 +16,7 @@ func TestSnapshotCoversEveryField(t *testing.T) {
 	state := []string{
 		"id", "email", "emailVerified", "username", "passwordHash", "role", "state", "loginDisabled", "closed", "erased",
 		"refID", "data", "emailToken", "resetToken", "otpSecret", "otpEnabled", "lastOTPStep", "sessions",
-		"failedLogins", "lastFailedLogin", "labels", "level", "wallet", "profile", "settings", "version",
+		"failedLogins", "lastFailedLogin", "labels", "level", "wallet", "profile", "settings", "apiKeys", "version",
 		"phones", "documents", "dataStorage",
 	}
 	var got []string

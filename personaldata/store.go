@@ -370,3 +370,10 @@ func (s *Store) HashStoredKeys(ctx context.Context, db *sqlx.DB) error {
 	}
 	return tx.Commit()
 }
+
+// KeepsOutbox implements eventstore.OutboxKeeper as the wrapped store does: Append passes the
+// outbox messages on untouched (they are sealed with the server's key already).
+func (s *Store) KeepsOutbox() bool {
+	k, ok := s.inner.(eventstore.OutboxKeeper)
+	return ok && k.KeepsOutbox()
+}

@@ -36,6 +36,8 @@ const (
 	TopicLabel    = "label"
 	TopicWallet   = "wallet"
 	TopicAdmin    = "admin"
+	// TopicAudit is the topic of a request audited by a permission without a topic of its own.
+	TopicAudit = "audit"
 )
 
 // Topics lists every activity topic. Filters accept these, and "all" or "" for any.
@@ -180,6 +182,7 @@ var activityEvents = []domain.Event{
 	domain.PhoneAdded{}, domain.PhoneCodeSent{}, domain.PhoneVerified{}, domain.DocumentUploaded{}, domain.DocumentReviewed{},
 	domain.DataStored{}, domain.DataStorageDeleted{},
 	domain.UserErased{},
+	domain.RequestAudited{}, domain.APIKeyCreated{}, domain.APIKeyChanged{}, domain.APIKeyDeleted{},
 }
 
 // Interest implements Projector. An event type this build does not know stops the projector
@@ -425,6 +428,18 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		topic, action, data = TopicWallet, "credit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
 	case domain.WalletDebited:
 		topic, action, data = TopicWallet, "debit", walletData{Balance: ev.Balance.String(), Amount: ev.Amount, Reason: ev.Reason, Reference: ev.Reference}
+	case domain.APIKeyCreated:
+		topic, action, data = TopicAccount, "create_api_key", apiKeyData{KID: ev.KID}
+	case domain.APIKeyChanged:
+		topic, action, data = TopicAccount, "change_api_key", apiKeyData{KID: ev.KID, State: string(ev.State)}
+	case domain.APIKeyDeleted:
+		topic, action, data = TopicAccount, "delete_api_key", apiKeyData{KID: ev.KID}
+	case domain.RequestAudited:
+		// Barong's audit: the permission's topic (TopicAudit when it has none).
+		topic, action, data = ev.Topic, "request", auditData{Method: ev.Method, Path: ev.Path}
+		if topic == "" {
+			topic = TopicAudit
+		}
 	default:
 		return activityRow{}, false, nil
 	}
@@ -443,6 +458,18 @@ func activityOf(e eventstore.Event, de domain.Event, owner string) (activityRow,
 		row.Data = sql.NullString{String: string(b), Valid: true}
 	}
 	return row, true, nil
+}
+
+// apiKeyData is the data of an API key's rows: never its secret.
+type apiKeyData struct {
+	KID   string `json:"kid"`
+	State string `json:"state,omitempty"`
+}
+
+// auditData is the data of an audited request's row.
+type auditData struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
 }
 
 var _ Projector = (*ActivityView)(nil)

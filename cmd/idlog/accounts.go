@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/api"
+	"github.com/idlog/idlog/apikeys"
 	"github.com/idlog/idlog/attempts"
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/blobs"
@@ -116,6 +117,10 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	} else if blobStore, err = blobs.NewDir(cfg.BlobDir()); err != nil {
 		return nil, err
 	}
+	keyAuth, err := apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: m.db, Dialect: m.dialect, Window: a.Gatekeeper.NonceWindow})
+	if err != nil {
+		return nil, err
+	}
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
@@ -128,6 +133,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 		},
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
 		SessionList: m.sessions, SessionCookies: a.SessionCookies, SecureCookies: a.SecureCookies,
+		APIKeys: m.apiKeys, APIKeyAuth: keyAuth,
 		// Beside the read models: the event store's own database (or, with EventStoreDB, the
 		// read models' SQL database), so every replica and every restart finds the answers.
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(m.db), Secret: secretKey, Retention: a.IdempotencyRetention},

@@ -68,6 +68,7 @@ type readModels struct {
 	// kyc is the phones, documents and data storage read model, read on the primary too.
 	kyc      *projections.KYCView
 	profiles *projections.ProfileView // the three above in one query, for GET /users/me
+	apiKeys  *projections.APIKeysView // read on the primary, as userProfiles
 	runtime  *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
@@ -125,10 +126,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	}
 	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
 	m.kyc = projections.NewKYCView(m.db, dialect)
+	m.apiKeys = projections.NewAPIKeysView(m.db, dialect)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.kyc)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.kyc, m.apiKeys)
 	if err != nil {
 		m.close()
 		return nil, err

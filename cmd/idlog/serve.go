@@ -114,6 +114,11 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("accounts: %w", err))
 	}
+	closeGatekeeper, err := startGatekeeper(ctx, cfg, log, accounts)
+	if err != nil {
+		return cfg.RedactError(fmt.Errorf("gatekeeper: %w", err))
+	}
+	defer closeGatekeeper()
 	handler := api.NewServer(api.Options{
 		Logger:  log,
 		Metrics: metrics,

@@ -69,6 +69,8 @@ type Accounts struct {
 	// CORSOrigins are the browser origins allowed to call with credentials, comma-separated and
 	// checked (CORSOriginList splits them); a string keeps Accounts comparable.
 	CORSOrigins string
+	// Gatekeeper: the gateway's authz endpoint and API keys; see gatekeeper.go.
+	Gatekeeper Gatekeeper
 }
 
 // CORSOriginList is CORSOrigins, one origin an element; nil if none.
@@ -144,6 +146,7 @@ func (a Accounts) LogValue() slog.Value {
 		slog.Bool("session_cookies", a.SessionCookies),
 		slog.Bool("secure_cookies", a.SecureCookies),
 		slog.String("cors_origins", a.CORSOrigins),
+		slog.Any("gatekeeper", a.Gatekeeper),
 	)
 }
 
@@ -350,4 +353,5 @@ func checkAccounts(c *Config) error {
 func init() {
 	settings = append(settings, accountSettings...)
 	settings = append(settings, labelWalletSettings...)
+	settings = append(settings, gatekeeperSettings...)
 }

@@ -19,6 +19,7 @@ var defaultAccounts = config.Accounts{
 	EmailTokenTTL: 24 * time.Hour, ResetTokenTTL: time.Hour, ReadYourWrites: 2 * time.Second,
 	IdempotencyRetention: 24 * time.Hour,
 	SessionIdleTimeout:   7 * 24 * time.Hour, SessionMaxLifetime: 30 * 24 * time.Hour,
+	Gatekeeper: config.Gatekeeper{UpstreamTokenTTL: time.Minute, NonceWindow: 5 * time.Second},
 }
 
 func TestAccountSettings(t *testing.T) {
@@ -53,6 +54,7 @@ func TestAccountSettings(t *testing.T) {
 		EmailTokenTTL: 48 * time.Hour, ResetTokenTTL: 30 * time.Minute, ReadYourWrites: 500 * time.Millisecond,
 		IdempotencyRetention: time.Hour, TrustForwardedFor: true,
 		SessionIdleTimeout: 7 * 24 * time.Hour, SessionMaxLifetime: 30 * 24 * time.Hour,
+		Gatekeeper: config.Gatekeeper{UpstreamTokenTTL: time.Minute, NonceWindow: 5 * time.Second},
 	}
 	if c.Accounts != want {
 		t.Errorf("accounts = %+v\nwant %+v", c.Accounts, want)
