@@ -71,6 +71,9 @@ type Leases struct {
 	renewLoop bool // renewRounds runs
 	watchLoop bool // watchRounds runs
 	kick      chan struct{}
+
+	stmtsMu sync.Mutex
+	stmts   map[string]*sql.Stmt
 }
 
 // New checks o and returns the leases of this process. A nil DB is a wiring mistake and panics.
@@ -97,7 +100,7 @@ func New(o Options) (*Leases, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Leases{o: o, held: map[string]*held{}, watching: map[*watch]struct{}{}, kick: make(chan struct{}, 1)}, nil
+	return &Leases{o: o, held: map[string]*held{}, watching: map[*watch]struct{}{}, kick: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // Owner names this process.
@@ -179,8 +182,7 @@ func (l *Leases) peek(ctx context.Context, names []string) (map[string]seen, err
 	var rows *sql.Rows
 	var err error
 	if l.pg() {
-		rows, err = l.o.DB.QueryContext(ctx, `SELECT name, owner, (extract(epoch FROM expires_at - now()) * 1000)::bigint
-			FROM follower_leases WHERE name = ANY($1)`, pq.Array(names))
+		rows, err = l.prepared(ctx, peekPG).QueryContext(ctx, pq.Array(names))
 	} else {
 		args := make([]any, 0, len(names)+1)
 		args = append(args, time.Now().UnixMilli())
@@ -209,6 +211,52 @@ func (l *Leases) peek(ctx context.Context, names []string) (map[string]seen, err
 		return nil, fmt.Errorf("lease: read %q: %w", names, err)
 	}
 	return out, nil
+}
+
+// The statements an idle replica runs again and again, prepared once (see prepared).
+const (
+	renewAllPG = `WITH h AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS h(name, token)),
+		free AS (SELECT l.name FROM follower_leases l JOIN h ON l.name = h.name AND l.token = h.token
+			ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
+		renewed AS (UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
+			FROM free WHERE l.name = free.name RETURNING l.name)
+		SELECT h.name, CASE WHEN EXISTS (SELECT 1 FROM renewed r WHERE r.name = h.name) THEN 1
+			WHEN EXISTS (SELECT 1 FROM follower_leases l WHERE l.name = h.name AND l.token = h.token) THEN 2
+			ELSE 0 END
+		FROM h`
+	peekPG = `SELECT name, owner, (extract(epoch FROM expires_at - now()) * 1000)::bigint
+		FROM follower_leases WHERE name = ANY($1)`
+)
+
+// querier runs a query with arguments: a prepared statement or the database itself.
+type querier interface {
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+}
+
+type unprepared struct {
+	db *sql.DB
+	q  string
+}
+
+func (u unprepared) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	return u.db.QueryContext(ctx, u.q, args...)
+}
+
+// prepared returns q prepared on l's database, once: lib/pq parses an unprepared query with
+// arguments in a round trip of its own, which PostgreSQL counts as one more transaction, on
+// every renewal. If it cannot be prepared, q runs unprepared.
+func (l *Leases) prepared(ctx context.Context, q string) querier {
+	l.stmtsMu.Lock()
+	defer l.stmtsMu.Unlock()
+	if st := l.stmts[q]; st != nil {
+		return st
+	}
+	st, err := l.o.DB.PrepareContext(ctx, q)
+	if err != nil {
+		return unprepared{l.o.DB, q}
+	}
+	l.stmts[q] = st
+	return st
 }
 
 // renewOne extends one lease, waiting for a write of this process that holds its row; false if
@@ -245,16 +293,7 @@ func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (
 	var rows *sql.Rows
 	var err error
 	if l.pg() {
-		rows, err = l.o.DB.QueryContext(ctx, `WITH h AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS h(name, token)),
-			free AS (SELECT l.name FROM follower_leases l JOIN h ON l.name = h.name AND l.token = h.token
-				ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
-			renewed AS (UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
-				FROM free WHERE l.name = free.name RETURNING l.name)
-			SELECT h.name, CASE WHEN EXISTS (SELECT 1 FROM renewed r WHERE r.name = h.name) THEN 1
-				WHEN EXISTS (SELECT 1 FROM follower_leases l WHERE l.name = h.name AND l.token = h.token) THEN 2
-				ELSE 0 END
-			FROM h`,
-			l.o.TTL.Milliseconds(), pq.Array(names), pq.Array(tokens))
+		rows, err = l.prepared(ctx, renewAllPG).QueryContext(ctx, l.o.TTL.Milliseconds(), pq.Array(names), pq.Array(tokens))
 	} else {
 		args := []any{time.Now().UnixMilli() + l.o.TTL.Milliseconds()}
 		for i := range names {

@@ -97,7 +97,8 @@ type Store struct {
 
 	appended   eventstore.Signal // rung after every append: wakes subscribers
 	progressed eventstore.Signal // rung at every notification of projection progress
-	// lastAppended is the highest position appended through this store. A follower that has not
+	// lastAppended is the highest position appended through this store (or, with Replicas, by
+	// any process: notifications and watchHead raise it). A follower that has not
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
 	lastAppended atomic.Uint64
@@ -150,6 +151,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("postgres: listen to %s: %w", Redact(o.DSN), err)
 		}
+		go s.watchHead()
 	}
 	return s, nil
 }
@@ -447,7 +449,7 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) 
 
 // Subscribe implements eventstore.Store.
 func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
-	return s.pages(ctx, after, len(f.Types) == 0 && f.StreamPrefix == "", s.globalPage(after, f), never)
+	return s.pages(ctx, after, len(f.Types) == 0 && f.StreamPrefix == "", s.globalPage(after, f), neverWithHead(s.opts.Replicas))
 }
 
 // globalPage reads the next page of the global log. Only positions below the oldest running
@@ -506,7 +508,10 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 				return
 			}
 			wake := s.appended.Changed() // taken before the read, so an append during it is not missed
-			over, err := done(ctx)
+			over, err := false, error(nil)
+			if done != nil {
+				over, err = done(ctx)
+			}
 			var rows []eventRow
 			if err == nil {
 				rows, err = page(ctx, last, first)
@@ -530,6 +535,11 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 				return
 			}
 			wait := s.opts.PollInterval
+			if done == nil && s.lastAppended.Load() <= position {
+				// A live read with nothing known to be pending, with Replicas: every append, of
+				// any replica, wakes it (a notification, or watchHead if one was lost).
+				wait = idleWait * s.opts.PollInterval
+			}
 			if len(rows) > 0 {
 				pause = minPause
 			}
@@ -552,6 +562,19 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 			timer.Stop()
 		}
 	}
+}
+
+// idleWait is how many poll intervals a live read waits, with Replicas, when it knows of no
+// event it has not read: watchHead wakes it when the log grows, so its own poll is a last net.
+const idleWait = 12
+
+// neverWithHead is Subscribe's done: never over. With Replicas it is nil, which tells pages that
+// watchHead wakes the read, so that an idle subscriber does not poll.
+func neverWithHead(replicas bool) func(context.Context) (bool, error) {
+	if replicas {
+		return nil
+	}
+	return never
 }
 
 // heldBackPause bounds the pause of a read that knows of appended events it cannot see yet (see
