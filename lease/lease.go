@@ -399,7 +399,8 @@ func (l *Leases) nextLook(left time.Duration) time.Duration {
 }
 
 // watchRounds reads, in one statement, the rows of every lease this process stands by for once
-// the soonest of them may have expired, and wakes the Acquire of each that has. An idle standby
+// the soonest of them may have expired, and wakes the Acquire of each that has, expired, been
+// released or changed hands. An idle standby
 // then costs a read every TTL/2 or so, however many followers it stands by for.
 func (l *Leases) watchRounds() {
 	t := time.NewTimer(0)
@@ -412,17 +413,20 @@ func (l *Leases) watchRounds() {
 			return
 		}
 		now := time.Now()
-		var due []*watch
-		var names []string
 		soonest := now.Add(l.o.TTL)
 		for w := range l.watching {
-			if !w.due.After(now) {
+			soonest = minTime(soonest, w.due)
+		}
+		// Once one is due, all are read: one statement reads them all, and the next round then
+		// comes when the soonest of them may expire, not once per lease.
+		var due []*watch
+		var names []string
+		if !soonest.After(now) {
+			for w := range l.watching {
 				due = append(due, w)
 				if !slices.Contains(names, w.name) {
 					names = append(names, w.name)
 				}
-			} else {
-				soonest = minTime(soonest, w.due)
 			}
 		}
 		l.mu.Unlock()
