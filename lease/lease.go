@@ -57,8 +57,8 @@ type Options struct {
 }
 
 // Leases implements follower.Lease on a database table. Every TTL/4, one statement renews all
-// the leases this process holds; a standby reads, in one statement, the leases it waits for
-// when the soonest of them would expire unless renewed, and tries to take only those that did.
+// the leases this process holds, and one reads all the leases it stands by for; it tries to take
+// only those that expired or were released.
 // The cost of leases does not grow with the number of followers.
 type Leases struct {
 	o Options
@@ -393,15 +393,16 @@ func (l *Leases) awaitExpiry(ctx context.Context, name, owner string, left time.
 }
 
 // nextLook is how long a standby waits before reading a lease that has left to run: until it
-// would expire, but at most TTL/2, so that a lease given up early (Release) is taken soon.
+// would expire, but at most TTL/4, so that a lease given up early (Release, at a graceful
+// shutdown) is taken as soon as a standby polling every TTL/4 took it before.
 func (l *Leases) nextLook(left time.Duration) time.Duration {
-	return min(max(left, time.Millisecond), l.o.TTL/2)
+	return min(max(left, time.Millisecond), l.o.TTL/4)
 }
 
 // watchRounds reads, in one statement, the rows of every lease this process stands by for once
-// the soonest of them may have expired, and wakes the Acquire of each that has, expired, been
-// released or changed hands. An idle standby
-// then costs a read every TTL/2 or so, however many followers it stands by for.
+// the soonest of them is due (see nextLook), and wakes the Acquire of each that has expired, been
+// released or changed hands. An idle standby then costs one read every TTL/4, however many
+// followers it stands by for.
 func (l *Leases) watchRounds() {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -431,7 +432,7 @@ func (l *Leases) watchRounds() {
 		}
 		l.mu.Unlock()
 		if len(names) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/2)
+			ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/4)
 			rows, err := l.peek(ctx, names)
 			cancel()
 			l.mu.Lock()

@@ -124,3 +124,45 @@ func TestALongWriteHoldsUpOnlyItsOwnLease(t *testing.T) {
 		}
 	}
 }
+
+// TestAWaitingStandbyTakesAReleasedLease: the owner, still renewing, gives its lease up (a
+// graceful shutdown); a standby already waiting takes it, though it would never expire.
+func TestAWaitingStandbyTakesAReleasedLease(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			db, _ := b.open(t)
+			ttl := 2 * time.Second
+			a, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "a", TTL: ttl})
+			bl, _ := lease.New(lease.Options{DB: db, Dialect: b.dialect, Owner: "b", TTL: ttl})
+			ha, err := a.Acquire(ctx, "audit-sealer", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			standing := make(chan string, 1)
+			got := make(chan *follower.Hold, 1)
+			go func() {
+				h, err := bl.Acquire(ctx, "audit-sealer", func(owner string) { standing <- owner })
+				if err != nil {
+					t.Error(err)
+				}
+				got <- h
+			}()
+			if owner := <-standing; owner != "a" {
+				t.Fatalf("the standby saw owner %q, want a", owner)
+			}
+			ha.Release()
+			h := <-got
+			if h == nil {
+				t.FailNow()
+			}
+			defer h.Release()
+			if h.Token <= ha.Token {
+				t.Fatalf("token %d after %d", h.Token, ha.Token)
+			}
+		})
+	}
+}
