@@ -124,7 +124,19 @@ func (l *Leases) take(ctx context.Context, name string) (int64, string, time.Dur
 			FROM (SELECT 1) AS one LEFT JOIN follower_leases f ON f.name = $1`
 		var token, leftMS int64
 		var owner string
-		if err := l.o.DB.QueryRowContext(ctx, q, name, l.o.Owner, l.o.TTL.Milliseconds()).Scan(&token, &owner, &leftMS); err != nil {
+		// The wait for a held row is bounded by a lock_timeout of TTL/4, and Acquire tries again
+		// at once: a take never holds a connection, nor fails, for as long as the stalled
+		// transaction lasts, and still goes through as soon as that transaction ends.
+		err := l.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, max(1, (l.o.TTL/4).Milliseconds()))); err != nil {
+				return err
+			}
+			return tx.QueryRowContext(ctx, q, name, l.o.Owner, l.o.TTL.Milliseconds()).Scan(&token, &owner, &leftMS)
+		})
+		if pe, ok := errors.AsType[*pq.Error](err); ok && pe.Code == lockNotAvailable {
+			return 0, "", 0, errRowHeld
+		}
+		if err != nil {
 			return 0, "", 0, fmt.Errorf("lease: take %q: %w", name, err)
 		}
 		if token > 0 {
@@ -151,6 +163,26 @@ func (l *Leases) take(ctx context.Context, name string) (int64, string, time.Dur
 		return 0, "", 0, err
 	}
 	return 0, seen[name].owner, seen[name].left, nil
+}
+
+// lockNotAvailable is PostgreSQL's lock_not_available, the error of a lock_timeout.
+const lockNotAvailable = "55P03"
+
+// errRowHeld: a take found the lease row held by a write (a stalled owner's transaction, say)
+// for longer than its lock_timeout.
+var errRowHeld = errors.New("lease: the row is held by a write")
+
+// inTx runs f in a transaction, committed if f succeeds.
+func (l *Leases) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := l.o.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 func (l *Leases) current(ctx context.Context, name string) (string, int64, error) {
@@ -338,6 +370,9 @@ func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner st
 	last := "\x00"
 	for {
 		token, owner, left, err := l.take(ctx, name)
+		if errors.Is(err, errRowHeld) {
+			continue // it expired, but a write still holds it: wait for the write again
+		}
 		if err != nil {
 			return nil, err
 		}
