@@ -102,6 +102,9 @@ type Sealer struct {
 	lastCP   Checkpoint
 	lastCPAt time.Time
 	seals    []Seal
+	// unsent: a checkpoint may be unpublished (none was tried yet, or a publication failed), so
+	// a Flush tries again; otherwise an idle sealer asks the ledger nothing.
+	unsent bool
 	// chainOnly leaves the tree out, as the sealer was before it: for the benchmark's reference.
 	chainOnly bool
 }
@@ -207,6 +210,7 @@ func (s *Sealer) publish(ctx context.Context) {
 	if s.o.Publisher == nil {
 		return
 	}
+	s.unsent = true
 	for c, err := range s.o.Ledger.unpublished(ctx) {
 		if err == nil {
 			err = s.o.Publisher.PublishCheckpoint(ctx, c)
@@ -221,6 +225,7 @@ func (s *Sealer) publish(ctx context.Context) {
 			return
 		}
 	}
+	s.unsent = false
 }
 
 // CatchUp seals every event the log holds now, ends with a checkpoint if anything was sealed
@@ -301,11 +306,14 @@ func (st sealStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64,
 	return s.tail.Position, nil
 }
 
-// Flush writes a checkpoint for the events sealed since the last one, once the interval is over.
+// Flush writes a checkpoint for the events sealed since the last one, once the interval is over,
+// and publishes again what a failed publication left unpublished.
 func (st sealStep) Flush(ctx context.Context) (uint64, error) {
 	if err := st.s.seal(ctx, nil, false); err != nil {
 		return st.s.tail.Position, err
 	}
-	st.s.publish(ctx)
+	if st.s.unsent {
+		st.s.publish(ctx)
+	}
 	return st.s.tail.Position, nil
 }

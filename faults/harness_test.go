@@ -46,11 +46,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "idlog")
-	cmd := exec.Command("go", "build", "-o", binary, "github.com/idlog/idlog/cmd/idlog")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "faults: build idlog:", err)
-		os.Exit(1)
+	// IDLOG_FAULTS_BINARY runs the tests against another build (an earlier commit, to compare
+	// figures such as TestIdleCost's in one sitting).
+	if b := os.Getenv("IDLOG_FAULTS_BINARY"); b != "" {
+		binary = b
+	} else {
+		cmd := exec.Command("go", "build", "-o", binary, "github.com/idlog/idlog/cmd/idlog")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "faults: build idlog:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)

@@ -13,17 +13,20 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 
 	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/migrations"
 )
 
-// DefaultTTL is how long a lease lasts without renewal: a standby takes over at most this long
+// DefaultTTL is how long a lease lasts without renewal: a standby takes over soon after this long
 // after the owner died or stalled. The owner renews it every TTL/4.
 const DefaultTTL = 3 * time.Second
 
@@ -53,9 +56,24 @@ type Options struct {
 	SQLiteTakeover bool
 }
 
-// Leases implements follower.Lease on a database table.
+// Leases implements follower.Lease on a database table. Every TTL/4, one statement renews all
+// the leases this process holds, and one reads all the leases it stands by for; it tries to take
+// only those that expired or were released.
+// The cost of leases does not grow with the number of followers.
 type Leases struct {
 	o Options
+
+	// renewing is held through a round of renewals, so that a release waits for it.
+	renewing  sync.Mutex
+	mu        sync.Mutex
+	held      map[string]*held
+	watching  map[*watch]struct{}
+	renewLoop bool // renewRounds runs
+	watchLoop bool // watchRounds runs
+	kick      chan struct{}
+
+	stmtsMu sync.Mutex
+	stmts   map[string]*sql.Stmt
 }
 
 // New checks o and returns the leases of this process. A nil DB is a wiring mistake and panics.
@@ -82,7 +100,7 @@ func New(o Options) (*Leases, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Leases{o: o}, nil
+	return &Leases{o: o, held: map[string]*held{}, watching: map[*watch]struct{}{}, kick: make(chan struct{}, 1), stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // Owner names this process.
@@ -90,46 +108,81 @@ func (l *Leases) Owner() string { return l.o.Owner }
 
 func (l *Leases) pg() bool { return l.o.Dialect == migrations.Postgres }
 
-// take tries once to own name: a free or expired row. It returns the new token, or 0 and the
-// current owner, in one statement (standbys run it every TTL/4).
-func (l *Leases) take(ctx context.Context, name string) (int64, string, error) {
-	var q string
-	var args []any
+// take tries once to own name: a free or expired row. It returns the new token, or 0, the current
+// owner and how long until the owner's lease expires unless renewed, in one statement. A row that
+// a write of the owner holds (see Check) is waited for, not skipped: when a stalled owner's
+// transaction is ended, the take goes through at once.
+func (l *Leases) take(ctx context.Context, name string) (int64, string, time.Duration, error) {
 	if l.pg() {
-		q = `WITH taken AS (
+		const q = `WITH taken AS (
 				INSERT INTO follower_leases AS l (name, owner, token, expires_at)
 				VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
 				ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, token = l.token + 1, expires_at = EXCLUDED.expires_at
 				WHERE l.expires_at < now() RETURNING token)
-			SELECT coalesce((SELECT token FROM taken), 0), coalesce((SELECT owner FROM follower_leases WHERE name = $1), '')`
-		args = []any{name, l.o.Owner, l.o.TTL.Milliseconds()}
-		var token int64
+			SELECT coalesce((SELECT token FROM taken), 0), coalesce(f.owner, ''),
+				coalesce(extract(epoch FROM f.expires_at - now()) * 1000, 0)::bigint
+			FROM (SELECT 1) AS one LEFT JOIN follower_leases f ON f.name = $1`
+		var token, leftMS int64
 		var owner string
-		if err := l.o.DB.QueryRowContext(ctx, q, args...).Scan(&token, &owner); err != nil {
-			return 0, "", fmt.Errorf("lease: take %q: %w", name, err)
+		// The wait for a held row is bounded by a lock_timeout of TTL/4, and Acquire tries again
+		// at once: a take never holds a connection, nor fails, for as long as the stalled
+		// transaction lasts, and still goes through as soon as that transaction ends.
+		err := l.inTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, max(1, (l.o.TTL/4).Milliseconds()))); err != nil {
+				return err
+			}
+			return tx.QueryRowContext(ctx, q, name, l.o.Owner, l.o.TTL.Milliseconds()).Scan(&token, &owner, &leftMS)
+		})
+		if pe, ok := errors.AsType[*pq.Error](err); ok && pe.Code == lockNotAvailable {
+			return 0, "", 0, errRowHeld
+		}
+		if err != nil {
+			return 0, "", 0, fmt.Errorf("lease: take %q: %w", name, err)
 		}
 		if token > 0 {
-			return token, l.o.Owner, nil
+			return token, l.o.Owner, 0, nil
 		}
-		return 0, owner, nil
+		return 0, owner, time.Duration(leftMS) * time.Millisecond, nil
 	}
 	// SQLite: one process uses the file, so it owns every follower at once, even if the row
 	// names a process that died without giving it up.
 	now := time.Now().UnixMilli()
-	q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
+	const q = `INSERT INTO follower_leases AS l (name, owner, token, expires_at) VALUES (?, ?, 1, ?)
 		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at
 		WHERE l.expires_at < ? OR ? RETURNING token`
-	args = []any{name, l.o.Owner, now + l.o.TTL.Milliseconds(), now, l.o.SQLiteTakeover}
 	var token int64
-	err := l.o.DB.QueryRowContext(ctx, q, args...).Scan(&token)
+	err := l.o.DB.QueryRowContext(ctx, q, name, l.o.Owner, now+l.o.TTL.Milliseconds(), now, l.o.SQLiteTakeover).Scan(&token)
 	if err == nil {
-		return token, l.o.Owner, nil
+		return token, l.o.Owner, 0, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return 0, "", fmt.Errorf("lease: take %q: %w", name, err)
+		return 0, "", 0, fmt.Errorf("lease: take %q: %w", name, err)
 	}
-	owner, _, err := l.current(ctx, name)
-	return 0, owner, err
+	seen, err := l.peek(ctx, []string{name})
+	if err != nil {
+		return 0, "", 0, err
+	}
+	return 0, seen[name].owner, seen[name].left, nil
+}
+
+// lockNotAvailable is PostgreSQL's lock_not_available, the error of a lock_timeout.
+const lockNotAvailable = "55P03"
+
+// errRowHeld: a take found the lease row held by a write (a stalled owner's transaction, say)
+// for longer than its lock_timeout.
+var errRowHeld = errors.New("lease: the row is held by a write")
+
+// inTx runs f in a transaction, committed if f succeeds.
+func (l *Leases) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := l.o.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 func (l *Leases) current(ctx context.Context, name string) (string, int64, error) {
@@ -150,8 +203,97 @@ func (l *Leases) Current(ctx context.Context, name string) (owner string, token 
 	return l.current(ctx, name)
 }
 
-// renew extends the lease; false if the token no longer owns it.
-func (l *Leases) renew(ctx context.Context, name string, token int64) (bool, error) {
+// seen is a lease row as a standby reads it.
+type seen struct {
+	owner string
+	left  time.Duration // until it expires unless renewed; 0 or less: expired
+}
+
+// peek reads the rows of names without locking them; a name without a row is absent.
+func (l *Leases) peek(ctx context.Context, names []string) (map[string]seen, error) {
+	var rows *sql.Rows
+	var err error
+	if l.pg() {
+		rows, err = l.prepared(ctx, peekPG).QueryContext(ctx, pq.Array(names))
+	} else {
+		args := make([]any, 0, len(names)+1)
+		args = append(args, time.Now().UnixMilli())
+		for _, n := range names {
+			args = append(args, n)
+		}
+		rows, err = l.o.DB.QueryContext(ctx, `SELECT name, owner, expires_at - ? FROM follower_leases
+			WHERE name IN (?`+strings.Repeat(", ?", len(names)-1)+`)`, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: read %q: %w", names, err)
+	}
+	defer rows.Close()
+	out := make(map[string]seen, len(names))
+	for rows.Next() {
+		var name string
+		var s seen
+		var leftMS int64
+		if err := rows.Scan(&name, &s.owner, &leftMS); err != nil {
+			return nil, fmt.Errorf("lease: read %q: %w", names, err)
+		}
+		s.left = time.Duration(leftMS) * time.Millisecond
+		out[name] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lease: read %q: %w", names, err)
+	}
+	return out, nil
+}
+
+// The statements an idle replica runs again and again, prepared once (see prepared).
+const (
+	renewAllPG = `WITH h AS (SELECT * FROM unnest($2::text[], $3::bigint[]) AS h(name, token)),
+		free AS (SELECT l.name FROM follower_leases l JOIN h ON l.name = h.name AND l.token = h.token
+			ORDER BY l.name FOR NO KEY UPDATE OF l SKIP LOCKED),
+		renewed AS (UPDATE follower_leases AS l SET expires_at = now() + $1 * interval '1 millisecond'
+			FROM free WHERE l.name = free.name RETURNING l.name)
+		SELECT h.name, CASE WHEN EXISTS (SELECT 1 FROM renewed r WHERE r.name = h.name) THEN 1
+			WHEN EXISTS (SELECT 1 FROM follower_leases l WHERE l.name = h.name AND l.token = h.token) THEN 2
+			ELSE 0 END
+		FROM h`
+	peekPG = `SELECT name, owner, (extract(epoch FROM expires_at - now()) * 1000)::bigint
+		FROM follower_leases WHERE name = ANY($1)`
+)
+
+// querier runs a query with arguments: a prepared statement or the database itself.
+type querier interface {
+	QueryContext(ctx context.Context, args ...any) (*sql.Rows, error)
+}
+
+type unprepared struct {
+	db *sql.DB
+	q  string
+}
+
+func (u unprepared) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	return u.db.QueryContext(ctx, u.q, args...)
+}
+
+// prepared returns q prepared on l's database, once: lib/pq parses an unprepared query with
+// arguments in a round trip of its own, which PostgreSQL counts as one more transaction, on
+// every renewal. If it cannot be prepared, q runs unprepared.
+func (l *Leases) prepared(ctx context.Context, q string) querier {
+	l.stmtsMu.Lock()
+	defer l.stmtsMu.Unlock()
+	if st := l.stmts[q]; st != nil {
+		return st
+	}
+	st, err := l.o.DB.PrepareContext(ctx, q)
+	if err != nil {
+		return unprepared{l.o.DB, q}
+	}
+	l.stmts[q] = st
+	return st
+}
+
+// renewOne extends one lease, waiting for a write of this process that holds its row; false if
+// the token no longer owns it.
+func (l *Leases) renewOne(ctx context.Context, name string, token int64) (bool, error) {
 	var res sql.Result
 	var err error
 	if l.pg() {
@@ -168,6 +310,49 @@ func (l *Leases) renew(ctx context.Context, name string, token int64) (bool, err
 	return n == 1, err
 }
 
+// The outcomes of a renewal, by lease.
+const (
+	renewLost  = iota // another token owns it
+	renewedNow        // extended
+	renewBusy         // still this token's, but a write holds its row (see Check): not extended
+)
+
+// renewAll extends the leases names[i] held with tokens[i] in one statement, and returns the
+// outcome for each. On PostgreSQL a row that a write of this process holds is passed over, not
+// waited for, so that one long write does not hold up the renewal of every other lease; the
+// caller renews those one by one.
+func (l *Leases) renewAll(ctx context.Context, names []string, tokens []int64) (map[string]int, error) {
+	var rows *sql.Rows
+	var err error
+	if l.pg() {
+		rows, err = l.prepared(ctx, renewAllPG).QueryContext(ctx, l.o.TTL.Milliseconds(), pq.Array(names), pq.Array(tokens))
+	} else {
+		args := []any{time.Now().UnixMilli() + l.o.TTL.Milliseconds()}
+		for i := range names {
+			args = append(args, names[i], tokens[i])
+		}
+		rows, err = l.o.DB.QueryContext(ctx, `UPDATE follower_leases SET expires_at = ?
+			WHERE (name, token) IN (VALUES `+strings.Repeat("(?, ?), ", len(names)-1)+`(?, ?)) RETURNING name, 1`, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lease: renew %q: %w", names, err)
+	}
+	defer rows.Close()
+	out := make(map[string]int, len(names))
+	for rows.Next() {
+		var name string
+		var outcome int
+		if err := rows.Scan(&name, &outcome); err != nil {
+			return nil, fmt.Errorf("lease: renew %q: %w", names, err)
+		}
+		out[name] = outcome
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lease: renew %q: %w", names, err)
+	}
+	return out, nil // a name left out is renewLost
+}
+
 // release ends the lease at once, so a standby need not wait for it to expire.
 func (l *Leases) release(ctx context.Context, name string, token int64) error {
 	var err error
@@ -179,12 +364,15 @@ func (l *Leases) release(ctx context.Context, name string, token int64) error {
 	return err
 }
 
-// Acquire implements follower.Lease: it tries every TTL/4 until it owns name.
+// Acquire implements follower.Lease. It tries at once; while another process owns name, it
+// waits until that owner's lease would expire unless renewed (see Leases), and tries again.
 func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner string)) (*follower.Hold, error) {
-	poll := l.o.TTL / 4
 	last := "\x00"
 	for {
-		token, owner, err := l.take(ctx, name)
+		token, owner, left, err := l.take(ctx, name)
+		if errors.Is(err, errRowHeld) {
+			continue // it expired, but a write still holds it: wait for the write again
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -197,60 +385,163 @@ func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner st
 				standby(owner)
 			}
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := l.awaitExpiry(ctx, name, owner, left); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// hold renews the lease every TTL/4 until it is lost or released. It counts as lost as soon as
-// a renewal finds another token, or when no renewal succeeded for a TTL (the database is
-// unreachable: another replica may own it by now).
-func (l *Leases) hold(ctx context.Context, name string, token int64) *follower.Hold {
-	hctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(l.o.TTL / 4)
-		defer t.Stop()
-		renewed := time.Now()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-t.C:
-			}
-			// A process that was stopped (SIGSTOP) wakes up here late: the lease may be gone.
-			if time.Since(renewed) >= l.o.TTL {
-				l.o.Logger.Warn("lease: not renewed in time; giving the follower up", "follower", name, "token", token)
-				cancel()
-				return
-			}
-			rctx, rcancel := context.WithTimeout(hctx, l.o.TTL/4)
-			ok, err := l.renew(rctx, name, token)
-			rcancel()
-			switch {
-			case err != nil:
-				if hctx.Err() == nil {
-					l.o.Logger.Warn("lease: renewal failed", "follower", name, "token", token, "error", err)
+// watch is an Acquire standing by until its lease may be taken.
+type watch struct {
+	name  string
+	owner string
+	due   time.Time     // when to read the row again
+	ready chan struct{} // closed when a take may succeed, or the owner changed
+}
+
+// awaitExpiry returns when the lease of name, held by owner, has expired, been released or
+// changed hands, as this process's shared reads of the standby rows find (see watchRounds).
+func (l *Leases) awaitExpiry(ctx context.Context, name, owner string, left time.Duration) error {
+	w := &watch{name: name, owner: owner, due: time.Now().Add(l.nextLook(left)), ready: make(chan struct{})}
+	l.mu.Lock()
+	l.watching[w] = struct{}{}
+	if !l.watchLoop {
+		l.watchLoop = true
+		go l.watchRounds()
+	}
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	defer func() {
+		l.mu.Lock()
+		delete(l.watching, w)
+		l.mu.Unlock()
+	}()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// nextLook is how long a standby waits before reading a lease that has left to run: until it
+// would expire, but at most TTL/4, so that a lease given up early (Release, at a graceful
+// shutdown) is taken as soon as a standby polling every TTL/4 took it before.
+func (l *Leases) nextLook(left time.Duration) time.Duration {
+	return min(max(left, time.Millisecond), l.o.TTL/4)
+}
+
+// watchRounds reads, in one statement, the rows of every lease this process stands by for once
+// the soonest of them is due (see nextLook), and wakes the Acquire of each that has expired, been
+// released or changed hands. An idle standby then costs one read every TTL/4, however many
+// followers it stands by for.
+func (l *Leases) watchRounds() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		if len(l.watching) == 0 {
+			l.watchLoop = false
+			l.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		soonest := now.Add(l.o.TTL)
+		for w := range l.watching {
+			soonest = minTime(soonest, w.due)
+		}
+		// Once one is due, all are read: one statement reads them all, and the next round then
+		// comes when the soonest of them may expire, not once per lease.
+		var due []*watch
+		var names []string
+		if !soonest.After(now) {
+			for w := range l.watching {
+				due = append(due, w)
+				if !slices.Contains(names, w.name) {
+					names = append(names, w.name)
 				}
-			case !ok:
-				cancel()
-				return
-			default:
-				renewed = time.Now()
 			}
 		}
-	}()
+		l.mu.Unlock()
+		if len(names) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/4)
+			rows, err := l.peek(ctx, names)
+			cancel()
+			l.mu.Lock()
+			for _, w := range due {
+				r, ok := rows[w.name]
+				switch {
+				case err != nil:
+					w.due = now.Add(l.o.TTL / 4)
+				case !ok || r.left <= 0 || r.owner != w.owner:
+					if _, still := l.watching[w]; still {
+						delete(l.watching, w)
+						close(w.ready)
+					}
+				default:
+					w.due = time.Now().Add(l.nextLook(r.left))
+				}
+			}
+			l.mu.Unlock()
+			if err != nil {
+				l.o.Logger.Warn("lease: reading the leases stood by for failed", "followers", names, "error", err)
+			}
+			continue
+		}
+		t.Reset(time.Until(soonest))
+		select {
+		case <-t.C:
+		case <-l.kick:
+			t.Stop() // no stale tick after Stop or Reset since Go 1.23
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// held is a lease this process owns.
+type held struct {
+	token   int64
+	ctx     context.Context
+	renewed time.Time
+	lost    context.CancelFunc
+	busy    sync.WaitGroup // renewals of this lease alone, in flight
+}
+
+// hold registers a lease just taken for renewal (see renewRounds). It counts as lost as soon as
+// a renewal finds another token, or when no renewal succeeded for a TTL (the database is
+// unreachable, or this process was stopped: another replica may own it by now).
+func (l *Leases) hold(ctx context.Context, name string, token int64) *follower.Hold {
+	hctx, cancel := context.WithCancel(ctx)
+	h := &held{token: token, ctx: hctx, renewed: time.Now(), lost: cancel}
+	l.mu.Lock()
+	l.held[name] = h
+	if !l.renewLoop {
+		l.renewLoop = true
+		go l.renewRounds()
+	}
+	l.mu.Unlock()
 	var once sync.Once
 	return &follower.Hold{Context: hctx, Token: token, Owner: l.o.Owner, Release: func() {
 		once.Do(func() {
 			cancel()
-			<-done
+			// After a round in progress: no renewal may land after the release.
+			l.renewing.Lock()
+			l.mu.Lock()
+			if l.held[name] == h {
+				delete(l.held, name)
+			}
+			l.mu.Unlock()
+			l.renewing.Unlock()
+			h.busy.Wait()
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), l.o.TTL)
 			defer rcancel()
 			if err := l.release(rctx, name, token); err != nil {
@@ -258,6 +549,102 @@ func (l *Leases) hold(ctx context.Context, name string, token int64) *follower.H
 			}
 		})
 	}}
+}
+
+// renewRounds renews every lease this process holds, in one statement, every TTL/4, while it
+// holds any: an idle owner costs one statement a round, however many followers it runs.
+func (l *Leases) renewRounds() {
+	t := time.NewTicker(l.o.TTL / 4)
+	defer t.Stop()
+	for range t.C {
+		l.mu.Lock()
+		if len(l.held) == 0 {
+			l.renewLoop = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		l.renewRound()
+	}
+}
+
+func (l *Leases) renewRound() {
+	l.renewing.Lock()
+	defer l.renewing.Unlock()
+	l.mu.Lock()
+	names := make([]string, 0, len(l.held))
+	tokens := make([]int64, 0, len(l.held))
+	hs := make([]*held, 0, len(l.held))
+	for name, h := range l.held {
+		switch {
+		case h.ctx.Err() != nil:
+			delete(l.held, name)
+			continue
+		case time.Since(h.renewed) >= l.o.TTL:
+			// A process that was stopped (SIGSTOP) wakes up here late: the lease may be gone.
+			l.o.Logger.Warn("lease: not renewed in time; giving the follower up", "follower", name, "token", h.token)
+			h.lost()
+			delete(l.held, name)
+			continue
+		}
+		names, tokens, hs = append(names, name), append(tokens, h.token), append(hs, h)
+	}
+	l.mu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.o.TTL/4)
+	outcomes, err := l.renewAll(ctx, names, tokens)
+	cancel()
+	if err != nil {
+		l.o.Logger.Warn("lease: renewal failed", "followers", names, "error", err)
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, name := range names {
+		h := hs[i]
+		if l.held[name] != h {
+			continue // released meanwhile
+		}
+		switch outcomes[name] {
+		case renewedNow:
+			h.renewed = now
+		case renewBusy:
+			// A write of this process holds the row: wait for it, for this lease alone.
+			h.busy.Add(1)
+			go l.renewBusy(name, h)
+		default:
+			h.lost() // another token owns it
+			delete(l.held, name)
+		}
+	}
+}
+
+// renewBusy renews one lease whose row a write of this process holds, waiting for the write.
+func (l *Leases) renewBusy(name string, h *held) {
+	defer h.busy.Done()
+	ctx, cancel := context.WithTimeout(h.ctx, l.o.TTL/4)
+	ok, err := l.renewOne(ctx, name, h.token)
+	cancel()
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held[name] != h {
+		return
+	}
+	switch {
+	case err != nil:
+		if h.ctx.Err() == nil {
+			l.o.Logger.Warn("lease: renewal failed", "follower", name, "token", h.token, "error", err)
+		}
+	case !ok:
+		h.lost()
+		delete(l.held, name)
+	default:
+		h.renewed = now
+	}
 }
 
 // Querier is a transaction (or anything) a fencing check runs in.

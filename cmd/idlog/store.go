@@ -29,6 +29,9 @@ func serveTimeouts(cfg config.Config) postgres.SessionTimeouts {
 	}
 }
 
+// idlePoll is how often an idle follower reads the PostgreSQL log in case a wake-up was missed.
+const idlePoll = 5 * time.Second
+
 // openStoreWith opens the configured event store; a PostgreSQL one gets the session timeouts.
 func openStoreWith(ctx context.Context, cfg config.Config, log *slog.Logger, timeouts postgres.SessionTimeouts) (eventstore.Store, error) {
 	// Each case returns a nil interface on error, never a nil *Store inside a non-nil interface.
@@ -42,8 +45,10 @@ func openStoreWith(ctx context.Context, cfg config.Config, log *slog.Logger, tim
 	case config.Postgres:
 		s, err := postgres.Open(ctx, postgres.Options{DSN: cfg.DatabaseURL, Timeouts: timeouts, Replicas: true,
 			ProgressChannel: projections.ProgressChannel,
-			// Appends of every replica wake subscribers (LISTEN/NOTIFY): the poll is a safety net.
-			PollInterval: time.Second})
+			// Appends of every replica wake subscribers (LISTEN/NOTIFY), so the poll is only a
+			// safety net (a lost notification, a writer that does not notify), and an idle
+			// follower costs one query per interval.
+			PollInterval: idlePoll})
 		if err != nil {
 			return nil, err
 		}

@@ -62,3 +62,29 @@ func (s *Store) listen() error {
 	}()
 	return nil
 }
+
+// watchHead is the safety net of Replicas: every PollInterval it reads the end of the log, in one
+// statement for all of this store's subscribers, and wakes them if it moved, in case a
+// notification was lost. Idle subscribers then cost nothing each.
+func (s *Store) watchHead() {
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.PollInterval)
+		var head int64
+		err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(position), 0) FROM events`).Scan(&head)
+		cancel()
+		if err != nil || uint64(head) <= seen {
+			continue
+		}
+		seen = uint64(head)
+		raiseTo(&s.lastAppended, seen)
+		s.appended.Notify()
+	}
+}

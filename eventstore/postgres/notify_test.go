@@ -54,3 +54,48 @@ func TestReplicasWakeEachOthersSubscribers(t *testing.T) {
 		t.Fatal("the other process's subscriber did not see the append")
 	}
 }
+
+// TestReplicasSeeAppendsNobodyNotified: an append whose notification never comes (its process
+// does not notify, or the notification was lost) still reaches every subscriber of a store with
+// Replicas, which reads the end of the log once per poll interval for all of them.
+func TestReplicasSeeAppendsNobodyNotified(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("IDLOG_TEST_DATABASE_URL") == "" {
+		t.Skip("set IDLOG_TEST_DATABASE_URL")
+	}
+	dsn := eventstoretest.PostgresSchema(t)
+	silent := open(t, postgres.Options{DSN: dsn})
+	defer silent.Close()
+	b := open(t, postgres.Options{DSN: dsn, Replicas: true, PollInterval: 200 * time.Millisecond})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	const subscribers = 3
+	got := make(chan eventstore.Event, subscribers)
+	for range subscribers {
+		go func() {
+			for e, err := range b.Subscribe(ctx, 0, eventstore.Filter{}) {
+				if err == nil {
+					got <- e
+				}
+				return
+			}
+		}()
+	}
+	res, err := silent.Append(ctx, eventstore.Append{Stream: "user-silent", Expected: eventstore.NoStream,
+		Events: []eventstore.NewEvent{{Type: "Silent", SchemaVersion: 1, Data: []byte(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range subscribers {
+		select {
+		case e := <-got:
+			if e.GlobalPosition != res.LastPosition {
+				t.Fatalf("subscriber got position %d, want %d", e.GlobalPosition, res.LastPosition)
+			}
+		case <-ctx.Done():
+			t.Fatal("a subscriber did not see the append nobody notified")
+		}
+	}
+}

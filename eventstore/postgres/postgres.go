@@ -36,9 +36,10 @@ import (
 type Options struct {
 	// DSN is a lib/pq connection string or postgres:// URL.
 	DSN string
-	// PollInterval bounds how late a subscriber notices events appended by other processes, and
-	// events held back behind a long transaction. Appends through this Store wake subscribers at
-	// once. Default 100ms.
+	// PollInterval bounds how late a subscriber notices events appended by other processes that
+	// do not notify (see Replicas). Appends through this Store wake subscribers at once, and
+	// events known to be held back behind an older transaction are looked for again within
+	// 100ms whatever the interval. Default 100ms; a safety net of seconds with Replicas.
 	PollInterval time.Duration
 	// PageSize is how many events one read query fetches. Default 1000.
 	PageSize int
@@ -96,7 +97,8 @@ type Store struct {
 
 	appended   eventstore.Signal // rung after every append: wakes subscribers
 	progressed eventstore.Signal // rung at every notification of projection progress
-	// lastAppended is the highest position appended through this store. A follower that has not
+	// lastAppended is the highest position appended through this store (or, with Replicas, by
+	// any process: notifications and watchHead raise it). A follower that has not
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
 	lastAppended atomic.Uint64
@@ -149,6 +151,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("postgres: listen to %s: %w", Redact(o.DSN), err)
 		}
+		go s.watchHead()
 	}
 	return s, nil
 }
@@ -437,7 +440,7 @@ const readStreamQuery = `SELECT ` + eventColumns + ` FROM events WHERE stream_id
 
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
-	return s.pages(ctx, 0, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
+	return s.pages(ctx, 0, false, func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error) {
 		after := afterVersion
 		if !first {
 			after = last.StreamVersion
@@ -467,12 +470,12 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) 
 		err := s.db.GetContext(ctx, &horizon, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20`)
 		return horizon > target, err
 	}
-	return s.pages(ctx, after, s.globalPage(after, f), reached)
+	return s.pages(ctx, after, len(f.Types) == 0 && f.StreamPrefix == "", s.globalPage(after, f), reached)
 }
 
 // Subscribe implements eventstore.Store.
 func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
-	return s.pages(ctx, after, s.globalPage(after, f), never)
+	return s.pages(ctx, after, len(f.Types) == 0 && f.StreamPrefix == "", s.globalPage(after, f), neverWithHead(s.opts.Replicas))
 }
 
 // globalPage reads the next page of the global log. Only positions below the oldest running
@@ -512,9 +515,10 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 //
 // position is where a read of the global log starts (0 for a stream). While appends through this
 // store are known to lie beyond what the read has seen, it looks again after a short, doubling
-// pause rather than the poll interval: they are held back by an older transaction that is about
-// to end.
-func (s *Store) pages(ctx context.Context, position uint64, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
+// pause rather than the poll interval, up to heldBackPause: they are held back by an older
+// transaction that is about to end, and whose end no notification announces. exact says that the
+// read is unfiltered, so it does reach every appended position.
+func (s *Store) pages(ctx context.Context, position uint64, exact bool, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventRow, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
 		var last eventstore.Event
 		first := true
@@ -530,7 +534,10 @@ func (s *Store) pages(ctx context.Context, position uint64, page func(ctx contex
 				return
 			}
 			wake := s.appended.Changed() // taken before the read, so an append during it is not missed
-			over, err := done(ctx)
+			over, err := false, error(nil)
+			if done != nil {
+				over, err = done(ctx)
+			}
 			var rows []eventRow
 			if err == nil {
 				rows, err = page(ctx, last, first)
@@ -554,11 +561,22 @@ func (s *Store) pages(ctx context.Context, position uint64, page func(ctx contex
 				return
 			}
 			wait := s.opts.PollInterval
+			if done == nil && s.lastAppended.Load() <= position {
+				// A live read with nothing known to be pending, with Replicas: every append, of
+				// any replica, wakes it (a notification, or watchHead if one was lost).
+				wait = idleWait * s.opts.PollInterval
+			}
 			if len(rows) > 0 {
 				pause = minPause
 			}
 			if s.lastAppended.Load() > position {
-				wait, pause = min(pause, wait), min(2*pause, wait)
+				// A filtered read may never reach lastAppended (the newest events may not match):
+				// it keeps to the poll interval rather than look every heldBackPause for ever.
+				most := wait
+				if exact {
+					most = min(wait, heldBackPause)
+				}
+				wait, pause = min(pause, most), min(2*pause, most)
 			}
 			timer := time.NewTimer(wait)
 			select {
@@ -571,6 +589,23 @@ func (s *Store) pages(ctx context.Context, position uint64, page func(ctx contex
 		}
 	}
 }
+
+// idleWait is how many poll intervals a live read waits, with Replicas, when it knows of no
+// event it has not read: watchHead wakes it when the log grows, so its own poll is a last net.
+const idleWait = 12
+
+// neverWithHead is Subscribe's done: never over. With Replicas it is nil, which tells pages that
+// watchHead wakes the read, so that an idle subscriber does not poll.
+func neverWithHead(replicas bool) func(context.Context) (bool, error) {
+	if replicas {
+		return nil
+	}
+	return never
+}
+
+// heldBackPause bounds the pause of a read that knows of appended events it cannot see yet (see
+// pages), whatever the poll interval: only a read with work due pays for it.
+const heldBackPause = 100 * time.Millisecond
 
 // raiseTo sets v to pos unless it already holds a higher position.
 func raiseTo(v *atomic.Uint64, pos uint64) {

@@ -170,7 +170,7 @@ func (s *Store) awaitHorizon(ctx context.Context, target int64) error {
 			t.Stop()
 			return eventstore.ErrClosed
 		}
-		pause = min(2*pause, s.opts.PollInterval)
+		pause = min(2*pause, s.opts.PollInterval, heldBackPause)
 	}
 }
 

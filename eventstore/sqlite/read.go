@@ -60,11 +60,16 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) 
 }
 
 // Subscribe implements eventstore.Store. Once caught up it waits for the writer's signal after a
-// commit, or for PollInterval, which catches rows that another process wrote to the file.
+// commit. Rows that another process wrote to the file ring it too: while subscriptions are live,
+// one read of the log's end every PollInterval (watchHead) looks for them on behalf of all, so
+// idle subscribers do not each read the log.
 func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
 	pq := logQuery("subscribe", f)
 	return func(yield func(eventstore.Event, error) bool) {
-		tick := time.NewTicker(s.opts.PollInterval)
+		defer s.watch()()
+		// A last net, should the end of the log not have moved while rows appeared (never with
+		// an append-only log, whose positions only grow).
+		tick := time.NewTicker(idleWait * s.opts.PollInterval)
 		defer tick.Stop()
 		last := clampKey(after)
 		for {
@@ -265,4 +270,59 @@ func (s *Store) KeyOwner(ctx context.Context, key string) (string, error) {
 		return "", s.readErr(ctx, "key owner", err)
 	}
 	return stream, nil
+}
+
+// idleWait is how many poll intervals a subscriber waits, at most, with no signal.
+const idleWait = 25
+
+// watch counts a live subscription, starting watchHead for the first, and returns the function
+// that uncounts it.
+func (s *Store) watch() func() {
+	s.watchMu.Lock()
+	s.watching++
+	if !s.watcher {
+		s.watcher = true
+		go s.watchHead()
+	}
+	s.watchMu.Unlock()
+	return func() {
+		s.watchMu.Lock()
+		s.watching--
+		s.watchMu.Unlock()
+	}
+}
+
+// watchHead reads the end of the log every PollInterval while subscriptions are live, and wakes
+// them all when it moved: rows this process did not write (another process shares the file).
+func (s *Store) watchHead() {
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	seen := int64(-1)
+	for {
+		select {
+		case <-s.closing:
+			s.watchMu.Lock()
+			s.watcher = false
+			s.watchMu.Unlock()
+			return
+		case <-t.C:
+		}
+		s.watchMu.Lock()
+		if s.watching == 0 {
+			s.watcher = false
+			s.watchMu.Unlock()
+			return
+		}
+		s.watchMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.PollInterval)
+		var head int64
+		err := s.rdb.QueryRowContext(ctx, "SELECT coalesce(max(position), 0) FROM events").Scan(&head)
+		cancel()
+		if err != nil || head == seen {
+			continue
+		}
+		// The first read too: a row may have landed between a subscriber's read and this one.
+		seen = head
+		s.committed.Notify()
+	}
 }

@@ -96,6 +96,12 @@ type Store struct {
 	done    chan struct{} // closed when the writer has drained the queue and stopped
 
 	committed eventstore.Signal // rung after every commit: wakes subscribers
+
+	// watching counts the live subscriptions; while there are any, one goroutine (watchHead)
+	// reads the end of the log every PollInterval for them all.
+	watchMu  sync.Mutex
+	watching int
+	watcher  bool
 }
 
 var (

@@ -244,3 +244,54 @@ func TestSubscribeSeesOtherProcessWrites(t *testing.T) {
 		t.Fatal("the subscriber never saw the other store's append")
 	}
 }
+
+// Every subscriber of a store sees another process's writes, also after all the earlier
+// subscriptions ended (the one shared watch of the file stops with the last and starts again).
+func TestSubscribersSeeOtherProcessWritesAfterAQuietSpell(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	follower := open(t, sqlite.Options{Path: path, PollInterval: 20 * time.Millisecond})
+	defer follower.Close()
+	other := open(t, sqlite.Options{Path: path})
+	defer other.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	first, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+	for _, err := range follower.Subscribe(first, 0, eventstore.Filter{}) {
+		if err == nil {
+			t.Fatal("an event in an empty log")
+		}
+		break // the end of first
+	}
+	stop()
+	time.Sleep(100 * time.Millisecond) // the shared watch sees no subscription and stops
+
+	const subscribers = 3
+	got := make(chan eventstore.Event, subscribers)
+	for range subscribers {
+		go func() {
+			for e, err := range follower.Subscribe(ctx, 0, eventstore.Filter{}) {
+				if err == nil {
+					got <- e
+				}
+				return
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them catch up with the empty log and wait
+	res, err := other.Append(ctx, eventstore.Append{Stream: "s-1", Expected: eventstore.NoStream, Events: []eventstore.NewEvent{event("FromElsewhere", 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range subscribers {
+		select {
+		case e := <-got:
+			if e.GlobalPosition != res.FirstPosition {
+				t.Errorf("got position %d, want %d", e.GlobalPosition, res.FirstPosition)
+			}
+		case <-ctx.Done():
+			t.Fatal("a subscriber never saw the other store's append")
+		}
+	}
+}
