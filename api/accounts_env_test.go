@@ -134,6 +134,8 @@ type server struct {
 	sealer   *auth.Sealer
 	accounts *api.Accounts
 	db       *sqlx.DB // the read models' handle (on PostgreSQL, the store's pool)
+	hasher   *auth.PasswordHasher
+	keys     eventstore.KeyOwners
 }
 
 type serverOptions struct {
@@ -322,7 +324,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 			Outbox: courier.Lister{DB: db.DB, Dialect: dialect}}, CORSOrigins: o.cors,
 	})
 	return &server{h: validated(t, raw), raw: raw, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
-		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db, hasher: hasher, keys: keys}
 }
 
 // profileView is the /users/me view: reading the user's stream version beside the profile (the

@@ -64,6 +64,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	m.costClasses = keepCostClasses(m.passwordClasses, hasher, log)
 	var levels domain.Levels // the zero ladder is the default one
 	if a.Levels != "" {
 		if levels, err = domain.ParseLevels(a.Levels); err != nil {
