@@ -72,6 +72,7 @@ type readModels struct {
 	// serve's password hasher.
 	passwordClasses *projections.PasswordClassesView
 	costClasses     *costClassesKeeper
+	stopSweeper     func()                   // the documents' files sweeper (startBlobSweeper), if any
 	profiles        *projections.ProfileView // the three above in one query, for GET /users/me
 	runtime         *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
@@ -147,6 +148,9 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 // close stops the runtime, if it was started, and closes what openReadModels opened.
 func (m *readModels) close() {
 	m.costClasses.close()
+	if m.stopSweeper != nil {
+		m.stopSweeper()
+	}
 	if m.runtime != nil {
 		m.runtime.Stop()
 	}
