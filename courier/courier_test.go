@@ -755,3 +755,51 @@ func TestPhoneCodeBySMS(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryDeadMessage: a dead message retried (the admin route's Lister.Retry) is live again
+// with a fresh round of attempts, and the courier, woken, delivers it once the server is back.
+func TestRetryDeadMessage(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, b)
+			srv := smtptest.Start(t)
+			srv.Stop()
+			c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.MaxAttempts = 2 })
+			if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "again@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				drain(t, c)
+				e.skew.Add(int64(time.Hour))
+			}
+			q := e.queue(t)
+			if len(q) != 1 || !q[0].Dead {
+				t.Fatalf("queue: %+v, want one dead message", q)
+			}
+			srv.Restart()
+			woken := false
+			l := courier.Lister{DB: e.db, Dialect: e.b.dialect, Wake: func() { woken = true }}
+			if err := l.Retry(context.Background(), q[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			if page, total, err := l.Page(context.Background(), 1, 10); err != nil || total != 1 || page[0].Dead || page[0].Attempts != 0 {
+				t.Fatalf("after the retry: %+v, %d, %v", page, total, err)
+			}
+			if !woken {
+				t.Error("the retry did not wake the courier")
+			}
+			drain(t, c)
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("still queued: %+v", q)
+			}
+			if m := srv.Messages(); len(m) != 1 {
+				t.Fatalf("%d messages delivered, want 1", len(m))
+			}
+			if err := l.Retry(context.Background(), q[0].ID); !errors.Is(err, courier.ErrNotQueued) {
+				t.Errorf("retry of a delivered message: %v, want ErrNotQueued", err)
+			}
+		})
+	}
+}

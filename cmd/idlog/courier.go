@@ -108,7 +108,7 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		defer close(done)
 		_ = c.Run(cctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return &postOffice{outbox: wakingOutbox{outbox, c}, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect}, stop: func() {
+	return &postOffice{outbox: wakingOutbox{outbox, c}, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect, Wake: c.Wake}, stop: func() {
 		cancel()
 		<-done
 		if closeEmail != nil {
