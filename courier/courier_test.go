@@ -181,7 +181,7 @@ func codeIn(t testing.TB, text string) string {
 	t.Helper()
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
-		if strings.HasSuffix(strings.TrimSpace(l), "code:") {
+		if strings.HasSuffix(strings.ToLower(strings.TrimSpace(l)), "code:") { // en and de
 			for _, next := range lines[i+1:] {
 				if s := strings.TrimSpace(next); s != "" {
 					return s
