@@ -65,6 +65,12 @@ func (h *PasswordHasher) SetCostClasses(classes []string) {
 	c := &h.classes
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Dummies of classes gone are dropped, so that the bound counts the classes present.
+	for cl := range c.dummies {
+		if !slices.Contains(c.observed, cl) {
+			delete(c.dummies, cl)
+		}
+	}
 	c.stored = c.stored[:0]
 	for _, cl := range classes {
 		if cl != own && !slices.Contains(c.stored, cl) && c.add(cl) {
