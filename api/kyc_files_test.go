@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -66,6 +67,15 @@ func TestDocumentFilesSwept(t *testing.T) {
 		}
 		if n, err := patient.Sweep(context.Background()); n != 0 || err != nil {
 			t.Fatalf("a sweep within the grace deleted %d files (%v)", n, err)
+		}
+		// A read model behind the log holds no sweep.
+		behind, err := blobs.NewSweeper(blobs.SweeperOptions{Store: s.blobs, Refs: s.kyc, Grace: time.Nanosecond,
+			Ready: func(context.Context) error { return errors.New("catching up") }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := behind.Sweep(context.Background()); n != 0 || !errors.Is(err, blobs.ErrNotReady) {
+			t.Fatalf("a sweep with the read model behind: %d files, %v", n, err)
 		}
 		if n := sweep(t, s); n != 1 {
 			t.Errorf("swept %d files, want the orphan", n)

@@ -30,6 +30,9 @@ type References interface {
 	Referenced(ctx context.Context, sums []string) (map[string]bool, error)
 }
 
+// ErrNotReady: a sweep was skipped, its references not being up to date (SweeperOptions.Ready).
+var ErrNotReady = errors.New("blobs: the documents' read model is behind; no sweep")
+
 // Defaults of SweeperOptions.
 const (
 	DefaultSweepGrace = 10 * time.Minute
@@ -45,7 +48,11 @@ type SweeperOptions struct {
 	// DefaultSweepGrace; it must be longer than an upload's request and the read model's lag.
 	Grace time.Duration
 	// Every is the pause between sweeps. Default DefaultSweepEvery.
-	Every  time.Duration
+	Every time.Duration
+	// Ready, when set, is asked before each sweep: nil when Refs knows every document appended
+	// until a moment ago (its read model is not behind the log). Otherwise the sweep is skipped,
+	// with the error: a read model catching up must not make named files look orphaned.
+	Ready  func(ctx context.Context) error
 	Logger *slog.Logger // nil discards
 }
 
@@ -89,6 +96,11 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 }
 
 func (s *Sweeper) sweep(ctx context.Context, before time.Time) (int, error) {
+	if s.o.Ready != nil {
+		if err := s.o.Ready(ctx); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrNotReady, err)
+		}
+	}
 	deleted := 0
 	var batch []string
 	flush := func() error {
@@ -145,6 +157,8 @@ func (s *Sweeper) Run(ctx context.Context) {
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, ErrNotReady):
+			s.o.Logger.Info("blob sweep skipped", "error", err)
 		case err != nil:
 			s.o.Logger.Warn("blob sweep failed", "error", err)
 		case n > 0:
