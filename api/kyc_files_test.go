@@ -101,3 +101,45 @@ func TestDocumentFilesSwept(t *testing.T) {
 		}
 	})
 }
+
+// Closing an account (DELETE /admin/users/{uid}, DELETE /resource/users/me) wakes the running
+// sweeper, which deletes the account's files without waiting for its next turn.
+func TestClosingAnAccountWakesTheSweeper(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, "sqlite", serverOptions{})
+	sw, err := blobs.NewSweeper(blobs.SweeperOptions{Store: s.blobs, Refs: s.kyc, Grace: time.Nanosecond, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.accounts.KYC.Sweeper = sw
+	gone := func(sum string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); blobFiles(t, s)[sum]; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the file %s is still there", sum)
+			}
+		}
+	}
+	ann, annTok := s.member(t, "ann")
+	_, adminTok := s.staff(t, "admin", domain.RoleAdmin)
+	fields := map[string]string{"doc_type": "passport", "doc_number": "X123"}
+	orphan := append(pngBytes(t), 1)
+	s.upload(t, annTok, map[string]string{"doc_type": "passport", "doc_number": "X1", "doc_expire": "2001-01-01"}, "o.png", "image/png", orphan).
+		want(t, http.StatusUnprocessableEntity)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sw.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-done
+	})
+	gone(blobs.Sum(orphan)) // the first sweep has run; the next is an hour away
+
+	img := pngBytes(t)
+	s.upload(t, annTok, fields, "p.png", "image/png", img).want(t, http.StatusCreated)
+	s.send(http.MethodDelete, "/api/v2/admin/users/"+ann, nil, adminTok).want(t, http.StatusNoContent)
+	gone(blobs.Sum(img))
+}
