@@ -136,6 +136,10 @@ type server struct {
 	sealer   *auth.Sealer
 	accounts *api.Accounts
 	db       *sqlx.DB // the read models' handle (on PostgreSQL, the store's pool)
+	hasher   *auth.PasswordHasher
+	keys     eventstore.KeyOwners
+	blobs    *blobs.Dir
+	kyc      *projections.KYCView
 }
 
 type serverOptions struct {
@@ -337,7 +341,7 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 			Outbox: courier.Lister{DB: db.DB, Dialect: dialect}}, CORSOrigins: o.cors,
 	})
 	return &server{h: validated(t, raw), raw: raw, store: store, clock: c, mail: mail, logs: logs, signer: signer, key: key, runtime: rt,
-		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db}
+		at: at, dialect: dialect, sealer: sealer, accounts: accounts, db: db, hasher: hasher, keys: keys, blobs: blobStore, kyc: kyc}
 }
 
 // profileView is the /users/me view: reading the user's stream version beside the profile (the

@@ -54,7 +54,8 @@ type Views struct {
 	// Ledger, with Events, serves GET /api/v2/admin/audit/verify, /audit/checkpoint and
 	// /audit/proofs/{inclusion,consistency} to EventReaders.
 	Ledger *audit.Ledger
-	// Outbox, when set, serves GET /api/v2/admin/courier/queue to OutboxReaders.
+	// Outbox, when set, serves GET /api/v2/admin/courier/queue to OutboxReaders, and POST
+	// /api/v2/admin/courier/queue/{id}/retry to OutboxRetriers.
 	Outbox OutboxLister
 }
 
@@ -70,6 +71,7 @@ func (v Views) register(r *mux.Router, signedIn func(http.Handler) http.Handler,
 	}
 	if v.Outbox != nil {
 		r.Handle("/api/v2/admin/courier/queue", signedIn(RequireRole(OutboxReaders...)(AdminOutboxHandler(v.Outbox, log)))).Methods(get...)
+		r.Handle("/api/v2/admin/courier/queue/{id}/retry", signedIn(RequireRole(OutboxRetriers...)(AdminOutboxRetryHandler(v.Outbox, log)))).Methods(http.MethodPost)
 	}
 	if v.Projections != nil {
 		r.Handle("/api/v2/admin/projections", signedIn(RequireRole(ProjectionReaders...)(ProjectionsHandler(v.Projections, log)))).Methods(get...)

@@ -462,6 +462,7 @@ func (a *accountRoutes) adminCloseAccount(w http.ResponseWriter, r *http.Request
 		return
 	}
 	a.caughtUp(r.Context(), res.Position)
+	a.closed()
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -57,6 +57,16 @@ type KYC struct {
 	Blobs blobs.Store
 	// MaxDocumentBytes bounds a file (0: DefaultMaxDocumentBytes).
 	MaxDocumentBytes int64
+	// Sweeper, when set, is woken when an account is closed, to delete the files its documents
+	// named (blobs.Sweeper).
+	Sweeper interface{ Wake() }
+}
+
+// closed wakes the files' sweeper after an account was closed.
+func (a *accountRoutes) closed() {
+	if a.KYC != nil && a.KYC.Sweeper != nil {
+		a.KYC.Sweeper.Wake()
+	}
 }
 
 // phoneJSON is Barong's Phone.

@@ -160,6 +160,7 @@ func (a *accountRoutes) deleteAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.caughtUp(r.Context(), res.Position)
+	a.closed()
 	w.WriteHeader(http.StatusNoContent)
 }
 

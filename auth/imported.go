@@ -13,7 +13,6 @@ import (
 	"hash"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -93,6 +92,7 @@ func CanonicalImportedHash(encoded string) (string, error) {
 type importedHash struct {
 	verify func(password string) bool
 	scheme string
+	class  string // HashCostClass
 }
 
 // ImportedScheme names the algorithm of a canonical imported hash ("bcrypt", "argon2i", ...), or
@@ -118,7 +118,7 @@ func parseImported(s string) (importedHash, error) {
 		if err := checkBcrypt(s); err != nil {
 			return importedHash{}, err
 		}
-		return importedHash{scheme: "bcrypt", verify: func(pw string) bool {
+		return importedHash{scheme: "bcrypt", class: bcryptClass(s), verify: func(pw string) bool {
 			return bcrypt.CompareHashAndPassword([]byte(s), []byte(pw)) == nil
 		}}, nil
 	case strings.HasPrefix(s, PrefixMeteorBcrypt):
@@ -126,7 +126,7 @@ func parseImported(s string) (importedHash, error) {
 		if err := checkBcrypt(inner); err != nil {
 			return importedHash{}, err
 		}
-		return importedHash{scheme: "bcrypt-sha256hex", verify: func(pw string) bool {
+		return importedHash{scheme: "bcrypt-sha256hex", class: bcryptClass(s), verify: func(pw string) bool {
 			sum := sha256.Sum256([]byte(pw))
 			return bcrypt.CompareHashAndPassword([]byte(inner), []byte(hex.EncodeToString(sum[:]))) == nil
 		}}, nil
@@ -135,7 +135,7 @@ func parseImported(s string) (importedHash, error) {
 		if err != nil {
 			return bad("%v", err)
 		}
-		return importedHash{scheme: "argon2id", verify: func(pw string) bool {
+		return importedHash{scheme: "argon2id", class: argon2Class("argon2id", p, len(salt), len(key)), verify: func(pw string) bool {
 			got := argon2.IDKey([]byte(pw), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
 			return subtle.ConstantTimeCompare(got, key) == 1
 		}}, nil
@@ -145,7 +145,7 @@ func parseImported(s string) (importedHash, error) {
 		if err != nil {
 			return bad("argon2i: %v", err)
 		}
-		return importedHash{scheme: "argon2i", verify: func(pw string) bool {
+		return importedHash{scheme: "argon2i", class: argon2Class("argon2i", p, len(salt), len(key)), verify: func(pw string) bool {
 			got := argon2.Key([]byte(pw), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
 			return subtle.ConstantTimeCompare(got, key) == 1
 		}}, nil
@@ -209,7 +209,8 @@ func parseScrypt(s string) (importedHash, error) {
 	if err1 != nil || err2 != nil || len(salt) == 0 || len(key) < minKeyLength {
 		return importedHash{}, fmt.Errorf("%w: scrypt salt or hash is not base64, or too short", ErrUnsupportedHash)
 	}
-	return importedHash{scheme: "scrypt", verify: func(pw string) bool {
+	class := "$scrypt$" + parts[2] + "$" + zeros64(len(salt)) + "$" + zeros64(len(key))
+	return importedHash{scheme: "scrypt", class: class, verify: func(pw string) bool {
 		got, err := scrypt.Key([]byte(pw), salt, 1<<ln, r, p, len(key))
 		return err == nil && subtle.ConstantTimeCompare(got, key) == 1
 	}}, nil
@@ -240,7 +241,8 @@ func parsePBKDF2(s string) (importedHash, error) {
 	if err1 != nil || err2 != nil || len(salt) == 0 || len(key) < minKeyLength {
 		return importedHash{}, fmt.Errorf("%w: pbkdf2 salt or hash is not base64, or too short", ErrUnsupportedHash)
 	}
-	return importedHash{scheme: parts[1], verify: func(pw string) bool {
+	class := fmt.Sprintf("$%s$i=%d$%s$%s", parts[1], iter, zeros64(len(salt)), zeros64(len(key)))
+	return importedHash{scheme: parts[1], class: class, verify: func(pw string) bool {
 		got, err := pbkdf2.Key(newHash, pw, salt, iter, len(key))
 		return err == nil && subtle.ConstantTimeCompare(got, key) == 1
 	}}, nil
@@ -300,21 +302,16 @@ func werkzeugPBKDF2(s string) (string, error) {
 	return canonicalPBKDF2(method[1], method[2], []byte(parts[1]), key), nil
 }
 
-// verifyImported verifies password against a canonical imported hash, in a hashing slot.
+// verifyImported verifies password against a canonical imported hash, in a hashing slot. How
+// long it takes is for PadFailure and DummyVerify to even out (hashcost.go).
 func (h *PasswordHasher) verifyImported(password, encoded string) (bool, error) {
 	ih, err := parseImported(encoded)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrInvalidHash, err)
 	}
-	start := time.Now()
+	h.classes.observe(ih.class)
 	h.slots <- struct{}{}
 	ok := ih.verify(password)
 	<-h.slots
-	// A fast imported hash (cheap bcrypt, few PBKDF2 rounds) answers no sooner than an argon2id
-	// one, so it does not tell a known login from an unknown one (DummyVerify). A slower one
-	// still does, until the user's first sign-in replaces it: README.md says so.
-	if wait := time.Duration(h.floor.Load()) - time.Since(start); wait > 0 {
-		time.Sleep(wait)
-	}
 	return ok, nil
 }

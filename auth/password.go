@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -74,9 +72,9 @@ type PasswordHasher struct {
 	params Params
 	dummy  string        // a hash of a random password, for DummyVerify
 	slots  chan struct{} // one per hash allowed to run at once
-	// floor is how long one argon2id hash took (nanoseconds, the fastest seen): a faster imported
-	// hash is padded to it, so that it answers no sooner than an unknown login's DummyVerify.
-	floor atomic.Int64
+	// classes are the cost classes of the stored hashes that failed checks are padded with
+	// (hashcost.go).
+	classes costClasses
 }
 
 // NewPasswordHasher returns a hasher that hashes with p. Building it computes one hash (the dummy
@@ -86,9 +84,7 @@ func NewPasswordHasher(p Params) (*PasswordHasher, error) {
 		return nil, err
 	}
 	h := &PasswordHasher{params: p, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
-	start := time.Now()
 	h.dummy = h.Hash(rand.Text())
-	h.floor.Store(int64(time.Since(start)))
 	return h, nil
 }
 
@@ -119,22 +115,11 @@ func (h *PasswordHasher) Verify(password, encoded string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	start := time.Now()
+	if p != h.params {
+		h.classes.observe(argon2Class("argon2id", p, len(salt), len(key)))
+	}
 	got := h.derive(password, salt, p)
-	if p == h.params {
-		h.observe(time.Since(start))
-	}
 	return subtle.ConstantTimeCompare(got, key) == 1, nil
-}
-
-// observe keeps the fastest time of an argon2id hash with the hasher's parameters.
-func (h *PasswordHasher) observe(d time.Duration) {
-	for {
-		cur := h.floor.Load()
-		if cur != 0 && int64(d) >= cur || h.floor.CompareAndSwap(cur, int64(d)) {
-			return
-		}
-	}
 }
 
 // derive computes one argon2id key when a slot is free.
@@ -144,10 +129,12 @@ func (h *PasswordHasher) derive(password string, salt []byte, p Params) []byte {
 	return argon2.IDKey([]byte(password), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLength)
 }
 
-// DummyVerify spends the time of a Verify and returns nothing: the sign-in of an unknown login
-// calls it, so that the answer takes as long as a wrong password of a known user.
+// DummyVerify spends the work of a failed Verify and its PadFailure, and returns nothing: the
+// sign-in of an unknown login calls it, so that the answer takes as long as a wrong password of
+// a known user, whatever the algorithm and costs of that user's hash.
 func (h *PasswordHasher) DummyVerify(password string) {
 	_, _ = h.Verify(password, h.dummy)
+	h.spend(password, "")
 }
 
 // NeedsRehash reports whether encoded was made with other parameters than the hasher's (or is

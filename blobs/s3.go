@@ -75,11 +75,8 @@ func (s *S3) Put(ctx context.Context, sum string, r io.Reader) error {
 	if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != sum {
 		return fmt.Errorf("%w: want %s", ErrHashMismatch, sum)
 	}
-	if _, err := s.client.StatObject(ctx, s.bucket, s.key(sum), minio.StatObjectOptions{}); err == nil {
-		return nil
-	} else if !notFound(err) {
-		return fmt.Errorf("blobs: S3 stat %s: %w", sum, err)
-	}
+	// Written even when it is there: its LastModified is the sweeper's grace (a document may
+	// be about to name it).
 	_, err = s.client.PutObject(ctx, s.bucket, s.key(sum), bytes.NewReader(b), int64(len(b)),
 		minio.PutObjectOptions{ContentType: "application/octet-stream", SendContentMd5: true})
 	if err != nil {

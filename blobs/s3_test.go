@@ -87,4 +87,5 @@ func TestS3(t *testing.T) {
 	if len(keys) != 1 || keys[0] != "documents/"+blobs.Sum([]byte("%PDF-1.4 a document")) {
 		t.Fatalf("objects %v", keys)
 	}
+	testSweepable(t, s)
 }

@@ -275,6 +275,8 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 			h.done(ctx, false, a.counters...)
 			return SignInResult{}, err
 		}
+		// The work of the other hash cost classes present, as an unknown login's DummyVerify does.
+		h.hasher.PadFailure(cmd.Password, u.PasswordHash())
 		recording := time.Now()
 		h.recordFailure(ctx, cmd, uid, domain.LoginFailureInvalidPassword, now)
 		// What an unknown login skips: reading the user and recording the failure (not the

@@ -316,21 +316,45 @@ func Queue(ctx context.Context, db *sql.DB, dialect migrations.Dialect, limit in
 	if err != nil {
 		return nil, fmt.Errorf("courier: list the queue: %w", err)
 	}
+	return queuedOf(rows), nil
+}
+
+// queuedOf is what the admin route shows of rows.
+func queuedOf(rows []row) []Queued {
 	out := make([]Queued, len(rows))
 	for i, r := range rows {
 		out[i] = Queued{ID: r.ID.String(), Kind: r.Kind, Channel: r.Channel, UID: r.UID, CreatedAt: r.CreatedAt,
 			ExpiresAt: r.ExpiresAt, NextAttemptAt: r.NextAt, Attempts: r.Attempts, LastError: r.LastError, Dead: r.Dead}
 	}
-	return out, nil
+	return out
 }
 
-// Lister lists the outbox of a database; the admin route uses it.
+// Lister lists the outbox of a database, and retries its messages; the admin routes use it.
 type Lister struct {
 	DB      *sql.DB
 	Dialect migrations.Dialect
+	// Wake, when set, is called after a Retry: the courier of this process reads the queue
+	// now (Courier.Wake). Another replica's finds the message at its next poll.
+	Wake func()
 }
 
 // Queue returns up to limit messages, oldest first, without their payload.
 func (l Lister) Queue(ctx context.Context, limit int) ([]Queued, error) {
 	return Queue(ctx, l.DB, l.Dialect, limit)
+}
+
+// Page returns one page of the queue and the number of messages in it (QueuePage).
+func (l Lister) Page(ctx context.Context, page, limit int) ([]Queued, int, error) {
+	return QueuePage(ctx, l.DB, l.Dialect, page, limit)
+}
+
+// Retry makes the message due now (see Retry) and wakes the courier.
+func (l Lister) Retry(ctx context.Context, id string) error {
+	if err := Retry(ctx, l.DB, l.Dialect, id, time.Now()); err != nil {
+		return err
+	}
+	if l.Wake != nil {
+		l.Wake()
+	}
+	return nil
 }

@@ -181,7 +181,7 @@ func codeIn(t testing.TB, text string) string {
 	t.Helper()
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
-		if strings.HasSuffix(strings.TrimSpace(l), "code:") {
+		if strings.HasSuffix(strings.ToLower(strings.TrimSpace(l)), "code:") { // en and de
 			for _, next := range lines[i+1:] {
 				if s := strings.TrimSpace(next); s != "" {
 					return s
@@ -751,6 +751,54 @@ func TestPhoneCodeBySMS(t *testing.T) {
 			}
 			if _, err := e.app.Commands.VerifyPhone.Handle(ctx, commands.VerifyPhone{UID: uid, PhoneNumber: "+14155552671", Code: code}); err != nil {
 				t.Fatalf("the texted code does not verify the phone: %v", err)
+			}
+		})
+	}
+}
+
+// TestRetryDeadMessage: a dead message retried (the admin route's Lister.Retry) is live again
+// with a fresh round of attempts, and the courier, woken, delivers it once the server is back.
+func TestRetryDeadMessage(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, b)
+			srv := smtptest.Start(t)
+			srv.Stop()
+			c := e.courier(t, e.smtpSender(t, srv), func(o *courier.Options) { o.MaxAttempts = 2 })
+			if _, err := e.app.Commands.RegisterUser.Handle(context.Background(), commands.RegisterUser{Email: "again@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				drain(t, c)
+				e.skew.Add(int64(time.Hour))
+			}
+			q := e.queue(t)
+			if len(q) != 1 || !q[0].Dead {
+				t.Fatalf("queue: %+v, want one dead message", q)
+			}
+			srv.Restart()
+			woken := false
+			l := courier.Lister{DB: e.db, Dialect: e.b.dialect, Wake: func() { woken = true }}
+			if err := l.Retry(context.Background(), q[0].ID); err != nil {
+				t.Fatal(err)
+			}
+			if page, total, err := l.Page(context.Background(), 1, 10); err != nil || total != 1 || page[0].Dead || page[0].Attempts != 0 {
+				t.Fatalf("after the retry: %+v, %d, %v", page, total, err)
+			}
+			if !woken {
+				t.Error("the retry did not wake the courier")
+			}
+			drain(t, c)
+			if q := e.queue(t); len(q) != 0 {
+				t.Fatalf("still queued: %+v", q)
+			}
+			if m := srv.Messages(); len(m) != 1 {
+				t.Fatalf("%d messages delivered, want 1", len(m))
+			}
+			if err := l.Retry(context.Background(), q[0].ID); !errors.Is(err, courier.ErrNotQueued) {
+				t.Errorf("retry of a delivered message: %v, want ErrNotQueued", err)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/courier"
@@ -81,5 +83,87 @@ func TestHandOffToNATS(t *testing.T) {
 	}
 	if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: ce.Data.Payload["token"]}); err != nil {
 		t.Fatalf("the handed-off code does not confirm: %v", err)
+	}
+}
+
+// TestHandOffSealsCodes: with a mailer's curve key set, the code reaches NATS sealed to that key:
+// the notification carries no token, and the mailer opens the sealed one, which completes
+// sign-up.
+func TestHandOffSealsCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := eventbus.StartServer(eventbus.ServerOptions{StoreDir: dir, CredentialsDir: filepath.Join(dir, "keys")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := eventbus.NewEventSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := eventbus.NewClient(eventbus.ClientOptions{URL: srv.ClientURL(), Credentials: srv.CredentialsFile(eventbus.UserIdlog), Signer: signer, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	notifier, err := eventbus.NewNotifier(eventbus.NotifierOptions{Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailerKey, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailerPub, _ := mailerKey.PublicKey()
+
+	e := newEnv(t, backends()[0])
+	ctx := context.Background()
+	if _, err := e.app.Commands.RegisterUser.Handle(ctx, commands.RegisterUser{Email: "sealed@example.com", Password: "Correct-Horse-9-battery"}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, e.courier(t, courier.HandOff{Notifier: notifier, SealTo: mailerPub}, nil))
+
+	// The mailer reads with its own NATS user, as README.md says.
+	opt, err := nats.NkeyOptionFromSeed(srv.CredentialsFile(eventbus.UserMailer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), opt, nats.CustomInboxPrefix(eventbus.MailerInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cons, err := js.OrderedConsumer(ctx, eventbus.NotificationsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce struct{ Data eventbus.Notification }
+	if err := json.Unmarshal(m.Data(), &ce); err != nil {
+		t.Fatal(err)
+	}
+	p := ce.Data.Payload
+	if _, ok := p["token"]; ok || p["sealed_token"] == "" || p["sealed_by"] == "" {
+		t.Fatalf("payload %v, want sealed_token and sealed_by, no token", p)
+	}
+	sealed, err := base64.StdEncoding.DecodeString(p["sealed_token"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := mailerKey.Open(sealed, p["sealed_by"])
+	if err != nil {
+		t.Fatalf("the mailer cannot open the code: %v", err)
+	}
+	other, _ := nkeys.CreateCurveKeys()
+	if _, err := other.Open(sealed, p["sealed_by"]); err == nil {
+		t.Error("another key opens the code")
+	}
+	if _, err := e.app.Commands.VerifyEmail.Handle(ctx, commands.VerifyEmail{Token: string(token)}); err != nil {
+		t.Fatalf("the opened code does not confirm: %v", err)
 	}
 }

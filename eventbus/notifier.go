@@ -25,7 +25,7 @@ const maxKindLen = 64
 type NotifierOptions struct {
 	// Client is the NATS connection. Required.
 	Client *Client
-	// MaxAge is how long IDLOG_NOTIFICATIONS keeps a notification. Default
+	// MaxAge is how long IDLOG_NOTIFICATIONS keeps a notification, read or not. Default
 	// DefaultNotificationMaxAge.
 	MaxAge time.Duration
 	// Source is the CloudEvents source of the messages. Default DefaultSource.
@@ -36,7 +36,9 @@ type NotifierOptions struct {
 
 // Notifier publishes what a mailer or an SMS sender needs to reach a user, one-shot secrets
 // included (email codes, reset tokens), on idlog.notifications.<kind> to IDLOG_NOTIFICATIONS: a
-// stream kept in memory for MaxAge, apart from the event log, which never holds such secrets.
+// stream kept on file for MaxAge (a NATS restart loses no unread code), apart from the event log,
+// which never holds such secrets. A memory-backed IDLOG_NOTIFICATIONS that an older idlog made is
+// moved to file storage at first use, its messages kept (see moveNotificationsToFile).
 // Safe for concurrent use.
 type Notifier struct {
 	opts   NotifierOptions
@@ -60,12 +62,12 @@ func NewNotifier(o NotifierOptions) (*Notifier, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
 	}
-	return &Notifier{opts: o, stream: &streamHandle{client: o.Client, config: jetstream.StreamConfig{
+	return &Notifier{opts: o, stream: &streamHandle{client: o.Client, prepare: moveNotificationsToFile, config: jetstream.StreamConfig{
 		Name:        NotificationsStream,
-		Description: "idlog's notifications for mailers and SMS senders; one-shot secrets, kept briefly and in memory",
+		Description: "idlog's notifications for mailers and SMS senders; one-shot secrets, kept briefly",
 		Subjects:    []string{NotificationsSubjects},
 		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.MemoryStorage,
+		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      o.MaxAge,
 		MaxBytes:    -1,

@@ -37,8 +37,8 @@ func TestNotifierPublishesToItsOwnShortLivedStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := st.CachedInfo().Config
-	if cfg.Storage != jetstream.MemoryStorage || cfg.MaxAge != time.Hour || len(cfg.Subjects) != 1 || cfg.Subjects[0] != "idlog.notifications.>" {
-		t.Errorf("stream config %+v, want memory storage, 1h max age, idlog.notifications.>", cfg)
+	if cfg.Storage != jetstream.FileStorage || cfg.MaxAge != time.Hour || len(cfg.Subjects) != 1 || cfg.Subjects[0] != "idlog.notifications.>" {
+		t.Errorf("stream config %+v, want file storage, 1h max age, idlog.notifications.>", cfg)
 	}
 	m, err := st.GetLastMsgForSubject(ctx, "idlog.notifications.email_confirmation")
 	if err != nil {

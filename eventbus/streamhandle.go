@@ -14,6 +14,8 @@ import (
 type streamHandle struct {
 	client *Client
 	config jetstream.StreamConfig
+	// prepare, if set, runs before the stream is created or updated (a storage move).
+	prepare func(context.Context, jetstream.JetStream, jetstream.StreamConfig) error
 
 	mu     sync.Mutex
 	js     jetstream.JetStream
@@ -36,6 +38,11 @@ func (h *streamHandle) jetStream(ctx context.Context) (jetstream.JetStream, erro
 		h.jsConn, h.ready = nc, false
 	}
 	if !h.ready {
+		if h.prepare != nil {
+			if err := h.prepare(ctx, h.js, h.config); err != nil {
+				return nil, err
+			}
+		}
 		if _, err := ensureStream(ctx, h.js, h.config); err != nil {
 			return nil, err
 		}

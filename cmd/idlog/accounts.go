@@ -65,6 +65,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	m.costClasses = keepCostClasses(m.passwordClasses, hasher, log)
 	var levels domain.Levels // the zero ladder is the default one
 	if a.Levels != "" {
 		if levels, err = domain.ParseLevels(a.Levels); err != nil {
@@ -121,11 +122,15 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	kyc := &api.KYC{Records: m.kyc, Blobs: blobStore}
+	if sweeper := startBlobSweeper(m, blobStore, log); sweeper != nil {
+		kyc.Sweeper = sweeper
+	}
 	log.Info("accounts ready", "signing_key", cfg.SigningKeyPath(), "kid", signer.KeyID(), "secret_key", cfg.SecretKeyPath())
 	return &api.Accounts{
 		App: app, Users: usersView{m.reads.users}, Tokens: signer, Projections: m.reads.waiter,
 		Labels: m.reads.labels, Wallets: m.reads.wallet, Profiles: m.reads.profiles, UserProfiles: m.userProfiles,
-		KYC: &api.KYC{Records: m.kyc, Blobs: blobStore},
+		KYC: kyc,
 		Admin: &api.AdminUsers{
 			Users: m.reads.users, Activity: m.reads.activity, Metrics: m.reads.activity,
 			// GET /api/v2/admin/users/{uid}?as_of= folds the user's events up to then.

@@ -64,8 +64,15 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		email, closeEmail = s, func() { _ = s.Close() }
 		log.Info("the courier sends e-mail by SMTP", "smtp_url", config.RedactURL(cfg.Courier.SMTPURL))
 	case cfg.Courier.NATS:
-		email = courier.HandOff{Notifier: notifier}
-		log.Info("the courier hands e-mail codes to NATS")
+		email = courier.HandOff{Notifier: notifier, SealTo: cfg.Courier.NATSSealTo}
+		switch {
+		case cfg.Courier.NATSSealTo != "":
+			log.Info("the courier hands e-mail codes to NATS, sealed to the mailer's key", "seal_to", cfg.Courier.NATSSealTo)
+		case cfg.NATSURL != "":
+			log.Warn("the courier hands e-mail codes to an external NATS server in plain: whoever its operator lets read idlog.notifications.> reads them; set IDLOG_COURIER_NATS_SEAL_TO to seal them")
+		default:
+			log.Info("the courier hands e-mail codes to NATS; only the embedded server's mailer user reads them")
+		}
 	default:
 		email = courier.Mailbox{Dir: cfg.MailboxDir(), From: cfg.MailFrom()}
 		log.Info("the courier delivers e-mail to the local mailbox (read it with idlog courier ls); set IDLOG_SMTP_URL to send it", "mailbox", cfg.MailboxDir())
@@ -101,7 +108,7 @@ func startCourier(ctx context.Context, cfg config.Config, store eventstore.Store
 		defer close(done)
 		_ = c.Run(cctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return &postOffice{outbox: wakingOutbox{outbox, c}, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect}, stop: func() {
+	return &postOffice{outbox: wakingOutbox{outbox, c}, lister: courier.Lister{DB: m.db.DB, Dialect: m.dialect, Wake: c.Wake}, stop: func() {
 		cancel()
 		<-done
 		if closeEmail != nil {

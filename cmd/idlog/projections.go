@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
@@ -66,10 +67,15 @@ type readModels struct {
 	// the read replica does not route it yet.
 	userProfiles *projections.UserProfilesView
 	// kyc is the phones, documents and data storage read model, read on the primary too.
-	kyc      *projections.KYCView
-	profiles *projections.ProfileView // the three above in one query, for GET /users/me
-	apiKeys  *projections.APIKeysView // read on the primary, as userProfiles
-	runtime  *projections.Runtime
+	kyc *projections.KYCView
+	// passwordClasses lists the cost classes of imported hashes; costClasses feeds them to
+	// serve's password hasher.
+	passwordClasses *projections.PasswordClassesView
+	costClasses     *costClassesKeeper
+	stopSweeper     func()                   // the documents' files sweeper (startBlobSweeper), if any
+	profiles        *projections.ProfileView // the three above in one query, for GET /users/me
+	apiKeys         *projections.APIKeysView // read on the primary, as userProfiles
+	runtime         *projections.Runtime
 	// reads are the views the API queries: these above, or routed through the read replica
 	// (useReadReplica), which replicaDB then holds.
 	reads     readViews
@@ -127,10 +133,11 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 	m.userProfiles = projections.NewUserProfilesView(m.db, dialect)
 	m.kyc = projections.NewKYCView(m.db, dialect)
 	m.apiKeys = projections.NewAPIKeysView(m.db, dialect)
+	m.passwordClasses = projections.NewPasswordClassesView(m.db, dialect, auth.CostClass)
 	rt, err := projections.New(projections.Options{
 		DB: m.db, Dialect: dialect, Store: store, Logger: log, Metrics: metrics, LogInDB: logInDB, Lease: leases,
 		SharedProgress: sharedProgress(store, leases), RebuildBatchSize: rebuildBatch,
-	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.kyc, m.apiKeys)
+	}, m.users, m.activity, m.labels, m.wallet, m.sessions, m.userProfiles, m.kyc, m.apiKeys, m.passwordClasses)
 	if err != nil {
 		m.close()
 		return nil, err
@@ -142,6 +149,10 @@ func openReadModels(ctx context.Context, cfg config.Config, store eventstore.Sto
 
 // close stops the runtime, if it was started, and closes what openReadModels opened.
 func (m *readModels) close() {
+	m.costClasses.close()
+	if m.stopSweeper != nil {
+		m.stopSweeper()
+	}
 	if m.runtime != nil {
 		m.runtime.Stop()
 	}

@@ -169,6 +169,8 @@ type setting struct {
 	env, flag, def, usage string
 	// secret: the value is a URL that may carry a password, shown redacted.
 	secret bool
+	// hidden: a bad value is never shown (it may be a key's seed given by mistake).
+	hidden bool
 	apply  func(c *Config, v string) error
 }
 
@@ -438,6 +440,9 @@ func (f *Flags) Load(getenv func(string) string) (Config, error) {
 		if err := s.apply(&c, v); err != nil {
 			if s.secret {
 				v = RedactURL(v)
+			}
+			if s.hidden {
+				v = "(hidden)"
 			}
 			errs = append(errs, &InvalidError{Source: source, Value: v, Reason: err.Error()})
 		}

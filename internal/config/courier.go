@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/nats-io/nkeys"
 )
 
 // Courier are the settings of message delivery (package courier). The zero value delivers e-mail
@@ -24,6 +26,9 @@ type Courier struct {
 	// NATS hands e-mail messages (kind, address, code) to the NATS notifications subject instead
 	// of sending them, for teams with their own mailer.
 	NATS bool
+	// NATSSealTo, when set, is the mailer's public curve key (an NATS xkey): codes handed to NATS
+	// are sealed to it.
+	NATSSealTo string
 	// SMSURL, when set, receives SMS by HTTP POST in SMSFormat ("twilio" or "webhook").
 	SMSURL, SMSFormat, SMSFrom, SMSUser, SMSPassword string
 }
@@ -31,7 +36,7 @@ type Courier struct {
 // LogValue leaves passwords out.
 func (c Courier) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("public_url", c.PublicURL), slog.String("smtp_url", RedactURL(c.SMTPURL)),
-		slog.String("mail_from", c.MailFrom), slog.String("templates_dir", c.TemplatesDir), slog.Bool("nats", c.NATS),
+		slog.String("mail_from", c.MailFrom), slog.String("templates_dir", c.TemplatesDir), slog.Bool("nats", c.NATS), slog.String("nats_seal_to", c.NATSSealTo),
 		slog.String("sms_url", RedactURL(c.SMSURL)), slog.String("sms_format", c.SMSFormat), slog.Bool("sms_password", c.SMSPassword != ""))
 }
 
@@ -107,6 +112,17 @@ var courierSettings = []setting{
 				return errors.New("want true or false")
 			}
 			c.Courier.NATS = b
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_COURIER_NATS_SEAL_TO", flag: "courier-nats-seal-to", hidden: true,
+		usage: "the mailer's public curve `xkey` (X...): codes handed to NATS are sealed to it (nkeys Seal), as sealed_token and sealed_by",
+		apply: func(c *Config, v string) error {
+			if !nkeys.IsValidPublicCurveKey(v) {
+				return errors.New("want a public curve key (nk -gen curve -pubout; it starts with X)")
+			}
+			c.Courier.NATSSealTo = v
 			return nil
 		},
 	},
