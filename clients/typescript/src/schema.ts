@@ -340,6 +340,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/identity/introspect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Token introspection (RFC 7662) for resource servers
+         * @description `token` is an access token. The answer is `{"active": false}` for a token that does not
+         *     verify, has expired, or whose session ended (sign-out, ban, password change): at once, not at
+         *     its expiry. An active token's answer carries `sub`, `sid`, `role`, `level`, `email`, `exp`,
+         *     `iat`. No `token`: `400 identity.introspect.missing_token`. Idempotency-Key is ignored.
+         */
+        post: operations["introspectToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/identity/users/access": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Whitelist the caller's address with a whitelink token
+         * @description Adds a `whitelist` restriction of scope `ip` for the client's address (no restriction
+         *     applies to this path at the gateway). A wrong token: `422 identity.access.invalid_token`,
+         *     counted per address by the attempt limiter (`429 identity.access.too_many_attempts`); an
+         *     expired one: `422 identity.access.expired_token`.
+         */
+        post: operations["useWhitelink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/identity/sessions/refresh": {
         parameters: {
             query?: never;
@@ -715,6 +761,262 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/resource/api_keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The signed-in user's API keys, without their secrets
+         * @description Oldest first, paginated (`Total`, `Page`, `Per-Page` headers). A request authenticated by an
+         *     API key cannot manage keys: `403 resource.api_key.session_required`.
+         */
+        get: operations["myAPIKeys"];
+        put?: never;
+        /**
+         * Create an API key (2FA required); its secret is in this answer only
+         * @description Needs two-factor authentication on (`400 resource.api_key.2fa_disabled`) and a current
+         *     `totp_code` (422 `resource.api_key.invalid_totp`, counted by the attempt limiter: `429
+         *     resource.api_key.too_many_attempts`). `algorithm` is `HS256`, `HS384` or `HS512`
+         *     (`resource.api_key.invalid_algorithm`); `kid` is drawn (16 hex digits) unless given
+         *     (`resource.api_key.kid_taken` if another key holds it); `scope` is comma separated or an
+         *     array (`resource.api_key.invalid_scope`); at most 50 keys a user
+         *     (`resource.api_key.limit_reached`); other malformed fields are
+         *     `resource.api_key.invalid_params`. The secret is kept only sealed, so Idempotency-Key is
+         *     ignored here: a retry makes another key.
+         *
+         *     A request signed with a key carries `X-Auth-Apikey` (the kid), `X-Auth-Nonce` (milliseconds
+         *     since the epoch, within 5 s of the server's clock) and `X-Auth-Signature`, the hex HMAC
+         *     (the key's algorithm) of nonce + kid with the secret. Refusals, all 401:
+         *     `authz.invalid_api_key_headers`, `authz.nonce_expired`, `authz.nonce_reused`,
+         *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
+         *     `authz.disabled_2fa`; wrong
+         *     signatures are counted per key (`429 authz.too_many_attempts`).
+         */
+        post: operations["createAPIKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/api_keys/{kid}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                kid: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an API key, with a TOTP code (`totp_code` in the query, or the body) */
+        delete: operations["deleteAPIKey"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an API key's scopes or state (active, disabled), with a TOTP code
+         * @description Codes as on creation; an unknown kid: `404 resource.api_key.doesnt_exist`.
+         */
+        patch: operations["changeAPIKey"];
+        trace?: never;
+    };
+    "/api/v2/admin/api_keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's API keys, without their secrets
+         * @description Needs the `read_users` ability. `uid` is required (`admin.api_key.missing_uid`). Paginated.
+         */
+        get: operations["adminAPIKeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/permissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The gateway's permissions, by id
+         * @description Needs the `read_access_policy` ability. Paginated (`Total`, `Page`, `Per-Page`).
+         */
+        get: operations["listPermissions"];
+        /**
+         * Change a permission's fields (id required)
+         * @description Unknown id: `404 admin.permission.doesnt_exist`.
+         */
+        put: operations["updatePermission"];
+        /**
+         * Add a permission (role, verb or ALL, path prefix, action ACCEPT, DROP or AUDIT, topic)
+         * @description Needs `write_access_policy`. Kept as an event (`PermissionCreated`) of the `access-policy`
+         *     stream; every replica applies it within a second. Bad fields:
+         *     `admin.permission.invalid_role|verb|path|action|topic`, missing ones
+         *     `admin.permission.missing_<field>`.
+         */
+        post: operations["createPermission"];
+        /** Remove a permission (id in the query) */
+        delete: operations["deletePermission"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/restrictions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The gateway's restrictions, by id (filter by scope or category)
+         * @description Needs the `read_access_policy` ability. Paginated (`Total`, `Page`, `Per-Page`).
+         */
+        get: operations["listRestrictions"];
+        /**
+         * Change a restriction's fields (id required)
+         * @description Unknown id: `404 admin.restriction.doesnt_exist`.
+         */
+        put: operations["updateRestriction"];
+        /**
+         * Add a restriction (category, scope, value, state, code)
+         * @description Needs `write_access_policy`. Categories, in precedence: `whitelist` (lets through),
+         *     `maintenance`, `blacklist`, `blocklogin` (sign-in only); scopes, in matching order: `all`,
+         *     `ip`, `ip_subnet`, `continent`, `country` (from the GeoIP database). `code` defaults to
+         *     Barong's (471 maintenance; 423 country or continent; 403 ip_subnet; 401 ip and all). Bad
+         *     fields: `admin.restriction.invalid_category|scope|value|state|code`; the same category,
+         *     scope and value twice: `admin.restriction.already_exists`.
+         */
+        post: operations["createRestriction"];
+        /** Remove a restriction (id in the query) */
+        delete: operations["deleteRestriction"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/restrictions/whitelink": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A time-limited token that whitelists the address of whoever uses it
+         * @description Needs `write_access_policy`. Valid for `expire_time` of `range` (`s`, `m`, `h`, `d`;
+         *     default 24 hours, at most 30 days: `admin.restriction.invalid_expire_time`). The token is
+         *     sealed, never stored; POST it to `/api/v2/identity/users/access`.
+         */
+        post: operations["createWhitelink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/auth/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * Authz for a forward-auth gateway (GET of the original request)
+         * @description The gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks before
+         *     every request to an upstream service. The original path is the part after `/api/v2/auth/`
+         *     (or, when empty, `X-Original-URI` / `X-Forwarded-Uri`); the original method is
+         *     `X-Original-Method` / `X-Forwarded-Method`, else this request's. In order: restrictions
+         *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
+         *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
+         *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
+         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
+         *     short-lived), and `X-User-UID`.
+         */
+        get: operations["authorizeGet"];
+        /**
+         * Authz for a forward-auth gateway (PUT of the original request)
+         * @description The gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks before
+         *     every request to an upstream service. The original path is the part after `/api/v2/auth/`
+         *     (or, when empty, `X-Original-URI` / `X-Forwarded-Uri`); the original method is
+         *     `X-Original-Method` / `X-Forwarded-Method`, else this request's. In order: restrictions
+         *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
+         *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
+         *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
+         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
+         *     short-lived), and `X-User-UID`.
+         */
+        put: operations["authorizePut"];
+        /**
+         * Authz for a forward-auth gateway (POST of the original request)
+         * @description The gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks before
+         *     every request to an upstream service. The original path is the part after `/api/v2/auth/`
+         *     (or, when empty, `X-Original-URI` / `X-Forwarded-Uri`); the original method is
+         *     `X-Original-Method` / `X-Forwarded-Method`, else this request's. In order: restrictions
+         *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
+         *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
+         *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
+         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
+         *     short-lived), and `X-User-UID`.
+         */
+        post: operations["authorizePost"];
+        /**
+         * Authz for a forward-auth gateway (DELETE of the original request)
+         * @description The gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks before
+         *     every request to an upstream service. The original path is the part after `/api/v2/auth/`
+         *     (or, when empty, `X-Original-URI` / `X-Forwarded-Uri`); the original method is
+         *     `X-Original-Method` / `X-Forwarded-Method`, else this request's. In order: restrictions
+         *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
+         *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
+         *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
+         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
+         *     short-lived), and `X-User-UID`.
+         */
+        delete: operations["authorizeDelete"];
+        options?: never;
+        head?: never;
+        /**
+         * Authz for a forward-auth gateway (PATCH of the original request)
+         * @description The gateway (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`) asks before
+         *     every request to an upstream service. The original path is the part after `/api/v2/auth/`
+         *     (or, when empty, `X-Original-URI` / `X-Forwarded-Uri`); the original method is
+         *     `X-Original-Method` / `X-Forwarded-Method`, else this request's. In order: restrictions
+         *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
+         *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
+         *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
+         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
+         *     short-lived), and `X-User-UID`.
+         */
+        patch: operations["authorizePatch"];
+        trace?: never;
+    };
     "/api/v2/admin/users": {
         parameters: {
             query?: never;
@@ -777,6 +1079,34 @@ export interface paths {
         post?: never;
         /** Close a user's account for good */
         delete: operations["adminCloseAccount"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/{uid}/personal-data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uid: components["parameters"]["UIDPath"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Erase a user's personal data (crypto-shredding)
+         * @description Needs `erase_personal_data` (superadmin, admin, compliance). Closes the account if it is open
+         *     (sessions end, email and username are released), records `UserErased`, then destroys the
+         *     user's data key: every personal field of their events (email, username, names, address,
+         *     free data, IP address and user agent) reads `[erased]` from then on, in the read models, the
+         *     as-of view and on NATS. The log and every audit proof stay valid. Erasing again changes
+         *     nothing and answers 204. `admin.personal_data.erasure_unavailable` (503) with an event store
+         *     that does not seal personal data (EventStoreDB).
+         */
+        delete: operations["adminErasePersonalData"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1052,6 +1382,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v2/admin/courier/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Messages waiting for delivery (codes, security notices), without their content
+         * @description Needs `read_events`. A page of the outbox, oldest first: kind, channel, user, attempts, next
+         *     attempt, last error, and whether delivery gave up (`dead`). The recipient and the content
+         *     are sealed in the outbox and never listed.
+         */
+        get: operations["adminCourierQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/courier/queue/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver a queued message now
+         * @description Needs `read_projections` (superadmin, admin). The message is due now with a fresh round of
+         *     attempts: a dead one (delivery gave up) lives again, a live one skips the rest of its
+         *     backoff. The courier of the replica that answers is woken; another replica's finds it at its
+         *     next poll. `admin.courier.doesnt_exist` (404) when no message of that id is queued (delivered,
+         *     expired, or never there); `admin.courier.expired` (422) when it is past its expiry.
+         */
+        post: operations["adminCourierRetry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v2/admin/events": {
         parameters: {
             query?: never;
@@ -1151,6 +1527,231 @@ export interface paths {
         get: operations["adminAuditConsistencyProof"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/phones": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user's phones, oldest first */
+        get: operations["myPhones"];
+        put?: never;
+        /**
+         * Add a phone; a one-time code is sent to it
+         * @description `phone_number` with its country code (`+` optional); it is parsed and normalised to E.164 with
+         *     libphonenumber (`422 resource.phone.invalid_num` for a number that is not valid). A 6-digit
+         *     code valid 10 minutes goes to the number through the notifications hand-off (kind
+         *     `phone_code`); the log keeps its argon2id hash only. A number the user has already, or
+         *     that another user verified: `400 resource.phone.number_exist`. Code requests are limited per number and per client
+         *     address (`429 resource.phone.too_many_attempts`).
+         */
+        post: operations["addPhone"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/phones/send_code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a new code to one of the user's phones
+         * @description Replaces the pending code. An unknown number: `404 resource.phone.doesnt_exist`; a verified
+         *     one: `400 resource.phone.already_verified`. Limited as POST /resource/phones.
+         */
+        post: operations["sendPhoneCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/phones/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Prove a phone with the code sent to it
+         * @description A wrong or expired code: `404 resource.phone.verification_invalid` (Barong's status); attempts
+         *     go through the attempt limiter (`429 resource.phone.too_many_attempts`) and each wrong one is
+         *     in the user's activity. A verified phone gives the private label `phone=verified`, which
+         *     raises the level as the ladder says. A number is verified by one user at a time:
+         *     `400 resource.phone.number_exist` for the second.
+         */
+        post: operations["verifyPhone"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user's documents, oldest first */
+        get: operations["myDocuments"];
+        put?: never;
+        /**
+         * Upload an identity document, pending review
+         * @description A multipart form. The file (`upload`) must be a JPEG, PNG or PDF by its content (sniffed from
+         *     its bytes, never taken from its name or declared type); one that is not, or whose declared
+         *     type is another of those than its bytes show, is `422 resource.document.invalid_upload`.
+         *     At most 10 MiB (`413 request.body_too_large`). The file goes to idlog's blob store, the
+         *     log keeps its metadata and SHA-256. Ignores `Idempotency-Key`.
+         */
+        post: operations["uploadDocument"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/documents/{id}/upload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A document's file
+         * @description Served to the document's owner and to roles with `read_users` only: anyone else gets
+         *     `403 resource.document.forbidden`, an id of no document `404 resource.document.doesnt_exist`.
+         *     The bytes are checked against the SHA-256 in the log before they are sent.
+         */
+        get: operations["documentFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/resource/data_storage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Store a titled JSON record (Barong's data storage)
+         * @description `data` is a JSON object (or a string of one), at most 4 KiB; each title once per user
+         *     (`422 resource.data_storage.duplicate_title`).
+         */
+        post: operations["storeData"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/data_storage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete one of a user's data storage records
+         * @description Needs the `change_user_state` ability. `uid` and `title` in the query string or a form or
+         *     JSON body. No such user: `404 admin.user.doesnt_exist`; no such record:
+         *     `404 admin.data_storage.doesnt_exist`.
+         */
+        delete: operations["adminDeleteDataStorage"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/documents/pending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Users with documents waiting for review, the longest waiting first
+         * @description Needs the `read_users` ability. Each user as Barong's UserWithKYC. Paginated (`Total`, `Page`, `Per-Page` headers).
+         */
+        get: operations["adminPendingDocuments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Verify or reject a user's document
+         * @description Needs the `change_user_state` ability. `state` is `verified` (the user gets the private
+         *     label `document=verified`, which raises the level as the ladder says) or `rejected` with a
+         *     `reason` the user sees (`document=rejected`, unless another of their documents is
+         *     verified). No such user: `404 admin.user.doesnt_exist`; no such document:
+         *     `404 admin.document.doesnt_exist`.
+         */
+        put: operations["adminReviewDocument"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v2/admin/users/update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change a user's state, or turn their 2FA off (Barong 2.4's POST spelling of PUT /admin/users)
+         * @description `state` needs `change_user_state`, `otp: false` needs `reset_user_otp`.
+         */
+        post: operations["adminUpdateUserPost"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1359,6 +1960,84 @@ export interface components {
             sessions?: components["schemas"]["SessionInfo"][];
             /** @description The user's profile, or none. */
             profiles?: components["schemas"]["Profile"][];
+            /** @description Barong's UserWithKYC (when the server keeps KYC). */
+            phones?: components["schemas"]["Phone"][];
+            documents?: components["schemas"]["Document"][];
+            data_storages?: components["schemas"]["DataStorage"][];
+        };
+        /** @description Barong's Phone. */
+        Phone: {
+            /** @description ISO 3166-1 alpha-2 region of the number. */
+            country: string;
+            /** @description E.164. */
+            number: string;
+            validated_at: components["schemas"]["Timestamp"] | null;
+        };
+        PhoneInput: {
+            /** @description With its country code. */
+            phone_number: string;
+            /** @description Barong's; only sms is served. */
+            channel?: string;
+        };
+        PhoneVerification: {
+            phone_number: string;
+            verification_code: string;
+        };
+        /** @enum {string} */
+        DocumentState: "pending" | "verified" | "rejected";
+        /** @description Barong's Document with its id, review state, rejection reason, type and size; `upload` is the path of its file. */
+        Document: {
+            id: string;
+            upload: string;
+            doc_type: string;
+            doc_number: string;
+            /** Format: date */
+            doc_expire: string | null;
+            metadata: Record<string, never> | null;
+            state: components["schemas"]["DocumentState"];
+            /** @description Why it was rejected. */
+            reason: string | null;
+            /** @enum {string} */
+            content_type: "image/jpeg" | "image/png" | "application/pdf";
+            size: number;
+            created_at: components["schemas"]["Timestamp"];
+            updated_at: components["schemas"]["Timestamp"];
+        };
+        DocumentInput: {
+            doc_type: string;
+            doc_number: string;
+            /** Format: date */
+            doc_expire?: string;
+            /** @description A JSON object. */
+            metadata?: string;
+            /** Format: binary */
+            upload: string;
+        };
+        DocumentReview: {
+            uid: components["schemas"]["UID"];
+            id: string;
+            /** @enum {string} */
+            state: "verified" | "rejected";
+            /** @description Required to reject. */
+            reason?: string;
+        };
+        /** @description Barong's DataStorage; `data` is the JSON object as a string. */
+        DataStorage: {
+            title: string;
+            data: string;
+            created_at: components["schemas"]["Timestamp"];
+            updated_at: components["schemas"]["Timestamp"];
+        };
+        DataStorageInput: {
+            title: string;
+            data: string | Record<string, never>;
+        };
+        /** @description Barong's UserWithKYC. */
+        UserWithKYC: components["schemas"]["AdminUser"] & {
+            profiles: components["schemas"]["Profile"][];
+            phones: components["schemas"]["Phone"][];
+            documents: components["schemas"]["Document"][];
+            data_storages: components["schemas"]["DataStorage"][];
         };
         /** @description A user rebuilt from their events up to a moment. */
         UserAsOf: {
@@ -1444,6 +2123,27 @@ export interface components {
             last_error_at?: components["schemas"]["Timestamp"];
             updated_at: components["schemas"]["Timestamp"];
             rebuild?: Record<string, never>;
+        };
+        QueuedMessage: {
+            /** @description The outbox id; the e-mail Message-ID is `<id@idlog>`. */
+            id: string;
+            /**
+             * @example email_confirmation
+             * @example password_reset
+             * @example password_changed
+             * @example otp_disabled
+             * @example email_changed
+             */
+            kind: string;
+            /** @enum {string} */
+            channel: "email" | "sms";
+            uid: string;
+            created_at: components["schemas"]["Timestamp"];
+            expires_at: components["schemas"]["Timestamp"];
+            next_attempt_at: components["schemas"]["Timestamp"];
+            attempts: number;
+            last_error: string;
+            dead: boolean;
         };
         AuditReport: {
             ok: boolean;
@@ -1661,8 +2361,133 @@ export interface components {
             /** @description A JSON object, or a string holding one. */
             metadata?: unknown;
         };
+        /** @description Barong's APIKey; `secret` only in the answer to its creation. */
+        APIKey: {
+            kid: string;
+            /** @enum {string} */
+            algorithm: "HS256" | "HS384" | "HS512";
+            scope: string[];
+            /** @enum {string} */
+            state: "active" | "disabled";
+            secret?: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        APIKeyInput: {
+            algorithm: string;
+            kid?: string;
+            /** @description Comma separated, or an array. */
+            scope?: string | string[];
+            totp_code: string;
+        };
+        APIKeyChange: {
+            scope?: string | string[];
+            state?: string;
+            totp_code: string;
+        };
+        IntrospectionInput: {
+            token?: string;
+            token_type_hint?: string;
+        };
+        Introspection: {
+            active: boolean;
+            sub?: string;
+            sid?: string;
+            role?: string;
+            level?: number;
+            email?: string;
+            token_type?: string;
+            exp?: number;
+            iat?: number;
+        };
+        /** @description Barong's permission; `path` is a prefix, without its leading slash. */
+        Permission: {
+            id: number;
+            role: string;
+            verb: string;
+            path: string;
+            /** @enum {string} */
+            action: "ACCEPT" | "DROP" | "AUDIT";
+            topic: string;
+        };
+        PermissionInput: {
+            id?: number | string;
+            role?: string;
+            verb?: string;
+            path?: string;
+            action?: string;
+            topic?: string;
+        };
+        /** @description Barong's restriction. */
+        Restriction: {
+            id: number;
+            /** @enum {string} */
+            category: "whitelist" | "maintenance" | "blacklist" | "blocklogin";
+            /** @enum {string} */
+            scope: "all" | "ip" | "ip_subnet" | "continent" | "country";
+            value: string;
+            code: number;
+            /** @enum {string} */
+            state: "enabled" | "disabled";
+        };
+        RestrictionInput: {
+            id?: number | string;
+            category?: string;
+            scope?: string;
+            value?: string;
+            state?: string;
+            code?: number | string;
+        };
+        WhitelinkInput: {
+            expire_time?: number | string;
+            range?: string;
+        };
     };
     responses: {
+        /** @description The phone. */
+        Phone: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Phone"];
+            };
+        };
+        /**
+         * @description `request.malformed_body`, `<scope>.number_exist` (the user has this number),
+         *     `<scope>.already_verified` (the phone needs no code).
+         */
+        KYCBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description `<scope>.doesnt_exist` (a phone, document or data storage record), `<scope>.verification_invalid`
+         *     (a wrong or expired phone code), `admin.user.doesnt_exist`, `record.not_found`, `route.not_found`.
+         */
+        KYCNotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `resource.document.forbidden`: the document is another user's, and the caller's role does not read users. */
+        KYCForbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description Done; the body is an empty object. */
         Empty: {
             headers: {
@@ -1736,7 +2561,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `request.body_too_large`: the body is over 64 KiB. */
+        /** @description `request.body_too_large`: the body is over 64 KiB (a document's file: over its limit, 10 MiB by default). */
         TooLarge: {
             headers: {
                 [name: string]: unknown;
@@ -1749,6 +2574,12 @@ export interface components {
          * @description Signed-in routes (bearer or cookie): `authz.missing_token`, `jwt.decode_and_verify`,
          *     `authz.invalid_session` (with `WWW-Authenticate`). Sign-in: `identity.session.invalid_params`,
          *     `identity.session.not_active`. An account that is not active: `<scope>.not_active`.
+         *     A request signed with an API key (`X-Auth-Apikey`, see createAPIKey):
+         *     `authz.invalid_api_key_headers`, `authz.nonce_expired`, `authz.nonce_reused`,
+         *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
+         *     `authz.disabled_2fa` (the key's owner turned two-factor authentication off). A sign-in from
+         *     a restricted address: `authz.restrict.blocklogin`, `authz.restrict.blacklist`,
+         *     `authz.restrict.maintenance`.
          */
         Unauthorized: {
             headers: {
@@ -1761,7 +2592,8 @@ export interface components {
         };
         /**
          * @description `admin.ability.not_permitted` (the caller's role may not), `<scope>.private` (a private label),
-         *     `authz.invalid_csrf_token` (an unsafe request of a cookie session without its `X-CSRF-Token`).
+         *     `authz.invalid_csrf_token` (an unsafe request of a cookie session without its `X-CSRF-Token`),
+         *     `resource.api_key.session_required` (API keys are managed from a session, not with a key).
          */
         Forbidden: {
             headers: {
@@ -1773,8 +2605,10 @@ export interface components {
         };
         /**
          * @description `record.not_found`, `admin.user.doesnt_exist`, `<scope>.not_found` (a label),
-         *     `<scope>.doesnt_exist` (a profile), `admin.audit.no_checkpoint`, `admin.audit.event_not_sealed`,
+         *     `<scope>.doesnt_exist` (a profile, a queued message), `admin.audit.no_checkpoint`, `admin.audit.event_not_sealed`,
          *     `resource.session.not_found`, `admin.session.not_found` (a session that is not open),
+         *     `<scope>.verification_invalid` (a wrong or expired phone code),
+         *     `<scope>.doesnt_exist` (an API key, a permission, a restriction),
          *     `route.not_found`.
          */
         NotFound: {
@@ -1809,14 +2643,21 @@ export interface components {
          *     `<scope>.invalid_data`, `<scope>.not_enabled`, `<scope>.not_generated`, `<scope>.missing_otp`,
          *     `<scope>.invalid_otp`, `<scope>.key_taken`, `<scope>.invalid_key`, `<scope>.invalid_value`,
          *     `<scope>.invalid_scope`, `<scope>.invalid_description`, `<scope>.insufficient_funds`,
-         *     `<scope>.invalid_amount`, `<scope>.invalid_balance`, `<scope>.invalid_reason`,
+         *     `<scope>.invalid_amount`, `<scope>.invalid_balance`, `<scope>.invalid_reason`, `<scope>.expired`,
          *     `<scope>.invalid_reference`, profiles' `<scope>.not_editable` (not a draft),
          *     `<scope>.invalid_settings`, `<scope>.invalid_confirm` and `<scope>.invalid_<field>` for each
          *     profile field (`<scope>.invalid_first_name`, `<scope>.invalid_dob`, `<scope>.invalid_country`,
          *     `<scope>.invalid_postcode`, `<scope>.invalid_vat_id`, `<scope>.invalid_locale`,
          *     `<scope>.invalid_metadata`, ...), the audit proofs' `admin.audit.invalid_ordinal`,
          *     `admin.audit.invalid_tree_size`, `admin.audit.invalid_event_id`, `admin.audit.invalid_from`,
-         *     `admin.audit.invalid_to`, `idempotency.key_reused`, `request.invalid_utf8`.
+         *     `admin.audit.invalid_to`, `idempotency.key_reused`, `request.invalid_utf8`; KYC's
+         *     `<scope>.invalid_num` (a phone number), `<scope>.too_many_phones`, `<scope>.invalid_upload`
+         *     (a file that is not what it claims, or not a JPEG, PNG or PDF), `<scope>.missing_upload`,
+         *     `<scope>.too_many_documents`, `<scope>.invalid_title`, `<scope>.duplicate_title`,
+         *     `<scope>.too_many_records`; API keys'
+         *     `<scope>.kid_taken`, `<scope>.limit_reached`, `<scope>.invalid_params`, `<scope>.invalid_algorithm`,
+         *     `<scope>.invalid_totp`, the access policy's `<scope>.already_exists`, `<scope>.missing_id`,
+         *     `<scope>.invalid_id`, `<scope>.invalid_expire_time`, `<scope>.invalid_code`.
          */
         Unprocessable: {
             headers: {
@@ -2377,7 +3218,11 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
-            /** @description `identity.session.missing_otp`, `identity.session.invalid_otp`: 2FA is on and the `otp_code` is missing or wrong. */
+            /**
+             * @description `identity.session.missing_otp`, `identity.session.invalid_otp`: 2FA is on and the
+             *     `otp_code` is missing or wrong; `authz.restrict.blocklogin`, `authz.restrict.blacklist`,
+             *     `authz.restrict.maintenance` (a restriction of scope ip_subnet).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2392,6 +3237,19 @@ export interface operations {
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
+            /**
+             * @description `authz.restrict.blocklogin`, `authz.restrict.blacklist`, `authz.restrict.maintenance`:
+             *     the gateway's restrictions apply to sign-in too (see the authz endpoint), with the
+             *     restriction's status (401, 403, 423, 471...), unless a whitelist lets the address through.
+             */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     signOut: {
@@ -2418,6 +3276,78 @@ export interface operations {
             403: components["responses"]["CSRFRefused"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    introspectToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["IntrospectionInput"];
+                "application/json": components["schemas"]["IntrospectionInput"];
+            };
+        };
+        responses: {
+            /** @description The token's state. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Introspection"];
+                };
+            };
+            /** @description `request.malformed_body`, `identity.introspect.missing_token`. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    useWhitelink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    whitelink_token: string;
+                };
+                "application/x-www-form-urlencoded": {
+                    whitelink_token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The address is whitelisted. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
@@ -3171,6 +4101,814 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    myAPIKeys: {
+        parameters: {
+            query?: {
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKey"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createAPIKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["APIKeyInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["APIKeyInput"];
+            };
+        };
+        responses: {
+            /** @description The key, with its `secret`. */
+            201: {
+                headers: {
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKey"];
+                };
+            };
+            /** @description `request.malformed_body`, or `resource.api_key.2fa_disabled`: two-factor authentication is off. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteAPIKey: {
+        parameters: {
+            query?: {
+                totp_code?: string;
+            };
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                kid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `request.malformed_body`, or `resource.api_key.2fa_disabled`: two-factor authentication is off. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    changeAPIKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                kid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["APIKeyChange"];
+                "application/x-www-form-urlencoded": components["schemas"]["APIKeyChange"];
+            };
+        };
+        responses: {
+            /** @description The key after the change. */
+            200: {
+                headers: {
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKey"];
+                };
+            };
+            /** @description `request.malformed_body`, or `resource.api_key.2fa_disabled`: two-factor authentication is off. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminAPIKeys: {
+        parameters: {
+            query: {
+                uid: string;
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["APIKey"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listPermissions: {
+        parameters: {
+            query?: {
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Permissions. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Permission"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updatePermission: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PermissionInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PermissionInput"];
+            };
+        };
+        responses: {
+            /** @description The permission. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Permission"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createPermission: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PermissionInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PermissionInput"];
+            };
+        };
+        responses: {
+            /** @description The permission. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Permission"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deletePermission: {
+        parameters: {
+            query: {
+                id: number;
+            };
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listRestrictions: {
+        parameters: {
+            query?: {
+                scope?: string;
+                category?: string;
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Restrictions. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restriction"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateRestriction: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestrictionInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["RestrictionInput"];
+            };
+        };
+        responses: {
+            /** @description The restriction. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restriction"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createRestriction: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestrictionInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["RestrictionInput"];
+            };
+        };
+        responses: {
+            /** @description The restriction. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Restriction"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteRestriction: {
+        parameters: {
+            query: {
+                id: number;
+            };
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createWhitelink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["WhitelinkInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["WhitelinkInput"];
+            };
+        };
+        responses: {
+            /** @description The token. */
+            201: {
+                headers: {
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        whitelink_token: string;
+                        /** Format: date-time */
+                        expires_at: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    authorizeGet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Let through; the upstream token in `Authorization`. */
+            200: {
+                headers: {
+                    Authorization?: string;
+                    "X-User-UID"?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `authz.invalid_permission`; `authz.restrict.blacklist`, `authz.restrict.maintenance`,
+             *     `authz.restrict.blocklogin` (a restriction of scope ip or all, or of that code); or the
+             *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
+             *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` (scope ip_subnet), `authz.invalid_csrf_token`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` with the restriction's status (423 country or continent, 471 maintenance, or the code an administrator set). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    authorizePut: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Let through; the upstream token in `Authorization`. */
+            200: {
+                headers: {
+                    Authorization?: string;
+                    "X-User-UID"?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `authz.invalid_permission`; `authz.restrict.blacklist`, `authz.restrict.maintenance`,
+             *     `authz.restrict.blocklogin` (a restriction of scope ip or all, or of that code); or the
+             *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
+             *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` (scope ip_subnet), `authz.invalid_csrf_token`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` with the restriction's status (423 country or continent, 471 maintenance, or the code an administrator set). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    authorizePost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Let through; the upstream token in `Authorization`. */
+            200: {
+                headers: {
+                    Authorization?: string;
+                    "X-User-UID"?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `authz.invalid_permission`; `authz.restrict.blacklist`, `authz.restrict.maintenance`,
+             *     `authz.restrict.blocklogin` (a restriction of scope ip or all, or of that code); or the
+             *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
+             *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` (scope ip_subnet), `authz.invalid_csrf_token`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` with the restriction's status (423 country or continent, 471 maintenance, or the code an administrator set). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    authorizeDelete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Let through; the upstream token in `Authorization`. */
+            200: {
+                headers: {
+                    Authorization?: string;
+                    "X-User-UID"?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `authz.invalid_permission`; `authz.restrict.blacklist`, `authz.restrict.maintenance`,
+             *     `authz.restrict.blocklogin` (a restriction of scope ip or all, or of that code); or the
+             *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
+             *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` (scope ip_subnet), `authz.invalid_csrf_token`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` with the restriction's status (423 country or continent, 471 maintenance, or the code an administrator set). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    authorizePatch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The original path, slashes included. */
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Let through; the upstream token in `Authorization`. */
+            200: {
+                headers: {
+                    Authorization?: string;
+                    "X-User-UID"?: string;
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /**
+             * @description `authz.invalid_permission`; `authz.restrict.blacklist`, `authz.restrict.maintenance`,
+             *     `authz.restrict.blocklogin` (a restriction of scope ip or all, or of that code); or the
+             *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
+             *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` (scope ip_subnet), `authz.invalid_csrf_token`. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            /** @description `authz.restrict.blacklist`, `authz.restrict.maintenance`, `authz.restrict.blocklogin` with the restriction's status (423 country or continent, 471 maintenance, or the code an administrator set). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     adminListUsers: {
         parameters: {
             query?: {
@@ -3352,6 +5090,36 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description Closed. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminErasePersonalData: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                uid: components["parameters"]["UIDPath"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased. */
             204: {
                 headers: {
                     [name: string]: unknown;
@@ -3912,6 +5680,64 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    adminCourierQueue: {
+        parameters: {
+            query?: {
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queue. `Cache-Control: no-store`. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QueuedMessage"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminCourierRetry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The message's id, as listed. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Due now. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     adminEvents: {
         parameters: {
             query?: {
@@ -4056,6 +5882,368 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    myPhones: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Phones (Barong's Phone). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Phone"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    addPhone: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PhoneInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PhoneInput"];
+            };
+        };
+        responses: {
+            201: components["responses"]["Phone"];
+            400: components["responses"]["KYCBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    sendPhoneCode: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PhoneInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["PhoneInput"];
+            };
+        };
+        responses: {
+            201: components["responses"]["Phone"];
+            400: components["responses"]["KYCBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            404: components["responses"]["KYCNotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyPhone: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PhoneVerification"];
+                "application/x-www-form-urlencoded": components["schemas"]["PhoneVerification"];
+            };
+        };
+        responses: {
+            201: components["responses"]["Phone"];
+            400: components["responses"]["KYCBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            404: components["responses"]["KYCNotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    myDocuments: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Documents (Barong's Document, with the review's state and reason). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Document"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    uploadDocument: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": components["schemas"]["DocumentInput"];
+            };
+        };
+        responses: {
+            /** @description The document. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Document"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    documentFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file, as an attachment (`Cache-Control: private, no-store`). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "application/pdf": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["KYCForbidden"];
+            404: components["responses"]["KYCNotFound"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    storeData: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DataStorageInput"];
+                "application/x-www-form-urlencoded": components["schemas"]["DataStorageInput"];
+            };
+        };
+        responses: {
+            /** @description The record. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DataStorage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["CSRFRefused"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminDeleteDataStorage: {
+        parameters: {
+            query?: {
+                uid?: components["schemas"]["UID"];
+                title?: string;
+            };
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["KYCNotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminPendingDocuments: {
+        parameters: {
+            query?: {
+                page?: components["parameters"]["Page"];
+                limit?: components["parameters"]["Limit"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Users. */
+            200: {
+                headers: {
+                    Total: components["headers"]["Total"];
+                    Page: components["headers"]["Page"];
+                    "Per-Page": components["headers"]["PerPage"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserWithKYC"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminReviewDocument: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DocumentReview"];
+                "application/x-www-form-urlencoded": components["schemas"]["DocumentReview"];
+            };
+        };
+        responses: {
+            /** @description The document after the review. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Document"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["KYCNotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
+            422: components["responses"]["Unprocessable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    adminUpdateUserPost: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe; the key is bound to the caller, route and body. Reused with another body, `422 idempotency.key_reused`. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdminUpdateUser"];
+                "application/x-www-form-urlencoded": components["schemas"]["AdminUpdateUser"];
+            };
+        };
+        responses: {
+            200: components["responses"]["AdminUser"];
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
