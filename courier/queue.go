@@ -193,9 +193,3 @@ func (q queue) oldest(ctx context.Context) (time.Time, bool, error) {
 	}
 	return time.UnixMilli(ms.Int64), ms.Valid, nil
 }
-
-// counts returns how many messages are live and dead.
-func (q queue) counts(ctx context.Context) (live, dead int64, err error) {
-	err = q.db.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM outbox`).Scan(&live, &dead)
-	return live, dead, err
-}
