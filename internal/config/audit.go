@@ -15,11 +15,14 @@ type Audit struct {
 	KeyFile string
 	// CheckpointFile, when set, receives every signed checkpoint, appended.
 	CheckpointFile string
+	// WitnessURL, when set, receives every signed checkpoint by POST (C2SP tlog-witness
+	// add-checkpoint, with a consistency proof).
+	WitnessURL string
 }
 
 // LogValue names the files; the key never reaches the log.
 func (a Audit) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("key_file", a.KeyFile), slog.String("checkpoint_file", a.CheckpointFile))
+	return slog.GroupValue(slog.String("key_file", a.KeyFile), slog.String("checkpoint_file", a.CheckpointFile), slog.String("witness_url", a.WitnessURL))
 }
 
 var defaultAuditKey = filepath.Join(keysDir, "audit.key")
@@ -51,6 +54,18 @@ var auditSettings = []setting{
 			if strings.TrimSpace(v) != "" {
 				c.Audit.CheckpointFile = filepath.Clean(v)
 			}
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_AUDIT_WITNESS_URL", flag: "audit-witness-url",
+		usage: "`URL` of a witness (C2SP tlog-witness add-checkpoint) to which every signed audit checkpoint is POSTed (default none)",
+		apply: func(c *Config, v string) error {
+			v = strings.TrimSpace(v)
+			if v != "" && !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+				return errors.New("must be an http:// or https:// URL")
+			}
+			c.Audit.WitnessURL = v
 			return nil
 		},
 	},
