@@ -246,10 +246,14 @@ func (l *Ledger) Root(ctx context.Context, size uint64) (Hash, error) {
 }
 
 func (l *Ledger) checkSize(ctx context.Context, size uint64) error {
+	if size <= l.proofs.knownSize() {
+		return nil // the tree only grows: no need to ask again
+	}
 	n, err := l.TreeSize(ctx)
 	if err != nil {
 		return err
 	}
+	l.proofs.sawSize(n)
 	if size > n {
 		return fmt.Errorf("%w: size %d, the tree holds %d leaves", ErrTreeSize, size, n)
 	}
@@ -269,15 +273,13 @@ func (l *Ledger) InclusionProof(ctx context.Context, ordinal, size uint64) (Incl
 	if err != nil {
 		return InclusionProof{}, fmt.Errorf("%w: %v", ErrTreeSize, err)
 	}
-	leaf, err := l.nodes(ctx, []compact.NodeID{compact.NewNodeID(0, ordinal-1)})
+	// The leaf and the path in one query.
+	leaf := compact.NewNodeID(0, ordinal-1)
+	hashes, err := l.rehash(ctx, n, leaf)
 	if err != nil {
 		return InclusionProof{}, err
 	}
-	hashes, err := l.rehash(ctx, n)
-	if err != nil {
-		return InclusionProof{}, err
-	}
-	return InclusionProof{Ordinal: ordinal, TreeSize: size, LeafHash: Hash(leaf[0]), Hashes: hashes}, nil
+	return InclusionProof{Ordinal: ordinal, TreeSize: size, LeafHash: hashes[0], Hashes: hashes[1:]}, nil
 }
 
 // ConsistencyProof returns the proof that the tree of size2 leaves extends the tree of size1, as
@@ -303,18 +305,22 @@ func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) (Con
 	return ConsistencyProof{From: size1, To: size2, Hashes: hashes}, nil
 }
 
-func (l *Ledger) rehash(ctx context.Context, n proof.Nodes) ([]Hash, error) {
-	hashes, err := l.nodes(ctx, n.IDs)
+// rehash reads the nodes of a proof and returns its hashes, after the hashes of the extra nodes.
+func (l *Ledger) rehash(ctx context.Context, n proof.Nodes, extra ...compact.NodeID) ([]Hash, error) {
+	hashes, err := l.proofNodes(ctx, append(extra, n.IDs...))
 	if err != nil {
 		return nil, err
 	}
-	hashes, err = n.Rehash(hashes, hasher.HashChildren)
+	path, err := n.Rehash(hashes[len(extra):], hasher.HashChildren)
 	if err != nil {
 		return nil, l.err("build proof", err)
 	}
-	out := make([]Hash, len(hashes))
-	for i, h := range hashes {
-		out[i] = Hash(h)
+	out := make([]Hash, 0, len(extra)+len(path))
+	for _, h := range hashes[:len(extra)] {
+		out = append(out, Hash(h))
+	}
+	for _, h := range path {
+		out = append(out, Hash(h))
 	}
 	return out, nil
 }
