@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -76,7 +75,8 @@ func (t *tree) visit(id compact.NodeID, h []byte) {
 	tile := id.Index / tileWidth
 	cur := t.last[id.Level]
 	if cur == nil || cur.index != tile {
-		cur = &treeTile{level: id.Level, index: tile}
+		// A whole tile's room at once: its hashes are appended one by one.
+		cur = &treeTile{level: id.Level, index: tile, data: make([]byte, 0, tileWidth*sha256.Size)}
 		t.last[id.Level] = cur
 	}
 	if want := (id.Index % tileWidth) * sha256.Size; uint64(len(cur.data)) != want && t.err == nil {
@@ -86,11 +86,12 @@ func (t *tree) visit(id compact.NodeID, h []byte) {
 	t.dirty[cur] = struct{}{}
 }
 
-// pending returns the tiles to write and forgets them.
+// pending returns the tiles to write and forgets them. It shares their bytes, which is safe: a
+// tile's hashes are only ever appended after its end, and a restore caps them (treeSave).
 func (t *tree) pending() []treeTile {
 	out := make([]treeTile, 0, len(t.dirty))
 	for tt := range t.dirty {
-		out = append(out, treeTile{level: tt.level, index: tt.index, data: bytes.Clone(tt.data)})
+		out = append(out, treeTile{level: tt.level, index: tt.index, data: tt.data[:len(tt.data):len(tt.data)]})
 	}
 	clear(t.dirty)
 	return out
