@@ -10,8 +10,8 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 )
 
-// Proofs read a few dozen node hashes out of tiles of up to 256: proofNodes reads just those 32
-// bytes of each, all in one query, and keeps the nodes of the upper levels, which every proof of a
+// Proofs read a few dozen node hashes out of tiles of up to 256: readNodes reads just the bytes
+// it needs of each tile, all in one query, and keeps the nodes of the upper levels, which every proof of a
 // region shares. A stored node never changes (the tree stores complete subtrees only, and only
 // appends), so a kept one stays right; the tree size seen is kept too, so that a proof for a size
 // already reached costs that one query alone.
@@ -41,25 +41,29 @@ func (c *proofCache) sawSize(n uint64) {
 	c.size = max(c.size, n)
 }
 
-// proofNodes reads the stored hashes of ids, in their order, in one query; the upper levels' come
-// from the cache when they were read before. A node that is not stored is an error.
-func (l *Ledger) proofNodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+// readNodes reads the hashes of ids, in their order, in one query: a node of a stored level is
+// its 32 bytes of its tile, a node of a level between is recomputed from the nodes of the stored
+// level below it (one run of at most 128 hashes of one tile). With cache, the upper levels' nodes
+// come from the cache when they were read before, and are kept. A node that is not stored is an
+// error: the tree is written with its ledger rows, so a hole means someone removed it.
+func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	c := &l.proofs
 	var b strings.Builder
-	args := make([]any, 0, 4*len(ids))
+	args := make([]any, 0, 5*len(ids))
 	c.mu.Lock()
 	for i, id := range ids {
-		if h, ok := c.nodes[id]; ok {
+		if h, ok := c.nodes[id]; ok && cache {
 			out[i] = h
 			continue
 		}
+		base, first, count := storedSpan(id)
 		if len(args) > 0 {
 			b.WriteString(" UNION ALL ")
 		}
 		// substr counts from 1, on SQLite's BLOB as on PostgreSQL's bytea.
-		b.WriteString(`SELECT ?, substr(hashes, ?, 32) FROM audit_tree_tiles WHERE level = ? AND tile = ?`)
-		args = append(args, int64(i), int64((id.Index%tileWidth)*sha256.Size+1), int64(id.Level), int64(id.Index/tileWidth))
+		b.WriteString(`SELECT ?, substr(hashes, ?, ?) FROM audit_tree_tiles WHERE level = ? AND tile = ?`)
+		args = append(args, int64(i), int64((first%tileWidth)*sha256.Size+1), int64(count*sha256.Size), int64(base), int64(first/tileWidth))
 	}
 	c.mu.Unlock()
 	if len(args) == 0 {
@@ -67,7 +71,7 @@ func (l *Ledger) proofNodes(ctx context.Context, ids []compact.NodeID) ([][]byte
 	}
 	query := b.String()
 	if strings.Contains(query, "UNION") {
-		query = "SELECT * FROM (" + query + ") AS nodes" // one result for PostgreSQL's planner
+		query = "SELECT * FROM (" + query + ") AS nodes"
 	}
 	rows, err := l.db.QueryContext(ctx, l.q(query), args...)
 	if err != nil {
@@ -76,12 +80,15 @@ func (l *Ledger) proofNodes(ctx context.Context, ids []compact.NodeID) ([][]byte
 	defer rows.Close()
 	for rows.Next() {
 		var i int64
-		var h []byte
-		if err := rows.Scan(&i, &h); err != nil {
+		var run []byte
+		if err := rows.Scan(&i, &run); err != nil {
 			return nil, l.err("read tree", err)
 		}
-		if i >= 0 && int(i) < len(out) && len(h) == sha256.Size {
-			out[i] = h
+		if i < 0 || int(i) >= len(out) {
+			continue
+		}
+		if _, _, count := storedSpan(ids[i]); uint64(len(run)) == count*sha256.Size {
+			out[i] = subtreeRoot(run)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -93,7 +100,7 @@ func (l *Ledger) proofNodes(ctx context.Context, ids []compact.NodeID) ([][]byte
 		if out[i] == nil {
 			return nil, l.err("read tree", fmt.Errorf("node (level %d, index %d) is missing", id.Level, id.Index))
 		}
-		if id.Level >= cachedLevel && len(c.nodes) < maxCachedNodes {
+		if cache && id.Level >= cachedLevel && len(c.nodes) < maxCachedNodes {
 			if c.nodes == nil {
 				c.nodes = map[compact.NodeID][]byte{}
 			}
@@ -101,4 +108,27 @@ func (l *Ledger) proofNodes(ctx context.Context, ids []compact.NodeID) ([][]byte
 		}
 	}
 	return out, nil
+}
+
+// storedSpan is where node id is, or what it is made of: count nodes of the stored level base,
+// from index first, all in one tile.
+func storedSpan(id compact.NodeID) (base uint, first, count uint64) {
+	d := id.Level % storedLevels
+	return id.Level - d, id.Index << d, 1 << d
+}
+
+// subtreeRoot is the root of the perfect subtree whose nodes of one level are run (a power of
+// two of 32-byte hashes, in order).
+func subtreeRoot(run []byte) []byte {
+	hs := make([][]byte, 0, len(run)/sha256.Size)
+	for off := 0; off < len(run); off += sha256.Size {
+		hs = append(hs, run[off:off+sha256.Size:off+sha256.Size])
+	}
+	for len(hs) > 1 {
+		for j := 0; j < len(hs)/2; j++ {
+			hs[j] = hasher.HashChildren(hs[2*j], hs[2*j+1])
+		}
+		hs = hs[:len(hs)/2]
+	}
+	return hs[0]
 }
