@@ -58,6 +58,8 @@ type WitnessOptions struct {
 // size in the body (text/x.tlog.size) makes the Witness resend from that size; anything else, or
 // no answer, is a failure: logged, counted in idlog_audit_witness_failures_total, and retried with
 // backoff. PublishCheckpoint only queues, so a slow or absent witness never holds up sealing.
+// A 409 below the checkpoint's size (a witness that missed some, after a restart of idlog) puts
+// the ledger's checkpoints it missed first, so it still receives every one, in order.
 // Start runs the posting loop. A Witness is a prometheus.Collector of its counters.
 type Witness struct {
 	o WitnessOptions
@@ -227,6 +229,24 @@ func (w *Witness) post(ctx context.Context, c Checkpoint) error {
 				// The witness is ahead of this ledger: it saw a larger tree of this log.
 				return fmt.Errorf("the witness holds size %d, beyond checkpoint %d", size, c.Ordinal)
 			}
+			// It missed checkpoints (idlog restarted, or another replica sealed them): they go
+			// first, from the ledger, so that the witness sees every one in order.
+			missed, err := w.missed(ctx, size, c.Ordinal)
+			if err != nil {
+				return err
+			}
+			w.mu.Lock()
+			w.size, w.knowSz = size, true
+			if len(missed) > 0 && len(w.queue) > 0 && w.queue[0].Ordinal == c.Ordinal {
+				w.queue = append(missed, w.queue...)
+				if over := len(w.queue) - w.o.Queue; over > 0 {
+					w.queue = w.queue[over:]
+					w.dropped += uint64(over)
+				}
+				w.mu.Unlock()
+				return nil // the loop posts the new head
+			}
+			w.mu.Unlock()
 		default:
 			return err
 		}
@@ -239,6 +259,20 @@ func (w *Witness) post(ctx context.Context, c Checkpoint) error {
 		}
 	}
 	return errWitnessConflict
+}
+
+// missed reads the signed checkpoints of the ledger of a size in (after, before).
+func (w *Witness) missed(ctx context.Context, after, before uint64) ([]Checkpoint, error) {
+	var out []Checkpoint
+	for c, err := range w.o.Ledger.Checkpoints(ctx, after, before-1) {
+		if err != nil {
+			return nil, err
+		}
+		if c.Note != "" {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (w *Witness) pop(ordinal uint64) {

@@ -123,6 +123,13 @@ func (w *testWitness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 
 func runWitness(t *testing.T, o audit.WitnessOptions) *audit.Witness {
 	t.Helper()
+	w, _ := runStoppableWitness(t, o)
+	return w
+}
+
+// runStoppableWitness runs a witness poster and returns it with a function that stops it.
+func runStoppableWitness(t *testing.T, o audit.WitnessOptions) (*audit.Witness, func()) {
+	t.Helper()
 	w, err := audit.NewWitness(o)
 	if err != nil {
 		t.Fatal(err)
@@ -130,14 +137,17 @@ func runWitness(t *testing.T, o audit.WitnessOptions) *audit.Witness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return w
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return w, stop
 }
 
 // TestWitness: every signed checkpoint reaches the witness in order, each consistent with the one
 // before. While the witness is down sealing goes on, the failures are counted, and once it is back
-// it receives every checkpoint it missed. A poster that starts afresh (a restart) learns the
-// witness's size from its 409 and goes on from there.
+// it receives every checkpoint it missed, even those of an idlog that stopped meanwhile: the
+// poster of its restart learns the witness's size from its 409 and posts the missed ones from the
+// ledger first.
 func TestWitness(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends(t) {
@@ -171,12 +181,24 @@ func TestWitness(t *testing.T) {
 			all = ledgerCheckpoints(t, e.ledger)
 			waitFor(t, "the missed checkpoints at the witness", func() bool { return len(tw.accepted()) == len(all) })
 
-			// A fresh poster (idlog restarted) does not know the witness's size.
+			// idlog stops while the witness is down, with checkpoints it had not posted yet; the
+			// fresh poster of its restart does not know the witness's size, learns it from the
+			// 409, and posts the missed checkpoints from the ledger before its own.
+			w1, stop1 := runStoppableWitness(t, o)
+			tw.setDown(true)
+			seed(t, e.store, 9)
+			sealWith(t, e, audit.SealerOptions{CheckpointEvery: 4, Signer: signer, Publisher: w1})
+			waitFor(t, "a failed post", func() bool { return w1.Failures() >= 1 })
+			stop1()
+			if w1.Pending() == 0 {
+				t.Fatal("no checkpoint was left unposted by the stopped poster")
+			}
+			tw.setDown(false)
 			w2 := runWitness(t, o)
 			seed(t, e.store, 3)
 			sealWith(t, e, audit.SealerOptions{CheckpointEvery: 4, Signer: signer, Publisher: w2})
 			all = ledgerCheckpoints(t, e.ledger)
-			waitFor(t, "the restarted poster's checkpoints", func() bool { return len(tw.accepted()) == len(all) })
+			waitFor(t, "every checkpoint after the restart", func() bool { return len(tw.accepted()) == len(all) })
 
 			if r := tw.refusals(); len(r) > 0 {
 				t.Fatalf("the witness refused requests: %q", r)
