@@ -74,6 +74,8 @@ type Witness struct {
 
 	posted   prometheus.Counter
 	failures prometheus.Counter
+	pending  prometheus.GaugeFunc
+	lost     prometheus.CounterFunc
 	nfail    atomic.Uint64
 }
 
@@ -111,14 +113,20 @@ func NewWitness(o WitnessOptions) (*Witness, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Witness{
+	w := &Witness{
 		o:    o,
 		wake: make(chan struct{}, 1),
 		posted: prometheus.NewCounter(prometheus.CounterOpts{Name: "idlog_audit_witness_posted_total",
 			Help: "Signed audit checkpoints the witness acknowledged."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "idlog_audit_witness_failures_total",
 			Help: "POSTs of a signed audit checkpoint to the witness that failed (each is retried)."}),
-	}, nil
+	}
+	w.pending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "idlog_audit_witness_pending",
+		Help: "Signed audit checkpoints waiting for the witness."}, func() float64 { return float64(w.Pending()) })
+	w.lost = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "idlog_audit_witness_dropped_total",
+		Help: "Checkpoints dropped unposted because too many waited (the next POST's consistency proof spans them)."},
+		func() float64 { w.mu.Lock(); defer w.mu.Unlock(); return float64(w.dropped) })
+	return w, nil
 }
 
 // PublishCheckpoint queues c for the witness and returns at once. A checkpoint without a
@@ -320,12 +328,16 @@ func (w *Witness) send(ctx context.Context, body io.Reader) error {
 func (w *Witness) Describe(ch chan<- *prometheus.Desc) {
 	w.posted.Describe(ch)
 	w.failures.Describe(ch)
+	w.pending.Describe(ch)
+	w.lost.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (w *Witness) Collect(ch chan<- prometheus.Metric) {
 	w.posted.Collect(ch)
 	w.failures.Collect(ch)
+	w.pending.Collect(ch)
+	w.lost.Collect(ch)
 }
 
 // Failures is how many POSTs failed so far.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
@@ -242,6 +243,37 @@ func TestWitnessOptions(t *testing.T) {
 	} {
 		if _, err := audit.NewWitness(o); err == nil {
 			t.Errorf("%+v: no error", o)
+		}
+	}
+}
+
+// TestWitnessMetrics: the poster's counters are a prometheus collector that a registry takes.
+func TestWitnessMetrics(t *testing.T) {
+	t.Parallel()
+	e := openSQLite(t)
+	w, err := audit.NewWitness(audit.WitnessOptions{URL: "http://127.0.0.1:1/add-checkpoint", Ledger: e.ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(w)
+	if err := w.PublishCheckpoint(context.Background(), audit.Checkpoint{Ordinal: 3, Note: "a note"}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		got[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	want := map[string]float64{"idlog_audit_witness_posted_total": 0, "idlog_audit_witness_failures_total": 0,
+		"idlog_audit_witness_pending": 1, "idlog_audit_witness_dropped_total": 0}
+	for name, v := range want {
+		if g, ok := got[name]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", name, g, ok, v)
 		}
 	}
 }
