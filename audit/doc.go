@@ -15,9 +15,10 @@
 // it never holds up an append.
 //
 // Beside the chain the sealer keeps an RFC 6962 Merkle tree over the same canonical bytes (see
-// LeafHash; stored in tiles, migration 00120) and records its root in every checkpoint, signed with
-// the audit key as a note (TreeHead) when the sealer has one (SealerOptions.Signer). The ledger
-// serves inclusion and consistency proofs; CheckInclusion and CheckConsistency check them with no
+// LeafHash; stored in tiles of the levels 0, 8, 16..., migrations 00120 and 00200) and records its
+// root in every checkpoint, signed with the audit key as a note (TreeHead) when the sealer has one
+// (SealerOptions.Signer); a Witness posts each signed checkpoint, with a consistency proof, to a
+// witness outside idlog. The ledger serves inclusion and consistency proofs; CheckInclusion and CheckConsistency check them with no
 // database; VerifyCheckpoints rebuilds the tree from the events alone and compares it with signed
 // checkpoints kept outside the database, which catches a log rewritten with its ledger and resealed.
 //

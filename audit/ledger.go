@@ -54,6 +54,8 @@ const ledgerLock = 0x69646c6f67617564 // "idlogaud"
 type Ledger struct {
 	db      *sqlx.DB
 	dialect migrations.Dialect
+
+	proofs proofCache
 }
 
 // NewLedger returns the ledger in db, the event store's database. Verify only reads it; a Sealer

@@ -102,9 +102,7 @@ type Sealer struct {
 	lastCP   Checkpoint
 	lastCPAt time.Time
 	seals    []Seal
-	// unsent: a checkpoint may be unpublished (none was tried yet, or a publication failed), so
-	// a Flush tries again; otherwise an idle sealer asks the ledger nothing.
-	unsent bool
+	treeBuf  []byte // the tree's canonical bytes, reused
 	// chainOnly leaves the tree out, as the sealer was before it: for the benchmark's reference.
 	chainOnly bool
 }
@@ -156,15 +154,32 @@ func (s *Sealer) limit() int {
 func (s *Sealer) seal(ctx context.Context, events []eventstore.Event, checkpoint bool) error {
 	prevOrdinal, prevHead := s.chain.Ordinal(), s.chain.Head()
 	prevTree := s.tree.save()
+	// The tree hashes the batch while the chain does: each needs a pass of SHA-256 over every
+	// event's canonical bytes, and neither needs the other's.
+	var treeDone chan struct{}
+	if !s.chainOnly && len(events) > 0 {
+		treeDone = make(chan struct{})
+		go func() {
+			defer close(treeDone)
+			buf := s.treeBuf
+			for i, e := range events {
+				buf = AppendCanonical(buf[:0], prevOrdinal+uint64(i)+1, e)
+				s.tree.add(buf)
+			}
+			if cap(buf) <= 1<<20 { // one huge event must not pin its buffer
+				s.treeBuf = buf
+			}
+		}()
+	}
 	seals := s.seals[:0]
 	for _, e := range events {
 		o, h := s.chain.Add(e)
-		if !s.chainOnly {
-			s.tree.add(s.chain.canonical())
-		}
 		seals = append(seals, Seal{Ordinal: o, Position: e.GlobalPosition, EventID: e.ID, Chain: h})
 	}
 	s.seals = seals[:0]
+	if treeDone != nil {
+		<-treeDone
+	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	ord := s.chain.Ordinal()
 	var cp *Checkpoint
@@ -210,7 +225,6 @@ func (s *Sealer) publish(ctx context.Context) {
 	if s.o.Publisher == nil {
 		return
 	}
-	s.unsent = true
 	for c, err := range s.o.Ledger.unpublished(ctx) {
 		if err == nil {
 			err = s.o.Publisher.PublishCheckpoint(ctx, c)
@@ -225,7 +239,6 @@ func (s *Sealer) publish(ctx context.Context) {
 			return
 		}
 	}
-	s.unsent = false
 }
 
 // CatchUp seals every event the log holds now, ends with a checkpoint if anything was sealed
@@ -306,14 +319,11 @@ func (st sealStep) Apply(ctx context.Context, batch []eventstore.Event) (uint64,
 	return s.tail.Position, nil
 }
 
-// Flush writes a checkpoint for the events sealed since the last one, once the interval is over,
-// and publishes again what a failed publication left unpublished.
+// Flush writes a checkpoint for the events sealed since the last one, once the interval is over.
 func (st sealStep) Flush(ctx context.Context) (uint64, error) {
 	if err := st.s.seal(ctx, nil, false); err != nil {
 		return st.s.tail.Position, err
 	}
-	if st.s.unsent {
-		st.s.publish(ctx)
-	}
+	st.s.publish(ctx)
 	return st.s.tail.Position, nil
 }

@@ -395,6 +395,14 @@ func TestTreeAcrossTiles(t *testing.T) {
 			if size, err := e.ledger.TreeSize(ctx); err != nil || size != n {
 				t.Fatalf("tree size %d, %v; want %d", size, err, n)
 			}
+			// Only the levels 0, 8, 16... are stored (migration 00200); the others are recomputed.
+			var between, level8 int
+			if err := e.db.QueryRow(`SELECT count(*) FROM audit_tree_tiles WHERE level % 8 <> 0`).Scan(&between); err != nil || between != 0 {
+				t.Fatalf("%d tiles of levels between the stored ones, %v", between, err)
+			}
+			if err := e.db.QueryRow(`SELECT length(hashes) FROM audit_tree_tiles WHERE level = 8`).Scan(&level8); err != nil || level8 != 2*32 {
+				t.Fatalf("level 8 holds %d bytes, %v; want 2 nodes", level8, err)
+			}
 			roots := make([]audit.Hash, n+1)
 			for size := uint64(0); size <= n; size++ {
 				roots[size] = naiveRoot(leaves[:size])

@@ -37,7 +37,7 @@ func auditRun(ctx context.Context, env *environment, args []string) error {
 			return auditCheckProof(ctx, env, args[1:])
 		}
 	}
-	fmt.Fprint(env.stderr, "Usage: idlog audit verify [-json] [-checkpoint FILE [-audit-public-key KEY]] [flags]\n"+
+	fmt.Fprint(env.stderr, "Usage: idlog audit verify [-json] [-checkpoint FILE|nats [-audit-public-key KEY]] [flags]\n"+
 		"       idlog audit seal [flags]\n"+
 		"       idlog audit checkpoint [flags]\n"+
 		"       idlog audit prove -ordinal N | -from N [-size N] [flags]\n"+
@@ -45,7 +45,7 @@ func auditRun(ctx context.Context, env *environment, args []string) error {
 		"verify recomputes the hash chain over the whole event log and compares it with the sealed\n"+
 		"ledger; it names the first changed, deleted, inserted or reordered event (exit status 1).\n"+
 		"With -checkpoint it also rebuilds the Merkle tree from the log and compares it with signed\n"+
-		"checkpoints kept outside the database. seal seals every event not sealed yet and writes a\n"+
+		"checkpoints kept outside the database (a file, or the IDLOG_AUDIT stream on NATS). seal seals every event not sealed yet and writes a\n"+
 		"signed checkpoint. checkpoint prints the latest signed checkpoint; prove prints an inclusion\n"+
 		"or consistency proof; check-proof checks an exported event against a checkpoint and a proof\n"+
 		"with no database. Run idlog audit <command> -h for the flags.\n")
@@ -92,7 +92,7 @@ func openAudited(ctx context.Context, cfg config.Config, env *environment, writa
 func auditVerify(ctx context.Context, env *environment, args []string) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cpFile := fs.String("checkpoint", "", "`file` of signed checkpoints kept outside the database (IDLOG_AUDIT_CHECKPOINT_FILE) to verify the log against, or nats: those of the IDLOG_AUDIT stream")
+	cpFile := fs.String("checkpoint", "", "`file` of signed checkpoints kept outside the database (IDLOG_AUDIT_CHECKPOINT_FILE) to verify the log against, or nats to read them from the IDLOG_AUDIT stream (IDLOG_NATS_URL, or the embedded server's port)")
 	pubKey := fs.String("audit-public-key", "", "the audit public `key` (or a file holding it) the checkpoints must be signed with (default: from the audit key file)")
 	cfg, err := loadConfig(fs, args, env)
 	if err != nil {
@@ -105,8 +105,8 @@ func auditVerify(ctx context.Context, env *environment, args []string) error {
 		if err != nil {
 			return err
 		}
-		if *cpFile == "nats" {
-			heads, err = natsCheckpoints(ctx, cfg, vkey)
+		if *cpFile == checkpointsFromNATS {
+			heads, err = openNATSCheckpoints(ctx, cfg, vkey)
 		} else {
 			heads, err = openCheckpoints(*cpFile, vkey)
 		}
@@ -195,16 +195,9 @@ func auditSeal(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	var pubs audit.Publishers
-	if cfg.Audit.CheckpointFile != "" {
-		pubs = append(pubs, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
-	}
-	if cfg.Audit.WitnessURL != "" {
-		pubs = append(pubs, &audit.Witness{URL: cfg.Audit.WitnessURL})
-	}
 	var pub audit.CheckpointPublisher
-	if len(pubs) > 0 {
-		pub = pubs
+	if cfg.Audit.CheckpointFile != "" {
+		pub = &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile}
 	}
 	s, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Logger: newLogger(env.stderr, cfg), Signer: signer, Publisher: pub})
 	if err != nil {

@@ -10,10 +10,14 @@ import (
 	"github.com/idlog/idlog/internal/config"
 )
 
-// natsCheckpoints reads the signed checkpoints that IDLOG_AUDIT holds (`audit verify -checkpoint
-// nats`), as a reader: with the reader's credentials of the embedded server in the data directory,
-// or the configured ones. Every signature must open with vkey, else all are refused.
-func natsCheckpoints(ctx context.Context, cfg config.Config, vkey string) ([]audit.TreeHead, error) {
+// checkpointsFromNATS is the -checkpoint value that reads the checkpoints from NATS (a file of
+// that name is given as ./nats).
+const checkpointsFromNATS = "nats"
+
+// openNATSCheckpoints reads every checkpoint idlog published to the IDLOG_AUDIT stream and opens
+// each with vkey. One whose signature fails refuses them all, as for a file: a stream someone
+// could write a forged checkpoint into proves nothing until that is explained.
+func openNATSCheckpoints(ctx context.Context, cfg config.Config, vkey string) ([]audit.TreeHead, error) {
 	url, err := natsClientURL(cfg)
 	if err != nil {
 		return nil, err
@@ -24,6 +28,7 @@ func natsCheckpoints(ctx context.Context, cfg config.Config, vkey string) ([]aud
 		Credentials: a.Credentials, TLSCAFile: a.TLSCA, TLSCertFile: a.TLSCert, TLSKeyFile: a.TLSKey,
 	}
 	if cfg.NATSURL == "" {
+		// The embedded server of idlog serve: its reader's credentials, in the same data directory.
 		opts.Credentials = eventbus.CredentialsFile(cfg.NATSCredentialsDir(), eventbus.UserReader)
 	}
 	nc, err := eventbus.Dial(opts)
@@ -31,23 +36,22 @@ func natsCheckpoints(ctx context.Context, cfg config.Config, vkey string) ([]aud
 		return nil, cfg.RedactError(err)
 	}
 	defer nc.Close()
-	cps, err := eventbus.ReadAuditCheckpoints(ctx, nc)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	notes, err := eventbus.ReadAuditCheckpoints(rctx, nc)
 	if err != nil {
 		return nil, cfg.RedactError(err)
 	}
-	var heads []audit.TreeHead
-	for _, c := range cps {
-		if c.Note == "" {
-			continue // sealed before checkpoints were signed
-		}
-		h, err := audit.OpenCheckpoint([]byte(c.Note), vkey)
+	if len(notes) == 0 {
+		return nil, fmt.Errorf("stream %s holds no signed checkpoint", eventbus.AuditStream)
+	}
+	heads := make([]audit.TreeHead, 0, len(notes))
+	for i, n := range notes {
+		h, err := audit.OpenCheckpoint(n, vkey)
 		if err != nil {
-			return nil, fmt.Errorf("checkpoint of ordinal %d on NATS refused: %w", c.Ordinal, err)
+			return nil, fmt.Errorf("checkpoint %d of stream %s refused: %w", i+1, eventbus.AuditStream, err)
 		}
 		heads = append(heads, h)
-	}
-	if len(heads) == 0 {
-		return nil, fmt.Errorf("NATS (%s) holds no signed checkpoint", eventbus.AuditStream)
 	}
 	return heads, nil
 }

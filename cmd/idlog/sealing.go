@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/idlog/idlog/audit"
@@ -20,10 +21,10 @@ import (
 
 // startSealer runs the audit sealer beside serve: it follows the log into the ledger, in the
 // store's own database (db is the writable pool the read models use there), and publishes each
-// checkpoint, signed with the audit key, to NATS and to IDLOG_AUDIT_CHECKPOINT_FILE when set. It returns the ledger (for the audit routes) and a function that stops it.
+// checkpoint, signed with the audit key, to NATS, to IDLOG_AUDIT_CHECKPOINT_FILE and to the witness at IDLOG_AUDIT_WITNESS_URL when set. It returns the ledger (for the audit routes) and a function that stops it.
 // With EventStoreDB there is no SQL database of the store's to hold the ledger: nothing is sealed
 // and the ledger is nil.
-func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, leases follower.Lease, log *slog.Logger) (ledger *audit.Ledger, stop func(), err error) {
+func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store, db *sqlx.DB, client *eventbus.Client, leases follower.Lease, log *slog.Logger, metrics prometheus.Registerer) (ledger *audit.Ledger, stop func(), err error) {
 	var dialect migrations.Dialect
 	switch store.(type) {
 	case *postgres.Store:
@@ -46,12 +47,21 @@ func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store,
 	if err != nil {
 		return nil, nil, err
 	}
-	publishers := audit.Publishers{pub}
+	// The witness comes first: it only queues, so NATS being down cannot hold it back.
+	var publishers audit.Publishers
+	var witness *audit.Witness
+	if cfg.Audit.WitnessURL != "" {
+		if witness, err = audit.NewWitness(audit.WitnessOptions{URL: cfg.Audit.WitnessURL, Ledger: ledger, Logger: log}); err != nil {
+			return nil, nil, err
+		}
+		if metrics != nil {
+			metrics.MustRegister(witness)
+		}
+		publishers = append(publishers, witness)
+	}
+	publishers = append(publishers, pub)
 	if cfg.Audit.CheckpointFile != "" {
 		publishers = append(publishers, &audit.CheckpointFile{Path: cfg.Audit.CheckpointFile})
-	}
-	if cfg.Audit.WitnessURL != "" {
-		publishers = append(publishers, &audit.Witness{URL: cfg.Audit.WitnessURL})
 	}
 	sealer, err := audit.NewSealer(audit.SealerOptions{Store: store, Ledger: ledger, Publisher: publishers, Logger: log, Lease: leases, Signer: signer})
 	if err != nil {
@@ -63,7 +73,14 @@ func startSealer(ctx context.Context, cfg config.Config, store eventstore.Store,
 		defer close(done)
 		_ = sealer.Run(sctx) // it logs its failures and retries; it returns when stopped
 	}()
-	return ledger, func() { cancel(); <-done }, nil
+	witnessDone := make(chan struct{})
+	go func() {
+		defer close(witnessDone)
+		if witness != nil {
+			_ = witness.Run(sctx) // it logs its failures and retries; it returns when stopped
+		}
+	}()
+	return ledger, func() { cancel(); <-done; <-witnessDone }, nil
 }
 
 // loadAuditSigner loads the audit key (creating it when missing) that signs the checkpoints.

@@ -99,7 +99,7 @@ func serve(ctx context.Context, env *environment, args []string) error {
 	if err := models.runtime.Start(context.WithoutCancel(ctx)); err != nil {
 		return cfg.RedactError(fmt.Errorf("start the projections: %w", err))
 	}
-	ledger, stopSealer, err := startSealer(ctx, cfg, store, models.db, bus.client, leases, log)
+	ledger, stopSealer, err := startSealer(ctx, cfg, store, models.db, bus.client, leases, log, metrics)
 	if err != nil {
 		return cfg.RedactError(fmt.Errorf("audit sealer: %w", err))
 	}
