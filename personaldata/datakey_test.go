@@ -228,3 +228,53 @@ func TestErasedKeyStaysErased(t *testing.T) {
 		})
 	}
 }
+
+// A batch (users import) stores each new user's key once, with the batch: a batch that fails
+// leaves none, one that succeeds leaves one per user, even for a user with two appends in it.
+func TestBatchStoresOneKeyPerUser(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			p := processes(t, b, 2)
+			holder, u1, u2 := newUID(), newUID(), newUID()
+			taken := strings.ToLower(string(holder)) + "@example.com"
+			if _, err := p[0].Append(ctx, register(holder, taken)); err != nil {
+				t.Fatal(err)
+			}
+			second := dataUpdate(u1, "mauve")
+			second.Expected = eventstore.Exactly(1)
+			if _, err := p[0].AppendBatch(ctx, []eventstore.Append{register(u1, strings.ToLower(string(u1))+"@example.com"), second, register(u2, taken)}); !errors.Is(err, eventstore.ErrKeyTaken) {
+				t.Fatalf("batch with a taken email = %v, want ErrKeyTaken", err)
+			}
+			for _, u := range []domain.UserID{u1, u2} {
+				if rows, _ := keyRows(t, b, u); rows != 0 {
+					t.Errorf("a failed batch left %d key rows of %s", rows, u)
+				}
+			}
+			if _, err := p[0].AppendBatch(ctx, []eventstore.Append{register(u1, strings.ToLower(string(u1))+"@example.com"), second, register(u2, strings.ToLower(string(u2))+"@example.com")}); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []domain.UserID{u1, u2} {
+				if rows, _ := keyRows(t, b, u); rows != 1 {
+					t.Errorf("%d key rows of %s, want 1", rows, u)
+				}
+			}
+			n := 0
+			for e, err := range p[1].ReadStream(ctx, u1.Stream(), 0) {
+				if err != nil {
+					t.Fatalf("reading the imported user: %v", err)
+				}
+				if strings.Contains(string(e.Data), "pd1:") {
+					t.Errorf("event not opened: %s", e.Data)
+				}
+				n++
+			}
+			if n != 2 {
+				t.Errorf("%d events, want 2", n)
+			}
+		})
+	}
+}
