@@ -136,6 +136,29 @@ type Append struct {
 	// the same transaction, in the outbox table the courier delivers from. Only stores that
 	// implement OutboxKeeper take them; others refuse an append that has some.
 	Outbox []OutboxMessage
+	// DataKey, if set, is the new data key of the user the stream belongs to (package
+	// personaldata), stored in the append's transaction before anything else, so a user's key
+	// exists exactly when their first sealed append does. If the user has a key row already (an
+	// erased one included) the append fails with ErrDataKeyExists and stores nothing, even when it
+	// is a retry of a stored append. Only stores that implement DataKeyKeeper take it; others
+	// refuse an append that has one.
+	DataKey *DataKey
+}
+
+// DataKey is a user's data key, wrapped by the caller: the store keeps it opaque.
+type DataKey struct {
+	UID     string
+	Wrapped []byte
+}
+
+// ErrDataKeyExists: the append carries a data key for a user who has one (or whose key was
+// erased). Nothing was stored; the caller reads the stored key and seals again.
+var ErrDataKeyExists = errors.New("eventstore: the user has a data key already")
+
+// DataKeyKeeper is a store that writes Append.DataKey in the append's transaction (table
+// personal_data_keys, migration 00180).
+type DataKeyKeeper interface {
+	KeepsDataKeys() bool
 }
 
 // OutboxMessage is one message to a person, queued with the append that causes it. Its payload
@@ -253,6 +276,9 @@ func (a Append) Validate() error {
 	}
 	if err := a.validateOutbox(); err != nil {
 		return err
+	}
+	if a.DataKey != nil && (a.DataKey.UID == "" || len(a.DataKey.Wrapped) == 0) {
+		return fmt.Errorf("%w: data key without a user id or key", ErrInvalidAppend)
 	}
 	// Last: the only check that reads every byte.
 	return a.checkText()

@@ -118,6 +118,11 @@ func (a Append) checkText() error {
 			return bad("unique key", err)
 		}
 	}
+	if a.DataKey != nil {
+		if err := CheckText(a.DataKey.UID); err != nil {
+			return bad("data key's user id", err)
+		}
+	}
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/idlog/idlog/auth"
+	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -142,6 +143,38 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 	return s, nil
 }
 
+// forAppend returns the sealer of the user's data key for an append whose store writes new keys
+// in the append's transaction (eventstore.DataKeyKeeper): the known key, or a new one and its
+// wrapped form for the append to carry (newKey not nil), not cached until the append commits
+// (keep). fresh says the append creates the stream (NoStream): the user is then taken to have no
+// key without reading, and a wrong guess comes back as eventstore.ErrDataKeyExists (the caller
+// forgets the user and asks again with fresh false). ErrErased if the key was destroyed.
+func (k *Keys) forAppend(ctx context.Context, uid string, fresh bool) (*auth.Sealer, *eventstore.DataKey, error) {
+	if c, ok := k.cached(uid); ok && c.known {
+		if c.sealer == nil {
+			return nil, nil, ErrErased
+		}
+		return c.sealer, nil, nil
+	}
+	if !fresh {
+		if s, err := k.forKey(ctx, uid, false); err != nil || s != nil {
+			return s, nil, err
+		}
+	}
+	key := make([]byte, auth.KeySize)
+	rand.Read(key)
+	s, err := auth.NewSealer(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, &eventstore.DataKey{UID: uid, Wrapped: k.wrap.Seal(key, []byte(uid))}, nil
+}
+
+// keep caches a new key once the append that stored it has committed.
+func (k *Keys) keep(uid string, s *auth.Sealer) {
+	k.remember(uid, cachedKey{sealer: s, known: true})
+}
+
 // Erase destroys the user's data key, for good: what it sealed can no longer be read. A user
 // without a key (only events from before sealing existed) is marked erased all the same, so
 // readers hide their personal fields. Erasing twice changes nothing.
@@ -180,7 +213,8 @@ func (k *Keys) IsErased(ctx context.Context, uid string) (bool, error) {
 	return false, err
 }
 
-// insert stores a new wrapped key unless the user has one. It commits without waiting for the disk:
+// insert stores a new wrapped key unless the user has one, for a store that cannot write it in
+// the append's transaction (not an eventstore.DataKeyKeeper). It commits without waiting for the disk:
 // the key is written before the append that uses it, and the log is sequential (PostgreSQL's WAL,
 // SQLite's WAL file), so the append's own durable commit makes the key durable too; a crash before
 // it loses both, and the append was never acknowledged. This saves a second flush per new user.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 )
@@ -78,15 +79,45 @@ func (s *Store) HashKey(key string) string {
 }
 
 // Append seals the personal data of a user stream's events with the user's data key (created at
-// the user's first append) and claims and releases unique keys by their hashes. Appending to an
-// erased user's stream fails with ErrErased.
+// the user's first append, in its transaction) and claims and releases unique keys by their
+// hashes. Appending to an erased user's stream fails with ErrErased.
 func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.AppendResult, error) {
-	a, plain, err := s.seal(ctx, a)
-	if err != nil {
-		return eventstore.AppendResult{}, err
+	for attempt := 0; ; attempt++ {
+		sealed, plain, fresh, err := s.seal(ctx, a, attempt == 0, nil)
+		if err != nil {
+			return eventstore.AppendResult{}, err
+		}
+		res, err := s.inner.Append(ctx, sealed)
+		if s.retryWithStoredKeys(err, attempt, []eventstore.Append{sealed}) {
+			continue
+		}
+		if err == nil {
+			s.keepNew(fresh)
+		}
+		return res, plainKeyTaken(err, plain)
 	}
-	res, err := s.inner.Append(ctx, a)
-	return res, plainKeyTaken(err, plain)
+}
+
+// retryWithStoredKeys reports, after an append (or batch) failed with err, whether to seal again
+// because a new data key it carried met a stored one (another append's, or an erased one): the
+// users are forgotten, so the next seal reads their stored keys.
+func (s *Store) retryWithStoredKeys(err error, attempt int, sealed []eventstore.Append) bool {
+	if !errors.Is(err, eventstore.ErrDataKeyExists) || attempt >= 2 {
+		return false
+	}
+	for _, a := range sealed {
+		if a.DataKey != nil {
+			s.keys.forget(a.DataKey.UID)
+		}
+	}
+	return true
+}
+
+// keepNew caches the data keys an append created, once it committed.
+func (s *Store) keepNew(fresh map[string]*auth.Sealer) {
+	for uid, sealer := range fresh {
+		s.keys.keep(uid, sealer)
+	}
 }
 
 // AppendBatch makes many appends in one transaction, all or none, sealed as Append seals each
@@ -98,20 +129,29 @@ func (s *Store) AppendBatch(ctx context.Context, batch []eventstore.Append) ([]e
 	if !ok {
 		return nil, errNotSupported
 	}
-	sealed := make([]eventstore.Append, len(batch))
-	plain := make(map[string]string)
-	for i, a := range batch {
-		var p map[string]string
-		var err error
-		if sealed[i], p, err = s.seal(ctx, a); err != nil {
-			return nil, err
+	for attempt := 0; ; attempt++ {
+		sealed := make([]eventstore.Append, len(batch))
+		plain := make(map[string]string)
+		fresh := make(map[string]*auth.Sealer) // one new key per user for the whole batch
+		for i, a := range batch {
+			var p map[string]string
+			var err error
+			if sealed[i], p, _, err = s.seal(ctx, a, attempt == 0, fresh); err != nil {
+				return nil, err
+			}
+			for h, k := range p {
+				plain[h] = k
+			}
 		}
-		for h, k := range p {
-			plain[h] = k
+		res, err := b.AppendBatch(ctx, sealed)
+		if s.retryWithStoredKeys(err, attempt, sealed) {
+			continue
 		}
+		if err == nil {
+			s.keepNew(fresh)
+		}
+		return res, plainKeyTaken(err, plain)
 	}
-	res, err := b.AppendBatch(ctx, sealed)
-	return res, plainKeyTaken(err, plain)
 }
 
 // KeyOwners answers KeyOwner for many keys in one query, by their hashes (users import); the
@@ -141,18 +181,37 @@ func (s *Store) KeyOwners(ctx context.Context, keys []string) (map[string]string
 }
 
 // seal returns a with the personal data of a user stream's events sealed with the user's data
-// key (created at the user's first append) and its unique keys as their hashes, and the plain
-// key of each hash. Appending to an erased user's stream fails with ErrErased.
-func (s *Store) seal(ctx context.Context, a eventstore.Append) (eventstore.Append, map[string]string, error) {
+// key and its unique keys as their hashes, and the plain key of each hash. A user without a key
+// gets a new one: the append carries it (a.DataKey) when the wrapped store writes it in the
+// append's transaction, and it is added to fresh (made if nil, returned) to be cached once the
+// append commits; other stores get it stored first. first is false when sealing again after
+// eventstore.ErrDataKeyExists: stored keys are then read even for a new stream. A fresh key of
+// an earlier append of the same batch is reused, not carried again. Appending to an erased
+// user's stream fails with ErrErased.
+func (s *Store) seal(ctx context.Context, a eventstore.Append, first bool, fresh map[string]*auth.Sealer) (eventstore.Append, map[string]string, map[string]*auth.Sealer, error) {
 	if uid, ok := userOf(a.Stream); ok {
-		sealer, err := s.keys.forKey(ctx, uid, true)
+		var sealer *auth.Sealer
+		var err error
+		if k, keeps := s.inner.(eventstore.DataKeyKeeper); !keeps || !k.KeepsDataKeys() {
+			sealer, err = s.keys.forKey(ctx, uid, true)
+		} else if sealer = fresh[uid]; sealer == nil {
+			var newKey *eventstore.DataKey
+			sealer, newKey, err = s.keys.forAppend(ctx, uid, first && a.Expected == eventstore.NoStream)
+			if err == nil && newKey != nil {
+				a.DataKey = newKey
+				if fresh == nil {
+					fresh = make(map[string]*auth.Sealer, 1)
+				}
+				fresh[uid] = sealer
+			}
+		}
 		if err != nil {
-			return a, nil, err
+			return a, nil, fresh, err
 		}
 		events := make([]eventstore.NewEvent, len(a.Events))
 		for i, e := range a.Events {
 			if events[i], err = s.codec.sealEvent(sealer, uid, e); err != nil {
-				return a, nil, err
+				return a, nil, fresh, err
 			}
 		}
 		a.Events = events
@@ -168,7 +227,7 @@ func (s *Store) seal(ctx context.Context, a eventstore.Append) (eventstore.Appen
 		releases[i] = s.HashKey(k)
 	}
 	a.Claim, a.Release = claims, releases
-	return a, plain, nil
+	return a, plain, fresh, nil
 }
 
 // plainKeyTaken returns err with a taken key named by its plain kind and value, as callers know

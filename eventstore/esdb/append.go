@@ -92,6 +92,9 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 		// No transaction spans EventStoreDB and a SQL table: callers hand messages off instead.
 		return eventstore.AppendResult{}, fmt.Errorf("%w: EventStoreDB keeps no outbox", eventstore.ErrInvalidAppend)
 	}
+	if a.DataKey != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("%w: EventStoreDB keeps no data keys", eventstore.ErrInvalidAppend)
+	}
 	if err := checkStreamID(a.Stream); err != nil {
 		return eventstore.AppendResult{}, err
 	}

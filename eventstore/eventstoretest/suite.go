@@ -47,6 +47,7 @@ func Run(t *testing.T, b Backend) {
 		{"KeyOwners", testKeyOwners},
 		{"ScanAll", testScanAll},
 		{"ScanAllLateCommits", testScanAllLateCommits},
+		{"DataKeys", testDataKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

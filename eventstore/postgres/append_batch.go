@@ -63,6 +63,11 @@ func (s *Store) AppendBatch(ctx context.Context, batch []eventstore.Append) ([]e
 		}
 		claims := slices.Clone(a.Claim)
 		slices.Sort(claims) // the order Append claims in: no deadlock with it
+		if a.DataKey != nil {
+			if err := insertDataKey(ctx, tx, a); err != nil {
+				return nil, err
+			}
+		}
 		var r appendRow
 		if err := stmt.QueryRowxContext(ctx, offset, a.Stream, int64(a.Expected), pq.Array(ids), pq.Array(types), pq.Array(versions),
 			pq.Array(data), pq.Array(meta), pq.Array(claims), pq.Array(a.Release)).StructScan(&r); err != nil {

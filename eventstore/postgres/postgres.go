@@ -229,8 +229,14 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 	slices.Sort(claims) // a fixed order: two appends claiming the same keys cannot deadlock
 	args := []any{a.Stream, int64(a.Expected), pq.Array(ids), pq.Array(types), pq.Array(versions),
 		pq.Array(data), pq.Array(meta), pq.Array(claims), pq.Array(a.Release)}
-	const q = `SELECT first_version, last_version, first_position, last_position, recorded_at
+	q := `SELECT first_version, last_version, first_position, last_position, recorded_at
 		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
+	if a.DataKey != nil {
+		// The user's new data key in the same statement (migration 00230).
+		args = append([]any{a.DataKey.UID, a.DataKey.Wrapped}, args...)
+		q = `SELECT first_version, last_version, first_position, last_position, recorded_at
+		FROM idlog_append_keyed($1, $2, $3, $4, $5::uuid[], $6, $7::int[], $8, $9, $10, $11)`
+	}
 
 	for attempt := 0; ; attempt++ {
 		var r appendRow
@@ -247,6 +253,11 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 				s.notifyAppended(res.LastPosition)
 			}
 			return res, nil
+		}
+		if isDataKeyTaken(err) {
+			// Even for a retry of a stored append: its events are sealed with the stored key,
+			// not this one, and the caller must learn it (see eventstore.Append.DataKey).
+			return eventstore.AppendResult{}, s.appendError(a, err)
 		}
 		// Any failure may be a retry of an append that is already stored: answer it with the
 		// original result. This costs a query only on the failure path.
@@ -313,6 +324,31 @@ func (s *Store) appendInTx(ctx context.Context, a eventstore.Append, q string, a
 // transaction (table outbox, migration 00140).
 func (s *Store) KeepsOutbox() bool { return true }
 
+// KeepsDataKeys implements eventstore.DataKeyKeeper: Append.DataKey is written in the append's
+// transaction (idlog_append_keyed, migration 00230; AppendBatch in its own transaction).
+func (s *Store) KeepsDataKeys() bool { return true }
+
+// isDataKeyTaken reports whether err is idlog_append_keyed's refusal of a second data key.
+func isDataKeyTaken(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && pe.Code == "IDL03"
+}
+
+// insertDataKey stores a user's new data key inside tx, or fails with ErrDataKeyExists.
+func insertDataKey(ctx context.Context, tx *sqlx.Tx, a eventstore.Append) error {
+	r, err := tx.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES ($1, $2) ON CONFLICT (uid) DO NOTHING`,
+		a.DataKey.UID, a.DataKey.Wrapped)
+	if err != nil {
+		return fmt.Errorf("postgres: append to %q: store the data key: %w", a.Stream, err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return fmt.Errorf("postgres: append to %q: store the data key: %w", a.Stream, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: user %q (append to %q)", eventstore.ErrDataKeyExists, a.DataKey.UID, a.Stream)
+	}
+	return nil
+}
+
 // insertOutbox writes the outbox messages of an append inside its transaction. A message id that
 // is stored already is the same message: kept once.
 func insertOutbox(ctx context.Context, tx *sqlx.Tx, msgs []eventstore.OutboxMessage) error {
@@ -363,6 +399,8 @@ func (s *Store) appendError(a eventstore.Append, err error) error {
 		return fmt.Errorf("%w: stream %q expected %s, is at version %d", eventstore.ErrConcurrency, a.Stream, a.Expected, actual)
 	case "IDL02":
 		return &eventstore.KeyTakenError{Key: pe.Message}
+	case "IDL03":
+		return fmt.Errorf("%w: user %q (append to %q)", eventstore.ErrDataKeyExists, pe.Message, a.Stream)
 	case "23505": // unique_violation
 		if pe.Constraint == "events_event_id_key" { // and storedAlready found the first id free
 			return fmt.Errorf("%w (stream %q)", eventstore.ErrDuplicateEvent, a.Stream)

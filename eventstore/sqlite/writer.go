@@ -36,7 +36,7 @@ type writer struct {
 	eventByID, streamRange, streamVer   *sql.Stmt
 	insertEvent, upsertStream           *sql.Stmt
 	releaseKey, claimKey, setCheckpoint *sql.Stmt
-	insertOutbox                        *sql.Stmt
+	insertOutbox, insertDataKey         *sql.Stmt
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
@@ -63,6 +63,7 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.releaseKey, "DELETE FROM unique_keys WHERE key = ? AND stream_id = ?"},
 		{&w.insertOutbox, `INSERT INTO outbox (id, kind, channel, uid, sealed, created_at, expires_at, next_attempt_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
+		{&w.insertDataKey, "INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING"},
 		{&w.claimKey, "INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"},
 		{&w.setCheckpoint, `INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`},
@@ -281,6 +282,19 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 // reads cannot change before it writes.
 func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (eventstore.AppendResult, error) {
 	ctx := context.Background()
+	// The data key first, even before a retry is recognised: a retry sealed with a new key must
+	// learn that the stored events use another one.
+	if a.DataKey != nil {
+		r, err := w.insertDataKey.ExecContext(ctx, a.DataKey.UID, a.DataKey.Wrapped)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: store the data key: %w", a.Stream, err)
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: store the data key: %w", a.Stream, err)
+		} else if n == 0 {
+			return eventstore.AppendResult{}, fmt.Errorf("%w: user %q (append to %q)", eventstore.ErrDataKeyExists, a.DataKey.UID, a.Stream)
+		}
+	}
 	if res, found, err := w.storedAlready(ctx, a.Stream, rows); err != nil || found {
 		return res, err
 	}
@@ -361,6 +375,10 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 // KeepsOutbox implements eventstore.OutboxKeeper: Append.Outbox is written in the append's
 // transaction (table outbox, migration 00140).
 func (s *Store) KeepsOutbox() bool { return true }
+
+// KeepsDataKeys implements eventstore.DataKeyKeeper: Append.DataKey is written in the append's
+// transaction (table personal_data_keys, migration 00180).
+func (s *Store) KeepsDataKeys() bool { return true }
 
 type storedEvent struct {
 	stream   string

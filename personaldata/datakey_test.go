@@ -1,0 +1,280 @@
+package personaldata_test
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/personaldata"
+)
+
+// processes returns n sealing stores over one backend with one server secret, as n processes of
+// one deployment would be: each with a key cache of its own.
+func processes(t *testing.T, b backend, n int) []*personaldata.Store {
+	t.Helper()
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	out := make([]*personaldata.Store, n)
+	for i := range out {
+		keys, err := personaldata.NewKeys(b.db, b.dialect, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[i], err = personaldata.Wrap(personaldata.Options{Store: b.store, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// keyRows returns how many key rows the user has, and how many of them are erased.
+func keyRows(t *testing.T, b backend, uid domain.UserID) (rows, erased int) {
+	t.Helper()
+	err := b.db.QueryRowContext(t.Context(), b.db.Rebind(`SELECT count(*), count(erased_at) FROM personal_data_keys WHERE uid = ?`), string(uid)).Scan(&rows, &erased)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, erased
+}
+
+func dataUpdate(uid domain.UserID, note string) eventstore.Append {
+	return eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+		Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: json.RawMessage(`{"data":{"note":"` + note + `"}}`)}}}
+}
+
+// A user's data key is written with their first append: a registration that fails leaves no key
+// (and no key in the cache), the one that succeeds leaves exactly one, which other processes open.
+func TestDataKeyWrittenWithTheFirstAppend(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			p := processes(t, b, 2)
+			holder, uid := newUID(), newUID()
+			email := strings.ToLower(string(holder)) + "@example.com"
+			if _, err := p[0].Append(ctx, register(holder, email)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p[0].Append(ctx, register(uid, email)); !errors.Is(err, eventstore.ErrKeyTaken) {
+				t.Fatalf("registration with a taken email = %v, want ErrKeyTaken", err)
+			}
+			if rows, _ := keyRows(t, b, uid); rows != 0 {
+				t.Fatalf("a failed registration left %d key rows", rows)
+			}
+			if _, err := p[0].Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			if rows, _ := keyRows(t, b, uid); rows != 1 {
+				t.Fatalf("%d key rows after the registration, want 1", rows)
+			}
+			if _, err := p[0].Append(ctx, dataUpdate(uid, "mauve")); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for e, err := range p[1].ReadStream(ctx, uid.Stream(), 0) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(e.Data))
+			}
+			if len(got) != 2 || !strings.Contains(got[0], `"erin"`) || !strings.Contains(got[1], "mauve") {
+				t.Errorf("another process reads %q", got)
+			}
+		})
+	}
+}
+
+// A registration retried (same event ids) by a process that did not see the first attempt
+// commit is answered with the original result, and that process then seals with the stored key,
+// not the one it made for the retry.
+func TestRetriedRegistrationUsesTheStoredKey(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			p := processes(t, b, 3)
+			uid := newUID()
+			a := register(uid, strings.ToLower(string(uid))+"@example.com")
+			a.Events[0].ID = uuid.Must(uuid.NewV7())
+			orig, err := p[0].Append(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := p[1].Append(ctx, a)
+			if err != nil || again.LastPosition != orig.LastPosition {
+				t.Fatalf("retry = %+v, %v, want the original %+v", again, err, orig)
+			}
+			if _, err := p[1].Append(ctx, dataUpdate(uid, "mauve")); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for e, err := range p[2].ReadStream(ctx, uid.Stream(), 0) {
+				if err != nil {
+					t.Fatalf("reading the user's events: %v", err)
+				}
+				n++
+				if strings.Contains(string(e.Data), "pd1:") {
+					t.Errorf("event %d not opened: %s", n, e.Data)
+				}
+			}
+			if n != 2 {
+				t.Errorf("%d events, want 2", n)
+			}
+			if rows, _ := keyRows(t, b, uid); rows != 1 {
+				t.Errorf("%d key rows, want 1", rows)
+			}
+		})
+	}
+}
+
+// Concurrent first appends for one user, from processes with empty caches and on a path that the
+// stream does not serialise (expected version Any): one key, and every append sealed with it.
+func TestConcurrentFirstAppendsShareOneKey(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			const n = 6
+			p := processes(t, b, n+1)
+			uid := newUID()
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					if _, err := p[i].Append(ctx, dataUpdate(uid, "note"+string(rune('a'+i)))); err != nil {
+						t.Errorf("process %d: %v", i, err)
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			if rows, _ := keyRows(t, b, uid); rows != 1 {
+				t.Errorf("%d key rows, want 1", rows)
+			}
+			count := 0
+			for e, err := range p[n].ReadStream(ctx, uid.Stream(), 0) {
+				if err != nil {
+					t.Fatalf("reading the user's events: %v", err)
+				}
+				if !strings.Contains(string(e.Data), `"note`) {
+					t.Errorf("event not opened: %s", e.Data)
+				}
+				count++
+			}
+			if count != n {
+				t.Errorf("%d events, want %d", count, n)
+			}
+		})
+	}
+}
+
+// An erased user's key row stays erased: neither a registration under their id nor an append from
+// a process that never saw them writes a key, and both fail.
+func TestErasedKeyStaysErased(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			p := processes(t, b, 2)
+			uid := newUID()
+			if _, err := p[0].Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			if err := p[0].Erase(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p[1].Append(ctx, dataUpdate(uid, "mauve")); !errors.Is(err, personaldata.ErrErased) {
+				t.Errorf("append to an erased user = %v, want ErrErased", err)
+			}
+			// A registration under an erased id that never had events (the erasure of an unknown
+			// user marks it erased all the same).
+			fresh := newUID()
+			if err := p[0].Erase(ctx, fresh); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p[1].Append(ctx, register(fresh, strings.ToLower(string(fresh))+"@example.com")); !errors.Is(err, personaldata.ErrErased) {
+				t.Errorf("registration under an erased id = %v, want ErrErased", err)
+			}
+			for _, u := range []domain.UserID{uid, fresh} {
+				if rows, erased := keyRows(t, b, u); rows != 1 || erased != 1 {
+					t.Errorf("user %s: %d key rows, %d erased; want 1 erased", u, rows, erased)
+				}
+			}
+			var events int
+			for range b.store.ReadStream(ctx, fresh.Stream(), 0) {
+				events++
+			}
+			if events != 0 {
+				t.Errorf("the refused registration stored %d events", events)
+			}
+		})
+	}
+}
+
+// A batch (users import) stores each new user's key once, with the batch: a batch that fails
+// leaves none, one that succeeds leaves one per user, even for a user with two appends in it.
+func TestBatchStoresOneKeyPerUser(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			p := processes(t, b, 2)
+			holder, u1, u2 := newUID(), newUID(), newUID()
+			taken := strings.ToLower(string(holder)) + "@example.com"
+			if _, err := p[0].Append(ctx, register(holder, taken)); err != nil {
+				t.Fatal(err)
+			}
+			second := dataUpdate(u1, "mauve")
+			second.Expected = eventstore.Exactly(1)
+			if _, err := p[0].AppendBatch(ctx, []eventstore.Append{register(u1, strings.ToLower(string(u1))+"@example.com"), second, register(u2, taken)}); !errors.Is(err, eventstore.ErrKeyTaken) {
+				t.Fatalf("batch with a taken email = %v, want ErrKeyTaken", err)
+			}
+			for _, u := range []domain.UserID{u1, u2} {
+				if rows, _ := keyRows(t, b, u); rows != 0 {
+					t.Errorf("a failed batch left %d key rows of %s", rows, u)
+				}
+			}
+			if _, err := p[0].AppendBatch(ctx, []eventstore.Append{register(u1, strings.ToLower(string(u1))+"@example.com"), second, register(u2, strings.ToLower(string(u2))+"@example.com")}); err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range []domain.UserID{u1, u2} {
+				if rows, _ := keyRows(t, b, u); rows != 1 {
+					t.Errorf("%d key rows of %s, want 1", rows, u)
+				}
+			}
+			n := 0
+			for e, err := range p[1].ReadStream(ctx, u1.Stream(), 0) {
+				if err != nil {
+					t.Fatalf("reading the imported user: %v", err)
+				}
+				if strings.Contains(string(e.Data), "pd1:") {
+					t.Errorf("event not opened: %s", e.Data)
+				}
+				n++
+			}
+			if n != 2 {
+				t.Errorf("%d events, want 2", n)
+			}
+		})
+	}
+}
