@@ -123,9 +123,6 @@ func (c *Chain) Add(e eventstore.Event) (uint64, Hash) {
 	return c.ordinal, c.head
 }
 
-// canonical is the canonical bytes of the last event added, valid until the next Add.
-func (c *Chain) canonical() []byte { return c.buf }
-
 // Ordinal is the ordinal of the last event added, 0 before any.
 func (c *Chain) Ordinal() uint64 { return c.ordinal }
 
