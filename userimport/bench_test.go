@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/idlog/idlog/domain"
@@ -19,6 +20,9 @@ import (
 	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/migrations"
+	"github.com/idlog/idlog/personaldata"
+	"github.com/idlog/idlog/projections"
 	"github.com/idlog/idlog/userimport"
 )
 
@@ -29,8 +33,18 @@ type benchStore interface {
 }
 
 func openBenchStore(b *testing.B, backend string) benchStore {
+	s, _ := openBenchStoreSealed(b, backend, false)
+	return s
+}
+
+// openBenchStoreSealed is openBenchStore, wrapped, when sealed, in the personal-data store that
+// idlog users import writes through (sealing the personal fields with each user's data key).
+func openBenchStoreSealed(b *testing.B, backend string, sealed bool) (benchStore, *personaldata.Store) {
 	b.Helper()
 	ctx := context.Background()
+	var raw benchStore
+	var db *sqlx.DB
+	dialect := migrations.SQLite
 	switch backend {
 	case "postgres":
 		s, err := postgres.Open(ctx, postgres.Options{DSN: eventstoretest.PostgresSchema(b)})
@@ -38,15 +52,35 @@ func openBenchStore(b *testing.B, backend string) benchStore {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
-		return s
+		raw, db, dialect = s, s.DB(), migrations.Postgres
 	default:
-		s, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(b.TempDir(), "idlog.db")})
+		path := filepath.Join(b.TempDir(), "idlog.db")
+		s, err := sqlite.Open(ctx, sqlite.Options{Path: path})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { s.Close() })
-		return s
+		raw = s
+		if sealed {
+			if db, err = projections.OpenSQLite(ctx, path); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+		}
 	}
+	if !sealed {
+		return raw, nil
+	}
+	secret := make([]byte, 32)
+	keys, err := personaldata.NewKeys(db, dialect, secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := personaldata.Wrap(personaldata.Options{Store: raw, Keys: keys, Registry: domain.NewEventRegistry(), Secret: secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return w, w
 }
 
 // BenchmarkImport imports users (100,000 unless IDLOG_BENCH_IMPORT_USERS says otherwise) from
@@ -73,7 +107,7 @@ func BenchmarkImport(b *testing.B) {
 	const workers = 8
 	for _, backend := range []string{"sqlite", "postgres"} {
 		b.Run(backend, func(b *testing.B) {
-			var importRate, appendRate float64
+			var importRate, sealedRate, appendRate float64
 			for range b.N {
 				store := openBenchStore(b, backend)
 				im := userimport.New(store, store, domain.NewEventRegistry())
@@ -85,10 +119,20 @@ func BenchmarkImport(b *testing.B) {
 				importRate = float64(n) / time.Since(start).Seconds()
 				b.Logf("%s: checked %d rows in %v, wrote them in %v", backend, n, rep.Checked, rep.Elapsed-rep.Checked)
 
+				// As idlog users import runs: through the personal-data store.
+				_, sealedStore := openBenchStoreSealed(b, backend, true)
+				start = time.Now()
+				rep, err = userimport.New(sealedStore, sealedStore, domain.NewEventRegistry()).Import(context.Background(), file, userimport.Options{Workers: workers})
+				if err != nil || rep.Imported != n {
+					b.Fatalf("sealed import: %+v, %v", rep, err)
+				}
+				sealedRate = float64(n) / time.Since(start).Seconds()
+
 				ref := openBenchStore(b, backend)
 				appendRate = bareAppends(b, ref, n, workers)
 			}
 			b.ReportMetric(importRate, "users/s")
+			b.ReportMetric(sealedRate, "sealed-users/s")
 			b.ReportMetric(appendRate, "bare-appends/s")
 			b.ReportMetric(importRate/appendRate, "ratio")
 		})
