@@ -355,6 +355,12 @@ export interface paths {
          *     verify, has expired, or whose session ended (sign-out, ban, password change): at once, not at
          *     its expiry. An active token's answer carries `sub`, `sid`, `role`, `level`, `email`, `exp`,
          *     `iat`. No `token`: `400 identity.introspect.missing_token`. Idempotency-Key is ignored.
+         *
+         *     Only resource servers may ask (RFC 7662 §2.1): HTTP Basic with a client of
+         *     `IDLOG_INTROSPECT_CLIENTS`, or a request signed with an API key whose owner's role may read
+         *     users (`read_users`). Anyone else: `401 identity.introspect.unauthorized` (with
+         *     `WWW-Authenticate: Basic`); a signed request of another role: `403
+         *     admin.ability.not_permitted`.
          */
         post: operations["introspectToken"];
         delete?: never;
@@ -2577,7 +2583,9 @@ export interface components {
          *     A request signed with an API key (`X-Auth-Apikey`, see createAPIKey):
          *     `authz.invalid_api_key_headers`, `authz.nonce_expired`, `authz.nonce_reused`,
          *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
-         *     `authz.disabled_2fa` (the key's owner turned two-factor authentication off). A sign-in from
+         *     `authz.disabled_2fa` (the key's owner turned two-factor authentication off),
+         *     `authz.api_key_scope` (a key with scopes, on a route whose section, the path segment after
+         *     `/api/v2/`, is not among them). A sign-in from
          *     a restricted address: `authz.restrict.blocklogin`, `authz.restrict.blacklist`,
          *     `authz.restrict.maintenance`.
          */
@@ -3313,8 +3321,34 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /**
+             * @description `identity.introspect.unauthorized` (no or wrong credentials), or a refused API key
+             *     signature: `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope` (see
+             *     createAPIKey).
+             */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `admin.ability.not_permitted`: the API key's owner may not read users. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
