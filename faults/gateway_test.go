@@ -391,11 +391,26 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 		t.Errorf("another address: %d", status)
 	}
 
-	// A country restriction, through the configured GeoIP database (code 403, which nginx passes
-	// on; Barong's default 423 would reach the client as nginx's 500).
+	// A country restriction, through the configured GeoIP database, and maintenance for one
+	// address: Barong's 423 and 471 with Barong's body reach the client (auth_request alone
+	// would turn them into 500; deploy/nginx-gateway.conf maps them back).
 	g.must(t, http.StatusCreated, http.MethodPost, "/api/v2/admin/restrictions", g.admin,
-		map[string]any{"category": "blacklist", "scope": "country", "value": "ZZ", "code": 403}, nil)
-	refused("blacklisted country", "127.0.0.4", http.MethodGet, "/upstream/from-zz", aliceTok, http.StatusForbidden)
+		map[string]any{"category": "blacklist", "scope": "country", "value": "ZZ"}, nil)
+	refused("blacklisted country", "127.0.0.4", http.MethodGet, "/upstream/from-zz", aliceTok, 423)
+	g.must(t, http.StatusCreated, http.MethodPost, "/api/v2/admin/restrictions", g.admin,
+		map[string]any{"category": "maintenance", "scope": "ip", "value": "127.0.0.5"}, nil)
+	refused("maintenance", "127.0.0.5", http.MethodGet, "/upstream/in-maintenance", aliceTok, 471)
+	for _, c := range []struct {
+		from string
+		want int
+		code string
+	}{{"127.0.0.4", 423, "authz.restrict.blacklist"}, {"127.0.0.5", 471, "authz.restrict.maintenance"}} {
+		status, b := g.req(t, c.from, http.MethodGet, "/upstream/restricted", aliceTok, nil)
+		var body struct{ Errors []string }
+		if err := json.Unmarshal(b, &body); err != nil || status != c.want || len(body.Errors) != 1 || body.Errors[0] != c.code {
+			t.Errorf("from %s: %d %s, want %d {\"errors\":[%q]}", c.from, status, b, c.want, c.code)
+		}
+	}
 
 	// A banned user.
 	bob, bobTok := g.signUp(t, "bob@example.com")

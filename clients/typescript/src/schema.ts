@@ -958,9 +958,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         get: operations["authorizeGet"];
         /**
@@ -972,9 +975,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         put: operations["authorizePut"];
         /**
@@ -986,9 +992,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         post: operations["authorizePost"];
         /**
@@ -1000,9 +1009,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         delete: operations["authorizeDelete"];
         options?: never;
@@ -1016,9 +1028,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         patch: operations["authorizePatch"];
         trace?: never;
@@ -4666,7 +4681,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4727,7 +4742,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4788,7 +4803,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4849,7 +4864,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4910,7 +4925,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
