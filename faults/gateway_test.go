@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -197,6 +198,8 @@ func startIdlogTB(tb testing.TB) string {
 		"IDLOG_ARGON2_MEMORY=1024", "IDLOG_ARGON2_ITERATIONS=1", "IDLOG_ARGON2_PARALLELISM=1",
 		"IDLOG_LOG_LEVEL=warn", "IDLOG_SHUTDOWN_TIMEOUT=5s", "IDLOG_TRUST_FORWARDED_FOR=true",
 		"IDLOG_SIGNIN_ADDRESS_MAX_FAILURES=0",
+		// The resource server rs introspects with the secret "rs-secret" (its SHA-256).
+		"IDLOG_INTROSPECT_CLIENTS=rs:"+fmt.Sprintf("%x", sha256.Sum256([]byte("rs-secret"))),
 		// Clients from 127.0.0.4 are in "ZZ", on the continent "OC".
 		"IDLOG_GEOIP_DB="+geoiptest.Write(tb, geoiptest.Network{CIDR: "127.0.0.4/32", Country: "ZZ", Continent: "OC"}))
 	create := exec.Command(binary, "users", "create", "--email", "boss@example.com", "--password-stdin", "--role", "admin")
@@ -372,6 +375,30 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 			t.Errorf("%s: the request reached the upstream", name)
 		}
 	}
+	// Token introspection, through nginx: only for the configured resource server.
+	intro := func(user, secret string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, g.url("/api/v2/identity/introspect"), strings.NewReader(url.Values{"token": {aliceTok}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" {
+			req.SetBasicAuth(user, secret)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, b := intro("rs", "rs-secret"); status != http.StatusOK || !strings.Contains(b, `"active":true`) {
+		t.Errorf("introspection by rs: %d %s", status, b)
+	}
+	for _, cred := range [][2]string{{"", ""}, {"rs", "guess"}} {
+		if status, b := intro(cred[0], cred[1]); status != http.StatusUnauthorized || !strings.Contains(b, "identity.introspect.unauthorized") {
+			t.Errorf("introspection with %q: %d %s", cred, status, b)
+		}
+	}
+
 	// A dropped path.
 	refused("dropped path", "", http.MethodGet, "/upstream/admin/users", aliceTok, http.StatusUnauthorized)
 	// The original method reaches idlog (auth_request's subrequest is a GET; X-Original-Method
