@@ -800,6 +800,12 @@ export interface paths {
          *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
          *     `authz.disabled_2fa`; wrong
          *     signatures are counted per key (`429 authz.too_many_attempts`).
+         *
+         *     Scopes are enforced (Barong only stores them): a key without scopes reaches what its owner
+         *     reaches; a key with scopes reaches idlog's routes only in the sections it names (the path
+         *     segment after `/api/v2/`: `resource`, `admin`, `identity`...) and passes the authz endpoint
+         *     only where a matching ACCEPT permission has one of them as its `topic`; else `401
+         *     authz.api_key_scope`.
          */
         post: operations["createAPIKey"];
         delete?: never;
