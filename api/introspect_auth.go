@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/idlog/idlog/apikeys"
@@ -19,8 +20,8 @@ import (
 // (config.Gatekeeper.IntrospectClientMap),
 // or a request signed with an API key whose owner's role may read users (commands.AbilityReadUsers:
 // the answer shows a user's email and role). Anyone else gets 401
-// identity.introspect.unauthorized. Wrong Basic credentials go through the attempt limiter, per
-// client address.
+// identity.introspect.unauthorized. Basic credentials go through the attempt limiter, per client
+// address; a right secret proved from an address skips it there for a minute (see passed).
 
 // IntrospectionClients are the resource servers that may introspect with HTTP Basic.
 type IntrospectionClients struct {
@@ -35,6 +36,39 @@ type IntrospectionClients struct {
 	Policy attempts.Policy
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// passed remembers, for a minute, the credentials and address of a check the limiter let
+	// through and that proved right: the same right secret from the same address is not checked
+	// against the limiter again (its transaction was most of an introspection's time). Wrong
+	// secrets always are.
+	mu     sync.Mutex
+	passed map[[sha256.Size]byte]time.Time
+}
+
+// passedFor is how long a right secret from an address skips the limiter.
+const passedFor = time.Minute
+
+// maxPassed bounds the remembered checks; a full map starts again empty.
+const maxPassed = 10000
+
+func passedKey(name, secret, ip string) [sha256.Size]byte {
+	return sha256.Sum256([]byte(name + "\x00" + secret + "\x00" + ip))
+}
+
+func (ic *IntrospectionClients) passedRecently(k [sha256.Size]byte, now time.Time) bool {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	until, ok := ic.passed[k]
+	return ok && now.Before(until)
+}
+
+func (ic *IntrospectionClients) remember(k [sha256.Size]byte, now time.Time) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.passed == nil || len(ic.passed) >= maxPassed {
+		ic.passed = map[[sha256.Size]byte]time.Time{}
+	}
+	ic.passed[k] = now.Add(passedFor)
 }
 
 // IntrospectionPolicy: 20 wrong secrets per address free, then a growing delay.
@@ -68,7 +102,15 @@ func (a *accountRoutes) introspectionAllowed(w http.ResponseWriter, r *http.Requ
 	if policy == (attempts.Policy{}) {
 		policy = IntrospectionPolicy
 	}
-	counter := attempts.Counter{Kind: "introspect", Key: "introspect:" + a.clientIP(r), Policy: policy}
+	ip := a.clientIP(r)
+	sum := sha256.Sum256([]byte(secret))
+	want, known := ic.Clients[name]
+	good := subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && known
+	seen := passedKey(name, secret, ip)
+	if good && ic.passedRecently(seen, now()) {
+		return true
+	}
+	counter := attempts.Counter{Kind: "introspect", Key: "introspect:" + ip, Policy: policy}
 	wait, err := ic.Limiter.Try(r.Context(), now(), counter)
 	if err != nil {
 		a.log.LogAttrs(r.Context(), slog.LevelError, "attempt limiter failed",
@@ -81,15 +123,13 @@ func (a *accountRoutes) introspectionAllowed(w http.ResponseWriter, r *http.Requ
 		WriteError(w, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
 		return false
 	}
-	sum := sha256.Sum256([]byte(secret))
-	want, known := ic.Clients[name]
-	good := subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && known
 	_ = ic.Limiter.Done(context.WithoutCancel(r.Context()), now(), !good, counter)
 	if !good {
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "introspection client refused", slog.String("request_id", RequestID(r.Context())))
 		introspectionUnauthorized(w)
 		return false
 	}
+	ic.remember(seen, now())
 	return true
 }
 

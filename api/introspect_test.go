@@ -15,6 +15,9 @@ import (
 
 const introspectPath = "/api/v2/identity/introspect"
 
+// passedFor is a little more than how long a right secret skips the attempt limiter.
+func passedFor() time.Duration { return time.Minute + time.Second }
+
 // basicAuth is the Authorization header of HTTP Basic with name and secret.
 func basicAuth(name, secret string) http.Header {
 	r, _ := http.NewRequest(http.MethodGet, "/", nil)
@@ -93,13 +96,14 @@ func TestIntrospection(t *testing.T) {
 func TestIntrospectionAuthorizesItsCaller(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, s *server) {
-		s.accounts.Introspection.Policy = attempts.Policy{Free: 3, Delay: time.Minute, MaxDelay: time.Hour, Forget: 2 * time.Hour}
+		s.accounts.Introspection.Policy = attempts.Policy{Free: 3, Delay: 10 * time.Minute, MaxDelay: time.Hour, Forget: 2 * time.Hour}
 		_, tok := s.staff(t, "ann", domain.RoleMember)
 		_, adminTok := s.staff(t, "boss", domain.RoleAdmin)
 		call := func(h http.Header, remote string) response {
 			return s.do(request{method: http.MethodPost, path: introspectPath, body: obj{"token": tok}, header: h, remote: remote})
 		}
 		active := func(r response) bool {
+			t.Helper()
 			var out struct{ Active bool }
 			r.want(t, http.StatusOK).json(t, &out)
 			return out.Active
@@ -134,11 +138,13 @@ func TestIntrospectionAuthorizesItsCaller(t *testing.T) {
 			t.Fatal("a key scoped to identity: inactive")
 		}
 
-		// Guessing secrets is throttled per address: then even the right one waits there, not
-		// elsewhere.
+		// Guessing secrets is throttled per address: there, even the right secret waits, unless
+		// it was proved from that address within the minute (a resource server is not locked
+		// out by a guesser behind the same address); other addresses do not wait.
+		const guesser = "203.0.113.9:4000"
 		throttled := false
 		for range 10 {
-			if r := call(basicAuth("rs", "guess"), ""); r.status == http.StatusTooManyRequests {
+			if r := call(basicAuth("rs", "guess"), guesser); r.status == http.StatusTooManyRequests {
 				r.want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
 				throttled = r.header.Get("Retry-After") != ""
 				break
@@ -147,9 +153,27 @@ func TestIntrospectionAuthorizesItsCaller(t *testing.T) {
 		if !throttled {
 			t.Fatal("wrong secrets were never throttled")
 		}
-		call(rsAuth(), "").want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
+		call(rsAuth(), guesser).want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
+		call(basicAuth("rs", "guess"), guesser).want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
 		if !active(call(rsAuth(), "198.51.100.7:4000")) {
 			t.Fatal("another address: inactive")
 		}
+		// An address that proved the secret: its right secret is answered even while wrong ones
+		// from it are throttled.
+		if !active(call(rsAuth(), "")) {
+			t.Fatal("the resource server's answer: inactive")
+		}
+		for range 10 {
+			if r := call(basicAuth("rs", "guess"), ""); r.status == http.StatusTooManyRequests {
+				break
+			}
+		}
+		call(basicAuth("rs", "guess"), "").want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
+		if !active(call(rsAuth(), "")) {
+			t.Fatal("the proved address: inactive")
+		}
+		// A minute later it is checked against the limiter again, and waits.
+		s.clock.Advance(passedFor())
+		call(rsAuth(), "").want(t, http.StatusTooManyRequests, "identity.introspect.too_many_attempts")
 	})
 }
