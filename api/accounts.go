@@ -81,6 +81,9 @@ type Accounts struct {
 	// Gatekeeper, when set, serves the authz endpoint for gateways, the permissions, restrictions
 	// and whitelinks (gatekeeper.go).
 	Gatekeeper *Gatekeeper
+	// Introspection: the resource servers that may introspect tokens with HTTP Basic
+	// (introspect_auth.go); nil: only API keys of users who may read users.
+	Introspection *IntrospectionClients
 }
 
 // accountRoutes serves the account routes.

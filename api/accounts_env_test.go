@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -321,6 +322,10 @@ func newServer(t testing.TB, backend string, o serverOptions) *server {
 	}
 	engine := authz.NewEngine(authz.Options{Source: app.PolicyStream, Geo: o.geo})
 	accounts.Gatekeeper = &api.Gatekeeper{Engine: engine, Upstream: upstream, PublicPaths: []string{"/api/v2/public-upstream"}, Now: c.Now}
+	// One resource server may introspect tokens with HTTP Basic: rs, its secret introspectSecret.
+	accounts.Introspection = &api.IntrospectionClients{
+		Clients: map[string][sha256.Size]byte{"rs": sha256.Sum256([]byte(introspectSecret))}, Limiter: limiter, Now: c.Now,
+	}
 	if accounts.APIKeyAuth, err = apikeys.New(apikeys.Options{Keys: app.APIKeyInfo, Limiter: limiter, DB: db, Dialect: dialect, Now: c.Now}); err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +358,9 @@ func profileView(db *sqlx.DB, dialect migrations.Dialect, noStreamVersions bool)
 	}
 	return v.WithStreamVersions()
 }
+
+// introspectSecret is the secret of the test servers' introspection client, rs.
+const introspectSecret = "2f1d0c6b9e8a7f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6f7e"
 
 // response is an answer of the server.
 type response struct {

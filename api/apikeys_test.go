@@ -85,10 +85,10 @@ func TestAPIKeys(t *testing.T) {
 
 		// Created: the secret once, scopes normalised (a form body, comma separated, as Barong's).
 		var k apiKeyOut
-		s.post(keys, url.Values{"algorithm": {"HS256"}, "scope": {"read, trade"}, "totp_code": {s.nextCode(t, otp)}}, tok).
+		s.post(keys, url.Values{"algorithm": {"HS256"}, "scope": {"resource, trade"}, "totp_code": {s.nextCode(t, otp)}}, tok).
 			want(t, http.StatusCreated).json(t, &k)
 		if _, err := hex.DecodeString(k.Secret); err != nil || len(k.Secret) != 32 || len(k.KID) != 16 || k.State != "active" ||
-			strings.Join(k.Scope, ",") != "read,trade" {
+			strings.Join(k.Scope, ",") != "resource,trade" {
 			t.Fatalf("created %+v", k)
 		}
 		// The same code again is a replay.
@@ -131,14 +131,18 @@ func TestAPIKeys(t *testing.T) {
 		// Disabled: refused; active again: accepted.
 		var k2 apiKeyOut
 		s.send(http.MethodPatch, keys+"/"+k.KID, obj{"state": "disabled", "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusOK).json(t, &k2)
-		if k2.State != "disabled" || strings.Join(k2.Scope, ",") != "read,trade" {
+		if k2.State != "disabled" || strings.Join(k2.Scope, ",") != "resource,trade" {
 			t.Fatalf("after disable %+v", k2)
 		}
 		now = s.clock.Now().UnixMilli()
 		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", k.KID, k.Secret, now, "").want(t, http.StatusUnauthorized, "authz.apikey_not_active")
 		s.send(http.MethodPatch, keys+"/"+k.KID, obj{"state": "paused", "totp_code": "1"}, tok).want(t, http.StatusUnprocessableEntity, "resource.api_key.invalid_state")
 		s.send(http.MethodPatch, keys+"/nope", obj{"state": "active", "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusNotFound, "resource.api_key.doesnt_exist")
-		s.send(http.MethodPatch, keys+"/"+k.KID, obj{"state": "active", "scope": []string{"read"}, "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusOK)
+		s.send(http.MethodPatch, keys+"/"+k.KID, obj{"state": "active", "scope": []string{"trade"}, "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusOK)
+		now = s.clock.Now().UnixMilli()
+		// Active again, but its scopes no longer cover the resource routes (apikey_scopes.go).
+		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", k.KID, k.Secret, now, "").want(t, http.StatusUnauthorized, "authz.api_key_scope")
+		s.send(http.MethodPatch, keys+"/"+k.KID, obj{"scope": []string{"resource"}, "totp_code": s.nextCode(t, otp)}, tok).want(t, http.StatusOK)
 		now = s.clock.Now().UnixMilli()
 		s.signed(t, http.MethodGet, "/api/v2/resource/users/me", k.KID, k.Secret, now, "").want(t, http.StatusOK)
 

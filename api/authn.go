@@ -97,13 +97,18 @@ func NewAuthenticator(tokens TokenVerifier, sessions SessionChecker, log *slog.L
 // is not checked twice.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := CallerFrom(r.Context()); ok {
-			next.ServeHTTP(w, r)
+		if c, ok := CallerFrom(r.Context()); ok {
+			if a.inScope(w, r, c) { // apikey_scopes.go
+				next.ServeHTTP(w, r)
+			}
 			return
 		}
 		c, status, code, err := a.authenticate(r)
 		if status != 0 {
 			a.refuse(w, r, status, code, err)
+			return
+		}
+		if !a.inScope(w, r, c) {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))

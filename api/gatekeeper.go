@@ -175,6 +175,8 @@ func (a *accountRoutes) authorize(w http.ResponseWriter, r *http.Request) {
 	if ref, refused := g.Engine.Restrict(ip, path); refused {
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "authz refused by a restriction", slog.String("request_id", RequestID(r.Context())),
 			slog.String("category", ref.Category), slog.Int64("restriction", ref.RuleID), slog.String("path", path))
+		// For a gateway, which sees the headers only (nginx's auth_request): Barong's code.
+		w.Header().Set("X-Auth-Error", ref.Code)
 		WriteError(w, ref.Status, ref.Code)
 		return
 	}
@@ -190,11 +192,21 @@ func (a *accountRoutes) authorize(w http.ResponseWriter, r *http.Request) {
 		a.authn.refuse(w, r, status, code, err)
 		return
 	}
-	v := g.Engine.Rules().Permit(c.Role, method, path)
+	var scopes []string
+	if c.APIKey != "" {
+		scopes = c.Scopes
+	}
+	v := g.Engine.Rules().PermitScoped(c.Role, method, path, scopes)
 	if !v.Allowed {
 		a.log.LogAttrs(r.Context(), slog.LevelInfo, "authz denied by the permissions", slog.String("request_id", RequestID(r.Context())),
 			slog.String("uid", c.UID), slog.String("role", c.Role), slog.String("method", method), slog.String("path", path))
 		WriteError(w, http.StatusUnauthorized, "authz.invalid_permission")
+		return
+	}
+	if !v.InScope { // apikey_scopes.go
+		a.log.LogAttrs(r.Context(), slog.LevelInfo, "api key out of its scopes", slog.String("request_id", RequestID(r.Context())),
+			slog.String("kid", c.APIKey), slog.String("method", method), slog.String("path", path))
+		WriteError(w, http.StatusUnauthorized, "authz.api_key_scope")
 		return
 	}
 	if v.Audit {

@@ -9,9 +9,8 @@ import (
 // Token introspection (RFC 7662): POST /api/v2/identity/introspect with token=<access token>. A
 // resource server that receives idlog's access tokens asks here whether one is active now: its
 // signature, expiry and session are checked, so a token of a session that ended (sign-out, ban,
-// password change) is inactive at once, not at its expiry. The endpoint is open to anyone who
-// holds a token: the answer tells nothing the token's holder could not learn by using it, and an
-// unknown token is just inactive.
+// password change) is inactive at once, not at its expiry. Only resource servers may ask
+// (introspect_auth.go); an unknown token is just inactive.
 
 // introspection is RFC 7662's answer; an inactive token gets {"active": false} only.
 type introspection struct {
@@ -27,11 +26,14 @@ type introspection struct {
 }
 
 func (a *accountRoutes) introspect(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	if !a.introspectionAllowed(w, r) {
+		return
+	}
 	p, ok := a.params(w, r)
 	if !ok {
 		return
 	}
-	noStore(w)
 	token := strings.TrimSpace(p.str("token"))
 	if token == "" {
 		WriteError(w, http.StatusBadRequest, "identity.introspect.missing_token")

@@ -49,8 +49,10 @@ func (a *accountRoutes) me(w http.ResponseWriter, r *http.Request) {
 // refusals the same way; the profile read before the session is known open is only shown once it
 // is. A user the read models do not show yet has their session checked on its own.
 func (a *accountRoutes) meInOneRead(w http.ResponseWriter, r *http.Request) {
-	if _, ok := CallerFrom(r.Context()); ok { // checked already, by the idempotency decorator
-		a.me(w, r)
+	if c, ok := CallerFrom(r.Context()); ok { // checked already, by the idempotency decorator
+		if a.authn.inScope(w, r, c) {
+			a.me(w, r)
+		}
 		return
 	}
 	if a.authn.apiKeys != nil && r.Header.Get(apikeys.HeaderKID) != "" { // signed with an API key

@@ -49,8 +49,31 @@ func TestPermissions(t *testing.T) {
 		{"admin", "PUT", "api/v2/trade/withdraw", authz.Verdict{Allowed: true}},
 		{"support", "GET", "api/v2/trade", authz.Verdict{}},
 	} {
-		if got := r.Permit(c.role, c.method, c.path); got != c.want {
+		got := r.Permit(c.role, c.method, c.path)
+		if !got.InScope {
+			t.Errorf("%s %s %s: not InScope without scopes", c.role, c.method, c.path)
+		}
+		if got.InScope = false; got != c.want {
 			t.Errorf("%s %s %s = %+v, want %+v", c.role, c.method, c.path, got, c.want)
+		}
+	}
+	// An API key's scopes: an ACCEPT that matched must have one of them as its topic.
+	scoped := authz.Compile(policy(t, []domain.Permission{
+		{Role: "member", Verb: "ALL", Path: "api/v2/trade", Action: "ACCEPT", Topic: "trade"},
+		{Role: "member", Verb: "GET", Path: "api/v2/trade/markets", Action: "ACCEPT"},
+	}, nil))
+	for _, c := range []struct {
+		method, path string
+		scopes       []string
+		in           bool
+	}{
+		{"GET", "api/v2/trade/orders", []string{"trade"}, true},
+		{"GET", "api/v2/trade/markets", []string{"read", "trade"}, true},
+		{"GET", "api/v2/trade/orders", []string{"read"}, false},
+		{"GET", "api/v2/trade/orders", nil, true},
+	} {
+		if v := scoped.PermitScoped("member", c.method, c.path, c.scopes); !v.Allowed || v.InScope != c.in {
+			t.Errorf("%s %s with %v = %+v, want InScope %v", c.method, c.path, c.scopes, v, c.in)
 		}
 	}
 }

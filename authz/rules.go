@@ -8,6 +8,7 @@ package authz
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/idlog/idlog/domain"
@@ -35,6 +36,9 @@ type Verdict struct {
 	// Audit: an AUDIT rule matched; Topic is its topic.
 	Audit bool
 	Topic string
+	// InScope: the scopes given to PermitScoped are empty, or an ACCEPT rule that matched has
+	// one of them as its topic (an API key's scopes).
+	InScope bool
 }
 
 // Paths the restrictions treat apart, without their leading slash, as Barong does: a whitelink is
@@ -220,9 +224,15 @@ func (r *Rules) Restrict(ip netip.Addr, path string, loc func() Location) (Refus
 // slash): Barong's rule, at least one matching ACCEPT and no matching DROP; no matching rule
 // refuses.
 func (r *Rules) Permit(role, method, path string) Verdict {
+	return r.PermitScoped(role, method, path, nil)
+}
+
+// PermitScoped is Permit for a caller limited to scopes (an API key's): InScope tells whether
+// an ACCEPT rule that matched has a topic among them.
+func (r *Rules) PermitScoped(role, method, path string, scopes []string) Verdict {
 	path = strings.TrimLeft(path, "/")
 	method = strings.ToUpper(method)
-	var v Verdict
+	v := Verdict{InScope: len(scopes) == 0}
 	accept, drop := false, false
 	for _, p := range r.perms[role] {
 		if (p.verb != method && p.verb != domain.VerbAll) || !strings.HasPrefix(path, p.path) {
@@ -231,6 +241,9 @@ func (r *Rules) Permit(role, method, path string) Verdict {
 		switch p.action {
 		case domain.ActionAccept:
 			accept = true
+			if !v.InScope && p.topic != "" && slices.Contains(scopes, p.topic) {
+				v.InScope = true
+			}
 		case domain.ActionDrop:
 			drop = true
 		case domain.ActionAudit:

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -197,6 +198,8 @@ func startIdlogTB(tb testing.TB) string {
 		"IDLOG_ARGON2_MEMORY=1024", "IDLOG_ARGON2_ITERATIONS=1", "IDLOG_ARGON2_PARALLELISM=1",
 		"IDLOG_LOG_LEVEL=warn", "IDLOG_SHUTDOWN_TIMEOUT=5s", "IDLOG_TRUST_FORWARDED_FOR=true",
 		"IDLOG_SIGNIN_ADDRESS_MAX_FAILURES=0",
+		// The resource server rs introspects with the secret "rs-secret" (its SHA-256).
+		"IDLOG_INTROSPECT_CLIENTS=rs:"+fmt.Sprintf("%x", sha256.Sum256([]byte("rs-secret"))),
 		// Clients from 127.0.0.4 are in "ZZ", on the continent "OC".
 		"IDLOG_GEOIP_DB="+geoiptest.Write(tb, geoiptest.Network{CIDR: "127.0.0.4/32", Country: "ZZ", Continent: "OC"}))
 	create := exec.Command(binary, "users", "create", "--email", "boss@example.com", "--password-stdin", "--role", "admin")
@@ -372,6 +375,30 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 			t.Errorf("%s: the request reached the upstream", name)
 		}
 	}
+	// Token introspection, through nginx: only for the configured resource server.
+	intro := func(user, secret string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, g.url("/api/v2/identity/introspect"), strings.NewReader(url.Values{"token": {aliceTok}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" {
+			req.SetBasicAuth(user, secret)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, b := intro("rs", "rs-secret"); status != http.StatusOK || !strings.Contains(b, `"active":true`) {
+		t.Errorf("introspection by rs: %d %s", status, b)
+	}
+	for _, cred := range [][2]string{{"", ""}, {"rs", "guess"}} {
+		if status, b := intro(cred[0], cred[1]); status != http.StatusUnauthorized || !strings.Contains(b, "identity.introspect.unauthorized") {
+			t.Errorf("introspection with %q: %d %s", cred, status, b)
+		}
+	}
+
 	// A dropped path.
 	refused("dropped path", "", http.MethodGet, "/upstream/admin/users", aliceTok, http.StatusUnauthorized)
 	// The original method reaches idlog (auth_request's subrequest is a GET; X-Original-Method
@@ -391,11 +418,26 @@ func TestGatekeeperBehindNginx(t *testing.T) {
 		t.Errorf("another address: %d", status)
 	}
 
-	// A country restriction, through the configured GeoIP database (code 403, which nginx passes
-	// on; Barong's default 423 would reach the client as nginx's 500).
+	// A country restriction, through the configured GeoIP database, and maintenance for one
+	// address: Barong's 423 and 471 with Barong's body reach the client (auth_request alone
+	// would turn them into 500; deploy/nginx-gateway.conf maps them back).
 	g.must(t, http.StatusCreated, http.MethodPost, "/api/v2/admin/restrictions", g.admin,
-		map[string]any{"category": "blacklist", "scope": "country", "value": "ZZ", "code": 403}, nil)
-	refused("blacklisted country", "127.0.0.4", http.MethodGet, "/upstream/from-zz", aliceTok, http.StatusForbidden)
+		map[string]any{"category": "blacklist", "scope": "country", "value": "ZZ"}, nil)
+	refused("blacklisted country", "127.0.0.4", http.MethodGet, "/upstream/from-zz", aliceTok, 423)
+	g.must(t, http.StatusCreated, http.MethodPost, "/api/v2/admin/restrictions", g.admin,
+		map[string]any{"category": "maintenance", "scope": "ip", "value": "127.0.0.5"}, nil)
+	refused("maintenance", "127.0.0.5", http.MethodGet, "/upstream/in-maintenance", aliceTok, 471)
+	for _, c := range []struct {
+		from string
+		want int
+		code string
+	}{{"127.0.0.4", 423, "authz.restrict.blacklist"}, {"127.0.0.5", 471, "authz.restrict.maintenance"}} {
+		status, b := g.req(t, c.from, http.MethodGet, "/upstream/restricted", aliceTok, nil)
+		var body struct{ Errors []string }
+		if err := json.Unmarshal(b, &body); err != nil || status != c.want || len(body.Errors) != 1 || body.Errors[0] != c.code {
+			t.Errorf("from %s: %d %s, want %d {\"errors\":[%q]}", c.from, status, b, c.want, c.code)
+		}
+	}
 
 	// A banned user.
 	bob, bobTok := g.signUp(t, "bob@example.com")

@@ -122,6 +122,10 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 	if err != nil {
 		return nil, err
 	}
+	introspectClients, err := a.Gatekeeper.IntrospectClientMap()
+	if err != nil {
+		return nil, err
+	}
 	kyc := &api.KYC{Records: m.kyc, Blobs: blobStore}
 	if sweeper := startBlobSweeper(m, blobStore, log); sweeper != nil {
 		kyc.Sweeper = sweeper
@@ -139,6 +143,7 @@ func newAccounts(cfg config.Config, log *slog.Logger, store eventstore.Store, no
 		ReadYourWrites: a.ReadYourWrites, TrustForwardedFor: a.TrustForwardedFor,
 		SessionList: m.sessions, SessionCookies: a.SessionCookies, SecureCookies: a.SecureCookies,
 		APIKeys: m.apiKeys, APIKeyAuth: keyAuth,
+		Introspection: &api.IntrospectionClients{Clients: introspectClients, Limiter: limiter},
 		// Beside the read models: the event store's own database (or, with EventStoreDB, the
 		// read models' SQL database), so every replica and every restart finds the answers.
 		Idempotency: &api.Idempotency{Store: idempotency.NewSQLStore(m.db), Secret: secretKey, Retention: a.IdempotencyRetention},

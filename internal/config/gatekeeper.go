@@ -1,14 +1,17 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 )
 
 // Gatekeeper are the settings of the authz endpoint for gateways and of API keys
-// (IDLOG_AUTHZ_*, IDLOG_GEOIP_DB, IDLOG_APIKEY_*).
+// (IDLOG_AUTHZ_*, IDLOG_GEOIP_DB, IDLOG_APIKEY_*, IDLOG_INTROSPECT_CLIENTS).
 type Gatekeeper struct {
 	// UpstreamTokenTTL is the lifetime of the token the authz endpoint hands the upstream service.
 	UpstreamTokenTTL time.Duration
@@ -20,6 +23,30 @@ type Gatekeeper struct {
 	GeoIPDB string
 	// NonceWindow is how far an API key's nonce may be from the server's clock.
 	NonceWindow time.Duration
+	// IntrospectClients are the resource servers that may introspect tokens with HTTP Basic:
+	// "name:sha256hex,..." with the SHA-256 of each one's random secret, checked when set
+	// (IntrospectClientMap).
+	IntrospectClients string
+}
+
+// IntrospectClientMap parses IntrospectClients: a client's name to the SHA-256 of its secret.
+func (g Gatekeeper) IntrospectClientMap() (map[string][sha256.Size]byte, error) {
+	out := map[string][sha256.Size]byte{}
+	for _, item := range strings.Split(g.IntrospectClients, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		name, sum, ok := strings.Cut(item, ":")
+		b, err := hex.DecodeString(sum)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") || err != nil || len(b) != sha256.Size {
+			return nil, errors.New("want name:sha256-hex-of-secret, comma-separated")
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("client %q twice", name)
+		}
+		out[name] = [sha256.Size]byte(b)
+	}
+	return out, nil
 }
 
 // PublicPathList is PublicPaths, one prefix an element; nil if none.
@@ -40,6 +67,7 @@ func (g Gatekeeper) LogValue() slog.Value {
 		slog.String("public_paths", g.PublicPaths),
 		slog.String("geoip_db", g.GeoIPDB),
 		slog.Duration("nonce_window", g.NonceWindow),
+		slog.Int("introspect_clients", strings.Count(g.IntrospectClients, ":")),
 	)
 }
 
@@ -62,6 +90,18 @@ var gatekeeperSettings = []setting{
 		usage: "MaxMind-format database (`path`) for country and continent restrictions; empty: none",
 		apply: func(c *Config, v string) error {
 			c.Accounts.Gatekeeper.GeoIPDB = strings.TrimSpace(v)
+			return nil
+		},
+	},
+	{
+		env: "IDLOG_INTROSPECT_CLIENTS", flag: "introspect-clients",
+		usage: "resource servers that may introspect tokens with HTTP Basic: comma-separated `name:sha256hex` of each one's random secret",
+		apply: func(c *Config, v string) error {
+			g := Gatekeeper{IntrospectClients: v}
+			if _, err := g.IntrospectClientMap(); err != nil {
+				return err
+			}
+			c.Accounts.Gatekeeper.IntrospectClients = v
 			return nil
 		},
 	},

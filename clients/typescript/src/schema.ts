@@ -355,6 +355,12 @@ export interface paths {
          *     verify, has expired, or whose session ended (sign-out, ban, password change): at once, not at
          *     its expiry. An active token's answer carries `sub`, `sid`, `role`, `level`, `email`, `exp`,
          *     `iat`. No `token`: `400 identity.introspect.missing_token`. Idempotency-Key is ignored.
+         *
+         *     Only resource servers may ask (RFC 7662 §2.1): HTTP Basic with a client of
+         *     `IDLOG_INTROSPECT_CLIENTS`, or a request signed with an API key whose owner's role may read
+         *     users (`read_users`). Anyone else: `401 identity.introspect.unauthorized` (with
+         *     `WWW-Authenticate: Basic`); a signed request of another role: `403
+         *     admin.ability.not_permitted`.
          */
         post: operations["introspectToken"];
         delete?: never;
@@ -794,6 +800,12 @@ export interface paths {
          *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
          *     `authz.disabled_2fa`; wrong
          *     signatures are counted per key (`429 authz.too_many_attempts`).
+         *
+         *     Scopes are enforced (Barong only stores them): a key without scopes reaches what its owner
+         *     reaches; a key with scopes reaches idlog's routes only in the sections it names (the path
+         *     segment after `/api/v2/`: `resource`, `admin`, `identity`...) and passes the authz endpoint
+         *     only where a matching ACCEPT permission has one of them as its `topic`; else `401
+         *     authz.api_key_scope`.
          */
         post: operations["createAPIKey"];
         delete?: never;
@@ -952,9 +964,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         get: operations["authorizeGet"];
         /**
@@ -966,9 +981,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         put: operations["authorizePut"];
         /**
@@ -980,9 +998,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         post: operations["authorizePost"];
         /**
@@ -994,9 +1015,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         delete: operations["authorizeDelete"];
         options?: never;
@@ -1010,9 +1034,12 @@ export interface paths {
          *     (`authz.restrict.whitelist|maintenance|blacklist|blocklogin`, with the restriction's status:
          *     401, 403, 423, 471...), then public paths (200 without a token), then authentication (bearer
          *     or cookie session, or an API key signature: the codes of `Unauthorized`), then permissions
-         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP). 200 carries `Authorization: Bearer
-         *     <token>` for the upstream, signed with the JWKS key (audience `<token audience>:upstream`,
-         *     short-lived), and `X-User-UID`.
+         *     (`401 authz.invalid_permission`: no ACCEPT, or a DROP; `401 authz.api_key_scope`: an API
+         *     key with scopes, and no matching ACCEPT has one of them as its topic). 200 carries
+         *     `Authorization: Bearer <token>` for the upstream, signed with the JWKS key (audience
+         *     `<token audience>:upstream`, short-lived), and `X-User-UID`. A restriction's refusal also
+         *     names its code in `X-Auth-Error`, for gateways that see only the headers (nginx's
+         *     `auth_request`; deploy/nginx-gateway.conf maps 471 and 423 back with it).
          */
         patch: operations["authorizePatch"];
         trace?: never;
@@ -2577,7 +2604,9 @@ export interface components {
          *     A request signed with an API key (`X-Auth-Apikey`, see createAPIKey):
          *     `authz.invalid_api_key_headers`, `authz.nonce_expired`, `authz.nonce_reused`,
          *     `authz.invalid_signature`, `authz.apikey_not_active`, `authz.user_not_active`,
-         *     `authz.disabled_2fa` (the key's owner turned two-factor authentication off). A sign-in from
+         *     `authz.disabled_2fa` (the key's owner turned two-factor authentication off),
+         *     `authz.api_key_scope` (a key with scopes, on a route whose section, the path segment after
+         *     `/api/v2/`, is not among them). A sign-in from
          *     a restricted address: `authz.restrict.blocklogin`, `authz.restrict.blacklist`,
          *     `authz.restrict.maintenance`.
          */
@@ -3313,8 +3342,34 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /**
+             * @description `identity.introspect.unauthorized` (no or wrong credentials), or a refused API key
+             *     signature: `authz.invalid_api_key_headers`, `authz.nonce_expired`,
+             *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope` (see
+             *     createAPIKey).
+             */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWWAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `admin.ability.not_permitted`: the API key's owner may not read users. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
         };
@@ -4632,7 +4687,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4693,7 +4748,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4754,7 +4809,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4815,7 +4870,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
@@ -4876,7 +4931,7 @@ export interface operations {
              *     authentication codes of `Unauthorized`: `authz.missing_token`, `jwt.decode_and_verify`,
              *     `authz.invalid_session`, `authz.invalid_api_key_headers`, `authz.nonce_expired`,
              *     `authz.nonce_reused`, `authz.invalid_signature`, `authz.apikey_not_active`,
-             *     `authz.user_not_active`, `authz.disabled_2fa`.
+             *     `authz.user_not_active`, `authz.disabled_2fa`, `authz.api_key_scope`.
              */
             401: {
                 headers: {
