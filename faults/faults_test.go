@@ -104,6 +104,7 @@ func TestKillDuringLoad(t *testing.T) {
 		nd.start()
 	}
 	waitRelay(t, nd, time.Minute)
+	waitProjections(t, nd, time.Minute)
 	before := snapshot(t, nd, us)
 	nd.stop()
 

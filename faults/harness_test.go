@@ -543,3 +543,33 @@ func waitRelay(t *testing.T, n *node, within time.Duration) {
 	}
 	t.Fatalf("the relay did not catch up in %s; last /readyz: %s", within, last)
 }
+
+// waitProjections waits until every projector of n's store holds the whole log (lag 0), as
+// `idlog projections status -json` reports it: after a restart each projector catches up on its
+// own, after the relay or before it, so a read model read too early is merely behind.
+func waitProjections(t *testing.T, n *node, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var last string
+	for time.Now().Before(deadline) {
+		cmd := exec.Command(binary, "projections", "status", "-json")
+		cmd.Env = n.env
+		out, err := cmd.Output()
+		last = string(out)
+		var st []struct {
+			Name      string `json:"name"`
+			LagEvents int64  `json:"lag_events"`
+		}
+		if err == nil && json.Unmarshal(out, &st) == nil && len(st) > 0 {
+			behind := false
+			for _, s := range st {
+				behind = behind || s.LagEvents != 0
+			}
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the projections did not catch up in %s; last status: %s", within, last)
+}
