@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -31,6 +32,7 @@ import (
 // IDLOG_BENCH_EVENTS: events in the log to rebuild from (default 20000).
 // IDLOG_BENCH_BATCH: the runtime's batch size (default projections.DefaultBatchSize).
 // IDLOG_BENCH_REBUILD_BATCH: the rebuild's batch size (default projections.DefaultRebuildBatchSize).
+// IDLOG_BENCH_LOG: when set, the runtime logs to stderr (each projector's rebuild time).
 // IDLOG_BENCH_RATE and IDLOG_BENCH_SECONDS: the steady append rate and how long it lasts.
 
 func envInt(b *testing.B, name string, def int) int {
@@ -118,8 +120,12 @@ func BenchmarkRebuild(b *testing.B) {
 			users, activity := e.views()
 			labels, wallet := projections.NewLabelsView(e.db, e.dialect), projections.NewWalletView(e.db, e.dialect)
 			// Every projector `idlog projections rebuild all` runs (cmd/idlog openReadModels).
+			var log *slog.Logger
+			if os.Getenv("IDLOG_BENCH_LOG") != "" { // each projector's progress and time
+				log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+			}
 			r := e.runtime(b, projections.Options{BatchSize: envInt(b, "IDLOG_BENCH_BATCH", projections.DefaultBatchSize),
-				RebuildBatchSize: envInt(b, "IDLOG_BENCH_REBUILD_BATCH", projections.DefaultRebuildBatchSize)},
+				RebuildBatchSize: envInt(b, "IDLOG_BENCH_REBUILD_BATCH", projections.DefaultRebuildBatchSize), Logger: log},
 				users, activity, labels, wallet, projections.NewSessionsView(e.db, e.dialect),
 				projections.NewUserProfilesView(e.db, e.dialect), projections.NewKYCView(e.db, e.dialect),
 				projections.NewAPIKeysView(e.db, e.dialect), projections.NewPasswordClassesView(e.db, e.dialect, auth.CostClass))

@@ -142,6 +142,9 @@ func mixedWorkload(t testing.TB, s eventstore.Store, users, appends int, seed ui
 				}
 				// Nothing follows a closure in a user's stream.
 				events = append(events, domain.AccountClosed{Email: strings.ToLower(u.uid) + "@example.com"})
+				if rnd.IntN(2) == 0 { // and sometimes its personal data erased: activity forgets it
+					events = append(events, domain.UserErased{})
+				}
 				u.closed = true
 			}
 			if u.closed {
