@@ -61,7 +61,7 @@ func (v *PasswordClassesView) Tables() []string { return []string{"password_clas
 // Apply implements Projector: an imported user's row is made by UserRegistered and goes when
 // idlog sets the password's hash again.
 func (v *PasswordClassesView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
-	if bulkPostgres(tx) {
+	if bulkFold(tx) {
 		return v.applyBulk(ctx, tx, events)
 	}
 	for _, e := range events {
