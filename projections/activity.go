@@ -230,11 +230,11 @@ func (v *ActivityView) Apply(ctx context.Context, tx *Tx, events []eventstore.Ev
 // reasons). The rows themselves stay: what happened, and when, is not personal data of theirs.
 func (v *ActivityView) scrub(ctx context.Context, tx *Tx, uids []string) error {
 	for _, uid := range uids {
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE activity SET user_ip = ?, user_agent = ?
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE `+tx.Table("activity")+` SET user_ip = ?, user_agent = ?
 			WHERE generation = ? AND uid = ? AND target_uid IS NULL`), domain.Erased, domain.Erased, tx.Generation, uid); err != nil {
 			return fmt.Errorf("scrub the activity of %s: %w", uid, err)
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE activity SET data = NULL
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE `+tx.Table("activity")+` SET data = NULL
 			WHERE generation = ? AND (uid = ? OR target_uid = ?)`), tx.Generation, uid, uid); err != nil {
 			return fmt.Errorf("scrub the activity of %s: %w", uid, err)
 		}

@@ -250,6 +250,10 @@ func snapshot(t testing.TB, db *sqlx.DB) string {
 			FROM wallets WHERE generation = (SELECT live FROM projection_generations WHERE name = 'wallet') ORDER BY uid`},
 		{"wallet_movements", `SELECT id, uid, balance, amount, reason, reference, actor_uid, created_at
 			FROM wallet_movements WHERE generation = (SELECT live FROM projection_generations WHERE name = 'wallet') ORDER BY id`},
+		{"user_sessions", `SELECT uid, sid, user_agent, user_ip, cookie, started_at, last_seen_at, expires_at
+			FROM user_sessions WHERE generation = (SELECT live FROM projection_generations WHERE name = 'sessions') ORDER BY uid, sid`},
+		{"password_classes", `SELECT uid, class
+			FROM password_classes WHERE generation = (SELECT live FROM projection_generations WHERE name = 'password_classes') ORDER BY uid`},
 	} {
 		b.WriteString("table " + q.table + "\n")
 		rows, err := db.Query(q.sql)

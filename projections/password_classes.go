@@ -61,6 +61,9 @@ func (v *PasswordClassesView) Tables() []string { return []string{"password_clas
 // Apply implements Projector: an imported user's row is made by UserRegistered and goes when
 // idlog sets the password's hash again.
 func (v *PasswordClassesView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+	if bulkFold(tx) {
+		return v.applyBulk(ctx, tx, events)
+	}
 	for _, e := range events {
 		uid, err := domain.UserIDFromStream(e.StreamID)
 		if err != nil {

@@ -60,6 +60,17 @@ type Tx struct {
 	Bulk    bool
 	dialect dialect
 	shared  *batchItem // the rebuild's shared read, nil if none
+	tables  map[string]string
+}
+
+// Table is the name to write table under in this transaction: a rebuild on PostgreSQL loads a
+// table partitioned by generation (activity) into a detached table of its own (see
+// buildTables). Statements that write such a table in a rebuild must name it so.
+func (tx *Tx) Table(table string) string {
+	if t, ok := tx.tables[table]; ok {
+		return t
+	}
+	return table
 }
 
 // decode decodes e with reg, or takes the decoding the rebuild's shared read made of it.
@@ -91,7 +102,7 @@ func (tx *Tx) CopyIn(ctx context.Context, table string, columns []string, rows [
 	}
 	if tx.Dialect() == migrations.Postgres {
 		// The table and columns are the projector's own names, never input.
-		stmt, err := tx.PrepareContext(ctx, `COPY `+table+` (`+strings.Join(columns, ", ")+`) FROM STDIN`)
+		stmt, err := tx.PrepareContext(ctx, `COPY `+tx.Table(table)+` (`+strings.Join(columns, ", ")+`) FROM STDIN`)
 		if err != nil {
 			return err
 		}

@@ -74,6 +74,22 @@ func (r *Runtime) Rebuild(ctx context.Context, names ...string) error {
 		if err := r.dropRetired(ctx, b.rn); err != nil {
 			return err
 		}
+		tables, err := r.buildTables(ctx, b.rn, gen)
+		if err != nil {
+			return err
+		}
+		b.tables = tables
+		b.rn.mu.Lock()
+		if b.rn.builds == nil {
+			b.rn.builds = map[int64]map[string]string{}
+		}
+		b.rn.builds[gen] = tables
+		b.rn.mu.Unlock()
+		defer func() {
+			b.rn.mu.Lock()
+			delete(b.rn.builds, b.gen)
+			b.rn.mu.Unlock()
+		}()
 	}
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -97,11 +113,14 @@ func (r *Runtime) Rebuild(ctx context.Context, names ...string) error {
 
 // build is one projector's rebuild.
 type build struct {
-	rn    *runner
-	gen   int64
-	log   *slog.Logger
-	first chan batchItem // the shared read of the log, for the first catch-up
-	quit  chan struct{}  // closed when the build ends, so the shared read stops feeding it
+	rn  *runner
+	gen int64
+	// tables maps the projector's tables partitioned by generation to the detached ones this
+	// build loads (see buildTables); nil if none.
+	tables map[string]string
+	log    *slog.Logger
+	first  chan batchItem // the shared read of the log, for the first catch-up
+	quit   chan struct{}  // closed when the build ends, so the shared read stops feeding it
 }
 
 // batchItem is a batch of the shared read, or its failure. Every build reads the same slices, and
@@ -208,6 +227,12 @@ func (r *Runtime) rebuild(ctx context.Context, b *build) error {
 	// to swap. The live generation may have moved on meanwhile, and then the next round reads what
 	// it has seen.
 	pos, err := r.applyShared(ctx, b, onCommit)
+	if err == nil && len(b.tables) > 0 {
+		attached := time.Now()
+		if err = r.attachBuild(ctx, b); err == nil {
+			b.log.Info("rebuilt tables attached, indexes built", "generation", b.gen, "seconds", time.Since(attached).Seconds())
+		}
+	}
 	for err == nil {
 		var swapped bool
 		if swapped, err = r.trySwap(ctx, b.rn.name, b.gen, pos); err != nil || swapped {
@@ -337,8 +362,18 @@ func (r *Runtime) dropRetired(ctx context.Context, rn *runner) error {
 		WHERE name = ? AND generation <> ? AND generation <> ? ORDER BY generation`), rn.name, live, keep); err != nil {
 		return fmt.Errorf("projections: %s: list retired generations: %w", rn.name, err)
 	}
+	parts, err := r.partitionedTables(ctx, rn)
+	if err != nil {
+		return err
+	}
 	for _, g := range retired {
 		for _, t := range rn.p.Tables() {
+			if slices.Contains(parts, t) {
+				if err := r.dropPartition(ctx, t, g); err != nil {
+					return fmt.Errorf("projections: %s: drop generation %d of %s: %w", rn.name, g, t, err)
+				}
+				continue
+			}
 			q := r.d.rebind(`DELETE FROM ` + t + ` WHERE rowid IN (SELECT rowid FROM ` + t + ` WHERE generation = ? LIMIT ?)`)
 			if migrations.Dialect(r.d) == migrations.Postgres {
 				q = `DELETE FROM ` + t + ` WHERE ctid = ANY (ARRAY(SELECT ctid FROM ` + t + ` WHERE generation = $1 LIMIT $2))`

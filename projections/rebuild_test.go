@@ -10,16 +10,21 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/projections"
 )
 
-// allViews returns the four projectors `idlog projections rebuild all` rebuilds.
+// allViews returns the projectors `idlog projections rebuild all` rebuilds (cmd/idlog
+// openReadModels).
 func (e env) allViews() []projections.Projector {
 	users, activity := e.views()
 	return []projections.Projector{users, activity,
-		projections.NewLabelsView(e.db, e.dialect), projections.NewWalletView(e.db, e.dialect)}
+		projections.NewLabelsView(e.db, e.dialect), projections.NewWalletView(e.db, e.dialect),
+		projections.NewSessionsView(e.db, e.dialect), projections.NewUserProfilesView(e.db, e.dialect),
+		projections.NewKYCView(e.db, e.dialect), projections.NewAPIKeysView(e.db, e.dialect),
+		projections.NewPasswordClassesView(e.db, e.dialect, auth.CostClass)}
 }
 
 // mixedWorkload appends a history that every projector has work in: sign-ups, sign-ins, profile
@@ -38,11 +43,17 @@ func mixedWorkload(t testing.TB, s eventstore.Store, users, appends int, seed ui
 		labels         map[string]bool // key/scope
 		free, standard int64
 		closed         bool
+		sessions       []string
 	}
 	us := make([]*user, users)
 	for i := range us {
 		us[i] = &user{uid: newUID(), labels: map[string]bool{}}
-		res := appendTo(t, s, us[i].uid, userMeta(us[i].uid), registered(us[i].uid, strings.ToLower(us[i].uid)+"@example.com", fmt.Sprintf("m%d_%d", seed, i)))
+		reg := registered(us[i].uid, strings.ToLower(us[i].uid)+"@example.com", fmt.Sprintf("m%d_%d", seed, i))
+		if i%3 == 0 { // imported, with its hash's cost class
+			reg.CreatedAt = time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC)
+			reg.PasswordHash = fmt.Sprintf("$argon2id$v=19$m=%d,t=2,p=1$c2FsdA$aGFzaA", 19456+1024*(i%2))
+		}
+		res := appendTo(t, s, us[i].uid, userMeta(us[i].uid), reg)
 		last, n = res.LastPosition, n+1
 	}
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -66,8 +77,27 @@ func mixedWorkload(t testing.TB, s eventstore.Store, users, appends int, seed ui
 				balance, bal = domain.BalanceStandard, &u.standard
 			}
 			var e domain.Event
-			switch rnd.IntN(14) {
+			switch rnd.IntN(18) {
 			case 0:
+				// Sign-ins spread over days, so that a later one drops the user's expired sessions.
+				start := at.Add(time.Duration(rnd.IntN(72)) * time.Hour).Add(time.Duration(rnd.IntN(1000)) * time.Nanosecond)
+				sid := uuid.NewString()
+				u.sessions = append(u.sessions, sid)
+				e = domain.SessionStarted{SessionID: sid, At: start, ExpiresAt: start.Add(time.Duration(1+rnd.IntN(48)) * time.Hour), CSRFHash: []string{"", "h"}[rnd.IntN(2)]}
+			case 14, 15:
+				if len(u.sessions) == 0 {
+					continue
+				}
+				sid := u.sessions[rnd.IntN(len(u.sessions))]
+				if rnd.IntN(2) == 0 {
+					when := at.Add(time.Duration(rnd.IntN(72)) * time.Hour)
+					e = domain.SessionRefreshed{SessionID: sid, At: when, ExpiresAt: when.Add(2 * time.Hour)}
+				} else {
+					e = domain.SessionEnded{SessionID: sid, Reason: domain.SessionEndLogout}
+				}
+			case 16:
+				e = domain.PasswordChanged{PasswordHash: "$argon2id$v=19$changed"}
+			case 17:
 				e = domain.SessionStarted{SessionID: uuid.NewString(), At: at, ExpiresAt: at.Add(time.Hour)}
 			case 1:
 				e = domain.LoginFailed{Reason: domain.LoginFailureInvalidPassword, At: at}
@@ -112,6 +142,9 @@ func mixedWorkload(t testing.TB, s eventstore.Store, users, appends int, seed ui
 				}
 				// Nothing follows a closure in a user's stream.
 				events = append(events, domain.AccountClosed{Email: strings.ToLower(u.uid) + "@example.com"})
+				if rnd.IntN(2) == 0 { // and sometimes its personal data erased: activity forgets it
+					events = append(events, domain.UserErased{})
+				}
 				u.closed = true
 			}
 			if u.closed {
@@ -145,7 +178,7 @@ func TestRebuildMatchesLiveProjection(t *testing.T) {
 		}
 		live.Stop()
 		want := snapshot(t, e.db)
-		for _, table := range []string{"users", "activity", "user_labels", "wallets", "wallet_movements"} {
+		for _, table := range []string{"users", "activity", "user_labels", "wallets", "wallet_movements", "user_sessions", "password_classes"} {
 			if !strings.Contains(want, "table "+table+"\n") || strings.Contains(want, "table "+table+"\n--") {
 				t.Fatalf("the live %s table is empty; the test proves nothing:\n%s", table, want)
 			}

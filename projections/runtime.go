@@ -154,7 +154,10 @@ type runner struct {
 	position   uint64
 	lastErr    string
 	lastErrAt  time.Time
-	shared     uint64 // the live checkpoint as last read from the database (see pollShared)
+	shared     uint64   // the live checkpoint as last read from the database (see pollShared)
+	parts      []string // its tables partitioned by generation (see partitionedTables)
+	partsKnown bool
+	builds     map[int64]map[string]string // the tables of this process's rebuilds, by generation (see buildTables)
 
 	follower *follower.Follower // the live projector
 }
@@ -566,6 +569,9 @@ func (r *Runtime) ensure(ctx context.Context, name string) (gen int64, pos uint6
 	if _, err := r.o.DB.ExecContext(ctx, r.q.ensureCheckpoint, name, gen, r.d.time(time.Now())); err != nil {
 		return 0, 0, fmt.Errorf("projections: %s: create checkpoint row: %w", name, err)
 	}
+	if err := r.ensurePartitions(ctx, r.byName[name], gen); err != nil {
+		return 0, 0, err
+	}
 	p, err := r.checkpoint(ctx, name, gen)
 	return gen, p, err
 }
@@ -760,7 +766,16 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 
 	if len(deliver) > 0 {
 		shared, _ := ctx.Value(sharedBatchKey{}).(*batchItem)
-		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared}, deliver); err != nil {
+		var tables map[string]string
+		if rl == roleBuild {
+			rn.mu.Lock()
+			tables = rn.builds[gen]
+			rn.mu.Unlock()
+		}
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared, tables: tables}, deliver); err != nil {
+			if rl == roleBuild && isUndefinedTable(err) {
+				return ErrSuperseded // a newer rebuild dropped this one's table
+			}
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/projections"
 )
 
@@ -642,6 +644,21 @@ func TestNewerRebuildSupersedesOlder(t *testing.T) {
 		}
 		if stale != 0 || count(t, e.db, "activity") != n {
 			t.Errorf("%d rows of other generations left, %d live rows; want 0 and %d", stale, count(t, e.db, "activity"), n)
+		}
+		if e.dialect == migrations.Postgres {
+			// activity is partitioned by generation (migration 00240): the retired generations'
+			// tables, the overtaken rebuild's detached one among them, are gone, and the live one is
+			// a partition.
+			var tables []string
+			if err := e.db.Select(&tables, `SELECT c.relname || CASE WHEN i.inhrelid IS NULL THEN ' detached' ELSE '' END
+				FROM pg_class c LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+				WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'activity%'
+				ORDER BY 1`); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(tables, []string{"activity_g3"}) {
+				t.Errorf("activity's tables: %q, want only activity_g3, attached", tables)
+			}
 		}
 	})
 }

@@ -86,6 +86,9 @@ func (v *SessionsView) Tables() []string { return []string{"user_sessions"} }
 // the view does not hold (started before this projector existed) changes nothing: the view shows
 // the sessions it saw start.
 func (v *SessionsView) Apply(ctx context.Context, tx *Tx, events []eventstore.Event) error {
+	if bulkFold(tx) {
+		return v.applyBulk(ctx, tx, events)
+	}
 	for _, e := range events {
 		uid, err := domain.UserIDFromStream(e.StreamID)
 		if err != nil {
