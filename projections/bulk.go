@@ -55,7 +55,6 @@ func inUsers(tx *Tx, q string, gen int64, part []string) (string, []any, error) 
 // batch's users, applies the events to them in order as the statements of Apply would, then
 // replaces those users' rows.
 func (v *SessionsView) applyBulk(ctx context.Context, tx *Tx, events []eventstore.Event) error {
-	type key struct{ uid, sid string }
 	var order []string // the batch's users, first seen first
 	byUser := map[string]map[string]*sessionRow{}
 	decoded := make([]domain.Event, len(events))
