@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -22,34 +21,8 @@ func startCourierServe(t *testing.T, dir string, extra map[string]string) string
 	for k, v := range extra {
 		env[k] = v
 	}
-	stderr := &syncBuffer{}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan int, 1)
-	go func() {
-		served <- run(ctx, []string{"serve"}, &environment{stdout: io.Discard, stderr: stderr, getenv: func(k string) string { return env[k] }})
-	}()
-	t.Cleanup(func() {
-		stop()
-		if code := <-served; code != 0 {
-			t.Errorf("serve exited with %d:\n%s", code, stderr.String())
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		for l := range strings.SplitSeq(stderr.String(), "\n") {
-			var e map[string]any
-			if json.Unmarshal([]byte(l), &e) == nil && e["msg"] == "listening" {
-				return "http://" + e["addr"].(string)
-			}
-		}
-		select {
-		case code := <-served:
-			served <- code
-			t.Fatalf("serve exited with %d before listening:\n%s", code, stderr.String())
-		default:
-		}
-	}
-	t.Fatalf("serve did not listen within 30s:\n%s", stderr.String())
-	return ""
+	base, _ := startServe(t, env)
+	return base
 }
 
 func postJSON(t *testing.T, url string, body map[string]string) int {
