@@ -17,7 +17,8 @@ var (
 	ErrUserIDInvalid = errors.New("domain: invalid user id")
 	// ErrRefIDInvalid: the referrer id is not a user id, or is the new user's own id.
 	ErrRefIDInvalid = errors.New("domain: invalid referrer id")
-	// ErrDataInvalid: the user's free data is not valid JSON or is larger than MaxUserDataBytes.
+	// ErrDataInvalid: the user's free data is not a JSON object or array or is larger than
+	// MaxUserDataBytes.
 	ErrDataInvalid = errors.New("domain: invalid user data")
 	// ErrRoleInvalid: the name is not one of the roles of Roles().
 	ErrRoleInvalid = errors.New("domain: invalid role")

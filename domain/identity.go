@@ -131,7 +131,8 @@ func NormalizeUsername(raw string) (string, error) {
 
 func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
 
-// normalizeData checks a user's free JSON data and compacts it. Empty input means "no data".
+// normalizeData checks a user's free JSON data (an object or an array) and compacts it. Empty
+// input and null mean "no data".
 func normalizeData(raw json.RawMessage) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
@@ -146,10 +147,16 @@ func normalizeData(raw json.RawMessage) (json.RawMessage, error) {
 	if b.Len() > MaxUserDataBytes {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrDataInvalid, b.Len(), MaxUserDataBytes)
 	}
-	if b.String() == "null" {
+	switch b.Bytes()[0] {
+	case 'n': // null
 		return nil, nil
+	case '{', '[':
+		return json.RawMessage(b.Bytes()), nil
+	default:
+		// The API documents data as an object or an array: a bare string or number would reach
+		// every client that reads the field as a map.
+		return nil, fmt.Errorf("%w: must be a JSON object or array, not %s", ErrDataInvalid, b.Bytes())
 	}
-	return json.RawMessage(b.Bytes()), nil
 }
 
 // checkPasswordHash refuses what cannot be an encoded hash. The domain does not know the hash

@@ -132,8 +132,12 @@ func TestRegister(t *testing.T) {
 		{name: "self referral", in: with(func(n *domain.NewUser) { n.RefID = string(uid) }), wantErr: domain.ErrRefIDInvalid},
 		{name: "data not JSON", in: with(func(n *domain.NewUser) { n.Data = json.RawMessage("{nope") }), wantErr: domain.ErrDataInvalid},
 		{name: "data too large", in: with(func(n *domain.NewUser) {
-			n.Data = json.RawMessage(`"` + strings.Repeat("x", domain.MaxUserDataBytes) + `"`)
+			n.Data = json.RawMessage(`{"x":"` + strings.Repeat("x", domain.MaxUserDataBytes) + `"}`)
 		}), wantErr: domain.ErrDataInvalid},
+		// The API documents data as an object or an array; a string of JSON text that is itself a
+		// JSON string ("\"\"") was found by FuzzRequestDecoders and answered a contract-breaking user.
+		{name: "data a string", in: with(func(n *domain.NewUser) { n.Data = json.RawMessage(`"\"\""`) }), wantErr: domain.ErrDataInvalid},
+		{name: "data a number", in: with(func(n *domain.NewUser) { n.Data = json.RawMessage(`12`) }), wantErr: domain.ErrDataInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -365,7 +369,9 @@ func TestUserCommands(t *testing.T) {
 		{name: "remove data", given: []cmd{updateData(`{"a":1}`)}, when: updateData(`null`), want: []domain.Event{domain.UserDataUpdated{}},
 			check: func(t *testing.T, u *domain.User) { mustBe(t, "data", u.Data() == nil, true) }},
 		{name: "update data with invalid JSON", when: updateData(`{"a":`), wantErr: domain.ErrDataInvalid},
-		{name: "update data when locked", given: []cmd{changeState(domain.StateLocked, "", at(1))}, when: updateData(`1`), wantErr: domain.ErrUserNotActive},
+		{name: "update data when locked", given: []cmd{changeState(domain.StateLocked, "", at(1))}, when: updateData(`{"a":2}`), wantErr: domain.ErrUserNotActive},
+		{name: "update data to a bare string", when: updateData(`"abc"`), wantErr: domain.ErrDataInvalid},
+		{name: "update data to true", when: updateData(`true`), wantErr: domain.ErrDataInvalid},
 
 		// Sessions and failed sign-ins.
 		{name: "sign in", when: signIn("s1", at(0), 0),

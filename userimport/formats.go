@@ -219,6 +219,10 @@ func mapFields(r *row, f map[string]string, barong bool) error {
 			return errors.New("data is not JSON")
 		}
 		r.data = json.RawMessage(d)
+		if t := strings.TrimSpace(d); t != "null" && t[0] != '{' && t[0] != '[' {
+			// idlog keeps data as an object or an array; a bare value is kept under one key.
+			r.data, _ = json.Marshal(map[string]json.RawMessage{"barong_data": json.RawMessage(t)})
+		}
 	}
 	if l := f["labels"]; l != "" {
 		labels, err := parseLabels(l)
