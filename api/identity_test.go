@@ -206,6 +206,28 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// User data is an object or an array, as the contract says: a bare value, even spelt as Barong's
+// string of JSON text ("\"\"" was found by the fuzzer), is refused and appends nothing.
+func TestUserDataMustBeObjectOrArray(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, s *server) {
+		s.signUp(t, "shape@example.com", "")
+		token := s.signIn(t, "shape@example.com", "")
+		before := len(s.events(t))
+		for _, data := range []any{`"\"\""`, "12", "true", 12, `"abc"`} {
+			s.do(request{method: http.MethodPut, path: "/api/v2/resource/users/me", token: token, body: obj{"data": data}}).
+				want(t, http.StatusUnprocessableEntity, "resource.user.invalid_data")
+		}
+		if after := len(s.events(t)); after != before {
+			t.Errorf("refused data appended %d events", after-before)
+		}
+		s.do(request{method: http.MethodPut, path: "/api/v2/resource/users/me", token: token, body: obj{"data": `["a"]`}}).want(t, http.StatusOK)
+		if me := s.get("/api/v2/resource/users/me", token).want(t, http.StatusOK).fields(t); fmt.Sprint(me["data"]) != "[a]" {
+			t.Errorf("data after an array = %v", me["data"])
+		}
+	})
+}
+
 // A change is visible to the very next read.
 func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
