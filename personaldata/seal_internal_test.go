@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,3 +166,69 @@ func TestHashKeyIsKeyedHMAC(t *testing.T) {
 
 // nopStore stands for a store HashKey never touches.
 type nopStore struct{ eventstore.Store }
+
+// FuzzRewrite holds the splice to the decode-and-encode it replaced on any input: the output is
+// valid JSON whenever the input is, and every named member that is not null carries the
+// replacement, wherever and however often it occurs, so no personal field stays in plain.
+func FuzzRewrite(f *testing.F) {
+	for _, s := range []string{
+		`{"email":"a@example.com","role":"member","data":{"n":[1,{"x":"}"}]},"name":null}`,
+		` { "role" : "x\"email\\" , "email" : "b@example.com" ,"data":[ "]" , 2 ] } `,
+		`{"em\u0061il":"escaped key","other":{"email":"nested stays"}}`,
+		`{"email":"one","email":"two"}`, `[{"email":"x"}]`, `{"email":}`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	fields := []string{"email", "data", "name"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := rewrite(json.RawMessage(data), fields, func(string, json.RawMessage) (json.RawMessage, error) {
+			return json.RawMessage(`"SEALED"`), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(data) {
+			if !bytes.Equal(got, data) {
+				t.Fatalf("invalid input %q changed to %q", data, got)
+			}
+			return
+		}
+		if !json.Valid(got) {
+			t.Fatalf("%q: invalid output %q", data, got)
+		}
+		want := rewriteByMap(json.RawMessage(data), fields, func(string, json.RawMessage) json.RawMessage { return json.RawMessage(`"SEALED"`) })
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(got, &obj) != nil || want == nil {
+			if want != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%q: became %q", data, got)
+			}
+			return
+		}
+		if len(obj) != len(want) {
+			t.Fatalf("%q: %d members, want %d", data, len(obj), len(want))
+		}
+		for k, v := range want {
+			var a, b any
+			json.Unmarshal(v, &a)
+			json.Unmarshal(obj[k], &b)
+			if !bytes.Equal(mustJSON(a), mustJSON(b)) {
+				t.Fatalf("%q: member %s = %s, want %s", data, k, obj[k], v)
+			}
+		}
+		// No occurrence of a named member keeps its plain value, duplicates included.
+		dec := json.NewDecoder(bytes.NewReader(got))
+		if tok, _ := dec.Token(); tok != json.Delim('{') {
+			return
+		}
+		for dec.More() {
+			k, _ := dec.Token()
+			var v json.RawMessage
+			if dec.Decode(&v) != nil {
+				t.Fatalf("%q: output undecodable", got)
+			}
+			if key, _ := k.(string); slices.Contains(fields, key) && string(v) != "null" && string(v) != `"SEALED"` {
+				t.Fatalf("%q: member %s stayed %s", data, key, v)
+			}
+		}
+	})
+}
