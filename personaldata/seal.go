@@ -21,12 +21,18 @@ var erasedJSON = json.RawMessage(`"` + domain.Erased + `"`)
 
 // aad binds a sealed value to its user, event type and field: a value copied elsewhere does not
 // open.
-func aad(uid, typ, field string) []byte { return []byte(uid + "\x00" + typ + "\x00" + field) }
+func aad(uid, typ, field string) []byte {
+	b := make([]byte, 0, len(uid)+len(typ)+len(field)+2)
+	return append(append(append(append(append(b, uid...), 0), typ...), 0), field...)
+}
 
+// sealValue returns the JSON string that stands for plain sealed: the prefix and base64 need no
+// escaping, so it is built directly.
 func sealValue(s *auth.Sealer, plain []byte, ad []byte) json.RawMessage {
-	text := sealedPrefix + base64.StdEncoding.EncodeToString(s.Seal(plain, ad))
-	out, _ := json.Marshal(text) // base64 and the prefix need no escaping
-	return out
+	sealed := s.Seal(plain, ad)
+	out := make([]byte, 0, len(sealedPrefix)+2+base64.StdEncoding.EncodedLen(len(sealed)))
+	out = append(append(out, '"'), sealedPrefix...)
+	return append(base64.StdEncoding.AppendEncode(out, sealed), '"')
 }
 
 // sealedText returns the sealed bytes of a value that is a sealed JSON string.
@@ -124,29 +130,112 @@ func (c codec) hasPersonal(e eventstore.Event) bool {
 	return e.Metadata.IP != "" || e.Metadata.UserAgent != "" || len(c.reg.PersonalFields(e.Type)) > 0
 }
 
-// rewrite replaces the value of each present, non-null field of the JSON object data by f's.
-// The object's other members keep their bytes; members come out in sorted order.
+// rewrite replaces the value of each non-null member of the JSON object data named in fields by
+// f's, splicing bytes: every other byte of data is kept as it is, members in their order. A field
+// that occurs more than once is replaced at each occurrence. data that is not a valid JSON object
+// comes back unchanged (nothing named to seal; the store refuses invalid JSON).
 func rewrite(data json.RawMessage, fields []string, f func(field string, v json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
-		return data, nil // not an object: nothing named to seal
-	}
-	changed := false
-	for _, field := range fields {
-		v, ok := obj[field]
-		if !ok || string(v) == "null" {
-			continue
-		}
-		nv, err := f(field, v)
-		if err != nil {
-			return nil, err
-		}
-		obj[field], changed = nv, true
-	}
-	if !changed {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' || !json.Valid(data) {
 		return data, nil
 	}
-	return json.Marshal(obj)
+	var out []byte // nil until the first replacement
+	last := 0      // data[:last] is in out
+	i = skipSpace(data, i+1)
+	for data[i] != '}' {
+		kEnd := stringEnd(data, i)
+		key := data[i:kEnd]
+		i = skipSpace(data, skipSpace(data, kEnd)+1) // past ':'
+		vEnd := valueEnd(data, i)
+		if field, ok := named(key, fields); ok && string(data[i:vEnd]) != "null" {
+			nv, err := f(field, data[i:vEnd])
+			if err != nil {
+				return nil, err
+			}
+			if out == nil {
+				out = make([]byte, 0, len(data)+len(nv)*2)
+			}
+			out = append(append(out, data[last:i]...), nv...)
+			last = vEnd
+		}
+		i = skipSpace(data, vEnd)
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	if out == nil {
+		return data, nil
+	}
+	return append(out, data[last:]...), nil
+}
+
+// named returns the field of fields that the JSON string key (quotes included) names.
+func named(key []byte, fields []string) (string, bool) {
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(key, &s) != nil {
+			return "", false
+		}
+		name = []byte(s)
+	}
+	for _, f := range fields {
+		if string(name) == f {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// The scanners below read valid JSON only (rewrite checks it first).
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the string that starts at data[i] ('"').
+func stringEnd(data []byte, i int) int {
+	for i++; ; i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// valueEnd returns the index after the value that starts at data[i].
+func valueEnd(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch data[i] {
+			case '"':
+				i = stringEnd(data, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(data) {
+		switch data[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 // hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).

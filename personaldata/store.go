@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"iter"
 	"strings"
+	"sync"
 
 	"github.com/jmoiron/sqlx"
 
@@ -40,6 +42,7 @@ type Store struct {
 	keys    *Keys
 	codec   codec
 	hashKey []byte
+	hashers sync.Pool // of HMAC-SHA-256 keyed with hashKey, reset after use
 }
 
 // Wrap returns the sealing store over o.Store.
@@ -50,7 +53,9 @@ func Wrap(o Options) (*Store, error) {
 	if len(o.Secret) != 32 {
 		return nil, fmt.Errorf("personaldata: secret key of %d bytes, want 32", len(o.Secret))
 	}
-	return &Store{inner: o.Store, keys: o.Keys, codec: codec{reg: o.Registry}, hashKey: derive(o.Secret, "unique keys")}, nil
+	s := &Store{inner: o.Store, keys: o.Keys, codec: codec{reg: o.Registry}, hashKey: derive(o.Secret, "unique keys")}
+	s.hashers.New = func() any { return hmac.New(sha256.New, s.hashKey) }
+	return s, nil
 }
 
 // Unwrap returns the store underneath, which holds the sealed bytes.
@@ -73,9 +78,15 @@ func (s *Store) HashKey(key string) string {
 	if !ok {
 		return key
 	}
-	m := hmac.New(sha256.New, s.hashKey)
+	m := s.hashers.Get().(hash.Hash)
 	m.Write([]byte(key))
-	return kind + "#" + hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	m.Reset() // back to its keyed state
+	s.hashers.Put(m)
+	out := make([]byte, 0, len(kind)+1+hex.EncodedLen(len(sum)))
+	out = append(append(out, kind...), '#')
+	return string(hex.AppendEncode(out, sum[:]))
 }
 
 // Append seals the personal data of a user stream's events with the user's data key (created at

@@ -1,0 +1,66 @@
+package migrations
+
+import (
+	"bytes"
+	"database/sql"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite"
+)
+
+// Migration 00270 rebuilds SQLite's personal_data_keys without rowids: the keys and the erased
+// users stored before it are all there after it, and the table still refuses a row that is
+// neither a key nor an erasure.
+func TestSQLitePersonalDataKeysKeepTheirRows(t *testing.T) {
+	ctx := t.Context()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sub, err := fs.Sub(files, string(SQLite))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithAllowOutofOrder(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 269); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES ('U1', x'0102')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES ('U2', NULL, '2026-01-01T00:00:00.000Z')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := Up(ctx, db, SQLite); err != nil {
+		t.Fatal(err)
+	}
+	var ddl string
+	if err := db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE name = 'personal_data_keys'`).Scan(&ddl); err != nil || !strings.Contains(ddl, "WITHOUT ROWID") {
+		t.Fatalf("personal_data_keys = %q (%v), want WITHOUT ROWID", ddl, err)
+	}
+	var wrapped []byte
+	var erased sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT wrapped, erased_at FROM personal_data_keys WHERE uid = 'U1'`).Scan(&wrapped, &erased); err != nil || !bytes.Equal(wrapped, []byte{1, 2}) || erased.Valid {
+		t.Errorf("U1 = %x %v (%v)", wrapped, erased, err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT wrapped, erased_at FROM personal_data_keys WHERE uid = 'U2'`).Scan(&wrapped, &erased); err != nil || wrapped != nil || erased.String != "2026-01-01T00:00:00.000Z" {
+		t.Errorf("U2 = %x %v (%v)", wrapped, erased, err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES ('U3', NULL)`); err == nil {
+		t.Error("a row with neither a key nor an erasure was accepted")
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) VALUES ('U1', x'03') ON CONFLICT (uid) DO NOTHING`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT wrapped FROM personal_data_keys WHERE uid = 'U1'`).Scan(&wrapped); err != nil || !bytes.Equal(wrapped, []byte{1, 2}) {
+		t.Errorf("U1 after a second insert = %x (%v)", wrapped, err)
+	}
+}
