@@ -48,10 +48,10 @@ type proofCache struct {
 	tiles     map[tileKey][]byte
 	tileBytes int
 
-	// stmt reads tiles; prepared once (PostgreSQL plans it once, and each read is one round
-	// trip instead of two).
+	// stmts read tiles (tileOne one, tileMany several); prepared once: PostgreSQL plans them
+	// once, and each read is one round trip instead of two.
 	stmtMu sync.Mutex
-	stmt   *sql.Stmt
+	stmts  [2]*sql.Stmt
 }
 
 func (c *proofCache) knownSize() uint64 {
@@ -82,41 +82,39 @@ func (c *proofCache) keepTile(k tileKey, data []byte) {
 	c.tileBytes += len(data) - len(old)
 }
 
-// tileQuery reads whole tiles: PostgreSQL takes them all as arrays, SQLite one by one (it runs
-// in process: a statement costs no round trip).
+// The tile queries read whole tiles: one by its key (a proof after warm-up reads its leaf's tile
+// alone), or several, which PostgreSQL takes as arrays and SQLite one by one (it runs in process:
+// a statement costs no round trip).
 const (
-	tileQueryPostgres = `SELECT t.level, t.tile, t.hashes FROM unnest($1::smallint[], $2::bigint[]) AS v(lv, tl)
-		JOIN audit_tree_tiles t ON t.level = v.lv AND t.tile = v.tl`
-	tileQuerySQLite = `SELECT level, tile, hashes FROM audit_tree_tiles WHERE level = ? AND tile = ?`
+	tileOne  = 0
+	tileMany = 1
 )
 
-// tileStmt returns the prepared tile query.
-func (l *Ledger) tileStmt(ctx context.Context) (*sql.Stmt, error) {
+var tileQueries = [2]string{
+	tileOne: `SELECT level, tile, hashes FROM audit_tree_tiles WHERE level = ? AND tile = ?`,
+	tileMany: `SELECT t.level, t.tile, t.hashes FROM unnest(?::smallint[], ?::bigint[]) AS v(lv, tl)
+		JOIN audit_tree_tiles t ON t.level = v.lv AND t.tile = v.tl`,
+}
+
+// tileStmt returns the prepared tile query which.
+func (l *Ledger) tileStmt(ctx context.Context, which int) (*sql.Stmt, error) {
 	c := &l.proofs
 	c.stmtMu.Lock()
 	defer c.stmtMu.Unlock()
-	if c.stmt != nil {
-		return c.stmt, nil
+	if c.stmts[which] != nil {
+		return c.stmts[which], nil
 	}
-	query := tileQuerySQLite
-	if l.dialect == migrations.Postgres {
-		query = tileQueryPostgres
-	}
-	st, err := l.db.PrepareContext(ctx, query)
+	st, err := l.db.PrepareContext(ctx, l.q(tileQueries[which]))
 	if err != nil {
 		return nil, err
 	}
-	c.stmt = st
+	c.stmts[which] = st
 	return st, nil
 }
 
 // readTiles reads the tiles keys, whole; a tile not stored is left out.
 func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]byte, error) {
 	got := make(map[tileKey][]byte, len(keys))
-	st, err := l.tileStmt(ctx)
-	if err != nil {
-		return nil, err
-	}
 	scan := func(rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
@@ -129,7 +127,11 @@ func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 		}
 		return rows.Err()
 	}
-	if l.dialect == migrations.Postgres {
+	if l.dialect == migrations.Postgres && len(keys) > 1 {
+		st, err := l.tileStmt(ctx, tileMany)
+		if err != nil {
+			return nil, err
+		}
 		levels := make([]int64, len(keys))
 		idxs := make([]int64, len(keys))
 		for i, k := range keys {
@@ -140,6 +142,10 @@ func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 			return nil, err
 		}
 		return got, scan(rows)
+	}
+	st, err := l.tileStmt(ctx, tileOne)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range keys {
 		rows, err := st.QueryContext(ctx, int64(k.level), int64(k.index))
