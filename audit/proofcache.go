@@ -166,6 +166,14 @@ func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 // stored is an error: the tree is written with its ledger rows, so a hole means someone removed
 // it.
 func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool) ([][]byte, error) {
+	return l.readNodesKeeping(ctx, ids, cache, 0, 0)
+}
+
+// readNodesKeeping is readNodes, which with cache also keeps the nodes ids[border:borderEnd]
+// whatever their level: the nodes of the tree's right border, that make up a proof's ephemeral
+// node, which every proof for that tree size shares. Without them, half the proofs at a size
+// that is not a power of two read the tree's last leaf tile besides their own.
+func (l *Ledger) readNodesKeeping(ctx context.Context, ids []compact.NodeID, cache bool, border, borderEnd int) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	c := &l.proofs
 	// The tiles to read, and the tiles kept that hold the others' nodes.
@@ -236,7 +244,7 @@ func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool
 		}
 	}
 	for _, i := range computed {
-		if id := ids[i]; id.Level >= cachedLevel && len(c.nodes) < maxCachedNodes {
+		if id := ids[i]; (id.Level >= cachedLevel || border <= i && i < borderEnd) && len(c.nodes) < maxCachedNodes {
 			if c.nodes == nil {
 				c.nodes = map[compact.NodeID][]byte{}
 			}

@@ -273,7 +273,8 @@ func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) (Con
 
 // rehash reads the nodes of a proof and returns its hashes, after the hashes of the extra nodes.
 func (l *Ledger) rehash(ctx context.Context, n proof.Nodes, extra ...compact.NodeID) ([]Hash, error) {
-	hashes, err := l.readNodes(ctx, append(extra, n.IDs...), true)
+	_, begin, end := n.Ephem()
+	hashes, err := l.readNodesKeeping(ctx, append(extra, n.IDs...), true, len(extra)+begin, len(extra)+end)
 	if err != nil {
 		return nil, err
 	}
