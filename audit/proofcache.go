@@ -112,25 +112,26 @@ func (l *Ledger) tileStmt(ctx context.Context, which int) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// readTiles reads the tiles keys, whole; a tile not stored is left out.
-func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]byte, error) {
-	got := make(map[tileKey][]byte, len(keys))
+// readTiles reads the tiles keys, whole, and hands each to fn with its bytes, which are the
+// driver's until fn returns (most tiles read are used once: not copied); a tile not stored is
+// left out.
+func (l *Ledger) readTiles(ctx context.Context, keys []tileKey, fn func(tileKey, []byte)) error {
 	scan := func(rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
 			var level, index int64
-			var data []byte
+			var data sql.RawBytes
 			if err := rows.Scan(&level, &index, &data); err != nil {
 				return err
 			}
-			got[tileKey{uint(level), uint64(index)}] = data
+			fn(tileKey{uint(level), uint64(index)}, data)
 		}
 		return rows.Err()
 	}
 	if l.dialect == migrations.Postgres && len(keys) > 1 {
 		st, err := l.tileStmt(ctx, tileMany)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		levels := make([]int64, len(keys))
 		idxs := make([]int64, len(keys))
@@ -139,24 +140,24 @@ func (l *Ledger) readTiles(ctx context.Context, keys []tileKey) (map[tileKey][]b
 		}
 		rows, err := st.QueryContext(ctx, pq.Array(levels), pq.Array(idxs))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return got, scan(rows)
+		return scan(rows)
 	}
 	st, err := l.tileStmt(ctx, tileOne)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for _, k := range keys {
 		rows, err := st.QueryContext(ctx, int64(k.level), int64(k.index))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := scan(rows); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return got, nil
+	return nil
 }
 
 // readNodes reads the hashes of ids, in their order, with one query: a node of a stored level is
@@ -176,72 +177,88 @@ func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool
 func (l *Ledger) readNodesKeeping(ctx context.Context, ids []compact.NodeID, cache bool, border, borderEnd int) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	c := &l.proofs
-	// The tiles to read, and the tiles kept that hold the others' nodes.
-	var need []tileKey
-	have := map[tileKey][]byte{}
+	// The tiles the nodes not kept are in, and how many bytes of each they need.
+	ends := map[tileKey]uint64{}
+	var order []tileKey
 	c.mu.Lock()
 	for i, id := range ids {
-		if !cache {
-			break
-		}
-		if h, ok := c.nodes[id]; ok {
+		if h, ok := c.nodes[id]; ok && cache {
 			out[i] = h
 			continue
 		}
-		if id.Level < cachedLevel {
-			continue
-		}
 		base, first, count := storedSpan(id)
 		k := tileKey{base, first / tileWidth}
-		if data, ok := c.tiles[k]; ok && uint64(len(data)) >= (first%tileWidth+count)*sha256.Size {
+		end, ok := ends[k]
+		if !ok {
+			order = append(order, k)
+		}
+		ends[k] = max(end, (first%tileWidth+count)*sha256.Size)
+	}
+	// The kept tiles that hold all their nodes wanted; the others are read.
+	have := map[tileKey][]byte{}
+	var need []tileKey
+	for _, k := range order {
+		if data, ok := c.tiles[k]; ok && cache && uint64(len(data)) >= ends[k] {
 			have[k] = data
+		} else {
+			need = append(need, k)
 		}
 	}
 	c.mu.Unlock()
-	for i, id := range ids {
-		if out[i] != nil {
-			continue
+	var computed []int
+	// nodesOf computes the nodes of ids in tile k out of its bytes; unless owned, they are the
+	// driver's, and a node that is a slice of them is copied.
+	nodesOf := func(k tileKey, data []byte, owned bool) {
+		for i, id := range ids {
+			if out[i] != nil {
+				continue
+			}
+			base, first, count := storedSpan(id)
+			if (tileKey{base, first / tileWidth}) != k {
+				continue
+			}
+			off := (first % tileWidth) * sha256.Size
+			if uint64(len(data)) < off+count*sha256.Size {
+				continue // missing: reported below
+			}
+			h := subtreeRoot(data[off : off+count*sha256.Size])
+			if !owned && count == 1 {
+				h = append([]byte(nil), h...)
+			}
+			out[i] = h
+			computed = append(computed, i)
 		}
-		base, first, _ := storedSpan(id)
-		k := tileKey{base, first / tileWidth}
-		if _, ok := have[k]; ok {
-			continue
-		}
-		have[k] = nil
-		need = append(need, k)
 	}
+	for k, data := range have {
+		nodesOf(k, data, true)
+	}
+	var keep []treeTile
 	if len(need) > 0 {
-		got, err := l.readTiles(ctx, need)
+		err := l.readTiles(ctx, need, func(k tileKey, data []byte) {
+			if cache && k.level >= cachedLevel {
+				data = append([]byte(nil), data...)
+				keep = append(keep, treeTile{level: k.level, index: k.index, data: data})
+				nodesOf(k, data, true)
+				return
+			}
+			nodesOf(k, data, false)
+		})
 		if err != nil {
 			return nil, l.err("read tree", err)
 		}
-		for _, k := range need {
-			have[k] = got[k]
-		}
 	}
-	var computed []int
 	for i, id := range ids {
-		if out[i] != nil {
-			continue
-		}
-		base, first, count := storedSpan(id)
-		data := have[tileKey{base, first / tileWidth}]
-		off := (first % tileWidth) * sha256.Size
-		if uint64(len(data)) < off+count*sha256.Size {
+		if out[i] == nil {
 			return nil, l.err("read tree", fmt.Errorf("node (level %d, index %d) is missing", id.Level, id.Index))
 		}
-		out[i] = subtreeRoot(data[off : off+count*sha256.Size])
-		computed = append(computed, i)
 	}
 	if !cache {
 		return out, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, k := range need {
-		if k.level >= cachedLevel && have[k] != nil {
-			c.keepTile(k, have[k])
-		}
+	for _, t := range keep {
+		c.keepTile(tileKey{t.level, t.index}, t.data)
 	}
 	for _, i := range computed {
 		if id := ids[i]; (id.Level >= cachedLevel || border <= i && i < borderEnd) && len(c.nodes) < maxCachedNodes {
@@ -262,23 +279,27 @@ func storedSpan(id compact.NodeID) (base uint, first, count uint64) {
 }
 
 // subtreeRoot is the root of the perfect subtree whose nodes of one level are run (a power of
-// two of 32-byte hashes, in order). A run of one is returned as it is, capped: the caller's
-// bytes are never written.
+// two, at most tileWidth/2, of 32-byte hashes, in order). A run of one is returned as it is,
+// capped: the caller's bytes are never written.
 func subtreeRoot(run []byte) []byte {
-	if len(run) == sha256.Size {
+	n := len(run) / sha256.Size
+	if n == 1 {
 		return run[:sha256.Size:sha256.Size]
 	}
-	// Each level is hashed into the room of the one below, in a copy: one allocation.
-	buf := make([]byte, len(run))
-	copy(buf, run)
+	// The first level is hashed out of run into half its room, on the stack, and each level
+	// after into the room of the one below: a proof hashes a few hundred nodes, and allocated
+	// all of them.
+	var buf [tileWidth / 4 * sha256.Size]byte
 	var in [1 + 2*sha256.Size]byte
 	in[0] = rfc6962.RFC6962NodeHashPrefix
-	for n := len(buf) / sha256.Size; n > 1; n /= 2 {
+	src := run
+	for ; n > 1; n /= 2 {
 		for j := range n / 2 {
-			copy(in[1:], buf[2*j*sha256.Size:(2*j+2)*sha256.Size])
+			copy(in[1:], src[2*j*sha256.Size:(2*j+2)*sha256.Size])
 			h := sha256.Sum256(in[:])
 			copy(buf[j*sha256.Size:], h[:])
 		}
+		src = buf[:]
 	}
-	return buf[:sha256.Size:sha256.Size]
+	return append([]byte(nil), buf[:sha256.Size]...)
 }

@@ -447,7 +447,7 @@ func TestProofsWhileTheTreeGrows(t *testing.T) {
 			e := b.open(t)
 			h := rfc6962.DefaultHasher
 			var sizes []uint64
-			for _, batch := range []int{300, 250, 70} {
+			for _, batch := range []int{80, 70, 60, 200, 150} {
 				seed(t, e.store, batch)
 				sealWith(t, e, audit.SealerOptions{BatchSize: 97, CheckpointEvery: 100})
 				leaves := leavesOf(logOf(t, e.store))
