@@ -27,8 +27,8 @@ import (
 // more).
 const cachedLevel = 8
 
-// maxCachedNodes bounds the kept nodes: about 8 MiB, the upper levels of a tree of 500 million
-// leaves.
+// maxCachedNodes bounds the kept nodes: 8 MiB of hashes (about 20 MiB with the map's own room),
+// the upper levels of a tree of 500 million leaves.
 const maxCachedNodes = 1 << 18
 
 // maxCachedTileBytes bounds the kept tiles of the upper strata: 16 MiB, all of them for a tree
