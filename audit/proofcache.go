@@ -3,33 +3,55 @@ package audit
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/lib/pq"
 	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/idlog/idlog/migrations"
 )
 
-// Proofs read a few dozen node hashes out of tiles of up to 256: readNodes reads just the bytes
-// it needs of each tile, all in one query, and keeps the nodes of the upper levels, which every proof of a
-// region shares. A stored node never changes (the tree stores complete subtrees only, and only
-// appends), so a kept one stays right; the tree size seen is kept too, so that a proof for a size
-// already reached costs that one query alone.
+// Proofs read a few dozen node hashes, most of them recomputed from a few hundred hashes of the
+// stored levels: readNodes reads each tile a proof needs once, whole, in one prepared query, and
+// keeps in memory the tiles of the upper strata (levels 8 and above, a 256th of the tree or less)
+// and the nodes computed from them, which every proof of a region shares. A stored node never
+// changes (the tree stores complete subtrees only, and only appends), so a kept tile's hashes and
+// a kept node stay right; a kept tile that is still growing is read again when a node past its
+// end is asked. The tree size seen is kept too, so that a proof for a size already reached
+// costs one query, for its leaf's tile, alone.
 
-// cachedLevel: nodes of this level and above are kept (each covers 256 leaves or more).
+// cachedLevel: tiles and nodes of this level and above are kept (each node covers 256 leaves or
+// more).
 const cachedLevel = 8
 
-// maxCachedNodes bounds the kept nodes: about 8 MiB, the upper levels of a tree of 500 million
-// leaves.
+// maxCachedNodes bounds the kept nodes: 8 MiB of hashes (about 20 MiB with the map's own room),
+// the upper levels of a tree of 500 million leaves.
 const maxCachedNodes = 1 << 18
 
+// maxCachedTileBytes bounds the kept tiles of the upper strata: 16 MiB, all of them for a tree
+// of about 130 million leaves.
+const maxCachedTileBytes = 16 << 20
+
+// tileKey names a row of audit_tree_tiles.
+type tileKey struct {
+	level uint
+	index uint64
+}
+
 type proofCache struct {
-	mu    sync.Mutex
-	size  uint64
-	nodes map[compact.NodeID][]byte
+	mu        sync.Mutex
+	size      uint64
+	nodes     map[compact.NodeID][]byte
+	tiles     map[tileKey][]byte
+	tileBytes int
+
+	// stmts read tiles (tileOne one, tileMany several); prepared once: PostgreSQL plans them
+	// once, and each read is one round trip instead of two.
+	stmtMu sync.Mutex
+	stmts  [2]*sql.Stmt
 }
 
 func (c *proofCache) knownSize() uint64 {
@@ -44,16 +66,120 @@ func (c *proofCache) sawSize(n uint64) {
 	c.size = max(c.size, n)
 }
 
-// readNodes reads the hashes of ids, in their order, in one query: a node of a stored level is
+// keepTile keeps an upper stratum's tile, or its longer version.
+func (c *proofCache) keepTile(k tileKey, data []byte) {
+	old, ok := c.tiles[k]
+	if ok && len(old) >= len(data) {
+		return
+	}
+	if c.tileBytes-len(old)+len(data) > maxCachedTileBytes {
+		return
+	}
+	if c.tiles == nil {
+		c.tiles = map[tileKey][]byte{}
+	}
+	c.tiles[k] = data
+	c.tileBytes += len(data) - len(old)
+}
+
+// The tile queries read whole tiles: one by its key (a proof after warm-up reads its leaf's tile
+// alone), or several, which PostgreSQL takes as arrays and SQLite one by one (it runs in process:
+// a statement costs no round trip).
+const (
+	tileOne  = 0
+	tileMany = 1
+)
+
+var tileQueries = [2]string{
+	tileOne: `SELECT level, tile, hashes FROM audit_tree_tiles WHERE level = ? AND tile = ?`,
+	tileMany: `SELECT t.level, t.tile, t.hashes FROM unnest(?::smallint[], ?::bigint[]) AS v(lv, tl)
+		JOIN audit_tree_tiles t ON t.level = v.lv AND t.tile = v.tl`,
+}
+
+// tileStmt returns the prepared tile query which.
+func (l *Ledger) tileStmt(ctx context.Context, which int) (*sql.Stmt, error) {
+	c := &l.proofs
+	c.stmtMu.Lock()
+	defer c.stmtMu.Unlock()
+	if c.stmts[which] != nil {
+		return c.stmts[which], nil
+	}
+	st, err := l.db.PrepareContext(ctx, l.q(tileQueries[which]))
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[which] = st
+	return st, nil
+}
+
+// readTiles reads the tiles keys, whole, and hands each to fn with its bytes, which are the
+// driver's until fn returns (most tiles read are used once: not copied); a tile not stored is
+// left out.
+func (l *Ledger) readTiles(ctx context.Context, keys []tileKey, fn func(tileKey, []byte)) error {
+	scan := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var level, index int64
+			var data sql.RawBytes
+			if err := rows.Scan(&level, &index, &data); err != nil {
+				return err
+			}
+			fn(tileKey{uint(level), uint64(index)}, data)
+		}
+		return rows.Err()
+	}
+	if l.dialect == migrations.Postgres && len(keys) > 1 {
+		st, err := l.tileStmt(ctx, tileMany)
+		if err != nil {
+			return err
+		}
+		levels := make([]int64, len(keys))
+		idxs := make([]int64, len(keys))
+		for i, k := range keys {
+			levels[i], idxs[i] = int64(k.level), int64(k.index)
+		}
+		rows, err := st.QueryContext(ctx, pq.Array(levels), pq.Array(idxs))
+		if err != nil {
+			return err
+		}
+		return scan(rows)
+	}
+	st, err := l.tileStmt(ctx, tileOne)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		rows, err := st.QueryContext(ctx, int64(k.level), int64(k.index))
+		if err != nil {
+			return err
+		}
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readNodes reads the hashes of ids, in their order, with one query: a node of a stored level is
 // its 32 bytes of its tile, a node of a level between is recomputed from the nodes of the stored
-// level below it (one run of at most 128 hashes of one tile). With cache, the upper levels' nodes
-// come from the cache when they were read before, and are kept. A node that is not stored is an
-// error: the tree is written with its ledger rows, so a hole means someone removed it.
+// level below it (one run of at most 128 hashes of one tile). With cache, the upper strata's
+// tiles and nodes come from memory when they were read before, and are kept. A node that is not
+// stored is an error: the tree is written with its ledger rows, so a hole means someone removed
+// it.
 func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool) ([][]byte, error) {
+	return l.readNodesKeeping(ctx, ids, cache, 0, 0)
+}
+
+// readNodesKeeping is readNodes, which with cache also keeps the nodes ids[border:borderEnd]
+// whatever their level: the nodes of the tree's right border, that make up a proof's ephemeral
+// node, which every proof for that tree size shares. Without them, half the proofs at a size
+// that is not a power of two read the tree's last leaf tile besides their own.
+func (l *Ledger) readNodesKeeping(ctx context.Context, ids []compact.NodeID, cache bool, border, borderEnd int) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	c := &l.proofs
-	var b strings.Builder
-	args := make([]any, 0, 5*len(ids))
+	// The tiles the nodes not kept are in, and how many bytes of each they need.
+	ends := map[tileKey]uint64{}
+	var order []tileKey
 	c.mu.Lock()
 	for i, id := range ids {
 		if h, ok := c.nodes[id]; ok && cache {
@@ -61,60 +187,81 @@ func (l *Ledger) readNodes(ctx context.Context, ids []compact.NodeID, cache bool
 			continue
 		}
 		base, first, count := storedSpan(id)
-		if len(args) > 0 {
-			b.WriteString(" UNION ALL ")
+		k := tileKey{base, first / tileWidth}
+		end, ok := ends[k]
+		if !ok {
+			order = append(order, k)
 		}
-		// substr counts from 1, on SQLite's BLOB as on PostgreSQL's bytea.
-		b.WriteString(`SELECT ?, substr(hashes, ?, ?) FROM audit_tree_tiles WHERE level = ? AND tile = ?`)
-		args = append(args, int64(i), int64((first%tileWidth)*sha256.Size+1), int64(count*sha256.Size), int64(base), int64(first/tileWidth))
+		ends[k] = max(end, (first%tileWidth+count)*sha256.Size)
+	}
+	// The kept tiles that hold all their nodes wanted; the others are read.
+	have := map[tileKey][]byte{}
+	var need []tileKey
+	for _, k := range order {
+		if data, ok := c.tiles[k]; ok && cache && uint64(len(data)) >= ends[k] {
+			have[k] = data
+		} else {
+			need = append(need, k)
+		}
 	}
 	c.mu.Unlock()
-	if len(args) == 0 {
-		return out, nil
-	}
-	query := b.String()
-	if strings.Contains(query, "UNION") {
-		query = "SELECT * FROM (" + query + ") AS nodes"
-	}
-	if l.dialect == migrations.Postgres {
-		// One statement whatever the number of nodes, the nodes as arrays: PostgreSQL plans a
-		// join over them faster than a union of as many lookups.
-		cols := make([][]int64, 5)
-		for k, a := range args {
-			cols[k%5] = append(cols[k%5], a.(int64))
+	var computed []int
+	// nodesOf computes the nodes of ids in tile k out of its bytes; unless owned, they are the
+	// driver's, and a node that is a slice of them is copied.
+	nodesOf := func(k tileKey, data []byte, owned bool) {
+		for i, id := range ids {
+			if out[i] != nil {
+				continue
+			}
+			base, first, count := storedSpan(id)
+			if (tileKey{base, first / tileWidth}) != k {
+				continue
+			}
+			off := (first % tileWidth) * sha256.Size
+			if uint64(len(data)) < off+count*sha256.Size {
+				continue // missing: reported below
+			}
+			h := subtreeRoot(data[off : off+count*sha256.Size])
+			if !owned && count == 1 {
+				h = append([]byte(nil), h...)
+			}
+			out[i] = h
+			computed = append(computed, i)
 		}
-		query = `SELECT v.i, substr(t.hashes, v.o::int, v.c::int) FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[], $5::bigint[]) AS v(i, o, c, lv, tl)
-			JOIN audit_tree_tiles t ON t.level = v.lv AND t.tile = v.tl`
-		args = []any{pq.Array(cols[0]), pq.Array(cols[1]), pq.Array(cols[2]), pq.Array(cols[3]), pq.Array(cols[4])}
 	}
-	rows, err := l.db.QueryContext(ctx, l.q(query), args...)
-	if err != nil {
-		return nil, l.err("read tree", err)
+	for k, data := range have {
+		nodesOf(k, data, true)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var i int64
-		var run []byte
-		if err := rows.Scan(&i, &run); err != nil {
+	var keep []treeTile
+	if len(need) > 0 {
+		err := l.readTiles(ctx, need, func(k tileKey, data []byte) {
+			if cache && k.level >= cachedLevel {
+				data = append([]byte(nil), data...)
+				keep = append(keep, treeTile{level: k.level, index: k.index, data: data})
+				nodesOf(k, data, true)
+				return
+			}
+			nodesOf(k, data, false)
+		})
+		if err != nil {
 			return nil, l.err("read tree", err)
 		}
-		if i < 0 || int(i) >= len(out) {
-			continue
-		}
-		if _, _, count := storedSpan(ids[i]); uint64(len(run)) == count*sha256.Size {
-			out[i] = subtreeRoot(run)
-		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, l.err("read tree", err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for i, id := range ids {
 		if out[i] == nil {
 			return nil, l.err("read tree", fmt.Errorf("node (level %d, index %d) is missing", id.Level, id.Index))
 		}
-		if cache && id.Level >= cachedLevel && len(c.nodes) < maxCachedNodes {
+	}
+	if !cache {
+		return out, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range keep {
+		c.keepTile(tileKey{t.level, t.index}, t.data)
+	}
+	for _, i := range computed {
+		if id := ids[i]; (id.Level >= cachedLevel || border <= i && i < borderEnd) && len(c.nodes) < maxCachedNodes {
 			if c.nodes == nil {
 				c.nodes = map[compact.NodeID][]byte{}
 			}
@@ -132,17 +279,27 @@ func storedSpan(id compact.NodeID) (base uint, first, count uint64) {
 }
 
 // subtreeRoot is the root of the perfect subtree whose nodes of one level are run (a power of
-// two of 32-byte hashes, in order).
+// two, at most tileWidth/2, of 32-byte hashes, in order). A run of one is returned as it is,
+// capped: the caller's bytes are never written.
 func subtreeRoot(run []byte) []byte {
-	hs := make([][]byte, 0, len(run)/sha256.Size)
-	for off := 0; off < len(run); off += sha256.Size {
-		hs = append(hs, run[off:off+sha256.Size:off+sha256.Size])
+	n := len(run) / sha256.Size
+	if n == 1 {
+		return run[:sha256.Size:sha256.Size]
 	}
-	for len(hs) > 1 {
-		for j := 0; j < len(hs)/2; j++ {
-			hs[j] = hasher.HashChildren(hs[2*j], hs[2*j+1])
+	// The first level is hashed out of run into half its room, on the stack, and each level
+	// after into the room of the one below: a proof hashes a few hundred nodes, and allocated
+	// all of them.
+	var buf [tileWidth / 4 * sha256.Size]byte
+	var in [1 + 2*sha256.Size]byte
+	in[0] = rfc6962.RFC6962NodeHashPrefix
+	src := run
+	for ; n > 1; n /= 2 {
+		for j := range n / 2 {
+			copy(in[1:], src[2*j*sha256.Size:(2*j+2)*sha256.Size])
+			h := sha256.Sum256(in[:])
+			copy(buf[j*sha256.Size:], h[:])
 		}
-		hs = hs[:len(hs)/2]
+		src = buf[:]
 	}
-	return hs[0]
+	return append([]byte(nil), buf[:sha256.Size]...)
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,6 +428,70 @@ func TestTreeAcrossTiles(t *testing.T) {
 				}
 				if err := proof.VerifyConsistency(h, ord, size, hashes(c.Hashes), roots[ord][:], roots[size][:]); err != nil {
 					t.Fatalf("consistency %d to %d: %v", ord, size, err)
+				}
+			}
+		})
+	}
+}
+
+// TestProofsWhileTheTreeGrows: one ledger serves proofs, from several goroutines at once, while
+// the tree grows under it: the tiles and nodes it keeps (the upper strata, the right border of a
+// size asked before) must never stand for nodes they do not hold, and a tile kept while it was
+// the last of its level is read again once a node past its end is asked.
+func TestProofsWhileTheTreeGrows(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := b.open(t)
+			h := rfc6962.DefaultHasher
+			var sizes []uint64
+			for _, batch := range []int{80, 70, 60, 200, 150} {
+				seed(t, e.store, batch)
+				sealWith(t, e, audit.SealerOptions{BatchSize: 97, CheckpointEvery: 100})
+				leaves := leavesOf(logOf(t, e.store))
+				n := uint64(len(leaves))
+				sizes = append(sizes, n)
+				roots := map[uint64]audit.Hash{}
+				for _, s := range sizes {
+					roots[s] = naiveRoot(leaves[:s])
+				}
+				var wg sync.WaitGroup
+				errs := make(chan error, 4)
+				for g := range uint64(4) {
+					wg.Go(func() {
+						// Every leaf, in every size asked so far, spread over the goroutines.
+						for _, size := range sizes {
+							for ord := 1 + g; ord <= size; ord += 4 {
+								p, err := e.ledger.InclusionProof(ctx, ord, size)
+								if err == nil {
+									root := roots[size]
+									err = proof.VerifyInclusion(h, ord-1, size, leaves[ord-1][:], hashes(p.Hashes), root[:])
+								}
+								if err != nil {
+									errs <- fmt.Errorf("inclusion of %d in %d: %w", ord, size, err)
+									return
+								}
+							}
+						}
+						for _, from := range sizes {
+							c, err := e.ledger.ConsistencyProof(ctx, from, n)
+							if err == nil {
+								r1, r2 := roots[from], roots[n]
+								err = proof.VerifyConsistency(h, from, n, hashes(c.Hashes), r1[:], r2[:])
+							}
+							if err != nil {
+								errs <- fmt.Errorf("consistency %d to %d: %w", from, n, err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
 				}
 			}
 		})
