@@ -95,16 +95,23 @@ func (en *encoder) encodeChunk(w *encoding, c int) {
 	var sigs [encodeChunk][ed25519.SignatureSize]byte
 	en.signer.signBatch(signed[:hi-lo], sigs[:hi-lo])
 	buf := make([]byte, 0, len(unsigned)+(hi-lo)*signedMessageExtra)
+	var prevID string // the id of message i-1, each id formatted once
+	if lo > 0 {
+		prevID = w.batch[lo-1].ID.String()
+	}
 	for i := lo; i < hi; i++ {
 		e := w.batch[i]
 		start := len(buf)
 		buf = appendSigned(buf, signed[i-lo], sigs[i-lo][:])
 		id := e.ID.String()
-		h := nats.Header{headerMsgID: {id}, headerExpectedStream: {EventsStream}}
+		var h nats.Header
 		if i > 0 {
 			// The batch is published in order: each message follows the one before it.
-			h[headerExpectedLastID] = []string{w.batch[i-1].ID.String()}
+			h = nats.Header{headerMsgID: {id}, headerExpectedStream: {EventsStream}, headerExpectedLastID: {prevID}}
+		} else {
+			h = nats.Header{headerMsgID: {id}, headerExpectedStream: {EventsStream}}
 		}
+		prevID = id
 		w.msgs[i] = &nats.Msg{Subject: Subject(e), Data: buf[start:len(buf):len(buf)], Header: h}
 	}
 }

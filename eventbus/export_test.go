@@ -26,6 +26,13 @@ func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte {
 	return out
 }
 
+// ExportSignBody returns unsigned, a body as appendUnsignedCloudEvent writes it, signed by s as
+// the relay signs it, in a new buffer.
+func ExportSignBody(s *EventSigner, unsigned []byte) []byte {
+	b := make([]byte, 0, len(unsigned)+len(s.kid)+len(`,"idlogkeyid":""`)+signedMessageExtra)
+	return s.appendSignature(append(b, unsigned...), 0)
+}
+
 // ExportEncodeBatch encodes batch as the relay publishes it: message bodies, in order.
 func ExportEncodeBatch(s *EventSigner, source string, batch []eventstore.Event) [][]byte {
 	en := encoder{signer: s, source: source}
