@@ -178,7 +178,9 @@ func appendData(b []byte, data json.RawMessage) []byte {
 	if len(data) == 0 {
 		return append(b, "null"...)
 	}
-	withhold := false
+	// A key may be spelt with escapes ("password\u005fhash"); only decoding tells, so data
+	// holding an escape goes the decoding way too.
+	withhold := bytes.Contains(data, []byte(`\u`))
 	for _, k := range withheldKeys {
 		if bytes.Contains(data, k) {
 			withhold = true
