@@ -168,7 +168,11 @@ func (l *Ledger) Find(ctx context.Context, id uuid.UUID) (s Seal, ok bool, err e
 // plan the database picks (a freshly filled table has no statistics), and a hole in the ledger
 // only makes a page short.
 func (l *Ledger) Seals(ctx context.Context, after, upTo uint64) iter.Seq2[Seal, error] {
-	query := l.q(`SELECT ordinal, position, event_id, chain FROM audit_events WHERE ordinal > ? AND ordinal <= ? ORDER BY ordinal`)
+	query := `SELECT ordinal, position, event_id, chain FROM audit_events WHERE ordinal > ? AND ordinal <= ? ORDER BY ordinal`
+	if l.dialect == migrations.Postgres {
+		// The id's 16 bytes: lib/pq would write a uuid out as 36 bytes of text for sealOf to parse.
+		query = `SELECT ordinal, position, uuid_send(event_id), chain FROM audit_events WHERE ordinal > $1 AND ordinal <= $2 ORDER BY ordinal`
+	}
 	return func(yield func(Seal, error) bool) {
 		page := make([]Seal, 0, ledgerPage)
 		for lo := after; lo < upTo; {
