@@ -269,9 +269,14 @@ func TestThreeReplicas(t *testing.T) {
 	for _, a := range loads {
 		a.wait()
 	}
-	// Generous bounds for a shared 2-core machine; the figures are logged above.
-	if tookKill > 15*time.Second || tookStop > 15*time.Second {
-		t.Errorf("takeover took %v after kill -9 and %v after SIGSTOP, want well under 15s", tookKill, tookStop)
+	// Generous bounds for a shared 2-core machine; the figures are logged above. A freeze that
+	// lands inside one of the owner's transactions leaves the lease row locked until PostgreSQL
+	// ends that transaction, at idle_in_transaction_session_timeout (twice the request timeout:
+	// 20 s here), and the take must wait for it: the lock is what keeps the frozen owner's
+	// write from landing after the new owner's. So after SIGSTOP the bound is that timeout plus
+	// the lease's TTL (a CI run at load saw 20.0 s once; most runs take about 3 s).
+	if tookKill > 15*time.Second || tookStop > 25*time.Second {
+		t.Errorf("takeover took %v after kill -9 (want under 15s) and %v after SIGSTOP (want under 25s)", tookKill, tookStop)
 	}
 
 	// Status names one owner per projector, and nothing is failing.
