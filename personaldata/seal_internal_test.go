@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -59,16 +60,8 @@ func TestRewriteSplicesEveryNamedMember(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := rewriteByMap(json.RawMessage(data), fields, mark)
-		if len(obj) != len(want) {
-			t.Fatalf("%s: %d members, want %d", data, len(obj), len(want))
-		}
-		for k, v := range want {
-			var a, b any
-			json.Unmarshal(v, &a)
-			json.Unmarshal(obj[k], &b)
-			if ja, _ := json.Marshal(a); !bytes.Equal(ja, mustJSON(b)) {
-				t.Errorf("%s: member %s = %s, want %s", data, k, obj[k], v)
-			}
+		if msg := membersDiffer(obj, want); msg != "" {
+			t.Errorf("%s: %s", data, msg)
 		}
 	}
 	// A field given twice is replaced at each occurrence: no copy stays in plain.
@@ -88,6 +81,23 @@ func TestRewriteSplicesEveryNamedMember(t *testing.T) {
 			t.Errorf("%q = %q, %v", data, got, err)
 		}
 	}
+}
+
+// membersDiffer says how the members of got differ from want's, each compared as decoded JSON,
+// or "" when they agree.
+func membersDiffer(got, want map[string]json.RawMessage) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d members, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		var a, b any
+		json.Unmarshal(v, &a)
+		json.Unmarshal(got[k], &b)
+		if !bytes.Equal(mustJSON(a), mustJSON(b)) {
+			return fmt.Sprintf("member %s = %s, want %s", k, got[k], v)
+		}
+	}
+	return ""
 }
 
 func mustJSON(v any) []byte {
@@ -204,16 +214,8 @@ func FuzzRewrite(f *testing.F) {
 			}
 			return
 		}
-		if len(obj) != len(want) {
-			t.Fatalf("%q: %d members, want %d", data, len(obj), len(want))
-		}
-		for k, v := range want {
-			var a, b any
-			json.Unmarshal(v, &a)
-			json.Unmarshal(obj[k], &b)
-			if !bytes.Equal(mustJSON(a), mustJSON(b)) {
-				t.Fatalf("%q: member %s = %s, want %s", data, k, obj[k], v)
-			}
+		if msg := membersDiffer(obj, want); msg != "" {
+			t.Fatalf("%q: %s", data, msg)
 		}
 		// No occurrence of a named member keeps its plain value, duplicates included.
 		dec := json.NewDecoder(bytes.NewReader(got))
