@@ -44,6 +44,7 @@ func TestConformanceSQLite(t *testing.T) {
 			t.Cleanup(func() { db.Close() })
 			return newLease(t, lease.Options{DB: db.DB, Dialect: migrations.SQLite, Owner: owner, TTL: testTTL})
 		},
+		TailSize: follower.SetTailSize,
 	})
 }
 
@@ -61,6 +62,7 @@ func TestConformancePostgres(t *testing.T) {
 		NewLease: func(t *testing.T, s eventstore.Store, owner string) follower.Lease {
 			return newLease(t, lease.Options{DB: s.(*postgres.Store).DB().DB, Dialect: migrations.Postgres, Owner: owner, TTL: testTTL})
 		},
+		TailSize: follower.SetTailSize,
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/idlog/idlog/eventstore"
 )
@@ -13,14 +14,20 @@ import (
 // The live followers of one store share one read of its log: a tail. Without it, every appended
 // event woke each follower (a dozen projectors, the relay) and each read the log on its own, so a
 // sign-in on PostgreSQL cost some twenty reads of the events table. The tail reads the log once,
-// from where its first subscriber stands, and keeps the last TailSize events it read in memory;
+// from where its first subscriber stands, and keeps the last 4,096 events it read in memory;
 // a follower whose position lies in that window reads from memory, one that is behind it (catching
 // up after a restart, or slower than the log grows) reads the store itself until it is back inside
 // the window. What a follower receives is what the store's Subscribe would have given it: the
 // window holds every event between its ends, in order, because the tail's own read does.
 
-// TailSize is how many of the newest events a tail keeps in memory.
-const TailSize = 4096
+// tailSize is how many of the newest events a tail keeps in memory (at most twice as many).
+var tailSize = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(defaultTailSize)
+	return &n
+}()
+
+const defaultTailSize = 4096
 
 // tailChunk is how many events a subscriber copies out of the window at a time.
 const tailChunk = 256
@@ -131,8 +138,8 @@ func (t *tail) read(ctx context.Context, run int, from uint64) {
 		}
 		t.events = append(t.events, e)
 		t.head = e.GlobalPosition
-		if len(t.events) >= 2*TailSize {
-			drop := len(t.events) - TailSize
+		if keep := int(tailSize.Load()); len(t.events) >= 2*keep {
+			drop := len(t.events) - keep
 			t.low = t.events[drop-1].GlobalPosition
 			t.events = append(t.events[:0:0], t.events[drop:]...)
 		}

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,9 @@ type Backend struct {
 	// NewLease, when set, returns a lease for the process named owner, over storage shared by
 	// every lease the same test makes (the store's database). Without it failover is skipped.
 	NewLease func(t *testing.T, s eventstore.Store, owner string) follower.Lease
+	// TailSize, when set, sets how many events the followers' shared tail keeps, and returns
+	// the func that restores it: the shared-read test shrinks it so that followers fall behind it.
+	TailSize func(n int) (restore func())
 }
 
 // Run runs the suite.
@@ -40,6 +45,7 @@ func Run(t *testing.T, b Backend) {
 		{"FailuresResumeFromTheDurablePosition", testFailuresResume},
 		{"CrashedProcessResumes", testCrashResumes},
 		{"FailoverToAStandby", testFailover},
+		{"FollowersShareOneRead", testSharedRead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -373,4 +379,64 @@ func testFailover(t *testing.T, b Backend) {
 		t.Fatalf("standby after the owner stopped: %+v; want running with a higher token", st)
 	}
 	checkExactlyOnce(ctx, t, s, l)
+}
+
+// countingStore counts the events its Subscribe reads yield.
+type countingStore struct {
+	eventstore.Store
+	read atomic.Int64
+}
+
+func (c *countingStore) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		for e, err := range c.Store.Subscribe(ctx, after, f) {
+			if err == nil {
+				c.read.Add(1)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+// testSharedRead runs followers of one store that start at different times, with a shared tail
+// smaller than the gaps between them, under late commits: each applies the log exactly once, in
+// order. Then, all caught up, the log grows one event at a time: the store reads each event about
+// once for all of them, not once per follower.
+func testSharedRead(t *testing.T, b Backend) {
+	ctx := testCtx(t)
+	if b.TailSize != nil {
+		defer b.TailSize(8)()
+	}
+	s := &countingStore{Store: b.NewStore(t, lateHooks())}
+	const followers = 5
+	ledgers := make([]*ledger, followers)
+	for i := range followers {
+		appendMany(ctx, t, s, 3, 10)
+		ledgers[i] = newLedger()
+		run(ctx, t, newFollower(t, s, &step{l: ledgers[i]}, follower.Options{Name: fmt.Sprintf("shared-%d", i), BatchSize: 4}))
+	}
+	appendMany(ctx, t, s, 4, 20)
+	total := followers*3*10 + 4*20
+	for _, l := range ledgers {
+		waitApplied(ctx, t, s, l, total)
+		checkExactlyOnce(ctx, t, s, l)
+	}
+
+	const live = 40
+	before := s.read.Load()
+	for range live {
+		appendMany(ctx, t, s, 1, 1)
+		total++
+		for _, l := range ledgers {
+			waitApplied(ctx, t, s, l, total)
+		}
+	}
+	if read := s.read.Load() - before; read > 2*live {
+		t.Errorf("%d followers read %d events from the store for %d appended one at a time: want at most %d, one shared read", followers, read, live, 2*live)
+	}
+	for _, l := range ledgers {
+		checkExactlyOnce(ctx, t, s, l)
+	}
 }
