@@ -676,6 +676,58 @@ func Check(ctx context.Context, tx Querier, d migrations.Dialect) error {
 	return nil
 }
 
+// CheckAll is Check for the writes of several followers in one transaction (ctxs, one per
+// follower): one query for all of them. It returns ErrFenced if any of them lost its lease.
+func CheckAll(ctxs []context.Context, tx interface {
+	Querier
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, d migrations.Dialect) error {
+	want := map[string]int64{}
+	names := []string{}
+	for _, ctx := range ctxs {
+		if f, ok := follower.TokenFrom(ctx); ok {
+			if _, dup := want[f.Name]; !dup {
+				names = append(names, f.Name)
+			}
+			want[f.Name] = f.Token
+		}
+	}
+	switch {
+	case len(names) == 0:
+		return nil
+	case len(names) == 1 || d != migrations.Postgres:
+		for _, ctx := range ctxs {
+			if err := Check(ctx, tx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rows, err := tx.QueryContext(ctxs[0], `SELECT name, token FROM follower_leases WHERE name = ANY($1) FOR SHARE`, pq.Array(names))
+	if err != nil {
+		return fmt.Errorf("lease: check %d leases: %w", len(names), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var token int64
+		if err := rows.Scan(&name, &token); err != nil {
+			return fmt.Errorf("lease: check %d leases: %w", len(names), err)
+		}
+		if token != want[name] {
+			return fmt.Errorf("%w: %q is held with token %d, this write carries %d", ErrFenced, name, token, want[name])
+		}
+		delete(want, name)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lease: check %d leases: %w", len(names), err)
+	}
+	for name, token := range want {
+		return fmt.Errorf("%w: %q is held by nobody, this write carries %d", ErrFenced, name, token)
+	}
+	return nil
+}
+
 func (l *Leases) rebind(q string) string {
 	if !l.pg() {
 		return q

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/domain"
@@ -135,7 +136,8 @@ type Runtime struct {
 	stopping bool
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	progress chan struct{} // closed and replaced whenever a live checkpoint moves
+	progress chan struct{}   // closed and replaced whenever a live checkpoint moves
+	group    chan *commitReq // the live projectors' batches, to runGroup
 	stopped  chan struct{}
 	watchers int // WaitFor calls watching the checkpoints other replicas move
 }
@@ -174,7 +176,7 @@ func New(o Options, projectors ...Projector) (*Runtime, error) {
 	}
 	r := &Runtime{
 		o: o, d: dialect(o.Dialect), byName: map[string]*runner{}, known: map[string]bool{},
-		progress: make(chan struct{}), stopped: make(chan struct{}),
+		progress: make(chan struct{}), stopped: make(chan struct{}), group: make(chan *commitReq),
 	}
 	r.q = newQueries(r.d)
 	for _, t := range o.Registry.Types() {
@@ -245,6 +247,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.started = true
+	go r.runGroup(ctx)
 	for _, rn := range r.runners {
 		rn.mu.Lock()
 		rn.running = true
@@ -287,11 +290,24 @@ func (r *Runtime) Stop() {
 // ctx's error, wrapped, if ctx ends first: bound the wait with a deadline, and past it answer that
 // the view may lag.
 func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
-	if !r.reached(position) && r.o.Lease != nil {
-		// Projectors another replica owns move in the database only: watch it while waiting.
-		defer r.watchShared()()
-	}
+	watching := false
+	var recheck <-chan time.Time
 	for {
+		if !watching && r.o.Lease != nil && !r.reached(position) {
+			// Projectors another replica owns move in the database only: watch it while waiting.
+			// While this process owns them all, their commits here wake the wait; should one of
+			// them go to another replica meanwhile, the next look sees it.
+			if r.allOwnedHere() {
+				if recheck == nil {
+					t := time.NewTicker(sharedFallbackPoll)
+					defer t.Stop()
+					recheck = t.C
+				}
+			} else {
+				defer r.watchShared()()
+				watching = true
+			}
+		}
 		r.mu.Lock()
 		wake := r.progress
 		r.mu.Unlock()
@@ -300,12 +316,24 @@ func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
 		}
 		select {
 		case <-wake:
+		case <-recheck:
 		case <-ctx.Done():
 			return fmt.Errorf("projections: wait for position %d: %w", position, ctx.Err())
 		case <-r.stopped:
 			return ErrStopped
 		}
 	}
+}
+
+// allOwnedHere says whether this process runs every projector live (under a lease, it owns them).
+func (r *Runtime) allOwnedHere() bool {
+	for _, rn := range r.runners {
+		switch rn.follower.Status().State {
+		case follower.StateStandby, follower.StateStopped:
+			return false
+		}
+	}
+	return true
 }
 
 // SharedPoll is how often a replica that waits for projectors another replica owns reads their
@@ -751,20 +779,155 @@ classify:
 	return 0, err
 }
 
-// commit runs one batch transaction: check that this generation may still be written, move the
-// checkpoint from `from` to `to` (only if nobody else moved it), apply deliver. batch, the events
-// the checkpoint passes, is only measured.
+// commitReq is one projector's batch transaction: check that its generation may still be
+// written, move its checkpoint from `from` to `to` (only if nobody else moved it), apply deliver.
+// batch, the events the checkpoint passes, is only measured.
+type commitReq struct {
+	ctx      context.Context
+	rn       *runner
+	gen      int64
+	rl       role
+	from, to uint64
+	deliver  []eventstore.Event
+	batch    []eventstore.Event
+	done     chan error
+}
+
+// commit runs a projector's batch. A live projector's batch joins the live group commit (see
+// runGroup): the projectors woken by one append share one transaction.
 func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, from, to uint64, deliver, batch []eventstore.Event) error {
+	req := &commitReq{ctx: ctx, rn: rn, gen: gen, rl: rl, from: from, to: to, deliver: deliver, batch: batch}
+	if rl != roleLive {
+		return r.commitAlone(req)
+	}
+	req.done = make(chan error, 1)
+	select {
+	case r.group <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// The group may still commit the batch: the follower resumes from the checkpoint.
+		return ctx.Err()
+	}
+}
+
+// maxGroup bounds the batches of one group transaction.
+const maxGroup = 64
+
+// runGroup commits the live projectors' batches, all that are waiting in one transaction. If the
+// transaction fails, each batch is committed again alone, so a failure belongs to the projector
+// that failed and the others are not held back by it. It runs until the runtime stops or ctx,
+// the runtime's, ends.
+func (r *Runtime) runGroup(ctx context.Context) {
+	reqs := make([]*commitReq, 0, maxGroup)
+	for {
+		var first *commitReq
+		select {
+		case first = <-r.group:
+		case <-r.stopped:
+			return
+		case <-ctx.Done():
+			return
+		}
+		reqs = append(reqs[:0], first)
+		// The batches that arrived while the last transaction ran: the projectors woken by the
+		// same appends.
+	gather:
+		for len(reqs) < maxGroup {
+			select {
+			case req := <-r.group:
+				reqs = append(reqs, req)
+			default:
+				break gather
+			}
+		}
+		if len(reqs) == 1 {
+			first.done <- r.commitAlone(first)
+			continue
+		}
+		if err := r.commitGroup(reqs); err != nil {
+			for _, req := range reqs {
+				req.done <- r.commitAlone(req)
+			}
+			continue
+		}
+		for _, req := range reqs {
+			req.done <- nil
+		}
+	}
+}
+
+// commitGroup runs reqs in one transaction, all or none.
+func (r *Runtime) commitGroup(reqs []*commitReq) error {
 	start := time.Now()
 	defer r.lockWrites()()
+	ctx := context.Background()
 	tx, done, err := beginWrite(ctx, r.o.DB, r.d)
 	if err != nil {
-		return fmt.Errorf("projections: %s: begin: %w", rn.name, err)
+		return err
 	}
 	defer done()
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	for _, req := range reqs {
+		if err := r.apply(req, tx); err != nil {
+			return err
+		}
+	}
+	ctxs := make([]context.Context, len(reqs))
+	for i, req := range reqs {
+		ctxs[i] = req.ctx
+	}
+	if err := lease.CheckAll(ctxs, tx, r.o.Dialect); err != nil {
+		return err
+	}
+	if err := r.advanceAll(ctx, tx, reqs); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	for _, req := range reqs {
+		r.committed(req, start)
+	}
+	return nil
+}
 
-	if len(deliver) > 0 {
+// commitAlone runs req in a transaction of its own.
+func (r *Runtime) commitAlone(req *commitReq) error {
+	start := time.Now()
+	defer r.lockWrites()()
+	tx, done, err := beginWrite(req.ctx, r.o.DB, r.d)
+	if err != nil {
+		return fmt.Errorf("projections: %s: begin: %w", req.rn.name, err)
+	}
+	defer done()
+	defer tx.Rollback() //nolint:errcheck // a no-op after commit
+	if err := r.inTx(req, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("projections: %s: commit: %w", req.rn.name, err)
+	}
+	r.committed(req, start)
+	return nil
+}
+
+// inTx applies req's events and moves its checkpoint in tx.
+func (r *Runtime) inTx(req *commitReq, tx *sqlx.Tx) error {
+	if err := r.apply(req, tx); err != nil {
+		return err
+	}
+	return r.advance(req, tx)
+}
+
+// apply applies req's events in tx.
+func (r *Runtime) apply(req *commitReq, tx *sqlx.Tx) error {
+	ctx, rn, gen, rl := req.ctx, req.rn, req.gen, req.rl
+	if len(req.deliver) > 0 {
 		shared, _ := ctx.Value(sharedBatchKey{}).(*batchItem)
 		var tables map[string]string
 		if rl == roleBuild {
@@ -772,13 +935,19 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 			tables = rn.builds[gen]
 			rn.mu.Unlock()
 		}
-		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared, tables: tables}, deliver); err != nil {
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared, tables: tables}, req.deliver); err != nil {
 			if rl == roleBuild && isUndefinedTable(err) {
 				return ErrSuperseded // a newer rebuild dropped this one's table
 			}
 			return err
 		}
 	}
+	return nil
+}
+
+// advance moves req's checkpoint in tx, the transaction's last write.
+func (r *Runtime) advance(req *commitReq, tx *sqlx.Tx) error {
+	ctx, rn, gen, rl := req.ctx, req.rn, req.gen, req.rl
 	// The checkpoint moves last, only from where this runner left it and only if its generation
 	// was not retired meanwhile (a swap, or a newer rebuild, marks it in its own transaction; a
 	// batch in flight then waits for that row, finds it retired and rolls back whole). So a batch
@@ -792,7 +961,7 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	if r.o.SharedProgress != nil && rl == roleLive && r.q.advanceNotify != "" {
 		advance = r.q.advanceNotify
 	}
-	res, err := tx.ExecContext(ctx, advance, int64(to), r.d.time(time.Now()), rn.name, gen, int64(from))
+	res, err := tx.ExecContext(ctx, advance, int64(req.to), r.d.time(time.Now()), rn.name, gen, int64(req.from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
 	}
@@ -802,17 +971,47 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 		}
 		return errCheckpointMoved
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("projections: %s: commit: %w", rn.name, err)
+	return nil
+}
+
+// advanceAll moves the checkpoints of a group's batches in tx: on PostgreSQL in one statement.
+func (r *Runtime) advanceAll(ctx context.Context, tx *sqlx.Tx, reqs []*commitReq) error {
+	if r.q.advanceAll == "" {
+		for _, req := range reqs {
+			if err := r.advance(req, tx); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	now := time.Now()
-	r.m.batchSeconds.WithLabelValues(rn.name).Observe(now.Sub(start).Seconds())
-	// The delay from append to visible, on the newest event of a batch that is not full: a full
-	// batch is catching up, and its events' age says nothing about live lag.
-	if rl == roleLive && len(batch) > 0 && len(batch) < r.o.BatchSize {
-		r.m.visible.WithLabelValues(rn.name).Observe(now.Sub(batch[len(batch)-1].RecordedAt).Seconds())
+	names := make([]string, len(reqs))
+	gens, froms, tos := make([]int64, len(reqs)), make([]int64, len(reqs)), make([]int64, len(reqs))
+	for i, req := range reqs {
+		names[i], gens[i], froms[i], tos[i] = req.rn.name, req.gen, int64(req.from), int64(req.to)
+	}
+	q := r.q.advanceAll
+	if r.o.SharedProgress != nil {
+		q = r.q.advanceAllNotify
+	}
+	res, err := tx.ExecContext(ctx, q, r.d.time(time.Now()), pq.Array(names), pq.Array(gens), pq.Array(froms), pq.Array(tos))
+	if err != nil {
+		return fmt.Errorf("projections: move %d checkpoints: %w", len(reqs), err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(reqs)) {
+		return errCheckpointMoved
 	}
 	return nil
+}
+
+// committed measures a committed batch.
+func (r *Runtime) committed(req *commitReq, start time.Time) {
+	now := time.Now()
+	r.m.batchSeconds.WithLabelValues(req.rn.name).Observe(now.Sub(start).Seconds())
+	// The delay from append to visible, on the newest event of a batch that is not full: a full
+	// batch is catching up, and its events' age says nothing about live lag.
+	if req.rl == roleLive && len(req.batch) > 0 && len(req.batch) < r.o.BatchSize {
+		r.m.visible.WithLabelValues(req.rn.name).Observe(now.Sub(req.batch[len(req.batch)-1].RecordedAt).Seconds())
+	}
 }
 
 // sqliteWriters holds, per connection pool, a mutex that orders the write transactions of every
@@ -839,6 +1038,7 @@ type queries struct {
 	maxGeneration, generations, checkpoints                        string
 	livePositions                                                  string
 	advanceNotify                                                  string // advance that notifies ProgressChannel
+	advanceAll, advanceAllNotify                                   string // advance of a group (PostgreSQL)
 }
 
 func newQueries(d dialect) queries {
@@ -868,6 +1068,11 @@ func newQueries(d dialect) queries {
 		q.advance += ` RETURNING set_config('synchronous_commit', 'off', true)`
 		// Replicas waiting for this projector's progress (see WaitFor) are told at the commit.
 		q.advanceNotify = q.advance + `, pg_notify('` + ProgressChannel + `', name)`
+		q.advanceAll = `UPDATE projection_checkpoints c SET position = v.to_, updated_at = $1, last_error = NULL, last_error_at = NULL
+			FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(name, gen, from_, to_)
+			WHERE c.name = v.name AND c.generation = v.gen AND c.position = v.from_ AND NOT c.retired
+			RETURNING set_config('synchronous_commit', 'off', true)`
+		q.advanceAllNotify = q.advanceAll + `, pg_notify('` + ProgressChannel + `', c.name)`
 	}
 	return q
 }
