@@ -306,6 +306,14 @@ func Failed(err error) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) { yield(Event{}, err) }
 }
 
+// HorizonWaker is a store whose live reads see an event only once every transaction that could
+// still commit below it has ended (PostgreSQL): a follower whose own write transaction may have
+// held back the log calls TransactionEnded after it commits, and reads waiting for that look
+// again at once instead of after their pause.
+type HorizonWaker interface {
+	TransactionEnded()
+}
+
 // Checkpoints keeps followers' positions (the NATS relay's, for one) in the store's own database,
 // so a follower resumes where it stopped. Projections keep theirs beside their read models instead.
 type Checkpoints interface {

@@ -321,6 +321,13 @@ func (s *Store) ScanAll(ctx context.Context, after uint64) iter.Seq2[eventstore.
 // Close closes the wrapped store.
 func (s *Store) Close() error { return s.inner.Close() }
 
+// TransactionEnded implements eventstore.HorizonWaker when the wrapped store does.
+func (s *Store) TransactionEnded() {
+	if w, ok := s.inner.(eventstore.HorizonWaker); ok {
+		w.TransactionEnded()
+	}
+}
+
 // errNotSupported: the wrapped store lacks the capability.
 var errNotSupported = errors.New("personaldata: the wrapped event store does not support this")
 

@@ -890,10 +890,19 @@ func (r *Runtime) commitGroup(reqs []*commitReq) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	r.transactionEnded()
 	for _, req := range reqs {
 		r.committed(req, start)
 	}
 	return nil
+}
+
+// transactionEnded tells the store that a live transaction, which may have held back the log's
+// newest events from its readers, committed.
+func (r *Runtime) transactionEnded() {
+	if w, ok := r.o.Store.(eventstore.HorizonWaker); ok {
+		w.TransactionEnded()
+	}
 }
 
 // commitAlone runs req in a transaction of its own.
@@ -911,6 +920,9 @@ func (r *Runtime) commitAlone(req *commitReq) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("projections: %s: commit: %w", req.rn.name, err)
+	}
+	if req.rl == roleLive {
+		r.transactionEnded()
 	}
 	r.committed(req, start)
 	return nil

@@ -102,6 +102,8 @@ type Store struct {
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
 	// still running) and looks again soon instead of waiting for the next poll.
 	lastAppended atomic.Uint64
+	// lastRead is the highest position a read of the unfiltered global log returned.
+	lastRead atomic.Uint64
 	// readStream is ReadStream's query, prepared (on each connection as it is first used): a
 	// user's stream is read on every request, and an unprepared query costs a second round trip.
 	readStream *sql.Stmt
@@ -592,6 +594,9 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 				last, first = e, false
 				position = e.GlobalPosition
 			}
+			if exact && len(rows) > 0 {
+				raiseTo(&s.lastRead, position)
+			}
 			if len(rows) == s.opts.PageSize {
 				continue
 			}
@@ -625,6 +630,14 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 			}
 			timer.Stop()
 		}
+	}
+}
+
+// TransactionEnded implements eventstore.HorizonWaker: while appended events are known that no
+// read has returned yet, the live reads look again at once.
+func (s *Store) TransactionEnded() {
+	if s.lastAppended.Load() > s.lastRead.Load() {
+		s.appended.Notify()
 	}
 }
 
