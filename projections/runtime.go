@@ -138,6 +138,7 @@ type Runtime struct {
 	wg       sync.WaitGroup
 	progress chan struct{}   // closed and replaced whenever a live checkpoint moves
 	group    chan *commitReq // the live projectors' batches, to runGroup
+	stmts    *stmtCache      // the live batches' prepared statements
 	stopped  chan struct{}
 	watchers int // WaitFor calls watching the checkpoints other replicas move
 }
@@ -179,6 +180,7 @@ func New(o Options, projectors ...Projector) (*Runtime, error) {
 		progress: make(chan struct{}), stopped: make(chan struct{}), group: make(chan *commitReq),
 	}
 	r.q = newQueries(r.d)
+	r.stmts = newStmtCache(o.DB.DB)
 	for _, t := range o.Registry.Types() {
 		r.known[t] = true
 	}
@@ -282,6 +284,7 @@ func (r *Runtime) Stop() {
 		rn.running = false
 		rn.mu.Unlock()
 	}
+	r.stmts.close()
 	close(r.stopped)
 }
 
@@ -947,7 +950,11 @@ func (r *Runtime) apply(req *commitReq, tx *sqlx.Tx) error {
 			tables = rn.builds[gen]
 			rn.mu.Unlock()
 		}
-		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared, tables: tables}, req.deliver); err != nil {
+		var stmts *stmtCache
+		if rl == roleLive {
+			stmts = r.stmts
+		}
+		if err := rn.p.Apply(ctx, &Tx{Tx: tx, Generation: gen, Bulk: rl == roleBuild, dialect: r.d, shared: shared, tables: tables, stmts: stmts}, req.deliver); err != nil {
 			if rl == roleBuild && isUndefinedTable(err) {
 				return ErrSuperseded // a newer rebuild dropped this one's table
 			}
@@ -1005,7 +1012,7 @@ func (r *Runtime) advanceAll(ctx context.Context, tx *sqlx.Tx, reqs []*commitReq
 	if r.o.SharedProgress != nil {
 		q = r.q.advanceAllNotify
 	}
-	res, err := tx.ExecContext(ctx, q, r.d.time(time.Now()), pq.Array(names), pq.Array(gens), pq.Array(froms), pq.Array(tos))
+	res, err := r.stmts.exec(ctx, tx, q, r.d.time(time.Now()), pq.Array(names), pq.Array(gens), pq.Array(froms), pq.Array(tos))
 	if err != nil {
 		return fmt.Errorf("projections: move %d checkpoints: %w", len(reqs), err)
 	}
