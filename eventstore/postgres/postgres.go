@@ -107,6 +107,9 @@ type Store struct {
 	// readStream is ReadStream's query, prepared (on each connection as it is first used): a
 	// user's stream is read on every request, and an unprepared query costs a second round trip.
 	readStream *sql.Stmt
+	// logPage is the unfiltered global read's query, prepared likewise: every live follower's
+	// read after every append runs it.
+	logPage *sql.Stmt
 }
 
 var (
@@ -147,7 +150,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the stream read: %w", err)
 	}
-	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream}
+	globalPage, err := db.PrepareContext(ctx, globalPageQuery)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: prepare the log read: %w", err)
+	}
+	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: globalPage}
 	if o.Replicas {
 		if err := s.listen(); err != nil {
 			db.Close()
@@ -195,6 +203,7 @@ func (s *Store) Close() error {
 	}
 	close(s.done)
 	_ = s.readStream.Close() // fails only if closed already; the pool's Close says what matters
+	_ = s.logPage.Close()
 	return s.db.Close()
 }
 
@@ -523,7 +532,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Context, eventstore.Event, bool) ([]eventRow, error) {
 	// The unfiltered log, which every follower reads, goes through idlog_global_page: its plan
 	// walks the primary key in order even before the table has statistics (migration 00002).
-	q := `SELECT ` + eventColumns + ` FROM idlog_global_page($1, $2) AS events`
+	q := globalPageQuery
 	args := []any{nil, s.opts.PageSize}
 	if len(f.Types) > 0 || f.StreamPrefix != "" {
 		q = `SELECT ` + eventColumns + ` FROM events
@@ -545,9 +554,15 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 			pos = last.GlobalPosition
 		}
 		args[0] = int64(pos)
+		if q == globalPageQuery {
+			return scanEvents(s.logPage.QueryContext(ctx, args...))
+		}
 		return s.query(ctx, q, args...)
 	}
 }
+
+// globalPageQuery reads a page of the unfiltered global log.
+const globalPageQuery = `SELECT ` + eventColumns + ` FROM idlog_global_page($1, $2) AS events`
 
 // pages turns a page query into an iterator. After a page that is not full it asks done whether
 // the read is over; if not, it waits for an append through this store or the poll interval, and
