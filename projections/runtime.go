@@ -818,6 +818,21 @@ func (r *Runtime) commit(ctx context.Context, rn *runner, gen int64, rl role, fr
 	}
 }
 
+// groupLinger bounds how long a group waits for the batches of the other projectors woken by the
+// same appends: they read the same events within microseconds of one another.
+const groupLinger = 300 * time.Microsecond
+
+// runningHere counts the projectors this process runs live now.
+func (r *Runtime) runningHere() int {
+	n := 0
+	for _, rn := range r.runners {
+		if st := rn.follower.Status().State; st != follower.StateStandby && st != follower.StateStopped {
+			n++
+		}
+	}
+	return n
+}
+
 // maxGroup bounds the batches of one group transaction.
 const maxGroup = 64
 
@@ -838,15 +853,36 @@ func (r *Runtime) runGroup(ctx context.Context) {
 		}
 		reqs = append(reqs[:0], first)
 		// The batches that arrived while the last transaction ran: the projectors woken by the
-		// same appends.
+		// same appends. Under a lease every live projector commits every batch it reads (its
+		// checkpoint is how other replicas see its progress), so the group also waits a moment,
+		// until each projector this process runs has sent its batch.
+		var linger <-chan time.Time
+		var lingerTimer *time.Timer
+		if r.o.Lease != nil {
+			lingerTimer = time.NewTimer(groupLinger)
+			linger = lingerTimer.C
+		}
+		want := r.runningHere()
 	gather:
 		for len(reqs) < maxGroup {
 			select {
 			case req := <-r.group:
 				reqs = append(reqs, req)
+				continue
 			default:
+			}
+			if linger == nil || len(reqs) >= want {
+				break
+			}
+			select {
+			case req := <-r.group:
+				reqs = append(reqs, req)
+			case <-linger:
 				break gather
 			}
+		}
+		if lingerTimer != nil {
+			lingerTimer.Stop()
 		}
 		if len(reqs) == 1 {
 			first.done <- r.commitAlone(first)
