@@ -248,6 +248,11 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 		q = `SELECT first_version, last_version, first_position, last_position, recorded_at
 		FROM idlog_append_keyed($1, $2, $3, $4, $5::uuid[], $6, $7::int[], $8, $9, $10, $11)`
 	}
+	if s.opts.Replicas {
+		// The other processes are told in the same statement: PostgreSQL delivers the
+		// notification once the append commits, and a failed append sends none.
+		q = notifyingAppend(q)
+	}
 
 	for attempt := 0; ; attempt++ {
 		var r appendRow
@@ -260,9 +265,6 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 			res := r.result()
 			raiseTo(&s.lastAppended, res.LastPosition)
 			s.appended.Notify()
-			if s.opts.Replicas {
-				s.notifyAppended(res.LastPosition)
-			}
 			return res, nil
 		}
 		if isDataKeyTaken(err) {
