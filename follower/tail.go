@@ -100,10 +100,7 @@ func (t *tail) stopLocked() {
 	}
 	t.run++
 	t.events, t.err = nil, nil
-	if t.wake != nil {
-		close(t.wake)
-		t.wake = nil
-	}
+	t.notifyLocked()
 }
 
 // startLocked starts a read of the log after from, unless one runs.

@@ -329,15 +329,7 @@ func (r *Runtime) WaitFor(ctx context.Context, position uint64) error {
 }
 
 // allOwnedHere says whether this process runs every projector live (under a lease, it owns them).
-func (r *Runtime) allOwnedHere() bool {
-	for _, rn := range r.runners {
-		switch rn.follower.Status().State {
-		case follower.StateStandby, follower.StateStopped:
-			return false
-		}
-	}
-	return true
-}
+func (r *Runtime) allOwnedHere() bool { return r.runningHere() == len(r.runners) }
 
 // SharedPoll is how often a replica that waits for projectors another replica owns reads their
 // checkpoints: one small query for all its waiting requests.
@@ -888,7 +880,7 @@ func (r *Runtime) runGroup(ctx context.Context) {
 			first.done <- r.commitAlone(first)
 			continue
 		}
-		if err := r.commitGroup(reqs); err != nil {
+		if err := r.commitGroup(ctx, reqs); err != nil {
 			for _, req := range reqs {
 				req.done <- r.commitAlone(req)
 			}
@@ -900,11 +892,10 @@ func (r *Runtime) runGroup(ctx context.Context) {
 	}
 }
 
-// commitGroup runs reqs in one transaction, all or none.
-func (r *Runtime) commitGroup(reqs []*commitReq) error {
+// commitGroup runs reqs in one transaction, all or none; ctx, the runtime's, ends it at Stop.
+func (r *Runtime) commitGroup(ctx context.Context, reqs []*commitReq) error {
 	start := time.Now()
 	defer r.lockWrites()()
-	ctx := context.Background()
 	tx, done, err := beginWrite(ctx, r.o.DB, r.d)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -18,22 +17,6 @@ func (s *Store) notifyAppended(pos uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, _ = s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, appendedChannel, strconv.FormatUint(pos, 10))
-}
-
-// notifyingAppend turns an append statement (SELECT <result columns> FROM idlog_append...(...))
-// into one that also notifies appendedChannel of the append's last position.
-func notifyingAppend(q string) string {
-	cols, from, ok := strings.Cut(q, "FROM ")
-	if !ok {
-		panic("postgres: an append statement without FROM: " + q)
-	}
-	cols = strings.TrimPrefix(strings.TrimSpace(cols), "SELECT ")
-	out := make([]string, 0, 5)
-	for _, c := range strings.Split(cols, ",") {
-		out = append(out, "a."+strings.TrimSpace(c))
-	}
-	return "SELECT " + strings.Join(out, ", ") + " FROM " + strings.TrimSpace(from) +
-		" AS a CROSS JOIN LATERAL pg_notify('" + appendedChannel + "', a.last_position::text) AS n"
 }
 
 // Progressed returns a channel closed at the next notification on Options.ProgressChannel, from

@@ -150,12 +150,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the stream read: %w", err)
 	}
-	globalPage, err := db.PrepareContext(ctx, globalPageQuery)
+	logPage, err := db.PrepareContext(ctx, globalPageQuery)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the log read: %w", err)
 	}
-	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: globalPage}
+	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: logPage}
 	if o.Replicas {
 		if err := s.listen(); err != nil {
 			db.Close()
@@ -240,19 +240,12 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 	slices.Sort(claims) // a fixed order: two appends claiming the same keys cannot deadlock
 	args := []any{a.Stream, int64(a.Expected), pq.Array(ids), pq.Array(types), pq.Array(versions),
 		pq.Array(data), pq.Array(meta), pq.Array(claims), pq.Array(a.Release)}
-	q := `SELECT first_version, last_version, first_position, last_position, recorded_at
-		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
-	if a.DataKey != nil {
+	keyed := a.DataKey != nil
+	if keyed {
 		// The user's new data key in the same statement (migration 00230).
 		args = append([]any{a.DataKey.UID, a.DataKey.Wrapped}, args...)
-		q = `SELECT first_version, last_version, first_position, last_position, recorded_at
-		FROM idlog_append_keyed($1, $2, $3, $4, $5::uuid[], $6, $7::int[], $8, $9, $10, $11)`
 	}
-	if s.opts.Replicas {
-		// The other processes are told in the same statement: PostgreSQL delivers the
-		// notification once the append commits, and a failed append sends none.
-		q = notifyingAppend(q)
-	}
+	q := appendQueries[keyed][s.opts.Replicas]
 
 	for attempt := 0; ; attempt++ {
 		var r appendRow
@@ -534,9 +527,10 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Context, eventstore.Event, bool) ([]eventRow, error) {
 	// The unfiltered log, which every follower reads, goes through idlog_global_page: its plan
 	// walks the primary key in order even before the table has statistics (migration 00002).
+	filtered := len(f.Types) > 0 || f.StreamPrefix != ""
 	q := globalPageQuery
 	args := []any{nil, s.opts.PageSize}
-	if len(f.Types) > 0 || f.StreamPrefix != "" {
+	if filtered {
 		q = `SELECT ` + eventColumns + ` FROM events
 			WHERE position > $1
 			  AND position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)`
@@ -556,11 +550,27 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 			pos = last.GlobalPosition
 		}
 		args[0] = int64(pos)
-		if q == globalPageQuery {
+		if !filtered {
 			return scanEvents(s.logPage.QueryContext(ctx, args...))
 		}
 		return s.query(ctx, q, args...)
 	}
+}
+
+// The append statements, by whether they store a data key and whether they notify the other
+// processes (Options.Replicas). A notifying one does it in the same statement: PostgreSQL
+// delivers the notification once the append commits, and a failed append sends none.
+const (
+	appendQuery = `SELECT first_version, last_version, first_position, last_position, recorded_at
+		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
+	appendKeyedQuery = `SELECT first_version, last_version, first_position, last_position, recorded_at
+		FROM idlog_append_keyed($1, $2, $3, $4, $5::uuid[], $6, $7::int[], $8, $9, $10, $11)`
+	notifyClause = `) AS a CROSS JOIN LATERAL pg_notify('` + appendedChannel + `', a.last_position::text) AS n`
+)
+
+var appendQueries = map[bool]map[bool]string{
+	false: {false: appendQuery, true: `SELECT a.* FROM (` + appendQuery + notifyClause},
+	true:  {false: appendKeyedQuery, true: `SELECT a.* FROM (` + appendKeyedQuery + notifyClause},
 }
 
 // globalPageQuery reads a page of the unfiltered global log.
