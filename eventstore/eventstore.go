@@ -138,12 +138,16 @@ type Append struct {
 	Outbox []OutboxMessage
 	// DataKey, if set, is the new data key of the user the stream belongs to (package
 	// personaldata), stored in the append's transaction before anything else, so a user's key
-	// exists exactly when their first sealed append does. If the user has a key row already (an
-	// erased one included) the append fails with ErrDataKeyExists and stores nothing, even when it
-	// is a retry of a stored append. Only stores that implement DataKeyKeeper take it; others
-	// refuse an append that has one.
+	// exists exactly when their first sealed append does. The stream must be the user's,
+	// DataKeyStream(UID): a store may keep the key in the stream's own row. If the user has a key
+	// already (an erased one included) the append fails with ErrDataKeyExists and stores
+	// nothing, even when it is a retry of a stored append. Only stores that implement
+	// DataKeyKeeper take it; others refuse an append that has one.
 	DataKey *DataKey
 }
+
+// DataKeyStream is the stream of the user a data key belongs to (domain.UserID.Stream).
+func DataKeyStream(uid string) string { return "user-" + uid }
 
 // DataKey is a user's data key, wrapped by the caller: the store keeps it opaque.
 type DataKey struct {
@@ -155,8 +159,9 @@ type DataKey struct {
 // erased). Nothing was stored; the caller reads the stored key and seals again.
 var ErrDataKeyExists = errors.New("eventstore: the user has a data key already")
 
-// DataKeyKeeper is a store that writes Append.DataKey in the append's transaction (table
-// personal_data_keys, migration 00180).
+// DataKeyKeeper is a store that writes Append.DataKey in the append's transaction: PostgreSQL in
+// table personal_data_keys (migration 00180), SQLite in the stream's row of streams (migration
+// 00280), where personaldata.Keys reads it.
 type DataKeyKeeper interface {
 	KeepsDataKeys() bool
 }
@@ -279,6 +284,9 @@ func (a Append) Validate() error {
 	}
 	if a.DataKey != nil && (a.DataKey.UID == "" || len(a.DataKey.Wrapped) == 0) {
 		return fmt.Errorf("%w: data key without a user id or key", ErrInvalidAppend)
+	}
+	if a.DataKey != nil && a.Stream != DataKeyStream(a.DataKey.UID) {
+		return fmt.Errorf("%w: the data key of user %q appended to %q, not to their stream %q", ErrInvalidAppend, a.DataKey.UID, a.Stream, DataKeyStream(a.DataKey.UID))
 	}
 	// Last: the only check that reads every byte.
 	return a.checkText()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/personaldata"
 )
 
@@ -34,12 +35,20 @@ func processes(t *testing.T, b backend, n int) []*personaldata.Store {
 	return out
 }
 
-// keyRows returns how many key rows the user has, and how many of them are erased.
+// keyRows returns how many keys the user has stored, and how many of them are erased. SQLite
+// keeps a new key in the row of the user's stream, PostgreSQL a row of personal_data_keys.
 func keyRows(t *testing.T, b backend, uid domain.UserID) (rows, erased int) {
 	t.Helper()
 	err := b.db.QueryRowContext(t.Context(), b.db.Rebind(`SELECT count(*), count(erased_at) FROM personal_data_keys WHERE uid = ?`), string(uid)).Scan(&rows, &erased)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b.dialect == migrations.SQLite {
+		var inStream int
+		if err := b.db.QueryRowContext(t.Context(), `SELECT count(*) FROM streams WHERE stream_id = ? AND data_key IS NOT NULL`, uid.Stream()).Scan(&inStream); err != nil {
+			t.Fatal(err)
+		}
+		rows += inStream
 	}
 	return rows, erased
 }
@@ -276,5 +285,53 @@ func TestBatchStoresOneKeyPerUser(t *testing.T) {
 				t.Errorf("%d events, want 2", n)
 			}
 		})
+	}
+}
+
+// The stream the event store keeps a data key with is the user's own: a key appended to it is
+// found by the user's id.
+func TestDataKeyStreamIsTheUsersStream(t *testing.T) {
+	uid := newUID()
+	if got := eventstore.DataKeyStream(string(uid)); got != uid.Stream() {
+		t.Fatalf("eventstore.DataKeyStream(%q) = %q, want the user's stream %q", uid, got, uid.Stream())
+	}
+}
+
+// A SQLite store keeps a new key in the row of the user's stream; a key kept before that, in
+// personal_data_keys, still opens the user's data, and erasing the user destroys it there.
+func TestSQLiteKeyKeptBeforeStreamKeys(t *testing.T) {
+	t.Parallel()
+	b := backends(t)["sqlite"](t)
+	ctx := t.Context()
+	p := processes(t, b, 2)
+	uid := newUID()
+	if _, err := p[0].Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	// Where an older store kept it.
+	if _, err := b.db.ExecContext(ctx, `INSERT INTO personal_data_keys (uid, wrapped) SELECT ?, data_key FROM streams WHERE stream_id = ?`, string(uid), uid.Stream()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.ExecContext(ctx, `UPDATE streams SET data_key = NULL WHERE stream_id = ?`, uid.Stream()); err != nil {
+		t.Fatal(err)
+	}
+	if e := only(t, p[1].ReadStream(ctx, uid.Stream(), 0)); !strings.Contains(string(e.Data), `"erin"`) {
+		t.Fatalf("the user's registration read with the older key = %s", e.Data)
+	}
+	if _, err := p[1].Append(ctx, dataUpdate(uid, "mauve")); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := keyRows(t, b, uid); rows != 1 {
+		t.Fatalf("%d keys stored after an append with the older key, want 1", rows)
+	}
+	if err := p[1].Keys().Erase(ctx, string(uid)); err != nil {
+		t.Fatal(err)
+	}
+	if rows, erased := keyRows(t, b, uid); rows != 1 || erased != 1 {
+		t.Fatalf("after erasure: %d keys, %d erased, want the one erased", rows, erased)
+	}
+	var left int
+	if err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM personal_data_keys WHERE wrapped IS NOT NULL`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d wrapped keys left (%v)", left, err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package personaldata keeps the personal data of the event log erasable without touching the log
 // (crypto-shredding).
 //
-// Every user has a data key, kept outside the log in the store's own database
-// (personal_data_keys), wrapped with a key derived from the server's secret key. Store wraps an
+// Every user has a data key, kept outside the log in the store's own database (PostgreSQL:
+// personal_data_keys; SQLite: the row of the user's stream in streams, with older keys and every
+// erasure in personal_data_keys), wrapped with a key derived from the server's secret key. Store wraps an
 // event store: on append it seals, with the user's data key, the personal fields of the events of
 // the user's stream (the fields their Go type tags `personal:"true"`, see domain.PersonalTag) and
 // the IP address and user agent of the envelope; on read it opens them. The stored bytes are the

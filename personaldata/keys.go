@@ -118,14 +118,13 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 			return s, nil
 		}
 	}
-	var wrapped []byte
-	err := k.db.QueryRowContext(ctx, k.db.Rebind(`SELECT wrapped FROM personal_data_keys WHERE uid = ?`), uid).Scan(&wrapped)
-	if errors.Is(err, sql.ErrNoRows) {
-		k.remember(uid, cachedKey{})
-		return nil, nil
-	}
+	wrapped, found, err := k.read(ctx, uid)
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: read the data key of %s: %w", uid, err)
+	}
+	if !found {
+		k.remember(uid, cachedKey{})
+		return nil, nil
 	}
 	if wrapped == nil {
 		k.remember(uid, cachedKey{known: true})
@@ -141,6 +140,28 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 	}
 	k.remember(uid, cachedKey{sealer: s, known: true})
 	return s, nil
+}
+
+// read returns the user's stored wrapped key: found false if they have none, wrapped nil if it
+// was erased. On SQLite the store keeps a new key in the row of the user's stream (migration
+// 00280); a row of personal_data_keys (an older key, or an erasure) comes first.
+func (k *Keys) read(ctx context.Context, uid string) (wrapped []byte, found bool, err error) {
+	if k.dialect == migrations.SQLite {
+		var row bool
+		var inStream []byte
+		err := k.db.QueryRowContext(ctx, `SELECT k.uid IS NOT NULL, k.wrapped, s.data_key FROM (SELECT 1)
+			LEFT JOIN personal_data_keys k ON k.uid = ? LEFT JOIN streams s ON s.stream_id = ?`,
+			uid, eventstore.DataKeyStream(uid)).Scan(&row, &wrapped, &inStream)
+		if err != nil || row {
+			return wrapped, row, err
+		}
+		return inStream, inStream != nil, nil
+	}
+	err = k.db.QueryRowContext(ctx, `SELECT wrapped FROM personal_data_keys WHERE uid = $1`, uid).Scan(&wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	return wrapped, err == nil, err
 }
 
 // forAppend returns the sealer of the user's data key for an append whose store writes new keys
@@ -195,9 +216,23 @@ func (k *Keys) Erase(ctx context.Context, uid string) error {
 			return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
 		}
 	}
-	_, err = conn.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES (?, NULL, ?)
+	tx, err := conn.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+	}
+	defer tx.Rollback()
+	if k.dialect == migrations.SQLite {
+		// The key a SQLite store wrote with the user's stream (see read).
+		if _, err := tx.ExecContext(ctx, `UPDATE streams SET data_key = NULL WHERE stream_id = ?`, eventstore.DataKeyStream(uid)); err != nil {
+			return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, k.db.Rebind(`INSERT INTO personal_data_keys (uid, wrapped, erased_at) VALUES (?, NULL, ?)
 		ON CONFLICT (uid) DO UPDATE SET wrapped = NULL, erased_at = COALESCE(personal_data_keys.erased_at, excluded.erased_at)`), uid, at)
 	if err != nil {
+		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("personaldata: destroy the data key of %s: %w", uid, err)
 	}
 	k.remember(uid, cachedKey{known: true})

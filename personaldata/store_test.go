@@ -261,57 +261,75 @@ func BenchmarkAppendToUser(b *testing.B) {
 	}
 }
 
-// BenchmarkSealingRatio appends, in turns within each iteration, one event without sealing and
-// one with it (each to its own store of the same backend, each to one of 100 existing users), and
+// BenchmarkSealingRatio appends, in turns within each iteration, events without sealing and
+// with it (each to its own store of the same backend, each to one of 100 existing users), and
 // reports the sealed throughput as a share of the plain one (sealed/plain, 1 = no cost). With
-// -registrations the events are new users' registrations, which also create a data key.
+// registrations=true the events are new users' registrations, which also create a data key. With
+// writers=8 each turn is eight appends at once, as a server's concurrent requests are: the store
+// commits them together, and sealing runs beside the disk's flush instead of before it.
 func BenchmarkSealingRatio(b *testing.B) {
 	for name, open := range backends(b) {
 		for _, registrations := range []bool{false, true} {
-			b.Run(fmt.Sprintf("%s/registrations=%v", name, registrations), func(b *testing.B) {
-				ctx := context.Background()
-				plain := open(b).store
-				sealed := wrap(b, open(b))
-				stores := []eventstore.Store{plain, sealed}
-				users := [2][]domain.UserID{}
-				for k, s := range stores {
-					for range 100 {
-						uid := newUID()
-						users[k] = append(users[k], uid)
-						if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				data := json.RawMessage(`{"data":{"note":"favourite-colour-mauve","lang":"fr"}}`)
-				var spent [2]time.Duration
-				i := 0
-				for b.Loop() {
-					for k, s := range stores {
-						a := eventstore.Append{}
-						if registrations {
-							uid := newUID()
-							a = register(uid, strings.ToLower(string(uid))+"@example.com")
-						} else {
-							uid := users[k][i%100]
-							a = eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
-								Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: data,
-									Metadata: eventstore.Metadata{ActorUID: string(uid), IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}}}
-						}
-						start := time.Now()
-						if _, err := s.Append(ctx, a); err != nil {
-							b.Fatal(err)
-						}
-						spent[k] += time.Since(start)
-					}
-					i++
-				}
-				b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "plain-ns/append")
-				b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "sealed-ns/append")
-				b.ReportMetric(float64(spent[0])/float64(spent[1]), "sealed/plain")
-			})
+			for _, writers := range []int{1, 8} {
+				b.Run(fmt.Sprintf("%s/registrations=%v/writers=%d", name, registrations, writers), func(b *testing.B) {
+					sealingRatio(b, open, registrations, writers)
+				})
+			}
 		}
 	}
+}
+
+func sealingRatio(b *testing.B, open func(testing.TB) backend, registrations bool, writers int) {
+	ctx := context.Background()
+	plain := open(b).store
+	sealed := wrap(b, open(b))
+	stores := []eventstore.Store{plain, sealed}
+	users := [2][]domain.UserID{}
+	for k, s := range stores {
+		for range 100 {
+			uid := newUID()
+			users[k] = append(users[k], uid)
+			if _, err := s.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	data := json.RawMessage(`{"data":{"note":"favourite-colour-mauve","lang":"fr"}}`)
+	appendOne := func(k, i int) eventstore.Append {
+		if registrations {
+			uid := newUID()
+			return register(uid, strings.ToLower(string(uid))+"@example.com")
+		}
+		uid := users[k][i%100]
+		return eventstore.Append{Stream: uid.Stream(), Expected: eventstore.Any,
+			Events: []eventstore.NewEvent{{Type: "UserDataUpdated", SchemaVersion: 1, Data: data,
+				Metadata: eventstore.Metadata{ActorUID: string(uid), IP: "203.0.113.9", UserAgent: "EraseMeBrowser/1.0"}}}}
+	}
+	var spent [2]time.Duration
+	i := 0
+	errs := make(chan error, writers)
+	for b.Loop() {
+		for k, s := range stores {
+			start := time.Now()
+			for w := range writers {
+				go func() {
+					_, err := s.Append(ctx, appendOne(k, i*writers+w))
+					errs <- err
+				}()
+			}
+			for range writers {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			spent[k] += time.Since(start)
+		}
+		i++
+	}
+	n := float64(b.N * writers)
+	b.ReportMetric(float64(spent[0].Nanoseconds())/n, "plain-ns/append")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/n, "sealed-ns/append")
+	b.ReportMetric(float64(spent[0])/float64(spent[1]), "sealed/plain")
 }
 
 // A sealed value moved to another field, or to another user's event, does not open: it is bound

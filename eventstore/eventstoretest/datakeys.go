@@ -20,7 +20,7 @@ func testDataKeys(t *testing.T, b Backend) {
 	key := func() *eventstore.DataKey {
 		return &eventstore.DataKey{UID: uid, Wrapped: []byte(uuid.NewString())}
 	}
-	stream := streamName("user")
+	stream := eventstore.DataKeyStream(uid)
 	if k, ok := s.(eventstore.DataKeyKeeper); !ok || !k.KeepsDataKeys() {
 		_, err := s.Append(ctx, eventstore.Append{Stream: stream, Expected: eventstore.NoStream,
 			Events: []eventstore.NewEvent{ev("UserRegistered", 1)}, DataKey: key()})
@@ -60,16 +60,20 @@ func testDataKeys(t *testing.T, b Backend) {
 	if again, err := s.Append(ctx, a); err != nil || again.LastPosition != orig.LastPosition {
 		t.Errorf("retry without a data key = %+v, %v, want the original %+v", again, err, orig)
 	}
-	other := streamName("user")
-	if _, err := s.Append(ctx, eventstore.Append{Stream: other, Expected: eventstore.Any,
+	if _, err := s.Append(ctx, eventstore.Append{Stream: stream, Expected: eventstore.Any,
 		Events: []eventstore.NewEvent{ev("UserDataUpdated", 2)}, DataKey: key()}); !errors.Is(err, eventstore.ErrDataKeyExists) {
 		t.Errorf("second data key of a user: err = %v, want ErrDataKeyExists", err)
+	}
+	// A key belongs to its user's stream: a store may keep it in the stream's row.
+	if _, err := s.Append(ctx, eventstore.Append{Stream: streamName("user"), Expected: eventstore.Any,
+		Events: []eventstore.NewEvent{ev("UserDataUpdated", 3)}, DataKey: key()}); !errors.Is(err, eventstore.ErrInvalidAppend) {
+		t.Errorf("data key appended to another user's stream: err = %v, want ErrInvalidAppend", err)
 	}
 	if got := collect(t, s.ReadAll(ctx, 0, eventstore.Filter{})); len(got) != 2 {
 		t.Errorf("log holds %d events, want 2", len(got))
 	}
 
-	// Concurrent first appends for one user, to streams that do not serialise them: one key.
+	// Concurrent first appends for one user: one key.
 	uid = uuid.NewString()
 	const n = 8
 	var wins atomic.Int32
@@ -80,7 +84,7 @@ func testDataKeys(t *testing.T, b Backend) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := s.Append(ctx, eventstore.Append{Stream: streamName("race"), Expected: eventstore.Any,
+			_, err := s.Append(ctx, eventstore.Append{Stream: eventstore.DataKeyStream(uid), Expected: eventstore.Any,
 				Events: []eventstore.NewEvent{ev("UserRegistered", i)}, DataKey: key()})
 			switch {
 			case err == nil:

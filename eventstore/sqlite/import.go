@@ -103,7 +103,7 @@ func (w *writer) importEvents(after uint64, events []eventstore.Event, rows []ne
 		if last, err = res.LastInsertId(); err != nil {
 			return 0, fmt.Errorf("eventstore/sqlite: import: position of event %s: %w", row.id, err)
 		}
-		if _, err := w.upsertStream.ExecContext(ctx, e.StreamID, int64(e.StreamVersion)); err != nil {
+		if _, err := w.upsertStream.ExecContext(ctx, e.StreamID, int64(e.StreamVersion), nil); err != nil {
 			return 0, fmt.Errorf("eventstore/sqlite: import: update version of %q: %w", e.StreamID, err)
 		}
 		if releases != nil {

@@ -36,7 +36,8 @@ type writer struct {
 	eventByID, streamRange, streamVer   *sql.Stmt
 	insertEvent, upsertStream           *sql.Stmt
 	releaseKey, claimKey, setCheckpoint *sql.Stmt
-	insertOutbox, insertDataKey         *sql.Stmt
+	insertOutbox, dataKeyTaken          *sql.Stmt
+	setDataKey                          *sql.Stmt
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
@@ -58,12 +59,16 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.streamVer, "SELECT version FROM streams WHERE stream_id = ?"},
 		{&w.insertEvent, `INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, recorded_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&w.upsertStream, `INSERT INTO streams (stream_id, version) VALUES (?, ?)
-			ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version`},
+		// A stream's data key is set once, by the append that creates it (Append.DataKey).
+		{&w.upsertStream, `INSERT INTO streams (stream_id, version, data_key) VALUES (?, ?, ?)
+			ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, data_key = COALESCE(streams.data_key, excluded.data_key)`},
 		{&w.releaseKey, "DELETE FROM unique_keys WHERE key = ? AND stream_id = ?"},
 		{&w.insertOutbox, `INSERT INTO outbox (id, kind, channel, uid, sealed, created_at, expires_at, next_attempt_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
-		{&w.insertDataKey, "INSERT INTO personal_data_keys (uid, wrapped) VALUES (?, ?) ON CONFLICT (uid) DO NOTHING"},
+		// A row of personal_data_keys is a key kept before migration 00280, or an erasure.
+		{&w.dataKeyTaken, `SELECT EXISTS (SELECT 1 FROM personal_data_keys WHERE uid = ?)
+			OR EXISTS (SELECT 1 FROM streams WHERE stream_id = ? AND data_key IS NOT NULL)`},
+		{&w.setDataKey, "UPDATE streams SET data_key = ? WHERE stream_id = ? AND data_key IS NULL"},
 		{&w.claimKey, "INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"},
 		{&w.setCheckpoint, `INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`},
@@ -283,19 +288,27 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (eventstore.AppendResult, error) {
 	ctx := context.Background()
 	// The data key first, even before a retry is recognised: a retry sealed with a new key must
-	// learn that the stored events use another one.
+	// learn that the stored events use another one. The key is written with the stream's row
+	// (upsertStream), which the append writes anyway: a table of its own would cost its page.
+	var dataKey []byte
 	if a.DataKey != nil {
-		r, err := w.insertDataKey.ExecContext(ctx, a.DataKey.UID, a.DataKey.Wrapped)
-		if err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: store the data key: %w", a.Stream, err)
+		var taken bool
+		if err := w.dataKeyTaken.QueryRowContext(ctx, a.DataKey.UID, a.Stream).Scan(&taken); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: look up the data key: %w", a.Stream, err)
 		}
-		if n, err := r.RowsAffected(); err != nil {
-			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: store the data key: %w", a.Stream, err)
-		} else if n == 0 {
+		if taken {
 			return eventstore.AppendResult{}, fmt.Errorf("%w: user %q (append to %q)", eventstore.ErrDataKeyExists, a.DataKey.UID, a.Stream)
 		}
+		dataKey = a.DataKey.Wrapped
 	}
 	if res, found, err := w.storedAlready(ctx, a.Stream, rows); err != nil || found {
+		if err == nil && dataKey != nil {
+			// Events stored without a key (by a store that did not seal): the key is kept all
+			// the same, as the caller will cache it as the user's.
+			if _, err := w.setDataKey.ExecContext(ctx, dataKey, a.Stream); err != nil {
+				return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: store the data key: %w", a.Stream, err)
+			}
+		}
 		return res, err
 	}
 
@@ -356,7 +369,7 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 		}
 		res.LastPosition = uint64(pos)
 	}
-	if _, err := w.upsertStream.ExecContext(ctx, a.Stream, int64(res.LastVersion)); err != nil {
+	if _, err := w.upsertStream.ExecContext(ctx, a.Stream, int64(res.LastVersion), dataKey); err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: update stream version: %w", a.Stream, err)
 	}
 	for _, m := range a.Outbox {
@@ -377,7 +390,8 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 func (s *Store) KeepsOutbox() bool { return true }
 
 // KeepsDataKeys implements eventstore.DataKeyKeeper: Append.DataKey is written in the append's
-// transaction (table personal_data_keys, migration 00180).
+// transaction, in the stream's row of streams (migration 00280). Keys written before that, and
+// erasures, are rows of personal_data_keys (migration 00180), which Append checks as well.
 func (s *Store) KeepsDataKeys() bool { return true }
 
 type storedEvent struct {
