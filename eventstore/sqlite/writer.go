@@ -36,7 +36,7 @@ type writer struct {
 	eventByID, streamRange, streamVer   *sql.Stmt
 	insertEvent, upsertStream           *sql.Stmt
 	releaseKey, claimKey, setCheckpoint *sql.Stmt
-	insertOutbox, dataKeyTaken          *sql.Stmt
+	insertOutbox, streamKeyState        *sql.Stmt
 	setDataKey                          *sql.Stmt
 }
 
@@ -66,8 +66,10 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 		{&w.insertOutbox, `INSERT INTO outbox (id, kind, channel, uid, sealed, created_at, expires_at, next_attempt_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
 		// A row of personal_data_keys is a key kept before migration 00280, or an erasure.
-		{&w.dataKeyTaken, `SELECT EXISTS (SELECT 1 FROM personal_data_keys WHERE uid = ?)
-			OR EXISTS (SELECT 1 FROM streams WHERE stream_id = ? AND data_key IS NOT NULL)`},
+		// The stream's version and whether the user has a data key, in one statement.
+		{&w.streamKeyState, `SELECT (SELECT version FROM streams WHERE stream_id = ?1),
+			EXISTS (SELECT 1 FROM personal_data_keys WHERE uid = ?2)
+			OR EXISTS (SELECT 1 FROM streams WHERE stream_id = ?1 AND data_key IS NOT NULL)`},
 		{&w.setDataKey, "UPDATE streams SET data_key = ? WHERE stream_id = ? AND data_key IS NULL"},
 		{&w.claimKey, "INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"},
 		{&w.setCheckpoint, `INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
@@ -291,15 +293,17 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 	// learn that the stored events use another one. The key is written with the stream's row
 	// (upsertStream), which the append writes anyway: a table of its own would cost its page.
 	var dataKey []byte
+	cur := int64(-1) // not read yet
 	if a.DataKey != nil {
+		var ver sql.NullInt64
 		var taken bool
-		if err := w.dataKeyTaken.QueryRowContext(ctx, a.DataKey.UID, a.Stream).Scan(&taken); err != nil {
+		if err := w.streamKeyState.QueryRowContext(ctx, a.Stream, a.DataKey.UID).Scan(&ver, &taken); err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: look up the data key: %w", a.Stream, err)
 		}
 		if taken {
 			return eventstore.AppendResult{}, fmt.Errorf("%w: user %q (append to %q)", eventstore.ErrDataKeyExists, a.DataKey.UID, a.Stream)
 		}
-		dataKey = a.DataKey.Wrapped
+		dataKey, cur = a.DataKey.Wrapped, ver.Int64
 	}
 	if res, found, err := w.storedAlready(ctx, a.Stream, rows); err != nil || found {
 		if err == nil && dataKey != nil {
@@ -312,12 +316,13 @@ func (w *writer) append(a eventstore.Append, rows []newRow, claims []string) (ev
 		return res, err
 	}
 
-	var cur int64
-	switch err := w.streamVer.QueryRowContext(ctx, a.Stream).Scan(&cur); {
-	case errors.Is(err, sql.ErrNoRows):
-		cur = 0
-	case err != nil:
-		return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: read stream version: %w", a.Stream, err)
+	if cur < 0 {
+		switch err := w.streamVer.QueryRowContext(ctx, a.Stream).Scan(&cur); {
+		case errors.Is(err, sql.ErrNoRows):
+			cur = 0
+		case err != nil:
+			return eventstore.AppendResult{}, fmt.Errorf("eventstore/sqlite: append to %q: read stream version: %w", a.Stream, err)
+		}
 	}
 	if a.Expected != eventstore.Any && int64(a.Expected) != cur {
 		actual := fmt.Sprintf("is at version %d", cur)
