@@ -270,11 +270,13 @@ func TestThreeReplicas(t *testing.T) {
 		a.wait()
 	}
 	// Generous bounds for a shared 2-core machine; the figures are logged above. A freeze that
-	// lands inside one of the owner's transactions leaves the lease row locked until PostgreSQL
-	// ends that transaction, at idle_in_transaction_session_timeout (twice the request timeout:
-	// 20 s here), and the take must wait for it: the lock is what keeps the frozen owner's
-	// write from landing after the new owner's. So after SIGSTOP the bound is that timeout plus
-	// the lease's TTL (a CI run at load saw 20.0 s once; most runs take about 3 s).
+	// lands inside one of the owner's transactions leaves the lease row locked; the standby ends
+	// that transaction once it has been idle for the lease's TTL (lease.endStalled), which also
+	// keeps the frozen owner's write from landing after the new owner's. Should that fail (a row
+	// locked by several transactions, a role without the right to signal), PostgreSQL ends it at
+	// idle_in_transaction_session_timeout (twice the request timeout: 20 s here): the bound after
+	// SIGSTOP is that timeout plus the TTL. Before the standby ended such transactions, a CI run at
+	// load saw 20.0 s once; most runs take about 3 s.
 	if tookKill > 15*time.Second || tookStop > 25*time.Second {
 		t.Errorf("takeover took %v after kill -9 (want under 15s) and %v after SIGSTOP (want under 25s)", tookKill, tookStop)
 	}

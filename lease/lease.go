@@ -111,7 +111,8 @@ func (l *Leases) pg() bool { return l.o.Dialect == migrations.Postgres }
 // take tries once to own name: a free or expired row. It returns the new token, or 0, the current
 // owner and how long until the owner's lease expires unless renewed, in one statement. A row that
 // a write of the owner holds (see Check) is waited for, not skipped: when a stalled owner's
-// transaction is ended, the take goes through at once.
+// transaction is ended (by PostgreSQL's idle timeout, or by Acquire: see endStalled), the take
+// goes through at once.
 func (l *Leases) take(ctx context.Context, name string) (int64, string, time.Duration, error) {
 	if l.pg() {
 		const q = `WITH taken AS (
@@ -171,6 +172,43 @@ const lockNotAvailable = "55P03"
 // errRowHeld: a take found the lease row held by a write (a stalled owner's transaction, say)
 // for longer than its lock_timeout.
 var errRowHeld = errors.New("lease: the row is held by a write")
+
+// endStalled ends, on PostgreSQL, the transaction that holds the row of name once the lease has
+// expired, if that transaction has been idle for longer than the TTL: its process stopped sending
+// anything (frozen by SIGSTOP, a stalled VM) in the middle of a fenced write, whose lock would
+// otherwise keep every standby waiting until PostgreSQL's idle_in_transaction_session_timeout.
+// Ending it rolls the write back, so the stalled owner cannot land it after the next owner's. A
+// write that is running (not idle), or a row locked by several transactions at once, is waited for
+// as before. It needs the right to signal the holder's backend (the same database role, or
+// pg_signal_backend); without it, it logs and the standby waits.
+func (l *Leases) endStalled(ctx context.Context, name string) {
+	if !l.pg() {
+		return
+	}
+	// A row's xmax is the id of the transaction that locks it (unless several share it); the
+	// backend running that transaction shows it as backend_xid.
+	rows, err := l.o.DB.QueryContext(ctx, `SELECT a.pid, pg_terminate_backend(a.pid)
+		FROM follower_leases f JOIN pg_stat_activity a ON a.backend_xid = f.xmax
+		WHERE f.name = $1 AND f.expires_at < now() AND a.pid <> pg_backend_pid()
+			AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+			AND a.state_change < now() - $2 * interval '1 millisecond'`, name, l.o.TTL.Milliseconds())
+	if err != nil {
+		if ctx.Err() == nil {
+			l.o.Logger.LogAttrs(ctx, slog.LevelWarn, "lease: a stalled owner's write holds the lease; waiting for it",
+				slog.String("lease", name), slog.Any("error", err))
+		}
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		var ended bool
+		if err := rows.Scan(&pid, &ended); err == nil && ended {
+			l.o.Logger.LogAttrs(ctx, slog.LevelWarn, "lease: ended the transaction of a stalled owner holding the expired lease",
+				slog.String("lease", name), slog.Int("pid", pid))
+		}
+	}
+}
 
 // inTx runs f in a transaction, committed if f succeeds.
 func (l *Leases) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
@@ -371,7 +409,10 @@ func (l *Leases) Acquire(ctx context.Context, name string, standby func(owner st
 	for {
 		token, owner, left, err := l.take(ctx, name)
 		if errors.Is(err, errRowHeld) {
-			continue // it expired, but a write still holds it: wait for the write again
+			// It expired, but a write still holds it: end that write if its process has stalled,
+			// else wait for it again.
+			l.endStalled(ctx, name)
+			continue
 		}
 		if err != nil {
 			return nil, err

@@ -11,11 +11,12 @@ import (
 	"github.com/idlog/idlog/migrations"
 )
 
-// TestStandbyTakesARowAStalledOwnersWriteHeld: the owner stalls in the middle of a fenced write
-// (a SIGSTOPped process's open transaction holds its lease row). A standby takes the owner's
-// other leases once they expire, waits for the held one rather than passing it over, and takes
-// it as soon as the stalled transaction ends, with a higher token.
-func TestStandbyTakesARowAStalledOwnersWriteHeld(t *testing.T) {
+// TestStandbyEndsAStalledOwnersWrite: the owner stalls in the middle of a fenced write (a
+// SIGSTOPped process's open transaction holds its lease row, idle). Once the lease has expired
+// and the write has been idle for longer than the TTL, a standby ends that transaction and takes
+// the lease with a higher token, instead of waiting for PostgreSQL's idle timeout; the stalled
+// write can then never commit. A write that is still running is waited for, not ended.
+func TestStandbyEndsAStalledOwnersWrite(t *testing.T) {
 	t.Parallel()
 	b := backends()[1]
 	if b.dialect != migrations.Postgres {
@@ -32,49 +33,75 @@ func TestStandbyTakesARowAStalledOwnersWriteHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Acquire(ctx, "projector.labels", nil); err != nil {
-		t.Fatal(err)
-	}
-
-	// The stalled write: its transaction checked the fence (locking the row) and stays open.
-	tx, err := another().BeginTx(ctx, nil)
+	labels, err := a.Acquire(ctx, "projector.labels", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback() //nolint:errcheck // ended below
-	if err := lease.Check(follower.WithToken(ctx, "projector.users", users.Token), tx, b.dialect); err != nil {
+
+	// The stalled write: its transaction checked the fence (locking the row) and sends nothing
+	// more. The running one: it checked the fence and runs a statement for a while.
+	stalled, err := another().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Rollback() //nolint:errcheck // ended by the standby
+	if err := lease.Check(follower.WithToken(ctx, "projector.users", users.Token), stalled, b.dialect); err != nil {
+		t.Fatal(err)
+	}
+	running, err := another().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Rollback() //nolint:errcheck // ended below
+	if err := lease.Check(follower.WithToken(ctx, "projector.labels", labels.Token), running, b.dialect); err != nil {
 		t.Fatal(err)
 	}
 	dbA.Close() // a renews nothing from now on
+	slept := make(chan error, 1)
+	go func() {
+		_, err := running.ExecContext(ctx, `SELECT pg_sleep(3)`)
+		slept <- err
+	}()
+
+	// Nothing here ends the stalled transaction: only the standby can.
+	h, err := bl.Acquire(ctx, "projector.users", nil)
+	if err != nil {
+		t.Fatalf("the standby did not take the lease a stalled write held: %v", err)
+	}
+	defer h.Release()
+	if h.Token <= users.Token {
+		t.Fatalf("token %d after the stalled owner's %d", h.Token, users.Token)
+	}
+	if err := stalled.Commit(); err == nil {
+		t.Fatal("the stalled owner's write committed after the standby took its lease")
+	}
 
 	got := make(chan *follower.Hold, 1)
 	go func() {
-		h, err := bl.Acquire(ctx, "projector.users", nil)
+		h, err := bl.Acquire(ctx, "projector.labels", nil)
 		if err != nil {
 			t.Error(err)
 		}
 		got <- h
 	}()
-	labels, err := bl.Acquire(ctx, "projector.labels", nil)
-	if err != nil {
-		t.Fatal(err)
+	if err := <-slept; err != nil {
+		t.Fatalf("the running write was ended: %v", err)
 	}
-	defer labels.Release()
 	select {
 	case <-got:
-		t.Fatal("the standby took a lease whose row the stalled owner's write still holds")
+		t.Fatal("the standby took a lease whose row a running write holds")
 	default:
 	}
-	if err := tx.Rollback(); err != nil {
+	if err := running.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	h := <-got
-	if h == nil {
+	hl := <-got
+	if hl == nil {
 		t.FailNow()
 	}
-	defer h.Release()
-	if h.Token <= users.Token {
-		t.Fatalf("token %d after the stalled owner's %d", h.Token, users.Token)
+	defer hl.Release()
+	if hl.Token <= labels.Token {
+		t.Fatalf("token %d after the owner's %d", hl.Token, labels.Token)
 	}
 }
 
