@@ -101,6 +101,41 @@ func BenchmarkSignIn(b *testing.B) {
 	}
 }
 
+// BenchmarkSignInCheapHash measures sign-ins with 4 clients at once at argon2id's lowest cost (64
+// KiB, one pass), with the attempt limiter on at its defaults: the cost of a sign-in besides the
+// hash (the limiter's counters, the session's events, the read models, the token). The figure to
+// compare with another identity server at its lowest hash cost; on PostgreSQL it reports the
+// database transactions per sign-in too.
+func BenchmarkSignInCheapHash(b *testing.B) {
+	for _, backend := range benchBackends() {
+		b.Run(backend, func(b *testing.B) {
+			const clients = 4
+			s := newServer(b, backend, serverOptions{
+				params: auth.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32},
+			})
+			for i := range clients {
+				s.signUp(b, fmt.Sprintf("cheap%d@example.com", i), "")
+				s.signIn(b, fmt.Sprintf("cheap%d@example.com", i), "") // the address is known from now on
+			}
+			xacts := dbTransactions(b, s)
+			b.ResetTimer()
+			took := concurrently(clients, b.N, func(c, _ int) bool {
+				r := s.post("/api/v2/identity/sessions", obj{"login": fmt.Sprintf("cheap%d@example.com", c), "password": password}, "")
+				if r.status != http.StatusOK {
+					b.Errorf("sign-in: %d %s", r.status, r.body)
+					return false
+				}
+				return true
+			})
+			b.StopTimer()
+			if backend == "postgres" {
+				b.ReportMetric(float64(dbTransactions(b, s)-xacts)/float64(b.N), "db-xacts/op")
+			}
+			b.ReportMetric(float64(b.N)/took.Seconds(), "signins/s")
+		})
+	}
+}
+
 // BenchmarkMe measures GET /api/v2/resource/users/me with 8 clients at once (IDLOG_BENCH_CLIENTS
 // overrides), through the router (IDLOG_BENCH_HTTP=1: over loopback HTTP): the token, then the
 // session check and the profile in one statement. In the same run and with as many clients it measures idlog's own one-query

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/idlog/idlog/migrations"
@@ -188,6 +189,59 @@ func (l *Limiter) Reset(ctx context.Context, counters ...Counter) error {
 		if _, err := l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_counters WHERE key = ?`), c.key); err != nil {
 			return fmt.Errorf("attempts: reset a %s counter: %w", c.Kind, err)
 		}
+	}
+	return nil
+}
+
+// Succeeded ends the attempts of a proven secret at once, in one transaction (on PostgreSQL one
+// round trip, migration 00290): the counters of done are given back, as Done(ctx, now, false,
+// done...) does, those of reset start again from zero, as Reset does (a counter in both is
+// reset), and trust, unless empty, is trusted until then, as Trust does. Rows are locked in the
+// order Try locks them, so concurrent calls of both cannot deadlock.
+func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust string, until time.Time) error {
+	resets := map[string]bool{}
+	for _, c := range reset {
+		resets[hashKey(c.Key)] = true
+	}
+	cs := sorted(append(slices.Clone(done), reset...))
+	keys := make([]string, len(cs))
+	del := make([]bool, len(cs))
+	for i, c := range cs {
+		keys[i], del[i] = c.key, resets[c.key]
+	}
+	var mark any // NULL: nothing to trust
+	if trust != "" {
+		mark = hashKey(trust)
+	}
+	if l.dialect == migrations.Postgres {
+		if _, err := l.db.ExecContext(ctx, `SELECT idlog_attempts_succeeded($1, $2, $3, $4)`,
+			pq.StringArray(keys), pq.BoolArray(del), mark, until.UnixMicro()); err != nil {
+			return fmt.Errorf("attempts: end a proven attempt: %w", err)
+		}
+		return nil
+	}
+	tx, err := l.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("attempts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for i, k := range keys {
+		q := `UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`
+		if del[i] {
+			q = `DELETE FROM attempt_counters WHERE key = ?`
+		}
+		if _, err := tx.ExecContext(ctx, q, k); err != nil {
+			return fmt.Errorf("attempts: end a proven attempt: %w", err)
+		}
+	}
+	if mark != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO attempt_marks (key, until) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET until = excluded.until`, mark, until.UnixMicro()); err != nil {
+			return fmt.Errorf("attempts: trust: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("attempts: end a proven attempt: %w", err)
 	}
 	return nil
 }

@@ -270,3 +270,84 @@ func TestPolicyValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Succeeded gives the attempts of done back, forgets the failures of reset (a counter in both is
+// reset) and marks trust trusted, in one go.
+func TestSucceeded(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, db *sqlx.DB, d migrations.Dialect) {
+		ctx := context.Background()
+		l := newLimiter(t, db, d)
+		now := time.Unix(1_800_000_000, 0)
+		login := attempts.Counter{Kind: "password", Key: "login:ID0000000005", Policy: policy}
+		address := attempts.Counter{Kind: "password", Key: "address:192.0.2.5", Policy: policy}
+		for range 2 {
+			fail(t, l, now, login, address)
+		}
+		// The third attempt, admitted, is pending on both; the right password ends it.
+		if w := try(t, l, now, login, address); w != 0 {
+			t.Fatalf("third attempt waits %v", w)
+		}
+		if err := l.Succeeded(ctx, []attempts.Counter{login, address}, []attempts.Counter{login}, "known:ID0000000005|192.0.2.5", now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		// The login starts again from zero: three free failures.
+		for i := range 3 {
+			if w := fail(t, l, now, login); w != 0 {
+				t.Fatalf("after Succeeded, failure %d of the reset login waits %v", i+1, w)
+			}
+		}
+		// The address keeps its two failures, but not the pending attempt: one more is free.
+		if w := fail(t, l, now, address); w != 0 {
+			t.Fatalf("the address's given-back attempt still counts: wait %v", w)
+		}
+		if w := try(t, l, now, address); w != time.Minute {
+			t.Fatalf("the address after its third failure: wait %v, want 1m (its failures were kept)", w)
+		}
+		if ok, err := l.Trusted(ctx, "known:ID0000000005|192.0.2.5", now); err != nil || !ok {
+			t.Fatalf("the signed-in address is not trusted: %v %v", ok, err)
+		}
+		// No mark asked for, none made.
+		if err := l.Succeeded(ctx, nil, []attempts.Counter{login}, "", now); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := l.Trusted(ctx, "", now.Add(-time.Hour)); ok {
+			t.Fatal("an empty key was trusted")
+		}
+	})
+}
+
+// Tries and successes of overlapping counters, at once from two replicas, never deadlock: both
+// lock their rows in one order.
+func TestSucceededAndTryDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, db *sqlx.DB, d migrations.Dialect) {
+		replicas := []*attempts.Limiter{newLimiter(t, db, d), newLimiter(t, db, d)}
+		free := attempts.Policy{Free: 1 << 20, Delay: time.Minute, MaxDelay: time.Minute, Forget: time.Hour}
+		var cs []attempts.Counter
+		for i := range 4 {
+			cs = append(cs, attempts.Counter{Kind: "password", Key: "k" + string(rune('a'+i)), Policy: free})
+		}
+		now := time.Unix(1_800_000_000, 0)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				l := replicas[g%2]
+				for i := range 25 {
+					// Each goroutine takes a different pair, in a different order.
+					mine := []attempts.Counter{cs[(g+i)%4], cs[(g+i+1+g%3)%4]}
+					if w, err := l.Try(ctx, now, mine[1], mine[0]); err != nil || w != 0 {
+						t.Errorf("try: wait %v, %v", w, err)
+						return
+					}
+					if err := l.Succeeded(ctx, mine, mine[:1], "", now); err != nil {
+						t.Errorf("succeeded: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	})
+}

@@ -26,6 +26,9 @@ type AttemptLimiter interface {
 	// Trust marks a key trusted until a time; Trusted asks.
 	Trust(ctx context.Context, key string, until time.Time) error
 	Trusted(ctx context.Context, key string, now time.Time) (bool, error)
+	// Succeeded does, at once, Done (not failed) for done, Reset for reset and, unless trust is
+	// empty, Trust.
+	Succeeded(ctx context.Context, done, reset []attempts.Counter, trust string, until time.Time) error
 }
 
 // Default policies of LimitsConfig. Why these numbers: README.md, "Sign-in and attempt limits".

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -285,41 +286,46 @@ func (h SignInHandler) Handle(ctx context.Context, cmd SignIn) (SignInResult, er
 		h.done(ctx, true, a.counters...)
 		return SignInResult{}, ErrInvalidCredentials
 	}
-	// The password is right: this was no guess at it. A code, if any, is a guess at the second
-	// factor, and goes to its own counter.
-	h.done(ctx, false, a.counters...)
+	// The password is right: this was no guess at it. Its attempt stays pending (counted) until
+	// the sign-in ends, then is given back: at once if the sign-in fails from here on, or with
+	// the rest of a success below. A code, if any, is a guess at the second factor, and goes to
+	// its own counter.
 	var otp []attempts.Counter
 	if cmd.OTPCode != "" {
 		otp = []attempts.Counter{h.otpCounter(uid, a)}
 		wait, err := h.limiter.Try(ctx, now, otp...)
 		if err != nil {
+			h.done(ctx, false, a.counters...)
 			return SignInResult{}, err
 		}
 		if wait > 0 {
+			h.done(ctx, false, a.counters...)
 			return SignInResult{}, h.throttled(ctx, cmd, ThrottleScope(kindOTP), wait)
 		}
 	}
 	// From an address this login has not signed in from (lately), the owner hears of it.
 	res, err := h.open(ctx, cmd, uid, proof, now, cmd.IP != "" && !a.known)
-	h.done(ctx, errors.Is(err, auth.ErrOTPCodeInvalid) || errors.Is(err, domain.ErrOTPReplayed), otp...)
-	if err == nil {
-		// The owner proved the password: the failures on the counters this sign-in went through
-		// no longer count (from a known address, not the login's: those are someone else's).
-		reset := []attempts.Counter{a.pair}
-		if !a.known {
-			reset = append(reset, a.loginCounter)
-		}
-		if err := h.limiter.Reset(context.WithoutCancel(ctx), reset...); err != nil {
-			h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "reset of a sign-in counter failed", slog.Any("error", err))
-		}
+	if err != nil {
+		h.done(ctx, false, a.counters...)
+		h.done(ctx, errors.Is(err, auth.ErrOTPCodeInvalid) || errors.Is(err, domain.ErrOTPReplayed), otp...)
+		return res, err
 	}
-	if err == nil && cmd.IP != "" {
-		// Signed in from here: this address is known to the login from now on.
-		if err := h.limiter.Trust(context.WithoutCancel(ctx), "signin-known:"+a.login+"|"+a.ip, now.Add(h.cfg.KnownAddressTrust)); err != nil {
-			h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "record of a known address failed", slog.Any("error", err))
-		}
+	// Signed in. In one transaction: the attempts of the password (and code) are given back; the
+	// failures on the counters this sign-in went through no longer count (from a known address,
+	// not the login's: those are someone else's); and the address is known to the login from now
+	// on.
+	reset := []attempts.Counter{a.pair}
+	if !a.known {
+		reset = append(reset, a.loginCounter)
 	}
-	return res, err
+	var address string
+	if cmd.IP != "" {
+		address = "signin-known:" + a.login + "|" + a.ip
+	}
+	if err := h.limiter.Succeeded(context.WithoutCancel(ctx), append(slices.Clone(a.counters), otp...), reset, address, now.Add(h.cfg.KnownAddressTrust)); err != nil {
+		h.cfg.Logger.LogAttrs(ctx, slog.LevelError, "end of a successful sign-in not recorded (counters, known address)", slog.Any("error", err))
+	}
+	return res, nil
 }
 
 // open checks the rest (state, two-factor code) and starts the session of a user whose password
