@@ -12,16 +12,15 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// Migration 00270 rebuilds SQLite's personal_data_keys without rowids: the keys and the erased
-// users stored before it are all there after it, and the table still refuses a row that is
-// neither a key nor an erasure.
-func TestSQLitePersonalDataKeysKeepTheirRows(t *testing.T) {
-	ctx := t.Context()
+// sqliteSteps returns a new SQLite database and the provider of the SQLite migrations over it, to
+// be run step by step.
+func sqliteSteps(t *testing.T) (*sql.DB, *goose.Provider) {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	sub, err := fs.Sub(files, string(SQLite))
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +29,15 @@ func TestSQLitePersonalDataKeysKeepTheirRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, p
+}
+
+// Migration 00270 rebuilds SQLite's personal_data_keys without rowids: the keys and the erased
+// users stored before it are all there after it, and the table still refuses a row that is
+// neither a key nor an erasure.
+func TestSQLitePersonalDataKeysKeepTheirRows(t *testing.T) {
+	ctx := t.Context()
+	db, p := sqliteSteps(t)
 	if _, err := p.UpTo(ctx, 269); err != nil {
 		t.Fatal(err)
 	}
@@ -69,19 +77,7 @@ func TestSQLitePersonalDataKeysKeepTheirRows(t *testing.T) {
 // personal_data_keys, where an erasure or an older key of the same user is left as it is.
 func TestSQLiteStreamDataKeysMoveBackOnDown(t *testing.T) {
 	ctx := t.Context()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sub, err := fs.Sub(files, string(SQLite))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub, goose.WithAllowOutofOrder(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, p := sqliteSteps(t)
 	if _, err := p.UpTo(ctx, 280); err != nil {
 		t.Fatal(err)
 	}
