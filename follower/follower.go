@@ -291,7 +291,7 @@ func (f *Follower) once(ctx context.Context) (bool, error) {
 	f.position.Store(from)
 	f.set(StateRunning, nil)
 	to, err := Pass(ctx, from, func(ctx context.Context) iter.Seq2[eventstore.Event, error] {
-		return subscribe(ctx, f.o.Store, from, f.o.Filter)
+		return Subscribe(ctx, f.o.Store, from, f.o.Filter)
 	}, f.pacing())
 	if err == nil && ctx.Err() == nil {
 		err = errSubscriptionEnded

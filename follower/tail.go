@@ -37,9 +37,11 @@ var (
 	tails   = map[eventstore.Store]*tail{}
 )
 
-// subscribe is the live read of s after position after: through the store's shared tail when the
-// read is unfiltered.
-func subscribe(ctx context.Context, s eventstore.Store, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+// Subscribe is the live read of s after position after, as s.Subscribe gives it: through the
+// store's shared tail when the read is unfiltered, so that every live read of one store in this
+// process costs one read of its log. Followers read this way; so does a store that wraps another
+// (personaldata.Store), so that its followers and those of the store underneath share a read.
+func Subscribe(ctx context.Context, s eventstore.Store, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
 	if len(f.Types) > 0 || f.StreamPrefix != "" || !reflect.TypeOf(s).Comparable() {
 		return s.Subscribe(ctx, after, f)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/follower"
 )
 
 // Options configure Wrap.
@@ -305,9 +306,11 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) 
 	return s.opened(ctx, s.inner.ReadAll(ctx, after, f))
 }
 
-// Subscribe implements eventstore.Store, personal data opened.
+// Subscribe implements eventstore.Store, personal data opened. It reads through the shared tail
+// of the store underneath (follower.Subscribe), which the followers of that store (the relay, the
+// audit sealer) read too: the followers of both cost one read of the log, not two.
 func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
-	return s.opened(ctx, s.inner.Subscribe(ctx, after, f))
+	return s.opened(ctx, follower.Subscribe(ctx, s.inner, after, f))
 }
 
 // ScanAll implements eventstore.Scanner when the wrapped store does (else it reads ReadAll).

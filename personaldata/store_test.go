@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +19,10 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/eventstoretest"
 	"github.com/idlog/idlog/eventstore/postgres"
 	"github.com/idlog/idlog/eventstore/sqlite"
+	"github.com/idlog/idlog/follower"
 	"github.com/idlog/idlog/migrations"
 	"github.com/idlog/idlog/personaldata"
 )
@@ -401,6 +405,96 @@ func TestKeylessUserGettingAKeyElsewhere(t *testing.T) {
 				if err != nil || !strings.Contains(string(e.Data), "mauve") {
 					t.Errorf("the other process's sealed event read here = %s, %v", e.Data, err)
 				}
+			}
+		})
+	}
+}
+
+// countingStore counts the events its live and global reads yield.
+type countingStore struct {
+	eventstore.Store
+	read atomic.Int64
+}
+
+func (c *countingStore) counted(events iter.Seq2[eventstore.Event, error]) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		for e, err := range events {
+			if err == nil {
+				c.read.Add(1)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+func (c *countingStore) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	return c.counted(c.Store.Subscribe(ctx, after, f))
+}
+
+func (c *countingStore) ReadAll(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	return c.counted(c.Store.ReadAll(ctx, after, f))
+}
+
+// The live readers of the sealing store (the projectors) and of the store underneath (the relay,
+// the audit sealer) share one read of the log: each appended event is read from the database once
+// for both, the first see it opened and the others sealed.
+func TestLiveReadsShareTheStoreUnderneath(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			b := open(t)
+			if b.dialect == migrations.Postgres {
+				// A schema of its own: another test's event, sealed with another secret, would
+				// end the opened read.
+				s, err := postgres.Open(ctx, postgres.Options{DSN: eventstoretest.PostgresSchema(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				b = backend{s, s.DB(), migrations.Postgres}
+			}
+			inner := &countingStore{Store: b.store}
+			sealed := wrap(t, backend{inner, b.db, b.dialect})
+			first := newUID() // the database may hold other tests' events: read after this one
+			start, err := sealed.Append(ctx, register(first, strings.ToLower(string(first))+"@example.com"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 30
+			seen := [2]chan string{make(chan string, n), make(chan string, n)}
+			for i, s := range []eventstore.Store{inner, sealed} {
+				go func() {
+					for e, err := range follower.Subscribe(ctx, s, start.LastPosition, eventstore.Filter{}) {
+						if err != nil {
+							return
+						}
+						seen[i] <- string(e.Data)
+					}
+				}()
+			}
+			for k := range n {
+				uid := newUID()
+				if _, err := sealed.Append(ctx, register(uid, strings.ToLower(string(uid))+"@example.com")); err != nil {
+					t.Fatal(err)
+				}
+				for i, want := range []string{`"pd1:`, "@example.com"} {
+					select {
+					case data := <-seen[i]:
+						if !strings.Contains(data, want) {
+							t.Fatalf("reader %d got %s, want %s in it", i, data, want)
+						}
+					case <-ctx.Done():
+						t.Fatalf("appended event %d did not reach reader %d (read %d)", k, i, inner.read.Load())
+					}
+				}
+			}
+			if read := inner.read.Load(); read > n*3/2 {
+				t.Errorf("the two readers read %d events from the store for %d appended: want one shared read (at most %d)", read, n, n*3/2)
 			}
 		})
 	}
