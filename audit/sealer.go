@@ -282,8 +282,8 @@ func (s *Sealer) Run(ctx context.Context) error {
 	defer s.mu.Unlock()
 	f, err := follower.New(follower.Options{
 		Name: SealerName, Store: s.o.Store, BatchSize: s.o.BatchSize,
-		FlushEvery: min(s.o.CheckpointInterval, time.Second),
-		RetryMin:   s.o.Retry, RetryMax: s.o.Retry,
+		FlushEvery: min(s.o.CheckpointInterval, time.Second), Linger: sealLinger,
+		RetryMin: s.o.Retry, RetryMax: s.o.Retry,
 		FailLevel: slog.LevelError, Lease: s.o.Lease, Logger: s.o.Logger,
 	}, sealStep{s})
 	if err != nil {
@@ -291,6 +291,11 @@ func (s *Sealer) Run(ctx context.Context) error {
 	}
 	return f.Run(ctx)
 }
+
+// sealLinger is how long a live batch of the sealer waits for more events: under load, one seal
+// transaction (seven statements) per 50 ms instead of one per sign-in or two. Nobody waits on the
+// sealer; checkpoints are signed at CheckpointInterval anyway.
+const sealLinger = 50 * time.Millisecond
 
 // SealerName is the sealer's name as a follower (status, metrics, lease).
 const SealerName = "audit-sealer"

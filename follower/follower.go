@@ -77,6 +77,10 @@ type Options struct {
 	BatchSize int
 	// FlushEvery is how often a Flusher's Flush runs. 0 means never.
 	FlushEvery time.Duration
+	// Linger, when set, makes a live batch smaller than BatchSize wait up to this long for more
+	// events before Apply: fewer, larger transactions for a follower nobody waits on (the audit
+	// sealer), at the cost of that much more lag. 0 applies what has arrived at once.
+	Linger time.Duration
 	// RetryMin and RetryMax bound the pause after a failure, which doubles from RetryMin after
 	// each failure in a row. 0 means DefaultRetryMin and DefaultRetryMax.
 	RetryMin, RetryMax time.Duration
@@ -103,8 +107,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("follower: %s: Store is nil", o.Name)
 	case o.BatchSize < 0 || o.BatchSize > MaxBatchSize:
 		return fmt.Errorf("follower: %s: batch size (%d) must be between 1 and %d", o.Name, o.BatchSize, MaxBatchSize)
-	case o.RetryMin < 0 || o.RetryMax < 0 || o.FlushEvery < 0:
-		return fmt.Errorf("follower: %s: retry (%v, %v) and flush interval (%v) cannot be negative", o.Name, o.RetryMin, o.RetryMax, o.FlushEvery)
+	case o.RetryMin < 0 || o.RetryMax < 0 || o.FlushEvery < 0 || o.Linger < 0:
+		return fmt.Errorf("follower: %s: retry (%v, %v), flush interval (%v) and linger (%v) cannot be negative", o.Name, o.RetryMin, o.RetryMax, o.FlushEvery, o.Linger)
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = DefaultBatchSize
@@ -300,7 +304,7 @@ func (f *Follower) once(ctx context.Context) (bool, error) {
 }
 
 func (f *Follower) pacing() Pacing {
-	return Pacing{BatchSize: f.o.BatchSize, FlushEvery: f.o.FlushEvery, Step: f.step,
+	return Pacing{BatchSize: f.o.BatchSize, FlushEvery: f.o.FlushEvery, Linger: f.o.Linger, Step: f.step,
 		Applied: func(pos uint64, n int) {
 			f.position.Store(pos)
 			f.events.Add(uint64(n))
@@ -312,6 +316,8 @@ type Pacing struct {
 	Step       Step
 	BatchSize  int
 	FlushEvery time.Duration
+	// Linger: see Options.Linger.
+	Linger time.Duration
 	// Applied, when set, learns each durable position a batch reached and its number of events.
 	Applied func(pos uint64, n int)
 }
@@ -411,6 +417,22 @@ func Pass(ctx context.Context, from uint64, open func(ctx context.Context) iter.
 			default:
 				break drain
 			}
+		}
+		if p.Linger > 0 && len(batch) > 0 && !ended && readErr == nil && len(batch) < p.BatchSize {
+			timer := time.NewTimer(p.Linger)
+		linger:
+			for !ended && readErr == nil && len(batch) < p.BatchSize {
+				select {
+				case it, ok := <-ch:
+					take(it, ok)
+				case <-timer.C:
+					break linger
+				case <-ctx.Done():
+					timer.Stop()
+					return pos, ctx.Err()
+				}
+			}
+			timer.Stop()
 		}
 		if len(batch) > 0 {
 			to, err := p.Step.Apply(ctx, batch)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"testing"
+	"time"
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/follower"
@@ -47,4 +48,39 @@ func TestPassCountsEventsMadeDurableLater(t *testing.T) {
 	if want := int(pos / 10); counted != want {
 		t.Fatalf("counted %d events up to position %d, want %d", counted, pos, want)
 	}
+}
+
+// With Linger, events that arrive one by one within it are applied as one batch.
+func TestPassLingersForMoreEvents(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	open := func(context.Context) iter.Seq2[eventstore.Event, error] {
+		return func(yield func(eventstore.Event, error) bool) {
+			for i := range n {
+				if i > 0 {
+					time.Sleep(30 * time.Millisecond)
+				}
+				if !yield(eventstore.Event{GlobalPosition: uint64(i + 1)}, nil) {
+					return
+				}
+			}
+		}
+	}
+	step := &countingStep{}
+	if _, err := follower.Pass(context.Background(), 0, open, follower.Pacing{Step: step, BatchSize: 100, Linger: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if len(step.batches) != 1 || step.batches[0] != n {
+		t.Fatalf("batches %v, want one of %d", step.batches, n)
+	}
+}
+
+// countingStep records the size of each batch it is given.
+type countingStep struct{ batches []int }
+
+func (s *countingStep) Resume(context.Context) (uint64, error) { return 0, nil }
+
+func (s *countingStep) Apply(_ context.Context, batch []eventstore.Event) (uint64, error) {
+	s.batches = append(s.batches, len(batch))
+	return batch[len(batch)-1].GlobalPosition, nil
 }
