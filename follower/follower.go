@@ -418,7 +418,7 @@ func Pass(ctx context.Context, from uint64, open func(ctx context.Context) iter.
 				break drain
 			}
 		}
-		if p.Linger > 0 && len(batch) > 0 && !ended && readErr == nil && len(batch) < p.BatchSize {
+		if p.Linger > 0 && len(batch) > 0 {
 			timer := time.NewTimer(p.Linger)
 		linger:
 			for !ended && readErr == nil && len(batch) < p.BatchSize {

@@ -850,11 +850,12 @@ func (r *Runtime) runGroup(ctx context.Context) {
 		// until each projector this process runs has sent its batch.
 		var linger <-chan time.Time
 		var lingerTimer *time.Timer
+		want := 0
 		if r.o.Lease != nil {
 			lingerTimer = time.NewTimer(groupLinger)
 			linger = lingerTimer.C
+			want = r.runningHere()
 		}
-		want := r.runningHere()
 	gather:
 		for len(reqs) < maxGroup {
 			select {
