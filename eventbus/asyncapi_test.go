@@ -1,18 +1,27 @@
 package eventbus_test
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventbus"
+	"github.com/idlog/idlog/eventstore"
 )
 
 // asyncAPI is the part of docs/asyncapi.yaml the test reads.
@@ -168,45 +177,183 @@ func sortedKeys(m map[string]any) []string {
 	return out
 }
 
-// The signed message the document shows verifies with the key it shows, as its Python example
-// does it, and fails once altered; the CloudEvent schema lists the signature's attributes.
-func TestAsyncAPISignatureExampleVerifies(t *testing.T) {
-	t.Parallel()
+// signatureExamples are the signed messages docs/asyncapi.yaml shows, with their keys, and the
+// Python verifier its description gives.
+type signatureExamples struct {
+	Python   string
+	Pattern  *regexp.Regexp // the CloudEvent schema's pattern of idlogsignature
+	Examples []signatureExample
+	Required []string // the CloudEvent schema's required attributes
+}
+
+type signatureExample struct {
+	JWKS    string `yaml:"jwks"`
+	Subject string `yaml:"subject"`
+	Message string `yaml:"message"`
+}
+
+func readSignatureExamples(t *testing.T) signatureExamples {
+	t.Helper()
 	raw, err := os.ReadFile("../docs/asyncapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
 		Info struct {
-			Example struct {
-				JWKS    string `yaml:"jwks"`
-				Subject string `yaml:"subject"`
-				Message string `yaml:"message"`
-			} `yaml:"x-signature-example"`
+			Description string           `yaml:"description"`
+			Example     signatureExample `yaml:"x-signature-example"`
+			Batch       struct {
+				JWKS     string             `yaml:"jwks"`
+				Messages []signatureExample `yaml:"messages"`
+			} `yaml:"x-batch-signature-example"`
 		} `yaml:"info"`
 		Components struct {
-			Schemas map[string]schema `yaml:"schemas"`
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Pattern string `yaml:"pattern"`
+				} `yaml:"properties"`
+				Required []string `yaml:"required"`
+			} `yaml:"schemas"`
 		} `yaml:"components"`
 	}
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	ex := doc.Info.Example
-	keys, err := eventbus.ParseEventKeys([]byte(ex.JWKS))
-	if err != nil {
-		t.Fatalf("x-signature-example.jwks: %v", err)
+	var out signatureExamples
+	out.Examples = append(out.Examples, doc.Info.Example)
+	for _, m := range doc.Info.Batch.Messages {
+		m.JWKS = doc.Info.Batch.JWKS
+		out.Examples = append(out.Examples, m)
 	}
-	if _, err := eventbus.VerifyEvent(keys, ex.Subject, []byte(ex.Message)); err != nil {
-		t.Errorf("x-signature-example does not verify: %v", err)
+	if len(out.Examples) < 3 {
+		t.Fatalf("the document shows %d signed examples, want one alone and two of a batch", len(out.Examples))
 	}
-	altered := strings.Replace(ex.Message, `"role":"member"`, `"role":"admin"`, 1)
-	if _, err := eventbus.VerifyEvent(keys, ex.Subject, []byte(altered)); err == nil || altered == ex.Message {
-		t.Error("x-signature-example verifies once altered")
+	_, code, ok1 := strings.Cut(doc.Info.Description, "```python\n")
+	code, _, ok2 := strings.Cut(code, "```")
+	if !ok1 || !ok2 {
+		t.Fatal("the description holds no Python verifier")
 	}
+	out.Python = code
 	ce := doc.Components.Schemas["CloudEvent"]
+	out.Pattern = regexp.MustCompile(ce.Properties["idlogsignature"].Pattern)
+	out.Required = ce.Required
 	for _, attr := range []string{"idlogkeyid", "idlogsignature"} {
-		if _, ok := ce.Properties[attr]; !ok || !slices.Contains(ce.Required, attr) {
+		if _, ok := ce.Properties[attr]; !ok {
+			t.Errorf("the CloudEvent schema has no %s", attr)
+		}
+	}
+	return out
+}
+
+// The signed messages the document shows, one signed alone and two of a batch, verify with the
+// keys it shows, match the schema's pattern, and fail once altered; the CloudEvent schema
+// requires the signature's attributes.
+func TestAsyncAPISignatureExampleVerifies(t *testing.T) {
+	t.Parallel()
+	doc := readSignatureExamples(t)
+	for i, ex := range doc.Examples {
+		keys, err := eventbus.ParseEventKeys([]byte(ex.JWKS))
+		if err != nil {
+			t.Fatalf("example %d: jwks: %v", i, err)
+		}
+		ce, err := eventbus.VerifyEvent(keys, ex.Subject, []byte(ex.Message))
+		if err != nil {
+			t.Errorf("example %d does not verify: %v", i, err)
+		}
+		if !doc.Pattern.MatchString(ce.Signature) {
+			t.Errorf("example %d: idlogsignature %s does not match the schema's pattern %s", i, ce.Signature, doc.Pattern)
+		}
+		altered := strings.Replace(ex.Message, `"ID1A2B3C4D5E"`, `"ID1A2B3C4D5F"`, 1)
+		if _, err := eventbus.VerifyEvent(keys, "", []byte(altered)); err == nil || altered == ex.Message {
+			t.Errorf("example %d verifies once altered", i)
+		}
+	}
+	for _, attr := range []string{"idlogkeyid", "idlogsignature"} {
+		if !slices.Contains(doc.Required, attr) {
 			t.Errorf("the CloudEvent schema does not require %s", attr)
 		}
+	}
+}
+
+// The Python verifier of the document agrees with VerifyEvent: it accepts the document's
+// examples and the relay's messages (trees of every size up to 16, and a message alone), and
+// refuses them altered, a leaf index moved, or a path cut short. It needs python3 with the
+// cryptography package (.ci/run installs it): IDLOG_TEST_PYTHON, or python3 on the PATH.
+func TestAsyncAPIPythonVerifierAgreesWithGo(t *testing.T) {
+	t.Parallel()
+	python := cmp.Or(os.Getenv("IDLOG_TEST_PYTHON"), "python3")
+	if _, err := exec.Command(python, "-c", "import cryptography").CombinedOutput(); err != nil {
+		t.Skipf("SKIPPED: %s with the cryptography package is not installed (%v)", python, err)
+	}
+	doc := readSignatureExamples(t)
+	jwks, err := json.Marshal(testSigner.JWKS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type verdict struct {
+		JWKS string `json:"jwks"`
+		Body string `json:"body"`
+		Want bool   `json:"want"`
+	}
+	var cases []verdict
+	for _, ex := range doc.Examples {
+		cases = append(cases, verdict{ex.JWKS, ex.Message, true},
+			verdict{ex.JWKS, strings.Replace(ex.Message, `"ID1A2B3C4D5E"`, `"ID1A2B3C4D5F"`, 1), false})
+	}
+	batch := make([]eventstore.Event, 33) // chunks of 32: trees of 16 and 16, then one alone
+	for i := range batch {
+		batch[i] = eventstore.Event{ID: uuid.New(), Type: "UserDataUpdated", StreamID: fmt.Sprintf("user-ID%010X", i), StreamVersion: 2,
+			GlobalPosition: uint64(i + 1), SchemaVersion: 1, Data: json.RawMessage(fmt.Sprintf(`{"data":{"n":%d}}`, i)), RecordedAt: time.Now()}
+	}
+	bodies := eventbus.ExportEncodeBatch(testSigner, eventbus.DefaultSource, batch)
+	for size := 2; size <= 16; size++ {
+		bodies = append(bodies, eventbus.ExportEncodeBatch(testSigner, eventbus.DefaultSource, batch[:size])...)
+	}
+	for _, b := range bodies {
+		if _, err := eventbus.VerifyEvent(testSigner.Keys(), "", b); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, verdict{string(jwks), string(b), true})
+		value := string(b[bytes.LastIndex(b, []byte(`"idlogsignature":"`))+len(`"idlogsignature":"`) : len(b)-2])
+		if parts := strings.Split(value, "."); len(parts) == 4 {
+			n, _ := strconv.Atoi(parts[1])
+			size, _ := strconv.Atoi(parts[2])
+			moved := strings.Join([]string{parts[0], strconv.Itoa((n + 1) % size), parts[2], parts[3]}, ".")
+			short := strings.Join([]string{parts[0], parts[1], parts[2], parts[3][:len(parts[3])-43]}, ".")
+			for _, v := range []string{moved, short} {
+				forged := strings.Replace(string(b), value, v, 1)
+				if _, err := eventbus.VerifyEvent(testSigner.Keys(), "", []byte(forged)); err == nil {
+					t.Fatalf("VerifyEvent accepts %s", forged)
+				}
+				cases = append(cases, verdict{string(jwks), forged, false})
+			}
+		}
+	}
+	input, err := json.Marshal(cases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := doc.Python + `
+import sys
+bad = 0
+for i, c in enumerate(json.load(sys.stdin)):
+    try:
+        verify(c["body"].encode(), json.loads(c["jwks"]))
+        ok = True
+    except Exception:
+        ok = False
+    if ok != c["want"]:
+        bad += 1
+        print("case %d: verify says %s, Go says %s: %s" % (i, ok, c["want"], c["body"]))
+sys.exit(1 if bad else 0)
+`
+	cmd := exec.Command(python, "-c", script)
+	cmd.Stdin = bytes.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the document's Python verifier disagrees with VerifyEvent (%v):\n%s", err, out)
+	}
+	if len(cases) < 60 {
+		t.Fatalf("only %d cases", len(cases))
 	}
 }

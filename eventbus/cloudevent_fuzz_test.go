@@ -144,3 +144,54 @@ func jsonString(s string) string {
 	_ = json.Unmarshal(b, &out)
 	return out
 }
+
+// FuzzWithholding: the relay's scan that drops the withheld fields from an event's data gives,
+// for any valid JSON the store could hold, what decoding it and dropping them gives: the same
+// members with the same values, none withheld, on one line.
+func FuzzWithholding(f *testing.F) {
+	for _, seed := range []string{
+		`{"uid":"ID1","password_hash":"$argon2id$x","role":"member"}`,
+		`{"password_hash":"x"}`,
+		`{"a":{"password_hash":"nested stays"},"password_hash":"top goes","b":[1,{"c":"]}"}],"d":"\"}"}`,
+		`{"password\u005fhash":"escaped","code_hash":"x","n":-1.5e3,"t":true,"f":false,"z":null}`,
+		"{\n \"ciphertext\": \"AAEC\",\r\n \"step\": 3,\t\"s\": \"a\\\"b\"\n}",
+		`{"refresh_hash":"a","refresh_hash":"b","csrf_hash":"c","x":"\u2028"}`,
+		`{}`, `[{"password_hash":"x"}]`, `"password_hash"`, ` {"password_hash" : 1 } `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		got := eventbus.ExportAppendData(nil, data)
+		if !json.Valid(got) || bytes.ContainsAny(got, "\r\n") {
+			t.Fatalf("data %q became %q: not JSON on one line", data, got)
+		}
+		want := decodeUseNumber(t, data)
+		obj, isObject := want.(map[string]any)
+		if !isObject {
+			if !reflect.DeepEqual(decodeUseNumber(t, got), want) {
+				t.Fatalf("data %q (no object) became %q", data, got)
+			}
+			return
+		}
+		for _, f := range eventbus.ExportWithheldFields {
+			delete(obj, f)
+		}
+		if g := decodeUseNumber(t, got); !reflect.DeepEqual(g, obj) {
+			t.Fatalf("data %q became %q: decoded %v, want %v", data, got, g, obj)
+		}
+	})
+}
+
+func decodeUseNumber(t *testing.T, data []byte) any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("decode %q: %v", data, err)
+	}
+	return v
+}

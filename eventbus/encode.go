@@ -2,7 +2,6 @@ package eventbus
 
 import (
 	"context"
-	"crypto/ed25519"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -21,9 +20,9 @@ const encodeChunk = 32
 // that publish, take acknowledgements (and, embedded, store the messages) then wait for one.
 const encodeAhead = 4
 
-// encoder turns the relay's batches into signed messages on every core. An Ed25519 signature
-// costs more CPU than publishing the message, so one goroutine signing and publishing in turn
-// leaves the other cores, and JetStream, waiting.
+// encoder turns the relay's batches into signed messages on every core. Encoding and hashing a
+// message, and a share of its tree's signature, cost about as much CPU as publishing it, so one
+// goroutine encoding and publishing in turn leaves the other cores, and JetStream, waiting.
 type encoder struct {
 	signer *EventSigner
 	source string
@@ -76,8 +75,9 @@ func (en *encoder) start(batch []eventstore.Event) *encoding {
 	return w
 }
 
-// encodeChunk encodes and signs the messages of chunk c on the calling worker (signBatch), and
-// its bodies share one buffer, one allocation instead of one per message.
+// encodeChunk encodes and signs the messages of chunk c on the calling worker (signBatch: a
+// signature for each tree of batchTree messages), and its bodies share one buffer, one allocation
+// instead of one per message.
 func (en *encoder) encodeChunk(w *encoding, c int) {
 	lo, hi := c*encodeChunk, min(len(w.batch), (c+1)*encodeChunk)
 	size := 0
@@ -92,8 +92,7 @@ func (en *encoder) encodeChunk(w *encoding, c int) {
 		unsigned = en.signer.appendKeyID(appendUnsignedCloudEvent(unsigned, en.source, w.batch[i]))
 		signed[i-lo] = unsigned[start:len(unsigned):len(unsigned)]
 	}
-	var sigs [encodeChunk][ed25519.SignatureSize]byte
-	en.signer.signBatch(signed[:hi-lo], sigs[:hi-lo])
+	sigs := en.signer.signBatch(signed[:hi-lo])
 	buf := make([]byte, 0, len(unsigned)+(hi-lo)*signedMessageExtra)
 	var prevID string // the id of message i-1, each id formatted once
 	if lo > 0 {
@@ -102,7 +101,7 @@ func (en *encoder) encodeChunk(w *encoding, c int) {
 	for i := lo; i < hi; i++ {
 		e := w.batch[i]
 		start := len(buf)
-		buf = appendSigned(buf, signed[i-lo], sigs[i-lo][:])
+		buf = appendSigned(buf, signed[i-lo], sigs[i-lo])
 		id := e.ID.String()
 		var h nats.Header
 		if i > 0 {
@@ -116,8 +115,9 @@ func (en *encoder) encodeChunk(w *encoding, c int) {
 	}
 }
 
-// signedMessageExtra is how much longer the signature member makes a message.
-const signedMessageExtra = len(signatureMember) + 86 + 1 // 64 bytes in unpadded base64, and '"'
+// signedMessageExtra is how much longer the signature member makes a message, at most: 64 bytes
+// in unpadded base64, a batch's inclusion path, and '"'.
+const signedMessageExtra = len(signatureMember) + 86 + batchProofText + 1
 
 // wait returns message i once it is encoded, or ctx's error. When no worker has taken its chunk
 // yet (on a loaded machine a worker may wait long for a core), the caller encodes it itself.

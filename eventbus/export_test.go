@@ -13,18 +13,14 @@ var (
 	// Unsigned, as a forger without the key writes it.
 	ExportAppendUnsignedCloudEvent = appendUnsignedCloudEvent
 	ExportWithheldFields           = withheldFields
+	ExportAppendData               = appendData
 )
 
-// ExportSignBatch signs msgs as the relay does, a batch at a time.
-func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte {
-	sigs := make([][64]byte, len(msgs))
-	s.signBatch(msgs, sigs)
-	out := make([][]byte, len(msgs))
-	for i := range sigs {
-		out[i] = sigs[i][:]
-	}
-	return out
-}
+// ExportSignBatch signs msgs as the relay does, a batch at a time: their idlogsignature values.
+func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte { return s.signBatch(msgs) }
+
+// ExportBatchStatement is what a batch's signature signs.
+var ExportBatchStatement = batchStatement
 
 // ExportSignBody returns unsigned, a body as appendUnsignedCloudEvent writes it, signed by s as
 // the relay signs it, in a new buffer.

@@ -5,15 +5,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -432,6 +436,64 @@ func TestEventSignatures(t *testing.T) {
 	}
 }
 
+// Messages the relay publishes together share one signature, each with its inclusion path. A
+// path, index or size that is not the message's own, a neighbour's value, a root signature
+// without its path, or a second spelling of the same value does not verify.
+func TestBatchSignatureForgeries(t *testing.T) {
+	t.Parallel()
+	batch := make([]eventstore.Event, 20) // a tree of 16, then one of 4
+	for i := range batch {
+		batch[i] = eventstore.Event{ID: uuid.New(), Type: "UserDataUpdated", StreamID: fmt.Sprintf("user-ID%010X", i), StreamVersion: 2,
+			GlobalPosition: uint64(i + 1), SchemaVersion: 1, Data: json.RawMessage(fmt.Sprintf(`{"role":"member","n":%d}`, i)), RecordedAt: time.Now()}
+	}
+	bodies := eventbus.ExportEncodeBatch(testSigner, eventbus.DefaultSource, batch)
+	keys := testSigner.Keys()
+	value := func(b []byte) string {
+		i := bytes.LastIndex(b, []byte(`"idlogsignature":"`)) + len(`"idlogsignature":"`)
+		return string(b[i : len(b)-2])
+	}
+	with := func(b []byte, v string) []byte { return []byte(strings.Replace(string(b), value(b), v, 1)) }
+	for i, b := range bodies {
+		if _, err := eventbus.VerifyEvent(keys, eventbus.Subject(batch[i]), b); err != nil {
+			t.Fatalf("message %d of the batch: %v", i, err)
+		}
+	}
+	m := bodies[3]
+	parts := strings.Split(value(m), ".")
+	if len(parts) != 4 || parts[1] != "3" || parts[2] != "16" || len(parts[3]) != 171 {
+		t.Fatalf("message 3 of 20 has the value %s, want <sig>.3.16.<4 hashes>", value(m))
+	}
+	join := func(p ...string) string { return strings.Join(p, ".") }
+	path, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := base64.RawURLEncoding.EncodeToString(append(path, path[:32]...))
+	for name, tt := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"tampered body":        {bytes.Replace(m, []byte(`"role":"member"`), []byte(`"role":"admin"`), 1), "does not match"},
+		"a neighbour's value":  {with(m, value(bodies[4])), "does not match"},
+		"another tree's value": {with(m, value(bodies[17])), "does not match"},
+		"another index":        {with(m, join(parts[0], "2", parts[2], parts[3])), "does not match"},
+		"another size":         {with(m, join(parts[0], parts[1], "17", parts[3])), "does not fit"},
+		"a hash short":         {with(m, join(parts[0], parts[1], parts[2], parts[3][:128])), "does not fit"},
+		"a hash more":          {with(m, join(parts[0], parts[1], parts[2], more)), "does not fit"},
+		"the root's signature": {with(m, parts[0]), "does not match"},
+		"a leading zero":       {with(m, join(parts[0], "03", parts[2], parts[3])), "no Ed25519 signature"},
+		"a sign":               {with(m, join(parts[0], "+3", parts[2], parts[3])), "no Ed25519 signature"},
+		"a tree of one":        {with(m, join(parts[0], "0", "1", "")), "no Ed25519 signature"},
+		"an index past":        {with(m, join(parts[0], "16", parts[2], parts[3])), "no Ed25519 signature"},
+		"padding":              {with(m, join(parts[0], parts[1], parts[2], parts[3]+"=")), "no Ed25519 signature"},
+		"a part more":          {with(m, value(m)+".0"), "no Ed25519 signature"},
+	} {
+		if _, err := eventbus.VerifyEvent(keys, "", tt.data); !errors.Is(err, eventbus.ErrEventSignature) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: VerifyEvent = %v, want ErrEventSignature saying %q", name, err, tt.want)
+		}
+	}
+}
+
 // On a server that lets anyone publish (an external one, anonymous), a consumer with the keys
 // skips forged events and hands over only idlog's.
 func TestConsumeSkipsForgedEvents(t *testing.T) {
@@ -493,8 +555,14 @@ func TestConsumeSkipsForgedEvents(t *testing.T) {
 // panics on arbitrary input.
 func FuzzVerifyEvent(f *testing.F) {
 	e := eventstore.Event{Type: "UserRegistered", StreamID: "user-ID1A2B3C4D5E", GlobalPosition: 7, Data: []byte(`{"uid":"ID1A2B3C4D5E","role":"member"}`)}
-	genuine := eventbus.ExportAppendCloudEvent(nil, testSigner, "idlog", e)
-	f.Add(genuine)
+	genuine := [][]byte{eventbus.ExportAppendCloudEvent(nil, testSigner, "idlog", e)}
+	// And three events published together: one signature, three inclusion paths.
+	e2, e3 := e, e
+	e2.GlobalPosition, e3.GlobalPosition = 8, 9
+	genuine = append(genuine, eventbus.ExportEncodeBatch(testSigner, "idlog", []eventstore.Event{e, e2, e3})...)
+	for _, g := range genuine {
+		f.Add(g)
+	}
 	f.Add(eventbus.ExportAppendUnsignedCloudEvent(nil, "idlog", e))
 	f.Add([]byte(`{"idlogsignature":"x"}`))
 	keys := testSigner.Keys()
@@ -506,7 +574,8 @@ func FuzzVerifyEvent(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(bytes.TrimRight(data, " \t\r\n"), genuine) {
+		trimmed := bytes.TrimRight(data, " \t\r\n")
+		if !slices.ContainsFunc(genuine, func(g []byte) bool { return bytes.Equal(trimmed, g) }) {
 			t.Fatalf("a message idlog did not sign verifies: %q (event %+v)", data, ce)
 		}
 	})
