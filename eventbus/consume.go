@@ -35,6 +35,8 @@ type ConsumeOptions struct {
 	Keys EventKeys
 	// Rejected receives the messages that fail verification with the reason. Nil drops them.
 	Rejected func(Message, error)
+
+	verifier *EventVerifier // Keys', made by Consume: it checks a batch's signature once
 }
 
 // Message is one event as Consume delivers it.
@@ -75,6 +77,9 @@ func (o ConsumeOptions) validate() error {
 func Consume(ctx context.Context, nc *nats.Conn, o ConsumeOptions, handle func(Message) error) error {
 	if err := o.validate(); err != nil {
 		return err
+	}
+	if o.Keys != nil {
+		o.verifier = NewEventVerifier(o.Keys)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -131,7 +136,11 @@ func (o ConsumeOptions) verified(m Message) bool {
 	if o.Keys == nil {
 		return true
 	}
-	if _, err := VerifyEvent(o.Keys, m.Subject, m.Data); err != nil {
+	v := o.verifier
+	if v == nil {
+		v = NewEventVerifier(o.Keys)
+	}
+	if _, err := v.Verify(m.Subject, m.Data); err != nil {
 		if o.Rejected != nil {
 			o.Rejected(m, err)
 		}

@@ -438,7 +438,8 @@ func TestEventSignatures(t *testing.T) {
 
 // Messages the relay publishes together share one signature, each with its inclusion path. A
 // path, index or size that is not the message's own, a neighbour's value, a root signature
-// without its path, or a second spelling of the same value does not verify.
+// without its path, or a second spelling of the same value does not verify, neither alone nor
+// with a verifier that remembers the batch's signatures.
 func TestBatchSignatureForgeries(t *testing.T) {
 	t.Parallel()
 	batch := make([]eventstore.Event, 20) // a tree of 16, then one of 4
@@ -453,9 +454,13 @@ func TestBatchSignatureForgeries(t *testing.T) {
 		return string(b[i : len(b)-2])
 	}
 	with := func(b []byte, v string) []byte { return []byte(strings.Replace(string(b), value(b), v, 1)) }
+	warm := eventbus.NewEventVerifier(keys) // it remembers the batch's root signatures
 	for i, b := range bodies {
 		if _, err := eventbus.VerifyEvent(keys, eventbus.Subject(batch[i]), b); err != nil {
 			t.Fatalf("message %d of the batch: %v", i, err)
+		}
+		if _, err := warm.Verify(eventbus.Subject(batch[i]), b); err != nil {
+			t.Fatalf("message %d of the batch, verifier: %v", i, err)
 		}
 	}
 	m := bodies[3]
@@ -490,6 +495,9 @@ func TestBatchSignatureForgeries(t *testing.T) {
 	} {
 		if _, err := eventbus.VerifyEvent(keys, "", tt.data); !errors.Is(err, eventbus.ErrEventSignature) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: VerifyEvent = %v, want ErrEventSignature saying %q", name, err, tt.want)
+		}
+		if _, err := warm.Verify("", tt.data); !errors.Is(err, eventbus.ErrEventSignature) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: a verifier that has seen the batch says %v, want ErrEventSignature saying %q", name, err, tt.want)
 		}
 	}
 }
@@ -566,8 +574,19 @@ func FuzzVerifyEvent(f *testing.F) {
 	f.Add(eventbus.ExportAppendUnsignedCloudEvent(nil, "idlog", e))
 	f.Add([]byte(`{"idlogsignature":"x"}`))
 	keys := testSigner.Keys()
+	// A verifier that has seen the batch: remembering its root's signature must not make it
+	// accept anything VerifyEvent refuses.
+	verifier := eventbus.NewEventVerifier(keys)
+	for _, g := range genuine {
+		if _, err := verifier.Verify("", g); err != nil {
+			f.Fatal(err)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ce, err := eventbus.VerifyEvent(keys, "", data)
+		if _, verr := verifier.Verify("", data); (err == nil) != (verr == nil) {
+			t.Fatalf("VerifyEvent says %v, the verifier that saw the batch %v: %q", err, verr, data)
+		}
 		if err != nil {
 			if !errors.Is(err, eventbus.ErrEventSignature) {
 				t.Fatalf("VerifyEvent error %v does not match ErrEventSignature", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,9 @@ import (
 	"hash"
 	"maps"
 	"math/bits"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -252,8 +255,62 @@ func ParseEventKeys(doc []byte) (EventKeys, error) {
 // for a message without signature, signed by another key, altered after signing, or received on
 // another subject than the event's own (pass "" when the subject is unknown, as for a line of
 // idlog events tail). It takes both forms of signature (see signBatch): one of the message, and
-// one of a batch's root with the message's inclusion path.
+// one of a batch's root with the message's inclusion path. An EventVerifier does the same and
+// checks a batch's signature once for all its messages.
 func VerifyEvent(keys EventKeys, subject string, data []byte) (CloudEvent, error) {
+	return verifyEvent(keys, subject, data, nil)
+}
+
+// EventVerifier verifies events as VerifyEvent does, and remembers the batch signatures it
+// found valid lately: the other messages of a batch then cost their path's hashes, not an
+// Ed25519 verification each. Safe for concurrent use.
+type EventVerifier struct {
+	keys EventKeys
+	mu   sync.Mutex
+	seen [verifiedRoots][sha256.Size]byte // digests of (key id, statement, signature) found valid
+	next int
+}
+
+// verifiedRoots is how many batch signatures an EventVerifier remembers: a consumer reads a
+// batch's messages one after the other, and a few batches may interleave when it filters.
+const verifiedRoots = 64
+
+// NewEventVerifier returns a verifier that trusts keys.
+func NewEventVerifier(keys EventKeys) *EventVerifier { return &EventVerifier{keys: maps.Clone(keys)} }
+
+// Verify is VerifyEvent with v's keys.
+func (v *EventVerifier) Verify(subject string, data []byte) (CloudEvent, error) {
+	return verifyEvent(v.keys, subject, data, v)
+}
+
+// digest names a valid signature of statement by kid: what the verifier remembers.
+func (v *EventVerifier) digest(kid string, statement, sig []byte) [sha256.Size]byte {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(kid), statement, sig} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+func (v *EventVerifier) knows(d [sha256.Size]byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Contains(v.seen[:], d)
+}
+
+func (v *EventVerifier) remember(d [sha256.Size]byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.seen[v.next] = d
+	v.next = (v.next + 1) % verifiedRoots
+}
+
+func verifyEvent(keys EventKeys, subject string, data []byte, v *EventVerifier) (CloudEvent, error) {
 	var ce CloudEvent
 	signed, sig, err := splitSignature(data)
 	if err != nil {
@@ -274,8 +331,19 @@ func VerifyEvent(keys EventKeys, subject string, data []byte) (CloudEvent, error
 		}
 		covered = batchStatement(sig.size, root)
 	}
-	if !ed25519.Verify(key, covered, sig.sig) {
-		return CloudEvent{}, fmt.Errorf("%w: the signature by key %q does not match the message", ErrEventSignature, ce.KeyID)
+	var d [sha256.Size]byte
+	known := false
+	if v != nil && sig.size > 0 {
+		d = v.digest(ce.KeyID, covered, sig.sig)
+		known = v.knows(d)
+	}
+	if !known {
+		if !ed25519.Verify(key, covered, sig.sig) {
+			return CloudEvent{}, fmt.Errorf("%w: the signature by key %q does not match the message", ErrEventSignature, ce.KeyID)
+		}
+		if v != nil && sig.size > 0 {
+			v.remember(d)
+		}
 	}
 	if want := eventsPrefix + subjectToken(ce.Type) + "." + ce.Subject; subject != "" && subject != want {
 		return CloudEvent{}, fmt.Errorf("%w: event %s belongs on %s, not %s", ErrEventSignature, ce.ID, want, subject)
