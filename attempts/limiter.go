@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/internal/stmtcache"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -36,6 +37,7 @@ type Options struct {
 // Limiter keeps the counters in the database. It is safe for concurrent use, by many processes.
 type Limiter struct {
 	db        *sqlx.DB
+	stmts     *stmtcache.Cache // every statement of Try, Done and Succeeded, prepared once
 	dialect   migrations.Dialect
 	attempts  *prometheus.CounterVec
 	lastSweep atomic.Int64
@@ -49,7 +51,7 @@ func New(o Options) (*Limiter, error) {
 	if o.Dialect != migrations.Postgres && o.Dialect != migrations.SQLite {
 		return nil, fmt.Errorf("attempts: dialect %q is not postgres or sqlite", o.Dialect)
 	}
-	l := &Limiter{db: o.DB, dialect: o.Dialect, attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+	l := &Limiter{db: o.DB, stmts: stmtcache.New(o.DB), dialect: o.Dialect, attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "idlog", Name: "attempts_total",
 		Help: "Attempts at secrets and code requests by kind and outcome: failed (a wrong secret, or a request counted), throttled (refused before any check).",
 	}, []string{"kind", "outcome"})}
@@ -120,7 +122,7 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 	for _, c := range cs {
 		// The no-op update locks the row (PostgreSQL) until the transaction ends, new or not.
 		var failures, pending, last, expires int64
-		err := tx.QueryRowxContext(ctx, l.q(`INSERT INTO attempt_counters (key, failures, pending, last_failure, expires_at)
+		err := l.stmts.QueryRowxContext(ctx, tx, l.q(`INSERT INTO attempt_counters (key, failures, pending, last_failure, expires_at)
 			VALUES (?, 0, 0, 0, 0)
 			ON CONFLICT (key) DO UPDATE SET failures = attempt_counters.failures
 			RETURNING failures, pending, last_failure, expires_at`), c.key).Scan(&failures, &pending, &last, &expires)
@@ -148,7 +150,7 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 	}
 	for _, c := range cs {
 		// An expired counter starts again from zero.
-		_, err := tx.ExecContext(ctx, l.q(`UPDATE attempt_counters SET
+		_, err := l.stmts.ExecContext(ctx, tx, l.q(`UPDATE attempt_counters SET
 				failures = CASE WHEN expires_at <= ? THEN 0 ELSE failures END,
 				pending = CASE WHEN expires_at <= ? THEN 1 ELSE pending + 1 END,
 				expires_at = ?
@@ -170,11 +172,11 @@ func (l *Limiter) Done(ctx context.Context, now time.Time, failed bool, counters
 		var err error
 		if failed {
 			l.attempts.WithLabelValues(c.Kind, OutcomeFailed).Inc()
-			_, err = l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET failures = failures + 1,
+			_, err = l.stmts.ExecContext(ctx, nil, l.q(`UPDATE attempt_counters SET failures = failures + 1,
 				pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END, last_failure = ?, expires_at = ? WHERE key = ?`),
 				now.UnixMicro(), now.Add(c.Policy.Forget).UnixMicro(), c.key)
 		} else {
-			_, err = l.db.ExecContext(ctx, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key)
+			_, err = l.stmts.ExecContext(ctx, nil, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key)
 		}
 		if err != nil {
 			return fmt.Errorf("attempts: end a %s attempt: %w", c.Kind, err)
@@ -214,7 +216,7 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 		mark = hashKey(trust)
 	}
 	if l.dialect == migrations.Postgres {
-		if _, err := l.db.ExecContext(ctx, `SELECT idlog_attempts_succeeded($1, $2, $3, $4)`,
+		if _, err := l.stmts.ExecContext(ctx, nil, `SELECT idlog_attempts_succeeded($1, $2, $3, $4)`,
 			pq.StringArray(keys), pq.BoolArray(del), mark, until.UnixMicro()); err != nil {
 			return fmt.Errorf("attempts: end a proven attempt: %w", err)
 		}
@@ -230,7 +232,7 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 		if del[i] {
 			q = `DELETE FROM attempt_counters WHERE key = ?`
 		}
-		if _, err := tx.ExecContext(ctx, q, k); err != nil {
+		if _, err := l.stmts.ExecContext(ctx, tx, q, k); err != nil {
 			return fmt.Errorf("attempts: end a proven attempt: %w", err)
 		}
 	}
@@ -259,7 +261,7 @@ func (l *Limiter) Trust(ctx context.Context, key string, until time.Time) error 
 // Trusted reports whether key is marked trusted at now.
 func (l *Limiter) Trusted(ctx context.Context, key string, now time.Time) (bool, error) {
 	var until int64
-	err := l.db.QueryRowxContext(ctx, l.q(`SELECT until FROM attempt_marks WHERE key = ?`), hashKey(key)).Scan(&until)
+	err := l.stmts.QueryRowxContext(ctx, nil, l.q(`SELECT until FROM attempt_marks WHERE key = ?`), hashKey(key)).Scan(&until)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/stmtcache"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -61,14 +62,14 @@ type Tx struct {
 	dialect dialect
 	shared  *batchItem // the rebuild's shared read, nil if none
 	tables  map[string]string
-	stmts   *stmtCache // the live runtime's prepared statements, nil in a rebuild
+	stmts   *stmtcache.Cache // the live runtime's prepared statements, nil in a rebuild
 }
 
 // ExecContext runs a statement in the transaction. In a live batch it runs it prepared, once per
 // connection: a live batch is a few statements, and PostgreSQL (through lib/pq) spends a round
 // trip parsing each unprepared one before running it.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return tx.stmts.exec(ctx, tx.Tx, query, args...)
+	return tx.stmts.ExecContext(ctx, tx.Tx, query, args...)
 }
 
 // Table is the name to write table under in this transaction: a rebuild on PostgreSQL loads a

@@ -18,6 +18,7 @@ import (
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/internal/stmtcache"
 	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
@@ -136,9 +137,9 @@ type Runtime struct {
 	stopping bool
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	progress chan struct{}   // closed and replaced whenever a live checkpoint moves
-	group    chan *commitReq // the live projectors' batches, to runGroup
-	stmts    *stmtCache      // the live batches' prepared statements
+	progress chan struct{}    // closed and replaced whenever a live checkpoint moves
+	group    chan *commitReq  // the live projectors' batches, to runGroup
+	stmts    *stmtcache.Cache // the live batches' prepared statements
 	stopped  chan struct{}
 	watchers int // WaitFor calls watching the checkpoints other replicas move
 }
@@ -180,7 +181,7 @@ func New(o Options, projectors ...Projector) (*Runtime, error) {
 		progress: make(chan struct{}), stopped: make(chan struct{}), group: make(chan *commitReq),
 	}
 	r.q = newQueries(r.d)
-	r.stmts = newStmtCache(o.DB.DB)
+	r.stmts = stmtcache.New(o.DB)
 	for _, t := range o.Registry.Types() {
 		r.known[t] = true
 	}
@@ -284,7 +285,7 @@ func (r *Runtime) Stop() {
 		rn.running = false
 		rn.mu.Unlock()
 	}
-	r.stmts.close()
+	r.stmts.Close()
 	close(r.stopped)
 }
 
@@ -978,7 +979,7 @@ func (r *Runtime) apply(req *commitReq, tx *sqlx.Tx) error {
 			tables = rn.builds[gen]
 			rn.mu.Unlock()
 		}
-		var stmts *stmtCache
+		var stmts *stmtcache.Cache
 		if rl == roleLive {
 			stmts = r.stmts
 		}
@@ -1008,7 +1009,7 @@ func (r *Runtime) advance(req *commitReq, tx *sqlx.Tx) error {
 	if r.o.SharedProgress != nil && rl == roleLive && r.q.advanceNotify != "" {
 		advance = r.q.advanceNotify
 	}
-	res, err := tx.ExecContext(ctx, advance, int64(req.to), r.d.time(time.Now()), rn.name, gen, int64(req.from))
+	res, err := r.stmts.ExecContext(ctx, tx, advance, int64(req.to), r.d.time(time.Now()), rn.name, gen, int64(req.from))
 	if err != nil {
 		return fmt.Errorf("projections: %s: move checkpoint: %w", rn.name, err)
 	}
@@ -1040,7 +1041,7 @@ func (r *Runtime) advanceAll(ctx context.Context, tx *sqlx.Tx, reqs []*commitReq
 	if r.o.SharedProgress != nil {
 		q = r.q.advanceAllNotify
 	}
-	res, err := r.stmts.exec(ctx, tx, q, r.d.time(time.Now()), pq.Array(names), pq.Array(gens), pq.Array(froms), pq.Array(tos))
+	res, err := r.stmts.ExecContext(ctx, tx, q, r.d.time(time.Now()), pq.Array(names), pq.Array(gens), pq.Array(froms), pq.Array(tos))
 	if err != nil {
 		return fmt.Errorf("projections: move %d checkpoints: %w", len(reqs), err)
 	}

@@ -100,7 +100,7 @@ func (v *UsersView) one(ctx context.Context, column, value string) (User, error)
 	// anyway, should the read model ever hold one.
 	q := v.d.rebind(`SELECT ` + userColumns + ` FROM users WHERE generation = ` + usersLive + ` AND ` + column + ` = ?
 		ORDER BY updated_at DESC LIMIT 1`)
-	if err := v.db.SelectContext(ctx, &rows, q, value); err != nil {
+	if err := v.stmts.SelectContext(ctx, nil, &rows, q, value); err != nil {
 		return User{}, fmt.Errorf("projections: user by %s: %w", column, err)
 	}
 	if len(rows) == 0 {

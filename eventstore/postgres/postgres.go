@@ -28,6 +28,7 @@ import (
 
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/follower"
+	"github.com/idlog/idlog/internal/stmtcache"
 	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
@@ -110,6 +111,9 @@ type Store struct {
 	// logPage is the unfiltered global read's query, prepared likewise: every live follower's
 	// read after every append runs it.
 	logPage *sql.Stmt
+	// stmts prepares the other statements of every request once (the append, the owner of a
+	// unique key): unprepared, each cost a parse, a plan and a second round trip.
+	stmts *stmtcache.Cache
 }
 
 var (
@@ -155,7 +159,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the log read: %w", err)
 	}
-	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: logPage}
+	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: logPage, stmts: stmtcache.New(db)}
 	if o.Replicas {
 		if err := s.listen(); err != nil {
 			db.Close()
@@ -204,6 +208,7 @@ func (s *Store) Close() error {
 	close(s.done)
 	_ = s.readStream.Close() // fails only if closed already; the pool's Close says what matters
 	_ = s.logPage.Close()
+	s.stmts.Close()
 	return s.db.Close()
 }
 
@@ -250,7 +255,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 	for attempt := 0; ; attempt++ {
 		var r appendRow
 		if s.opts.BeforeCommit == nil && len(a.Outbox) == 0 {
-			err = s.db.QueryRowxContext(ctx, q, args...).StructScan(&r)
+			err = s.stmts.QueryRowxContext(ctx, nil, q, args...).StructScan(&r)
 		} else {
 			err = s.appendInTx(ctx, a, q, args, &r)
 		}
@@ -314,7 +319,7 @@ func (s *Store) appendInTx(ctx context.Context, a eventstore.Append, q string, a
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after commit
-	if err := tx.QueryRowxContext(ctx, q, args...).StructScan(r); err != nil {
+	if err := s.stmts.QueryRowxContext(ctx, tx, q, args...).StructScan(r); err != nil {
 		return err
 	}
 	if err := insertOutbox(ctx, tx, a.Outbox); err != nil {
@@ -760,7 +765,7 @@ func (s *Store) KeyOwner(ctx context.Context, key string) (string, error) {
 		return "", eventstore.ErrClosed
 	}
 	var stream string
-	err := s.db.GetContext(ctx, &stream, `SELECT stream_id FROM unique_keys WHERE key = $1`, key)
+	err := s.stmts.GetContext(ctx, nil, &stream, `SELECT stream_id FROM unique_keys WHERE key = $1`, key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("%w: %q", eventstore.ErrKeyNotClaimed, key)
 	}

@@ -1,0 +1,140 @@
+package stmtcache_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jmoiron/sqlx"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/idlog/idlog/internal/roundtrips"
+	"github.com/idlog/idlog/internal/stmtcache"
+)
+
+// The cache prepares a statement once and reuses it in and out of transactions, stops preparing
+// past its bound (the statements still run), and runs a statement it cannot prepare unprepared,
+// so the statement's own error reaches the caller. A nil cache runs statements in the
+// transaction given.
+func TestCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlx.Open("sqlite", filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	c := stmtcache.New(db)
+	defer c.Close()
+	tx, err := db.Beginx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 2 {
+		if _, err := c.ExecContext(ctx, tx, `INSERT INTO t (k, v) VALUES (?, ?)`, k, "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stmt(ctx, `INSERT INTO t (k, v) VALUES (?, ?)`); st == nil || st != c.Stmt(ctx, `INSERT INTO t (k, v) VALUES (?, ?)`) {
+		t.Fatal("a query run twice is not one cached statement")
+	}
+	for k := 2; k < stmtcache.MaxStmts+10; k++ {
+		q := fmt.Sprintf(`INSERT INTO t (k, v) VALUES (?, ?) -- %d`, k)
+		if _, err := c.ExecContext(ctx, tx, q, k, "b"); err != nil {
+			t.Fatalf("statement %d past the bound: %v", k, err)
+		}
+	}
+	if st := c.Stmt(ctx, `SELECT 1 -- past the bound`); st != nil {
+		t.Error("a statement past the bound was prepared")
+	}
+	var n int
+	if err := c.GetContext(ctx, tx, &n, `SELECT count(*) FROM t WHERE v <> ?`, "z"); err != nil || n != stmtcache.MaxStmts+10 {
+		t.Errorf("rows written: %d (%v), want %d", n, err, stmtcache.MaxStmts+10)
+	}
+	_, err = c.ExecContext(ctx, tx, `INSERT INTO no_such_table (k) VALUES (?)`, 1)
+	if err == nil || !strings.Contains(err.Error(), "no_such_table") {
+		t.Errorf("a statement that cannot be prepared: %v, want its own error", err)
+	}
+	var none *stmtcache.Cache
+	if _, err := none.ExecContext(ctx, tx, `INSERT INTO t (k, v) VALUES (?, ?)`, -1, "c"); err != nil {
+		t.Errorf("without a cache: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Out of a transaction, on the handle, with the statements prepared in it.
+	var vs []string
+	if err := c.SelectContext(ctx, nil, &vs, `SELECT v FROM t WHERE k < ? ORDER BY k`, 2); err != nil || len(vs) != 3 || vs[0] != "c" {
+		t.Errorf("select on the handle: %v, %v", vs, err)
+	}
+	var v string
+	if err := c.QueryRowxContext(ctx, nil, `SELECT v FROM t WHERE k = ?`, 1).Scan(&v); err != nil || v != "a" {
+		t.Errorf("query row on the handle: %q, %v", v, err)
+	}
+	if err := c.GetContext(ctx, nil, &v, `SELECT v FROM t WHERE k = ?`, 1000); !errors.Is(err, sql.ErrNoRows) {
+		t.Errorf("get without a row: %v, want sql.ErrNoRows", err)
+	}
+}
+
+// On PostgreSQL a cached statement is prepared on the server once per connection, and then costs
+// one round trip where lib/pq spends two on a statement with arguments: in a transaction and out.
+func TestCachedStatementsSaveARoundTrip(t *testing.T) {
+	dsn := os.Getenv("IDLOG_TEST_DATABASE_URL")
+	if dsn == "" {
+		t.Skip("PostgreSQL test SKIPPED: set IDLOG_TEST_DATABASE_URL")
+	}
+	t.Parallel()
+	conn, err := roundtrips.Connector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqlx.NewDb(sql.OpenDB(conn), "postgres")
+	defer db.Close()
+	db.SetMaxOpenConns(1) // one connection: what it prepared shows in pg_prepared_statements
+	c := stmtcache.New(db)
+	defer c.Close()
+	const q = `SELECT $1::int + 1`
+	trips := func(run func(ctx context.Context) error) int64 {
+		t.Helper()
+		ctx, n := roundtrips.Track(context.Background())
+		if err := run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return n.N()
+	}
+	var got int
+	plain := trips(func(ctx context.Context) error { return db.GetContext(ctx, &got, q, 1) })
+	c.Stmt(context.Background(), q) // prepared on the connection, as on a warm process
+	cached := trips(func(ctx context.Context) error { return c.GetContext(ctx, nil, &got, q, 1) })
+	if plain != 2 || cached != 1 || got != 2 {
+		t.Errorf("round trips: %d unprepared, %d cached (got %d); want 2 and 1", plain, cached, got)
+	}
+	inTx := trips(func(ctx context.Context) error {
+		tx, err := db.BeginTxx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+		for range 3 {
+			if err := c.GetContext(ctx, tx, &got, q, 2); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	})
+	if inTx != 5 { // BEGIN, three executions, COMMIT
+		t.Errorf("a transaction running the cached statement 3 times: %d round trips, want 5", inTx)
+	}
+	var prepared int
+	if err := db.Get(&prepared, `SELECT count(*) FROM pg_prepared_statements WHERE statement = $1`, q); err != nil || prepared != 1 {
+		t.Errorf("the connection holds %d prepared copies of the statement (%v), want 1", prepared, err)
+	}
+}
