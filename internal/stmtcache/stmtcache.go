@@ -22,12 +22,23 @@ const MaxStmts = 256
 type Cache struct {
 	db *sqlx.DB
 
-	mu    sync.Mutex
-	stmts map[string]*sqlx.Stmt
+	mu        sync.Mutex
+	stmts     map[string]*sqlx.Stmt
+	preparing map[string]bool // statements being prepared in the background
+	closed    bool
 }
 
 // New returns an empty cache for db.
-func New(db *sqlx.DB) *Cache { return &Cache{db: db, stmts: map[string]*sqlx.Stmt{}} }
+func New(db *sqlx.DB) *Cache {
+	return &Cache{db: db, stmts: map[string]*sqlx.Stmt{}, preparing: map[string]bool{}}
+}
+
+// Len is the number of statements the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.stmts)
+}
 
 // Stmt returns query prepared on the handle, preparing it if there is room; nil if there is none
 // or the preparation failed (the statement then runs unprepared, and fails there if it must).
@@ -37,9 +48,10 @@ func (c *Cache) Stmt(ctx context.Context, query string) *sqlx.Stmt {
 	}
 	c.mu.Lock()
 	st, ok := c.stmts[query]
-	full := len(c.stmts) >= MaxStmts
+	full := len(c.stmts)+len(c.preparing) >= MaxStmts && !c.preparing[query]
+	closed := c.closed
 	c.mu.Unlock()
-	if ok || full {
+	if ok || full || closed {
 		return st
 	}
 	st, err := c.db.PreparexContext(ctx, query)
@@ -52,15 +64,45 @@ func (c *Cache) Stmt(ctx context.Context, query string) *sqlx.Stmt {
 		st.Close()
 		return prev
 	}
+	if c.closed {
+		st.Close()
+		return nil
+	}
 	c.stmts[query] = st
 	return st
 }
 
 // on returns query's statement for tx (nil: the handle), or nil to run it unprepared.
+//
+// In a transaction, a statement the cache does not hold yet runs unprepared, and is prepared on
+// the handle in the background. Preparing it there now would take a second connection from the
+// pool while the transaction holds its locks: with the pool's connections all in transactions
+// waiting for those locks (SQLite's one writer, PostgreSQL's row locks), neither would move.
+// A cached statement is prepared on the transaction's own connection when it is not yet.
 func (c *Cache) on(ctx context.Context, tx *sqlx.Tx, query string) *sqlx.Stmt {
-	st := c.Stmt(ctx, query)
-	if st == nil || tx == nil {
-		return st
+	if tx == nil {
+		return c.Stmt(ctx, query)
+	}
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	st, ok := c.stmts[query]
+	later := !ok && !c.closed && !c.preparing[query] && len(c.stmts)+len(c.preparing) < MaxStmts
+	if later {
+		c.preparing[query] = true
+	}
+	c.mu.Unlock()
+	if later {
+		go func() {
+			c.Stmt(context.WithoutCancel(ctx), query)
+			c.mu.Lock()
+			delete(c.preparing, query)
+			c.mu.Unlock()
+		}()
+	}
+	if !ok {
+		return nil
 	}
 	return tx.StmtxContext(ctx, st)
 }
@@ -107,13 +149,14 @@ func (c *Cache) GetContext(ctx context.Context, tx *sqlx.Tx, dest any, query str
 	return sqlx.GetContext(ctx, c.queryer(tx), dest, query, args...)
 }
 
-// Close closes the cached statements; the cache may be used again (it prepares anew).
+// Close closes the cached statements; the cache then runs every statement unprepared.
 func (c *Cache) Close() {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for q, st := range c.stmts {
 		st.Close()
 		delete(c.stmts, q)

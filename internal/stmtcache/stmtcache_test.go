@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -52,6 +53,13 @@ func TestCache(t *testing.T) {
 			t.Fatalf("statement %d past the bound: %v", k, err)
 		}
 	}
+	// The statements first run in a transaction are prepared in the background.
+	for deadline := time.Now().Add(10 * time.Second); c.Len() < stmtcache.MaxStmts && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := c.Len(); n != stmtcache.MaxStmts {
+		t.Fatalf("%d statements cached, want the bound %d", n, stmtcache.MaxStmts)
+	}
 	if st := c.Stmt(ctx, `SELECT 1 -- past the bound`); st != nil {
 		t.Error("a statement past the bound was prepared")
 	}
@@ -81,6 +89,47 @@ func TestCache(t *testing.T) {
 	}
 	if err := c.GetContext(ctx, nil, &v, `SELECT v FROM t WHERE k = ?`, 1000); !errors.Is(err, sql.ErrNoRows) {
 		t.Errorf("get without a row: %v, want sql.ErrNoRows", err)
+	}
+}
+
+// A transaction that holds the pool's only connection runs a statement the cache does not hold
+// yet unprepared: preparing it on the handle would wait for a second connection while the
+// transaction holds its locks (with every connection in a transaction waiting for them, SQLite's
+// writer or PostgreSQL's rows, neither would move). The statement is prepared once the
+// connection is free, and later transactions use it on their own connection.
+func TestNoSecondConnectionInATransaction(t *testing.T) {
+	t.Parallel()
+	db, err := sqlx.Open("sqlite", filepath.Join(t.TempDir(), "one.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE t (k INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	c := stmtcache.New(db)
+	defer c.Close()
+	const q = `INSERT INTO t (k) VALUES (?)`
+	for k := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		tx, err := db.BeginTxx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, tx, q, k); err != nil {
+			t.Fatalf("transaction %d on the only connection: %v", k, err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		for deadline := time.Now().Add(5 * time.Second); c.Len() == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if c.Len() != 1 {
+		t.Errorf("%d statements cached after the transactions, want 1", c.Len())
 	}
 }
 
