@@ -237,7 +237,7 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 		}
 	}
 	if mark != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO attempt_marks (key, until) VALUES (?, ?)
+		if _, err := l.stmts.ExecContext(ctx, tx, `INSERT INTO attempt_marks (key, until) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET until = excluded.until`, mark, until.UnixMicro()); err != nil {
 			return fmt.Errorf("attempts: trust: %w", err)
 		}

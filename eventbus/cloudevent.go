@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/jsonobj"
 )
 
 // Names on the wire.
@@ -190,170 +191,38 @@ func appendData(b []byte, data json.RawMessage) []byte {
 		}
 	}
 	if withhold {
-		start := len(b)
-		if out, ok := appendWithout(b, data); ok {
-			if bytes.ContainsAny(out[start:], "\r\n") {
-				return appendCompact(out[:start], out[start:])
-			}
-			return out
-		}
-		// Not an object the scan reads: decode it (the result has its keys sorted).
-		var obj map[string]json.RawMessage
-		if json.Unmarshal(data, &obj) == nil && obj != nil {
-			for _, f := range withheldFields {
-				delete(obj, f)
-			}
-			if clean, err := json.Marshal(obj); err == nil {
-				return append(b, clean...) // json.Marshal compacts
-			}
-		}
+		data = without(data)
 	}
 	if bytes.ContainsAny(data, "\r\n") {
-		return appendCompact(b, data)
+		var buf bytes.Buffer
+		if json.Compact(&buf, data) == nil {
+			return append(b, buf.Bytes()...)
+		}
 	}
 	return append(b, data...)
 }
 
-// appendCompact appends data compacted, or as it is if it is no JSON.
-func appendCompact(b, data []byte) []byte {
-	var buf bytes.Buffer
-	if json.Compact(&buf, data) == nil {
-		return append(b, buf.Bytes()...)
+// without returns the JSON object data without its members named in withheldFields, the others
+// in their order and spelling (a splice: decoding into a map and encoding it again cost the
+// relay more than a raw publish for each event that carries such a field). Data that is no
+// object comes back as it is.
+func without(data []byte) []byte {
+	members, ok := jsonobj.Members(data)
+	if !ok {
+		return data
 	}
-	return append(b, data...)
-}
-
-// appendWithout appends the JSON object data without its members named in withheldFields,
-// the others in their order and spelling: a scan, where decoding into a map and encoding it
-// again cost the relay more than a raw publish for each event that carries such a field. A key
-// spelt with escapes is decoded before it is compared. ok is false, with b as it was, when data
-// is no object the scan can read; the caller then decodes it.
-func appendWithout(b, data []byte) (_ []byte, ok bool) {
-	start := len(b)
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return b[:start], false
+	out := make([]byte, 0, len(data))
+	out = append(out, '{')
+	for m := range members {
+		if name, ok := jsonobj.Name(m.Key); !ok || slices.Contains(withheldFields, name) {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, m.Key...), ':'), data[m.Start:m.End]...)
 	}
-	b = append(b, '{')
-	kept := 0
-	i = skipSpace(data, i+1)
-	if i < len(data) && data[i] == '}' {
-		return append(b, '}'), skipSpace(data, i+1) == len(data)
-	}
-	for {
-		keyStart := i
-		keyEnd, escaped := scanString(data, i)
-		if keyEnd < 0 {
-			return b[:start], false
-		}
-		key := data[keyStart:keyEnd]
-		i = skipSpace(data, keyEnd)
-		if i >= len(data) || data[i] != ':' {
-			return b[:start], false
-		}
-		valueStart := skipSpace(data, i+1)
-		valueEnd := scanValue(data, valueStart)
-		if valueEnd < 0 {
-			return b[:start], false
-		}
-		name := string(key[1 : len(key)-1])
-		if escaped {
-			if json.Unmarshal(key, &name) != nil {
-				return b[:start], false
-			}
-		}
-		if !slices.Contains(withheldFields, name) {
-			if kept > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, key...)
-			b = append(b, ':')
-			b = append(b, data[valueStart:valueEnd]...)
-			kept++
-		}
-		i = skipSpace(data, valueEnd)
-		if i >= len(data) {
-			return b[:start], false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return append(b, '}'), skipSpace(data, i+1) == len(data)
-		default:
-			return b[:start], false
-		}
-	}
-}
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// scanString returns the end of the JSON string that starts at data[i] (past its closing
-// quote), and whether it holds an escape; -1 when there is none.
-func scanString(data []byte, i int) (end int, escaped bool) {
-	if i >= len(data) || data[i] != '"' {
-		return -1, false
-	}
-	for i++; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			escaped = true
-			i++
-		case '"':
-			return i + 1, escaped
-		}
-	}
-	return -1, false
-}
-
-// scanValue returns the end of the JSON value that starts at data[i], -1 when there is none.
-// Objects and arrays are matched by depth, strings skipped whole; what they hold is the store's
-// valid JSON, which the scan does not check again.
-func scanValue(data []byte, i int) int {
-	if i >= len(data) {
-		return -1
-	}
-	switch data[i] {
-	case '"':
-		end, _ := scanString(data, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for i < len(data) {
-			switch data[i] {
-			case '"':
-				end, _ := scanString(data, i)
-				if end < 0 {
-					return -1
-				}
-				i = end
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	default: // a number, true, false or null
-		j := i
-		for j < len(data) && !strings.ContainsRune(" \t\r\n,}]", rune(data[j])) {
-			j++
-		}
-		if j == i {
-			return -1
-		}
-		return j
-	}
+	return append(out, '}')
 }
 
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as encoding/json does.

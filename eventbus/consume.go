@@ -36,7 +36,7 @@ type ConsumeOptions struct {
 	// Rejected receives the messages that fail verification with the reason. Nil drops them.
 	Rejected func(Message, error)
 
-	verifier *EventVerifier // Keys', made by Consume: it checks a batch's signature once
+	verifier *EventVerifier // Keys', made by Consume (nil without Keys): it checks a batch's signature once
 }
 
 // Message is one event as Consume delivers it.
@@ -133,14 +133,10 @@ func Consume(ctx context.Context, nc *nats.Conn, o ConsumeOptions, handle func(M
 
 // verified reports whether m may be handed to the handler: no keys to check, or signed with one.
 func (o ConsumeOptions) verified(m Message) bool {
-	if o.Keys == nil {
+	if o.verifier == nil {
 		return true
 	}
-	v := o.verifier
-	if v == nil {
-		v = NewEventVerifier(o.Keys)
-	}
-	if _, err := v.Verify(m.Subject, m.Data); err != nil {
+	if _, err := o.verifier.Verify(m.Subject, m.Data); err != nil {
 		if o.Rejected != nil {
 			o.Rejected(m, err)
 		}

@@ -331,17 +331,17 @@ func verifyEvent(keys EventKeys, subject string, data []byte, v *EventVerifier) 
 		}
 		covered = batchStatement(sig.size, root)
 	}
+	// A verifier remembers batch signatures only: one of a message serves that message alone.
+	remembering := v != nil && sig.size > 0
 	var d [sha256.Size]byte
-	known := false
-	if v != nil && sig.size > 0 {
+	if remembering {
 		d = v.digest(ce.KeyID, covered, sig.sig)
-		known = v.knows(d)
 	}
-	if !known {
+	if !remembering || !v.knows(d) {
 		if !ed25519.Verify(key, covered, sig.sig) {
 			return CloudEvent{}, fmt.Errorf("%w: the signature by key %q does not match the message", ErrEventSignature, ce.KeyID)
 		}
-		if v != nil && sig.size > 0 {
+		if remembering {
 			v.remember(d)
 		}
 	}

@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/jsonobj"
 )
 
 // sealedPrefix starts the JSON string that stands in the log for a sealed value: then base64
@@ -135,107 +137,31 @@ func (c codec) hasPersonal(e eventstore.Event) bool {
 // that occurs more than once is replaced at each occurrence. data that is not a valid JSON object
 // comes back unchanged (nothing named to seal; the store refuses invalid JSON).
 func rewrite(data json.RawMessage, fields []string, f func(field string, v json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' || !json.Valid(data) {
+	members, ok := jsonobj.Members(data)
+	if !ok {
 		return data, nil
 	}
 	var out []byte // nil until the first replacement
 	last := 0      // data[:last] is in out
-	i = skipSpace(data, i+1)
-	for data[i] != '}' {
-		kEnd := stringEnd(data, i)
-		key := data[i:kEnd]
-		i = skipSpace(data, skipSpace(data, kEnd)+1) // past ':'
-		vEnd := valueEnd(data, i)
-		if field, ok := named(key, fields); ok && string(data[i:vEnd]) != "null" {
-			nv, err := f(field, data[i:vEnd])
-			if err != nil {
-				return nil, err
-			}
-			if out == nil {
-				out = make([]byte, 0, len(data)+len(nv)*2)
-			}
-			out = append(append(out, data[last:i]...), nv...)
-			last = vEnd
+	for m := range members {
+		name, ok := jsonobj.Name(m.Key)
+		if !ok || !slices.Contains(fields, name) || string(data[m.Start:m.End]) == "null" {
+			continue
 		}
-		i = skipSpace(data, vEnd)
-		if data[i] == ',' {
-			i = skipSpace(data, i+1)
+		nv, err := f(name, data[m.Start:m.End])
+		if err != nil {
+			return nil, err
 		}
+		if out == nil {
+			out = make([]byte, 0, len(data)+len(nv)*2)
+		}
+		out = append(append(out, data[last:m.Start]...), nv...)
+		last = m.End
 	}
 	if out == nil {
 		return data, nil
 	}
 	return append(out, data[last:]...), nil
-}
-
-// named returns the field of fields that the JSON string key (quotes included) names.
-func named(key []byte, fields []string) (string, bool) {
-	name := key[1 : len(key)-1]
-	if bytes.IndexByte(name, '\\') >= 0 {
-		var s string
-		if json.Unmarshal(key, &s) != nil {
-			return "", false
-		}
-		name = []byte(s)
-	}
-	for _, f := range fields {
-		if string(name) == f {
-			return f, true
-		}
-	}
-	return "", false
-}
-
-// The scanners below read valid JSON only (rewrite checks it first).
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index after the string that starts at data[i] ('"').
-func stringEnd(data []byte, i int) int {
-	for i++; ; i++ {
-		switch data[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-}
-
-// valueEnd returns the index after the value that starts at data[i].
-func valueEnd(data []byte, i int) int {
-	switch data[i] {
-	case '"':
-		return stringEnd(data, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch data[i] {
-			case '"':
-				i = stringEnd(data, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(data) {
-		switch data[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
 }
 
 // hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).
