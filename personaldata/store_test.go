@@ -2,13 +2,17 @@ package personaldata_test
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -68,6 +72,10 @@ func backends(t testing.TB) map[string]func(t testing.TB) backend {
 func wrap(t testing.TB, b backend) *personaldata.Store {
 	secret := make([]byte, 32)
 	rand.Read(secret)
+	return wrapWith(t, b, secret)
+}
+
+func wrapWith(t testing.TB, b backend, secret []byte) *personaldata.Store {
 	keys, err := personaldata.NewKeys(b.db, b.dialect, secret)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +184,9 @@ func TestSealOpenEraseOnEveryStore(t *testing.T) {
 	}
 }
 
-// An older store's plain unique keys are rewritten as hashes, and still found.
+// An older store's unique keys, plain (before sealing) or hashed in the earlier form (the whole
+// HMAC-SHA-256 in hex), are rewritten in today's form at start and still found; a key that is no
+// hash of ours is left, and a second run changes nothing.
 func TestHashStoredKeys(t *testing.T) {
 	t.Parallel()
 	for name, open := range backends(t) {
@@ -184,17 +194,61 @@ func TestHashStoredKeys(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			b := open(t)
-			uid := newUID()
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			uid, hexUID := newUID(), newUID()
 			email := strings.ToLower(string(uid)) + "@old.example.com"
-			if _, err := b.store.Append(ctx, register(uid, email)); err != nil {
+			hexEmail := strings.ToLower(string(hexUID)) + "@hex.example.com"
+			for u, e := range map[domain.UserID]string{uid: email, hexUID: hexEmail} {
+				if _, err := b.store.Append(ctx, register(u, e)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// hexUID's keys as the versions that kept the whole digest stored them; the key of
+			// the hash is derived as docs/personal-data.md says.
+			derived := hmac.New(sha256.New, secret)
+			derived.Write([]byte("idlog personal data: unique keys"))
+			hashKey := derived.Sum(nil)
+			for _, k := range register(hexUID, hexEmail).Claim {
+				m := hmac.New(sha256.New, hashKey)
+				m.Write([]byte(k))
+				kind, _, _ := strings.Cut(k, ":")
+				if _, err := b.db.ExecContext(ctx, b.db.Rebind(`UPDATE unique_keys SET key = ? WHERE key = ?`), kind+"#"+hex.EncodeToString(m.Sum(nil)), k); err != nil {
+					t.Fatal(err)
+				}
+			}
+			foreign := "other#" + strings.ToUpper(hex.EncodeToString([]byte(string(uid) + "-no-hash-of-ours-12345")))[:64]
+			if _, err := b.db.ExecContext(ctx, b.db.Rebind(`INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?)`), foreign, "elsewhere-"+string(uid), claimedAt(b)); err != nil {
 				t.Fatal(err)
 			}
-			s := wrap(t, b)
-			if err := s.HashStoredKeys(ctx, b.db); err != nil {
-				t.Fatal(err)
+			s := wrapWith(t, b, secret)
+			var stored []string
+			for range 2 {
+				if err := s.HashStoredKeys(ctx, b.db); err != nil {
+					t.Fatal(err)
+				}
+				for k, owner := range map[string]domain.UserID{"email:" + email: uid, "email:" + hexEmail: hexUID, "username:erin-" + string(hexUID): hexUID} {
+					if got, err := s.KeyOwner(ctx, k); err != nil || got != owner.Stream() {
+						t.Errorf("KeyOwner(%s) after the rewrite = %q, %v", k, got, err)
+					}
+				}
+				var again []string
+				if err := b.db.SelectContext(ctx, &again, b.db.Rebind(`SELECT key FROM unique_keys WHERE stream_id IN (?, ?, ?) ORDER BY key`),
+					uid.Stream(), hexUID.Stream(), "elsewhere-"+string(uid)); err != nil {
+					t.Fatal(err)
+				}
+				if stored != nil && !slices.Equal(again, stored) {
+					t.Errorf("a second run changed the keys: %q, then %q", stored, again)
+				}
+				stored = again
 			}
-			if owner, err := s.KeyOwner(ctx, "email:"+email); err != nil || owner != uid.Stream() {
-				t.Errorf("KeyOwner after the rewrite = %q, %v", owner, err)
+			if len(stored) != 5 || !slices.Contains(stored, foreign) {
+				t.Errorf("stored keys %q: want 5, the foreign one left", stored)
+			}
+			for _, k := range stored {
+				if kind, h, _ := strings.Cut(k, "#"); k != foreign && (len(h) != 22 || strings.Contains(k, ":") || !strings.Contains("email username", kind)) {
+					t.Errorf("stored key %q: want kind#<22 characters>", k)
+				}
 			}
 			// Events from before sealing stay readable, and read "[erased]" once erased.
 			if err := s.Erase(ctx, uid); err != nil {
@@ -205,6 +259,14 @@ func TestHashStoredKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// claimedAt is a claim time in b's column type.
+func claimedAt(b backend) any {
+	if b.dialect == migrations.Postgres {
+		return time.Now()
+	}
+	return time.Now().UnixMicro()
 }
 
 // BenchmarkAppend: registrations appended with personal data sealing against without, in one run:
