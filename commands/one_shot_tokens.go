@@ -108,12 +108,16 @@ func requestToken(ctx context.Context, users *UserStreams, codes codeSender, pad
 // that pads would otherwise last longer than the one it imitates.
 var timerLateness latency
 
-// sleep waits for about d, or until ctx ends. It asks the timer for d less the typical lateness.
+// sleep waits for about d, or until ctx ends. It asks the timer for d less the typical lateness,
+// but for half of d at least: so every sleep is timed, and an estimate pushed up by a burst of
+// late timers comes back down. (Asking for nothing once the estimate passed d would time no
+// timer again: the estimate stayed there for good, and a padded request answered early, as
+// much as the pad earlier than the one it imitates.)
 func sleep(ctx context.Context, d time.Duration) {
-	ask := d - timerLateness.get()
-	if ask <= 0 {
+	if d <= 0 {
 		return
 	}
+	ask := max(d-timerLateness.get(), d/2)
 	start := time.Now()
 	t := time.NewTimer(ask)
 	defer t.Stop()
