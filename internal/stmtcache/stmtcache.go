@@ -60,6 +60,9 @@ func (c *Cache) Stmt(ctx context.Context, query string) *sqlx.Stmt {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// No longer being prepared, in the same breath as cached: counted in both for a moment, it
+	// would make the cache look full to a statement asking meanwhile.
+	delete(c.preparing, query)
 	if prev, ok := c.stmts[query]; ok {
 		st.Close()
 		return prev
