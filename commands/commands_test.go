@@ -93,9 +93,18 @@ type env struct {
 	clock  *clock
 	mail   *mailbox
 	signer *auth.Signer
+	deps   commands.Deps // app's
+	cfg    commands.Config
 }
 
 func newEnv(t *testing.T, cfg commands.Config) *env {
+	t.Helper()
+	return newEnvOver(t, cfg, nil)
+}
+
+// newEnvOver is newEnv whose application reads and appends through over(store) when over is not
+// nil.
+func newEnvOver(t *testing.T, cfg commands.Config, over func(*sqlite.Store) eventstore.Store) *env {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "idlog.db")
 	store, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
@@ -129,14 +138,29 @@ func newEnv(t *testing.T, cfg commands.Config) *env {
 	}
 	cfg.Streams.Now = c.Now
 	mail := &mailbox{}
-	app, err := commands.New(commands.Deps{
+	deps := commands.Deps{
 		Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
 		Tokens: signer, Notifier: mail, Attempts: limiter,
-	}, cfg)
+	}
+	if over != nil {
+		deps.Store = over(store)
+	}
+	app, err := commands.New(deps, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{app: app, store: store, clock: c, mail: mail, signer: signer}
+	return &env{app: app, store: store, clock: c, mail: mail, signer: signer, deps: deps, cfg: cfg}
+}
+
+// replica is another application over e's store and keys, with caches of its own: another
+// process.
+func (e *env) replica(t *testing.T) commands.Application {
+	t.Helper()
+	app, err := commands.New(e.deps, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
 }
 
 func (e *env) register(t *testing.T, email, username string) commands.Result {

@@ -320,6 +320,14 @@ type outcome struct {
 // update loads the user, lets decide change it, and appends the change with the version it was
 // loaded at. When the stream changed meanwhile it reloads and decides again, up to maxAttempts
 // times. decide runs once per attempt on a fresh user; an empty change appends nothing.
+//
+// The first try starts from the user cached in this process, without reading the store: the
+// append's expected version proves the cache held the stream as it stands (versions are never
+// rewritten), and a command that signs in, say, has read the user a moment before. Only a change
+// appended so stands on the cached user. Anything else that try leads to (another version
+// appended meanwhile, a refusal, nothing to change, a key taken, any error) may come from the
+// cache's staleness: the user is then read from the store and decided on again, as if the cache
+// had not been there, and that try is not counted against maxAttempts.
 func (s *UserStreams) update(ctx context.Context, uid domain.UserID, command string, meta Meta, decide func(u *domain.User) (change, error)) (outcome, error) {
 	if _, err := domain.ParseUserID(string(uid)); err != nil {
 		return outcome{}, fmt.Errorf("%w: %w", ErrCommandInvalid, err)
@@ -330,6 +338,14 @@ func (s *UserStreams) update(ctx context.Context, uid domain.UserID, command str
 	}
 	if o, ok, err := s.replay(ctx, idem); ok || err != nil {
 		return o, err
+	}
+	if base, ok := s.cache.get(uid); ok {
+		u := base.user.Clone()
+		if c, err := decide(u); err == nil && len(c.events) > 0 {
+			if res, err := s.append(ctx, uid.Stream(), eventstore.Exactly(u.Version()), c, c.metadata(meta, u), idem); err == nil {
+				return outcome{user: u, result: res}, nil
+			}
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		u, err := s.load(ctx, uid)
