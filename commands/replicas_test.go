@@ -25,38 +25,7 @@ import (
 // locks across replicas queue them, so none gives up with a conflict.
 func TestSpendsSpreadOverReplicasNeverConflict(t *testing.T) {
 	t.Parallel()
-	dsn := eventstoretest.PostgresSchema(t)
-	hasher, err := auth.NewPasswordHasher(cheap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var apps []commands.Application
-	for range 3 {
-		store, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		app, err := commands.New(commands.Deps{
-			Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
-			Tokens: signer, Notifier: &mailbox{}, UserLocks: lease.NewUserLocks(store.DB().DB, 8), Attempts: newLimiter(t),
-		}, commands.Config{Wallet: commands.WalletConfig{SignupBonus: 100}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		apps = append(apps, app)
-	}
+	apps, _ := postgresReplicas(t, 3, commands.Config{Wallet: commands.WalletConfig{SignupBonus: 100}})
 	reg, err := apps[0].Commands.RegisterUser.Handle(t.Context(), commands.RegisterUser{Email: "spread@example.com", Password: strongPassword})
 	if err != nil {
 		t.Fatal(err)
@@ -90,4 +59,47 @@ func TestSpendsSpreadOverReplicasNeverConflict(t *testing.T) {
 	if conflicts != 0 || ok.Load() != 60 {
 		t.Fatalf("%d spends succeeded, %d gave up with a conflict; want 60 and 0", ok.Load(), conflicts)
 	}
+}
+
+// postgresReplicas is n applications on one PostgreSQL schema of their own, each with its own
+// store, connections, caches and queue: n replicas; and the first one's store.
+func postgresReplicas(t *testing.T, n int, cfg commands.Config) ([]commands.Application, *postgres.Store) {
+	t.Helper()
+	dsn := eventstoretest.PostgresSchema(t)
+	hasher, err := auth.NewPasswordHasher(cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, auth.KeySize)
+	rand.Read(key)
+	sealer, err := auth.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var apps []commands.Application
+	var first *postgres.Store
+	for range n {
+		store, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		if first == nil {
+			first = store
+		}
+		app, err := commands.New(commands.Deps{
+			Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,
+			Tokens: signer, Notifier: &mailbox{}, UserLocks: lease.NewUserLocks(store.DB().DB, 8), Attempts: newLimiter(t),
+		}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apps = append(apps, app)
+	}
+	return apps, first
 }
