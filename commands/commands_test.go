@@ -120,22 +120,8 @@ func newEnvOver(t *testing.T, cfg commands.Config, over func(*sqlite.Store) even
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := auth.NewPasswordHasher(cheap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := newClock()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog", Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hasher, sealer, signer := testSecrets(t, cheap, c.Now)
 	cfg.Streams.Now = c.Now
 	mail := &mailbox{}
 	deps := commands.Deps{
@@ -150,6 +136,28 @@ func newEnvOver(t *testing.T, cfg commands.Config, over func(*sqlite.Store) even
 		t.Fatal(err)
 	}
 	return &env{app: app, store: store, clock: c, mail: mail, signer: signer, deps: deps, cfg: cfg}
+}
+
+// testSecrets returns what an application needs besides its store: a password hasher at p, a
+// sealer of a new key, and a token signer of a new key whose clock is now (nil: the wall clock).
+func testSecrets(t testing.TB, p auth.Params, now func() time.Time) (*auth.PasswordHasher, *auth.Sealer, *auth.Signer) {
+	t.Helper()
+	hasher, err := auth.NewPasswordHasher(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, auth.KeySize)
+	rand.Read(key)
+	sealer, err := auth.NewSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hasher, sealer, signer
 }
 
 // replica is another application over e's store and keys, with caches of its own: another

@@ -1,12 +1,10 @@
 package commands_test
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"slices"
 	"testing"
 
-	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 )
@@ -20,16 +18,7 @@ func TestSignInUpgradesAHashWithOlderCosts(t *testing.T) {
 
 	current := cheap
 	current.Memory, current.Iterations = 2*cheap.Memory, cheap.Iterations+1
-	hasher, err := auth.NewPasswordHasher(current)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hasher, sealer, _ := testSecrets(t, current, nil)
 	// The same store, restarted with raised costs.
 	app, err := commands.New(commands.Deps{
 		Store: e.store, Keys: e.store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,

@@ -2,8 +2,6 @@ package commands_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,7 +10,6 @@ import (
 
 	_ "github.com/lib/pq"
 
-	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore/eventstoretest"
@@ -66,21 +63,7 @@ func TestSpendsSpreadOverReplicasNeverConflict(t *testing.T) {
 func postgresReplicas(t *testing.T, n int, cfg commands.Config) ([]commands.Application, *postgres.Store) {
 	t.Helper()
 	dsn := eventstoretest.PostgresSchema(t)
-	hasher, err := auth.NewPasswordHasher(cheap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hasher, sealer, signer := testSecrets(t, cheap, nil)
 	var apps []commands.Application
 	var first *postgres.Store
 	for range n {

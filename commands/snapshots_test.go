@@ -286,16 +286,7 @@ type replica struct {
 
 func newReplica(t *testing.T, store snapshotStore, c *clock, signer *auth.Signer, cfg commands.Config) replica {
 	t.Helper()
-	hasher, err := auth.NewPasswordHasher(cheap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hasher, sealer, _ := testSecrets(t, cheap, nil)
 	cfg.Streams.Now = c.Now
 	app, err := commands.New(commands.Deps{
 		Store: store, Keys: store, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer,

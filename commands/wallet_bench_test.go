@@ -2,8 +2,6 @@ package commands_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -20,7 +18,6 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/lib/pq"
 
-	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
@@ -91,21 +88,7 @@ func benchSchema(b *testing.B) string {
 }
 
 func benchApp(b *testing.B, s benchStore) commands.Application {
-	hasher, err := auth.NewPasswordHasher(cheap)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	sealer, err := auth.NewSealer(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(priv, auth.SignerConfig{Issuer: "idlog", Audience: "idlog"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	hasher, sealer, signer := testSecrets(b, cheap, nil)
 	app, err := commands.New(commands.Deps{
 		Store: s, Keys: s, Registry: domain.NewEventRegistry(), Hasher: hasher, Sealer: sealer, Tokens: signer, Notifier: &mailbox{},
 		Attempts: newLimiter(b),
