@@ -19,7 +19,6 @@ import (
 	"github.com/idlog/idlog/domain"
 	"github.com/idlog/idlog/eventstore"
 	"github.com/idlog/idlog/follower"
-	"github.com/idlog/idlog/migrations"
 )
 
 // Options configure Wrap.
@@ -76,7 +75,7 @@ func userOf(stream string) (string, bool) {
 
 // hashedKeyBytes is how much of a unique key's HMAC-SHA-256 is stored: 128 bits, which keeps
 // a collision (two values taken for one) at odds of 2^-64 even among 2^32 keys, and the index
-// small (keys of 35 characters or so against 70 for the full digest in hex).
+// small (keys of about 30 characters, against 70 for the full digest in hex).
 const hashedKeyBytes = 16
 
 // HashKey returns the stored form of a unique key: its kind (the text before the first ':')
@@ -96,6 +95,7 @@ func (s *Store) HashKey(key string) string {
 	return shortHashedKey(kind, sum[:hashedKeyBytes])
 }
 
+// shortHashedKey is the stored form of a key of kind whose digest (cut to 128 bits) is given.
 func shortHashedKey(kind string, digest []byte) string {
 	out := make([]byte, 0, len(kind)+1+base64.RawURLEncoding.EncodedLen(len(digest)))
 	out = append(append(out, kind...), '#')
@@ -442,67 +442,52 @@ var (
 	_ eventstore.Scanner     = (*Store)(nil)
 )
 
-// HashStoredKeys brings the unique keys db holds to the form HashKey makes, in one transaction:
-// plain keys (an older store's, from before sealing: they contain ':') become their keyed hashes,
-// and hashes in the earlier form (the whole digest in hex) keep their first 128 bits in base64url,
-// which needs no secret. Keys already in the form are left. db is the store's database, writable.
-// It is safe to run at every start.
+// HashStoredKeys brings the unique keys db holds to the form HashKey makes, in one transaction
+// and one scan of the table: plain keys (an older store's, from before sealing: they contain ':')
+// become their keyed hashes, and hashes in the earlier form (kind, '#', the whole digest in hex)
+// keep their first 128 bits in base64url, which needs no secret. Keys already in the form are
+// left. db is the store's database, writable. It is safe to run at every start.
 func (s *Store) HashStoredKeys(ctx context.Context, db *sqlx.DB) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("personaldata: hash stored unique keys: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	if err := shortenHexKeys(ctx, tx, s.keys.dialect); err != nil {
-		return fmt.Errorf("personaldata: shorten stored unique keys: %w", err)
-	}
-	var plain []string
-	if err := tx.SelectContext(ctx, &plain, `SELECT key FROM unique_keys WHERE key LIKE '%:%'`); err != nil {
+	var older []string
+	if err := tx.SelectContext(ctx, &older, `SELECT key FROM unique_keys
+		WHERE key LIKE '%:%' OR (length(key) > 65 AND substr(key, length(key) - 64, 1) = '#')`); err != nil {
 		return fmt.Errorf("personaldata: hash stored unique keys: %w", err)
 	}
-	for _, k := range plain {
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE unique_keys SET key = ? WHERE key = ?`), s.HashKey(k), k); err != nil {
-			return fmt.Errorf("personaldata: hash stored unique keys: %w", err)
+	if len(older) == 0 {
+		return nil
+	}
+	update, err := tx.PreparexContext(ctx, tx.Rebind(`UPDATE unique_keys SET key = ? WHERE key = ?`))
+	if err != nil {
+		return fmt.Errorf("personaldata: hash stored unique keys: %w", err)
+	}
+	defer update.Close()
+	for _, k := range older {
+		if now := s.storedForm(k); now != k {
+			if _, err := update.ExecContext(ctx, now, k); err != nil {
+				return fmt.Errorf("personaldata: hash stored unique keys: %w", err)
+			}
 		}
 	}
 	return tx.Commit()
 }
 
-// hexKeyWhere selects the keys hashed in the earlier form: kind, '#', 64 hex digits.
-const hexKeyWhere = `length(key) > 65 AND substr(key, length(key) - 64, 1) = '#'`
-
-// shortenHexKeys rewrites the keys hashed in the earlier form as HashKey's: on PostgreSQL in one
-// statement, on SQLite (no base64 in its SQL) key by key.
-func shortenHexKeys(ctx context.Context, tx *sqlx.Tx, dialect migrations.Dialect) error {
-	if dialect == migrations.Postgres {
-		_, err := tx.ExecContext(ctx, `UPDATE unique_keys SET key = substr(key, 1, length(key) - 64) ||
-			rtrim(translate(encode(decode(substr(key, length(key) - 63, 32), 'hex'), 'base64'), '+/', '-_'), '=')
-			WHERE `+hexKeyWhere+` AND right(key, 64) ~ '^[0-9a-f]{64}$'`)
-		return err
+// storedForm is HashKey's form of a stored key: a plain key's hash, the short form of a hash in
+// the earlier one, and any other key as it is (a hash of ours already, or none: upper case, not
+// hex).
+func (s *Store) storedForm(k string) string {
+	if strings.Contains(k, ":") {
+		return s.HashKey(k)
 	}
-	var long []string
-	if err := tx.SelectContext(ctx, &long, `SELECT key FROM unique_keys WHERE `+hexKeyWhere); err != nil {
-		return err
+	kind, digest := k[:len(k)-65], k[len(k)-64:]
+	if sum, err := hex.DecodeString(digest); err == nil && hex.EncodeToString(sum) == digest {
+		return shortHashedKey(kind, sum[:hashedKeyBytes])
 	}
-	if len(long) == 0 {
-		return nil
-	}
-	update, err := tx.PreparexContext(ctx, tx.Rebind(`UPDATE unique_keys SET key = ? WHERE key = ?`))
-	if err != nil {
-		return err
-	}
-	defer update.Close()
-	for _, k := range long {
-		kind, digest := k[:len(k)-65], k[len(k)-64:]
-		sum, err := hex.DecodeString(digest)
-		if err != nil || hex.EncodeToString(sum) != digest {
-			continue // not a hash of ours (upper case, or not hex)
-		}
-		if _, err := update.ExecContext(ctx, shortHashedKey(kind, sum[:hashedKeyBytes]), k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return k
 }
 
 // KeepsOutbox implements eventstore.OutboxKeeper as the wrapped store does: Append passes the
