@@ -50,10 +50,15 @@ func NewSealer(key []byte) (*Sealer, error) {
 // additionalData (the user id, say) is authenticated, not stored: Open must be given the same,
 // so a sealed secret copied to another user does not open.
 func (s *Sealer) Seal(plaintext, additionalData []byte) []byte {
-	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
+	ns := s.aead.NonceSize()
+	n := 1 + ns + len(plaintext) + s.aead.Overhead()
+	// One allocation: the sealed value, and behind it the authenticated data, which the AEAD
+	// reads and does not keep (out's capacity ends before it).
+	buf := make([]byte, n, n+1+len(additionalData))
+	out := buf[: 1+ns : n]
 	out[0] = sealVersion
-	rand.Read(out[1:]) // never fails (crypto/rand, Go 1.24+)
-	return s.aead.Seal(out, out[1:], plaintext, aad(additionalData))
+	readNonce(out[1:])
+	return s.aead.Seal(out, out[1:], plaintext, aad(buf[n:n], additionalData))
 }
 
 // Open decrypts what Seal returned, given the same additional data; anything else is ErrUnseal.
@@ -65,15 +70,20 @@ func (s *Sealer) Open(sealed, additionalData []byte) ([]byte, error) {
 	if sealed[0] != sealVersion {
 		return nil, fmt.Errorf("%w: unknown format version %d", ErrUnseal, sealed[0])
 	}
-	plain, err := s.aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], aad(additionalData))
+	// One allocation, as in Seal: the plain value, and behind it the authenticated data.
+	n := len(sealed) - 1 - ns - s.aead.Overhead()
+	buf := make([]byte, 0, n+1+len(additionalData))
+	plain, err := s.aead.Open(buf[:0:n], sealed[1:1+ns], sealed[1+ns:], aad(buf[n:n], additionalData))
 	if err != nil {
 		return nil, fmt.Errorf("%w: authentication failed", ErrUnseal)
 	}
 	return plain, nil
 }
 
-// aad binds the format version into the authenticated data.
-func aad(additionalData []byte) []byte { return append([]byte{sealVersion}, additionalData...) }
+// aad appends the authenticated data to dst: the format version, bound in, then additionalData.
+func aad(dst, additionalData []byte) []byte {
+	return append(append(dst, sealVersion), additionalData...)
+}
 
 // ParseKey decodes a Sealer key given in configuration: base64 (standard or URL alphabet, padded
 // or not) of 32 bytes.

@@ -22,11 +22,14 @@ const sealedPrefix = "pd1:"
 var erasedJSON = json.RawMessage(`"` + domain.Erased + `"`)
 
 // aad binds a sealed value to its user, event type and field: a value copied elsewhere does not
-// open.
-func aad(uid, typ, field string) []byte {
-	b := make([]byte, 0, len(uid)+len(typ)+len(field)+2)
-	return append(append(append(append(append(b, uid...), 0), typ...), 0), field...)
+// open. It is built in buf (a caller's array, on its stack) when it fits.
+func aad(buf []byte, uid, typ, field string) []byte {
+	return append(append(append(append(append(buf[:0], uid...), 0), typ...), 0), field...)
 }
+
+// aadBuf holds the authenticated data of a value: user ids, event types and field names are
+// short.
+type aadBuf [96]byte
 
 // sealValue returns the JSON string that stands for plain sealed: the prefix and base64 need no
 // escaping, so it is built directly.
@@ -55,15 +58,17 @@ type codec struct {
 func (c codec) sealEvent(s *auth.Sealer, uid string, e eventstore.NewEvent) (eventstore.NewEvent, error) {
 	if fields := c.reg.PersonalFields(e.Type); len(fields) > 0 {
 		data, err := rewrite(e.Data, fields, func(field string, v json.RawMessage) (json.RawMessage, error) {
-			return sealValue(s, v, aad(uid, e.Type, field)), nil
+			var buf aadBuf
+			return sealValue(s, v, aad(buf[:], uid, e.Type, field)), nil
 		})
 		if err != nil {
 			return e, fmt.Errorf("personaldata: seal %s: %w", e.Type, err)
 		}
 		e.Data = data
 	}
-	e.Metadata.IP = sealString(s, e.Metadata.IP, aad(uid, "", "ip"))
-	e.Metadata.UserAgent = sealString(s, e.Metadata.UserAgent, aad(uid, "", "user_agent"))
+	var buf aadBuf
+	e.Metadata.IP = sealString(s, e.Metadata.IP, aad(buf[:], uid, "", "ip"))
+	e.Metadata.UserAgent = sealString(s, e.Metadata.UserAgent, aad(buf[:], uid, "", "user_agent"))
 	return e, nil
 }
 
@@ -71,7 +76,9 @@ func sealString(s *auth.Sealer, v string, ad []byte) string {
 	if v == "" {
 		return ""
 	}
-	return sealedPrefix + base64.StdEncoding.EncodeToString(s.Seal([]byte(v), ad))
+	sealed := s.Seal([]byte(v), ad)
+	out := make([]byte, 0, len(sealedPrefix)+base64.StdEncoding.EncodedLen(len(sealed)))
+	return string(base64.StdEncoding.AppendEncode(append(out, sealedPrefix...), sealed))
 }
 
 // openEvent opens what sealEvent sealed. s nil means the user is erased: every personal value,
@@ -86,7 +93,8 @@ func (c codec) openEvent(s *auth.Sealer, uid string, e eventstore.Event) (events
 			if !ok {
 				return v, nil // stored before sealing existed
 			}
-			plain, err := s.Open(b, aad(uid, e.Type, field))
+			var buf aadBuf
+			plain, err := s.Open(b, aad(buf[:], uid, e.Type, field))
 			if err != nil {
 				return nil, fmt.Errorf("field %s: %w", field, err)
 			}
@@ -98,10 +106,11 @@ func (c codec) openEvent(s *auth.Sealer, uid string, e eventstore.Event) (events
 		e.Data = data
 	}
 	var err error
-	if e.Metadata.IP, err = openString(s, e.Metadata.IP, aad(uid, "", "ip")); err != nil {
+	var buf aadBuf
+	if e.Metadata.IP, err = openString(s, e.Metadata.IP, aad(buf[:], uid, "", "ip")); err != nil {
 		return e, fmt.Errorf("personaldata: open the ip of the event at %d: %w", e.GlobalPosition, err)
 	}
-	if e.Metadata.UserAgent, err = openString(s, e.Metadata.UserAgent, aad(uid, "", "user_agent")); err != nil {
+	if e.Metadata.UserAgent, err = openString(s, e.Metadata.UserAgent, aad(buf[:], uid, "", "user_agent")); err != nil {
 		return e, fmt.Errorf("personaldata: open the user agent of the event at %d: %w", e.GlobalPosition, err)
 	}
 	return e, nil
@@ -144,8 +153,8 @@ func rewrite(data json.RawMessage, fields []string, f func(field string, v json.
 	var out []byte // nil until the first replacement
 	last := 0      // data[:last] is in out
 	for m := range members {
-		name, ok := jsonobj.Name(m.Key)
-		if !ok || !slices.Contains(fields, name) || string(data[m.Start:m.End]) == "null" {
+		name, ok := field(m.Key, fields)
+		if !ok || string(data[m.Start:m.End]) == "null" {
 			continue
 		}
 		nv, err := f(name, data[m.Start:m.End])
@@ -162,6 +171,21 @@ func rewrite(data json.RawMessage, fields []string, f func(field string, v json.
 		return data, nil
 	}
 	return append(out, data[last:]...), nil
+}
+
+// field returns the name of fields that key (as written, quoted) stands for, ok false if none.
+// A key without escapes is compared as it is, with no copy.
+func field(key []byte, fields []string) (string, bool) {
+	if bytes.IndexByte(key, '\\') < 0 {
+		for _, f := range fields {
+			if string(key[1:len(key)-1]) == f {
+				return f, true
+			}
+		}
+		return "", false
+	}
+	name, ok := jsonobj.Name(key)
+	return name, ok && slices.Contains(fields, name)
 }
 
 // hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).

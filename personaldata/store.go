@@ -392,7 +392,8 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (eventstore.Sna
 	if err != nil || sealer == nil {
 		return eventstore.Snapshot{}, false, nil
 	}
-	data, err := sealer.Open(snap.Data, aad(uid, "snapshot", ""))
+	var buf aadBuf
+	data, err := sealer.Open(snap.Data, aad(buf[:], uid, "snapshot", ""))
 	if err != nil {
 		return eventstore.Snapshot{}, false, nil // from before sealing, or of another key: rebuild
 	}
@@ -415,7 +416,8 @@ func (s *Store) SaveSnapshot(ctx context.Context, stream string, snap eventstore
 		if err != nil {
 			return err
 		}
-		snap.Data = sealer.Seal(snap.Data, aad(uid, "snapshot", ""))
+		var buf aadBuf
+		snap.Data = sealer.Seal(snap.Data, aad(buf[:], uid, "snapshot", ""))
 	}
 	return sn.SaveSnapshot(ctx, stream, snap)
 }
