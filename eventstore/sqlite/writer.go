@@ -67,9 +67,10 @@ func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`},
 		// A row of personal_data_keys is a key kept before migration 00280, or an erasure.
 		// The stream's version and whether the user has a data key, in one statement.
-		{&w.streamKeyState, `SELECT (SELECT version FROM streams WHERE stream_id = ?1),
-			EXISTS (SELECT 1 FROM personal_data_keys WHERE uid = ?2)
-			OR EXISTS (SELECT 1 FROM streams WHERE stream_id = ?1 AND data_key IS NOT NULL)`},
+		// One look-up of the stream's row: no row reads as version NULL and no key.
+		{&w.streamKeyState, `SELECT s.version, s.data_key IS NOT NULL
+			OR EXISTS (SELECT 1 FROM personal_data_keys WHERE uid = ?2)
+			FROM (SELECT 1) LEFT JOIN streams s ON s.stream_id = ?1`},
 		{&w.setDataKey, "UPDATE streams SET data_key = ? WHERE stream_id = ? AND data_key IS NULL"},
 		{&w.claimKey, "INSERT INTO unique_keys (key, stream_id, claimed_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"},
 		{&w.setCheckpoint, `INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)
