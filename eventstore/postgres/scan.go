@@ -26,19 +26,7 @@ const scanPage = 10000
 // idlog_global_page: a function with settings is not inlined, so its whole result is built on
 // the server before the first row is sent, while this one streams. The planner settings of
 // idlog_global_page are set on the page's transaction instead.
-const scanPageQuery = `SELECT ` + scanColumns + ` FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3`
-
-// scanColumns are eventColumns as ScanAll reads them, for less work on both sides: the event
-// id's 16 bytes (uuid_send) and recorded_at as microseconds since 2000-01-01 UTC
-// (timestamptz_send, far cheaper for the server than writing the time out, and for the client
-// than parsing it) come as bytea, which lib/pq hands over as the bytes of the message, in the
-// binary format of a statement with parameters; the data as the json it is rather than cast to
-// text, which lib/pq would copy into a string; a metadata field that is absent as NULL rather
-// than coalesced to the empty string. scanRow makes of them the event that eventColumns' row makes: the
-// conformance suite's ScanAll tests compare every field with ReadAll's.
-const scanColumns = `position, uuid_send(event_id), stream_id, stream_version, event_type, schema_version, data,
-	timestamptz_send(recorded_at), metadata->>'actor_uid', metadata->>'actor_role', metadata->>'ip',
-	metadata->>'user_agent', metadata->>'correlation_id', metadata->>'causation_id', metadata->>'idempotency_key'`
+const scanPageQuery = `SELECT ` + eventColumns + ` FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3`
 
 // scanReaders is how many ranges ScanAll reads at once, each on its own connection: the server
 // builds the rows of one page while the client decodes another's.
@@ -271,6 +259,12 @@ func (s *Store) scanPage(ctx context.Context, after, upTo int64, buf []eventstor
 	if err != nil {
 		return buf, err
 	}
+	return appendScanned(buf, rows)
+}
+
+// appendScanned appends the events of every row of a read of eventColumns to buf, and closes
+// rows.
+func appendScanned(buf []eventstore.Event, rows *sql.Rows) ([]eventstore.Event, error) {
 	defer rows.Close()
 	var r scanRow
 	dest := r.dest()
@@ -287,7 +281,7 @@ func (s *Store) scanPage(ctx context.Context, after, upTo int64, buf []eventstor
 	return buf, rows.Err()
 }
 
-// scanRow is one row of scanColumns, scanned where database/sql converts nothing: integers and
+// scanRow is one row of eventColumns, scanned where database/sql converts nothing: integers and
 // the metadata fields (a string or NULL) into an any as lib/pq made them, the stream and type
 // into strings as lib/pq made them, bytes into RawBytes reused from row to row.
 type scanRow struct {
