@@ -128,6 +128,9 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 			pending = CASE WHEN attempt_counters.expires_at <= ? THEN 1 ELSE attempt_counters.pending + 1 END,
 			expires_at = excluded.expires_at
 		RETURNING key, failures, pending, last_failure`
+	if l.dialect == migrations.Postgres {
+		query += asyncCommit
+	}
 	args := make([]any, 0, 2*len(cs)+2)
 	for _, c := range cs {
 		args = append(args, c.key, now.Add(c.Policy.Forget).UnixMicro())
@@ -177,7 +180,16 @@ type countedRow struct {
 	Failures    int64  `db:"failures"`
 	Pending     int64  `db:"pending"`
 	LastFailure int64  `db:"last_failure"`
+	Async       string `db:"async"` // asyncCommit's column, on PostgreSQL
 }
+
+// asyncCommit ends the RETURNING or select list of a counting statement on PostgreSQL: its
+// transaction commits without waiting for the WAL to reach the disk. A crash of the database
+// may then lose the counts of its last moments (the attempts of a few hundred milliseconds,
+// pending ones or proven ones); failures (Done) are still written durably. It saves a disk
+// flush, which the database makes one caller at a time, on every sign-in's two counting
+// statements. Set in the statement, it costs no round trip.
+const asyncCommit = `, set_config('synchronous_commit', 'off', true) AS async`
 
 // Done ends an attempt Try admitted, at now. A failed attempt counts as a failure from now on
 // (and shows in the metrics); any other (the secret was right, or never checked) is forgotten.
@@ -230,7 +242,7 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 		mark = hashKey(trust)
 	}
 	if l.dialect == migrations.Postgres {
-		if _, err := l.stmts.ExecContext(ctx, nil, `SELECT idlog_attempts_succeeded($1, $2, $3, $4)`,
+		if _, err := l.stmts.ExecContext(ctx, nil, `SELECT idlog_attempts_succeeded($1, $2, $3, $4)`+asyncCommit,
 			pq.StringArray(keys), pq.BoolArray(del), mark, until.UnixMicro()); err != nil {
 			return fmt.Errorf("attempts: end a proven attempt: %w", err)
 		}
