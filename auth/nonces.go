@@ -21,6 +21,9 @@ var nonceBlocks = sync.Pool{New: func() any { return &nonceBlock{next: 1024} }}
 // sealed value.
 func readNonce(dst []byte) {
 	nb := nonceBlocks.Get().(*nonceBlock)
+	if len(dst) > len(nb.b) {
+		panic("auth: a nonce longer than a block of random bytes")
+	}
 	if len(nb.b)-nb.next < len(dst) {
 		rand.Read(nb.b[:]) // never fails (crypto/rand, Go 1.24+)
 		nb.next = 0
