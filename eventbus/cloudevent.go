@@ -3,7 +3,6 @@ package eventbus
 import (
 	"bytes"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -214,7 +213,7 @@ func without(data []byte) []byte {
 	out := make([]byte, 0, len(data))
 	out = append(out, '{')
 	for m := range members {
-		if name, ok := jsonobj.Name(m.Key); !ok || slices.Contains(withheldFields, name) {
+		if _, withheld := jsonobj.NameIn(m.Key, withheldFields); withheld {
 			continue
 		}
 		if len(out) > 1 {

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/idlog/idlog/auth"
@@ -35,9 +34,18 @@ type aadBuf [96]byte
 // escaping, so it is built directly.
 func sealValue(s *auth.Sealer, plain []byte, ad []byte) json.RawMessage {
 	sealed := s.Seal(plain, ad)
-	out := make([]byte, 0, len(sealedPrefix)+2+base64.StdEncoding.EncodedLen(len(sealed)))
-	out = append(append(out, '"'), sealedPrefix...)
-	return append(base64.StdEncoding.AppendEncode(out, sealed), '"')
+	out := make([]byte, 0, 2+sealedLen(sealed))
+	return append(appendSealed(append(out, '"'), sealed), '"')
+}
+
+// appendSealed appends the text of a sealed value (the prefix, then base64) to dst.
+func appendSealed(dst, sealed []byte) []byte {
+	return base64.StdEncoding.AppendEncode(append(dst, sealedPrefix...), sealed)
+}
+
+// sealedLen is how long appendSealed's text of sealed is.
+func sealedLen(sealed []byte) int {
+	return len(sealedPrefix) + base64.StdEncoding.EncodedLen(len(sealed))
 }
 
 // sealedText returns the sealed bytes of a value that is a sealed JSON string.
@@ -77,8 +85,7 @@ func sealString(s *auth.Sealer, v string, ad []byte) string {
 		return ""
 	}
 	sealed := s.Seal([]byte(v), ad)
-	out := make([]byte, 0, len(sealedPrefix)+base64.StdEncoding.EncodedLen(len(sealed)))
-	return string(base64.StdEncoding.AppendEncode(append(out, sealedPrefix...), sealed))
+	return string(appendSealed(make([]byte, 0, sealedLen(sealed)), sealed))
 }
 
 // openEvent opens what sealEvent sealed. s nil means the user is erased: every personal value,
@@ -153,7 +160,7 @@ func rewrite(data json.RawMessage, fields []string, f func(field string, v json.
 	var out []byte // nil until the first replacement
 	last := 0      // data[:last] is in out
 	for m := range members {
-		name, ok := field(m.Key, fields)
+		name, ok := jsonobj.NameIn(m.Key, fields)
 		if !ok || string(data[m.Start:m.End]) == "null" {
 			continue
 		}
@@ -171,21 +178,6 @@ func rewrite(data json.RawMessage, fields []string, f func(field string, v json.
 		return data, nil
 	}
 	return append(out, data[last:]...), nil
-}
-
-// field returns the name of fields that key (as written, quoted) stands for, ok false if none.
-// A key without escapes is compared as it is, with no copy.
-func field(key []byte, fields []string) (string, bool) {
-	if bytes.IndexByte(key, '\\') < 0 {
-		for _, f := range fields {
-			if string(key[1:len(key)-1]) == f {
-				return f, true
-			}
-		}
-		return "", false
-	}
-	name, ok := jsonobj.Name(key)
-	return name, ok && slices.Contains(fields, name)
 }
 
 // hasSealed reports whether the event holds a sealed value (in its envelope or, roughly, its data).

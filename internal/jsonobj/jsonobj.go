@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"iter"
+	"slices"
 )
 
 // Member is one member of an object: its key as written (quotes and escapes included), and
@@ -53,6 +54,24 @@ func Name(key []byte) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// NameIn returns the one of names that key (as Members yields it) stands for; ok is false if it
+// stands for none. A key without escapes is compared as written, with no copy: the splices ask
+// this of every member of every event.
+func NameIn(key []byte, names []string) (name string, ok bool) {
+	if bytes.IndexByte(key, '\\') < 0 {
+		for _, n := range names {
+			if string(key[1:len(key)-1]) == n {
+				return n, true
+			}
+		}
+		return "", false
+	}
+	if name, ok = Name(key); !ok || !slices.Contains(names, name) {
+		return "", false
+	}
+	return name, true
 }
 
 // The scanners below read valid JSON only (Members checks it first).
