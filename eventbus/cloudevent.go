@@ -76,7 +76,7 @@ type CloudEvent struct {
 	KeyID string `json:"idlogkeyid"`
 	// Signature is the Ed25519 signature of the message, unpadded base64url, or, for a message
 	// published in a batch, the signature of the batch's root and the message's inclusion path:
-	// see VerifyEvent and signBatch. It is always the last member.
+	// see VerifyEvent and appendBatchSignatures. It is always the last member.
 	Signature string `json:"idlogsignature"`
 }
 

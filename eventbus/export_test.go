@@ -17,10 +17,18 @@ var (
 )
 
 // ExportSignBatch signs msgs as the relay does, a batch at a time: their idlogsignature values.
-func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte { return s.signBatch(msgs) }
+func ExportSignBatch(s *EventSigner, msgs [][]byte) [][]byte {
+	out := make([][]byte, len(msgs))
+	s.appendBatchSignatures(nil, out, msgs)
+	return out
+}
 
 // ExportBatchStatement is what a batch's signature signs.
 var ExportBatchStatement = batchStatement
+
+// signedMessageExtra is how much longer the signature member makes a message, at most: 64 bytes
+// in unpadded base64, a batch's inclusion path, and '"'.
+const signedMessageExtra = len(signatureMember) + 86 + batchProofText + 1
 
 // ExportSignBody returns unsigned, a body as appendUnsignedCloudEvent writes it, signed by s as
 // the relay signs it, in a new buffer.

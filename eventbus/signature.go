@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"maps"
 	"math/bits"
 	"slices"
@@ -71,7 +70,7 @@ func NewEventSigner(key ed25519.PrivateKey, previous ...ed25519.PublicKey) (*Eve
 	return s, nil
 }
 
-// batchTree is how many messages of a relay batch share one signature at most (see signBatch).
+// batchTree is how many messages of a relay batch share one signature at most (see appendBatchSignatures).
 // Each message carries its path to the signed root, one hash per level: 16 leaves cost 4 hashes
 // (171 characters) per message and a sixteenth of a signature.
 const batchTree = 16
@@ -89,8 +88,8 @@ func batchStatement(size uint64, root []byte) []byte {
 
 const batchStatementPrefix = "idlog-batch:"
 
-// signBatch returns the idlogsignature value of each of msgs, the signed parts of messages the
-// relay publishes together, appended to one buffer. One message alone is signed directly (an
+// appendBatchSignatures sets out[i] to the idlogsignature value of msgs[i], the signed parts of
+// messages the relay publishes together, appended to buf, and returns buf. One message alone is signed directly (an
 // Ed25519 signature of 86 characters). Two or more, in trees of up to batchTree, share one
 // signature of their tree's root, and each value is
 //
@@ -98,9 +97,7 @@ const batchStatementPrefix = "idlog-batch:"
 //
 // An Ed25519 signature costs more CPU than publishing the message: a relay that signs each event
 // cannot keep up with JetStream on a small machine.
-func (s *EventSigner) signBatch(msgs [][]byte) [][]byte {
-	out := make([][]byte, len(msgs))
-	buf := make([]byte, 0, len(msgs)*(86+batchProofText))
+func (s *EventSigner) appendBatchSignatures(buf []byte, out, msgs [][]byte) []byte {
 	for lo := 0; lo < len(msgs); lo += batchTree {
 		tree := msgs[lo:min(len(msgs), lo+batchTree)]
 		if len(tree) == 1 {
@@ -123,10 +120,11 @@ func (s *EventSigner) signBatch(msgs [][]byte) [][]byte {
 			out[lo+i] = buf[start:len(buf):len(buf)]
 		}
 	}
-	return out
+	return buf
 }
 
-// batchProofText is how long the part after the signature is, at most, in a value of signBatch.
+// batchProofText is how long the part after the signature is, at most, in a value of
+// appendBatchSignatures.
 const batchProofText = len(".15.16.") + (4*sha256.Size*4+2)/3
 
 // batchPaths returns the RFC 6962 root of the tree whose leaves are msgs, and each leaf's
@@ -136,7 +134,7 @@ func batchPaths(msgs [][]byte) (root [sha256.Size]byte, paths [][]byte) {
 	leaves := make([][sha256.Size]byte, len(msgs))
 	for i, m := range msgs {
 		h.Reset()
-		h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+		h.Write(leafPrefix)
 		h.Write(m)
 		h.Sum(leaves[i][:0])
 	}
@@ -147,31 +145,34 @@ func batchPaths(msgs [][]byte) (root [sha256.Size]byte, paths [][]byte) {
 	for i := range paths {
 		paths[i] = buf[i*levels*sha256.Size : i*levels*sha256.Size : (i+1)*levels*sha256.Size]
 	}
-	return subtree(h, leaves, paths), paths
+	return subtree(leaves, paths), paths
 }
 
 // subtree is RFC 6962's MTH of leaves (section 2.1), appending to paths[i] the sibling hashes
 // above leaf i as it goes (PATH, section 2.1.1: the split is the largest power of two below n).
-func subtree(h hash.Hash, leaves [][sha256.Size]byte, paths [][]byte) (node [sha256.Size]byte) {
+func subtree(leaves [][sha256.Size]byte, paths [][]byte) (node [sha256.Size]byte) {
 	n := len(leaves)
 	if n == 1 {
 		return leaves[0]
 	}
 	k := 1 << (bits.Len(uint(n-1)) - 1)
-	l, r := subtree(h, leaves[:k], paths[:k]), subtree(h, leaves[k:], paths[k:])
+	l, r := subtree(leaves[:k], paths[:k]), subtree(leaves[k:], paths[k:])
 	for i := range paths[:k] {
 		paths[i] = append(paths[i], r[:]...)
 	}
 	for i := range paths[k:] {
 		paths[k+i] = append(paths[k+i], l[:]...)
 	}
-	h.Reset()
-	h.Write([]byte{rfc6962.RFC6962NodeHashPrefix})
-	h.Write(l[:])
-	h.Write(r[:])
-	h.Sum(node[:0])
-	return node
+	// On the stack and hashed at once: a node costs no allocation.
+	var in [1 + 2*sha256.Size]byte
+	in[0] = rfc6962.RFC6962NodeHashPrefix
+	copy(in[1:], l[:])
+	copy(in[1+sha256.Size:], r[:])
+	return sha256.Sum256(in[:])
 }
+
+// leafPrefix starts the hash of a leaf (RFC 6962, section 2.1).
+var leafPrefix = []byte{rfc6962.RFC6962LeafHashPrefix}
 
 // KeyID is the id of the signing key, as idlogkeyid and the JWKS name it.
 func (s *EventSigner) KeyID() string { return s.kid }
@@ -218,6 +219,11 @@ func appendSigned(b, signed, value []byte) []byte {
 	return append(b, `"}`...)
 }
 
+// signedLen is how long appendSigned makes the message of signed and value.
+func signedLen(signed, value []byte) int {
+	return len(signed) - 1 + len(signatureMember) + len(value) + len(`"}`)
+}
+
 // EventKeys are the public keys a consumer trusts, by key id.
 type EventKeys map[string]ed25519.PublicKey
 
@@ -254,7 +260,7 @@ func ParseEventKeys(doc []byte) (EventKeys, error) {
 // (pass "" as their subject; decode the body as what it is). It fails, with an error matching ErrEventSignature,
 // for a message without signature, signed by another key, altered after signing, or received on
 // another subject than the event's own (pass "" when the subject is unknown, as for a line of
-// idlog events tail). It takes both forms of signature (see signBatch): one of the message, and
+// idlog events tail). It takes both forms of signature (see appendBatchSignatures): one of the message, and
 // one of a batch's root with the message's inclusion path. An EventVerifier does the same and
 // checks a batch's signature once for all its messages.
 func VerifyEvent(keys EventKeys, subject string, data []byte) (CloudEvent, error) {
