@@ -140,7 +140,11 @@ func (t *tail) read(ctx context.Context, run int, from uint64) {
 		if keep := int(tailSize.Load()); len(t.events) >= 2*keep {
 			drop := len(t.events) - keep
 			t.low = t.events[drop-1].GlobalPosition
-			t.events = append(t.events[:0:0], t.events[drop:]...)
+			// In place: subscribers copy events out under the lock, and the window keeps
+			// its memory instead of allocating it anew every keep events.
+			n := copy(t.events, t.events[drop:])
+			clear(t.events[n:])
+			t.events = t.events[:n]
 		}
 		t.notifyLocked()
 		t.mu.Unlock()
