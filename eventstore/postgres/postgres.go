@@ -442,22 +442,28 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventstore.
 
 // scanEvents scans every row of a read of eventColumns.
 func scanEvents(rows *sql.Rows, err error) ([]eventstore.Event, error) {
+	return appendRows(nil, rows, err)
+}
+
+// appendRows appends the events of every row of a read of eventColumns to buf.
+func appendRows(buf []eventstore.Event, rows *sql.Rows, err error) ([]eventstore.Event, error) {
 	if err != nil {
-		return nil, err
+		return buf, err
 	}
-	return appendScanned(nil, rows)
+	return appendScanned(buf, rows)
 }
 
 const readStreamQuery = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
 
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
-	return s.pages(ctx, 0, false, func(ctx context.Context, last eventstore.Event, first bool) ([]eventstore.Event, error) {
+	return s.pages(ctx, 0, false, func(ctx context.Context, last eventstore.Event, first bool, buf []eventstore.Event) ([]eventstore.Event, error) {
 		after := afterVersion
 		if !first {
 			after = last.StreamVersion
 		}
-		return scanEvents(s.readStream.QueryContext(ctx, stream, int64(after), s.opts.PageSize))
+		rows, err := s.readStream.QueryContext(ctx, stream, int64(after), s.opts.PageSize)
+		return appendRows(buf, rows, err)
 	}, endOfData)
 }
 
@@ -492,7 +498,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, f eventstore.Filter
 
 // globalPage reads the next page of the global log. Only positions below the oldest running
 // transaction's id are read: see the package comment.
-func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Context, eventstore.Event, bool) ([]eventstore.Event, error) {
+func (s *Store) globalPage(after uint64, f eventstore.Filter) pageFunc {
 	// The unfiltered log, which every follower reads, goes through idlog_global_page: its plan
 	// walks the primary key in order even before the table has statistics (migration 00002).
 	filtered := len(f.Types) > 0 || f.StreamPrefix != ""
@@ -512,16 +518,18 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) func(context.Conte
 		}
 		q += " ORDER BY position LIMIT $2"
 	}
-	return func(ctx context.Context, last eventstore.Event, first bool) ([]eventstore.Event, error) {
+	return func(ctx context.Context, last eventstore.Event, first bool, buf []eventstore.Event) ([]eventstore.Event, error) {
 		pos := after
 		if !first {
 			pos = last.GlobalPosition
 		}
 		args[0] = int64(pos)
 		if !filtered {
-			return scanEvents(s.logPage.QueryContext(ctx, args...))
+			rows, err := s.logPage.QueryContext(ctx, args...)
+			return appendRows(buf, rows, err)
 		}
-		return s.query(ctx, q, args...)
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		return appendRows(buf, rows, err)
 	}
 }
 
@@ -544,6 +552,9 @@ var appendQueries = map[bool]map[bool]string{
 // globalPageQuery reads a page of the unfiltered global log.
 const globalPageQuery = `SELECT ` + eventColumns + ` FROM idlog_global_page($1, $2) AS events`
 
+// pageFunc reads the page after last (or the first page), appending its events to buf.
+type pageFunc func(ctx context.Context, last eventstore.Event, first bool, buf []eventstore.Event) ([]eventstore.Event, error)
+
 // pages turns a page query into an iterator. After a page that is not full it asks done whether
 // the read is over; if not, it waits for an append through this store or the poll interval, and
 // reads again. done is asked before the page is read, so it never ends a read early.
@@ -553,9 +564,10 @@ const globalPageQuery = `SELECT ` + eventColumns + ` FROM idlog_global_page($1, 
 // pause rather than the poll interval, up to heldBackPause: they are held back by an older
 // transaction that is about to end, and whose end no notification announces. exact says that the
 // read is unfiltered, so it does reach every appended position.
-func (s *Store) pages(ctx context.Context, position uint64, exact bool, page func(ctx context.Context, last eventstore.Event, first bool) ([]eventstore.Event, error), done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
+func (s *Store) pages(ctx context.Context, position uint64, exact bool, page pageFunc, done func(context.Context) (bool, error)) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
 		var last eventstore.Event
+		var rows []eventstore.Event
 		first := true
 		const minPause = time.Millisecond
 		pause := minPause
@@ -573,9 +585,9 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 			if done != nil {
 				over, err = done(ctx)
 			}
-			var rows []eventstore.Event
 			if err == nil {
-				rows, err = page(ctx, last, first)
+				// The page's slice is the last one's: its events were yielded by value.
+				rows, err = page(ctx, last, first, rows[:0])
 			}
 			if err != nil {
 				yield(eventstore.Event{}, s.readError(ctx, err))
@@ -588,6 +600,7 @@ func (s *Store) pages(ctx context.Context, position uint64, exact bool, page fun
 				last, first = e, false
 				position = e.GlobalPosition
 			}
+			clear(rows) // let the consumer's copies be the only references to the events' data
 			if exact && len(rows) > 0 {
 				raiseTo(&s.lastRead, position)
 			}
