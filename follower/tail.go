@@ -65,6 +65,8 @@ type tail struct {
 	head   uint64
 	err    error         // why the current read ended; its subscribers end with it
 	wake   chan struct{} // closed when the window grows or the read ends
+	lead   uint64        // the newest position a subscriber took out of the window
+	taken  chan struct{} // closed when lead moves, while the read waits for it
 }
 
 func joinTail(s eventstore.Store) *tail {
@@ -113,11 +115,14 @@ func (t *tail) startLocked(from uint64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
 	t.run++
-	t.low, t.head, t.events, t.err = from, from, nil, nil
+	t.low, t.head, t.lead, t.events, t.err = from, from, from, nil, nil
 	go t.read(ctx, t.run, from)
 }
 
-// read fills the window until its context ends or the read fails.
+// read fills the window until its context ends or the read fails. It keeps at most tailSize
+// events ahead of the leading subscriber: further would only read events that leave the window
+// before anyone takes them, so that a subscriber catching up (a relay from a cold start) fell
+// behind the window and read the store a second time beside it.
 func (t *tail) read(ctx context.Context, run int, from uint64) {
 	for e, err := range t.src.Subscribe(ctx, from, eventstore.Filter{}) {
 		t.mu.Lock()
@@ -147,8 +152,26 @@ func (t *tail) read(ctx context.Context, run int, from uint64) {
 			t.events = t.events[:n]
 		}
 		t.notifyLocked()
+		for t.run == run && t.aheadLocked() >= int(tailSize.Load()) {
+			if t.taken == nil {
+				t.taken = make(chan struct{})
+			}
+			taken := t.taken
+			t.mu.Unlock()
+			select {
+			case <-taken:
+			case <-ctx.Done():
+				return
+			}
+			t.mu.Lock()
+		}
 		t.mu.Unlock()
 	}
+}
+
+// aheadLocked is how many events of the window no subscriber has taken yet.
+func (t *tail) aheadLocked() int {
+	return len(t.events) - sort.Search(len(t.events), func(i int) bool { return t.events[i].GlobalPosition > t.lead })
 }
 
 func (t *tail) notifyLocked() {
@@ -186,6 +209,13 @@ func (t *tail) serve(ctx context.Context, after uint64, yield func(eventstore.Ev
 		}
 		i := sort.Search(len(t.events), func(i int) bool { return t.events[i].GlobalPosition > pos })
 		chunk = append(chunk[:0], t.events[i:min(i+tailChunk, len(t.events))]...)
+		if n := len(chunk); n > 0 && chunk[n-1].GlobalPosition > t.lead {
+			t.lead = chunk[n-1].GlobalPosition
+			if t.taken != nil {
+				close(t.taken) // the read may go on
+				t.taken = nil
+			}
+		}
 		var wake chan struct{}
 		if len(chunk) == 0 {
 			if t.wake == nil {

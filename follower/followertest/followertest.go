@@ -46,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 		{"CrashedProcessResumes", testCrashResumes},
 		{"FailoverToAStandby", testFailover},
 		{"FollowersShareOneRead", testSharedRead},
+		{"SharedReadKeepsPaceWithItsReaders", testSharedReadPace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -397,6 +398,58 @@ func (c *countingStore) Subscribe(ctx context.Context, after uint64, f eventstor
 				return
 			}
 		}
+	}
+}
+
+// testSharedReadPace: the shared read of the log stays a window ahead of its leading reader. A
+// reader that stops taking events stops it; one that takes every event from the start gets each
+// read from the store once, never falling behind a window that the read filled too fast for it.
+func testSharedReadPace(t *testing.T, b Backend) {
+	if b.TailSize == nil {
+		t.Skip("the backend cannot shrink the shared tail")
+	}
+	const window, total, taken = 8, 200, 5
+	defer b.TailSize(window)()
+	ctx := testCtx(t)
+	s := &countingStore{Store: b.NewStore(t, eventstoretest.Hooks{})}
+	appendMany(ctx, t, s, 4, total/4)
+
+	paused, resume := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		n := 0
+		for _, err := range follower.Subscribe(ctx, s, 0, eventstore.Filter{}) {
+			if err != nil {
+				done <- err
+				return
+			}
+			if n++; n == taken {
+				close(paused)
+				<-resume
+			}
+			if n == total {
+				done <- nil
+				return
+			}
+		}
+	}()
+	<-paused
+	time.Sleep(300 * time.Millisecond) // ample time for a read that does not wait to read it all
+	// The reader took at most two windows (a chunk), and the read stays a window ahead.
+	if read := s.read.Load(); read > taken+4*window {
+		t.Errorf("a reader that took %d events left the shared read to read %d of %d: want at most %d", taken, read, total, taken+4*window)
+	}
+	close(resume)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	if read := s.read.Load(); read != total {
+		t.Errorf("a reader that took the %d events from the start had %d read from the store, want each once", total, read)
 	}
 }
 
