@@ -47,6 +47,7 @@ func Run(t *testing.T, b Backend) {
 		{"FailoverToAStandby", testFailover},
 		{"FollowersShareOneRead", testSharedRead},
 		{"SharedReadKeepsPaceWithItsReaders", testSharedReadPace},
+		{"StalledLeaderHoldsNoOneBack", testStalledLeader},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -450,6 +451,68 @@ func testSharedReadPace(t *testing.T, b Backend) {
 	}
 	if read := s.read.Load(); read != total {
 		t.Errorf("a reader that took the %d events from the start had %d read from the store, want each once", total, read)
+	}
+}
+
+// testStalledLeader: the shared read waits for its leading reader, yet a leader that stops taking
+// events holds back no other reader: one that starts behind it reads every event, in order, past
+// it and on to those appended later.
+func testStalledLeader(t *testing.T, b Backend) {
+	if b.TailSize == nil {
+		t.Skip("the backend cannot shrink the shared tail")
+	}
+	const window, total = 8, 100
+	defer b.TailSize(window)()
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel() // the readers end before the store closes
+	s := b.NewStore(t, eventstoretest.Hooks{})
+	appendMany(ctx, t, s, 4, total/4)
+
+	stalled, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go func() {
+		for range follower.Subscribe(ctx, s, 0, eventstore.Filter{}) {
+			close(stalled)
+			<-release
+			return
+		}
+	}()
+	<-stalled
+
+	want := readAll(ctx, t, s)
+	got := make(chan eventstore.Event)
+	go func() {
+		for e, err := range follower.Subscribe(ctx, s, 0, eventstore.Filter{}) {
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+			select {
+			case got <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	next := func() eventstore.Event {
+		select {
+		case e := <-got:
+			return e
+		case <-ctx.Done():
+			t.Fatalf("the second reader is held back: %v", ctx.Err())
+			return eventstore.Event{}
+		}
+	}
+	for i, w := range want {
+		if e := next(); e.GlobalPosition != w.GlobalPosition {
+			t.Fatalf("event %d of the second reader at position %d, want %d", i, e.GlobalPosition, w.GlobalPosition)
+		}
+	}
+	appendMany(ctx, t, s, 1, 1)
+	if e := next(); e.GlobalPosition <= want[len(want)-1].GlobalPosition {
+		t.Fatalf("after the append the second reader got position %d again", e.GlobalPosition)
 	}
 }
 
