@@ -70,9 +70,9 @@ func NewEventSigner(key ed25519.PrivateKey, previous ...ed25519.PublicKey) (*Eve
 	return s, nil
 }
 
-// batchTree is how many messages of a relay batch share one signature at most (see appendBatchSignatures).
-// Each message carries its path to the signed root, one hash per level: 16 leaves cost 4 hashes
-// (171 characters) per message and a sixteenth of a signature.
+// batchTree is how many messages of a relay batch share one signature at most (see
+// appendBatchSignatures). Each message carries its path to the signed root, one hash per level:
+// 16 leaves cost 4 hashes (171 characters) per message and a sixteenth of a signature.
 const batchTree = 16
 
 // batchStatement is what a batch signature signs: the size and the RFC 6962 root of the tree whose
@@ -89,9 +89,9 @@ func batchStatement(size uint64, root []byte) []byte {
 const batchStatementPrefix = "idlog-batch:"
 
 // appendBatchSignatures sets out[i] to the idlogsignature value of msgs[i], the signed parts of
-// messages the relay publishes together, appended to buf, and returns buf. One message alone is signed directly (an
-// Ed25519 signature of 86 characters). Two or more, in trees of up to batchTree, share one
-// signature of their tree's root, and each value is
+// messages the relay publishes together, appended to buf, and returns buf. One message alone is
+// signed directly (an Ed25519 signature of 86 characters). Two or more, in trees of up to
+// batchTree, share one signature of their tree's root, and each value is
 //
 //	<signature of the root>.<leaf index>.<tree size>.<inclusion path>
 //
@@ -257,12 +257,13 @@ func ParseEventKeys(doc []byte) (EventKeys, error) {
 
 // VerifyEvent checks that data, the body of a message received on subject, is an event idlog
 // signed with one of keys, and returns it. It checks notifications and audit checkpoints as well
-// (pass "" as their subject; decode the body as what it is). It fails, with an error matching ErrEventSignature,
-// for a message without signature, signed by another key, altered after signing, or received on
-// another subject than the event's own (pass "" when the subject is unknown, as for a line of
-// idlog events tail). It takes both forms of signature (see appendBatchSignatures): one of the message, and
-// one of a batch's root with the message's inclusion path. An EventVerifier does the same and
-// checks a batch's signature once for all its messages.
+// (pass "" as their subject; decode the body as what it is). It fails, with an error matching
+// ErrEventSignature, for a message without signature, signed by another key, altered after
+// signing, or received on another subject than the event's own (pass "" when the subject is
+// unknown, as for a line of idlog events tail). It takes both forms of signature (see
+// appendBatchSignatures): one of the message, and one of a batch's root with the message's
+// inclusion path. An EventVerifier does the same and checks a batch's signature once for all its
+// messages.
 func VerifyEvent(keys EventKeys, subject string, data []byte) (CloudEvent, error) {
 	return verifyEvent(keys, subject, data, nil)
 }
