@@ -437,20 +437,8 @@ const eventColumns = `position, uuid_send(event_id), stream_id, stream_version, 
 
 // query runs a read and scans every row.
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]eventstore.Event, error) {
-	return scanEvents(s.db.QueryContext(ctx, q, args...))
-}
-
-// scanEvents scans every row of a read of eventColumns.
-func scanEvents(rows *sql.Rows, err error) ([]eventstore.Event, error) {
-	return appendRows(nil, rows, err)
-}
-
-// appendRows appends the events of every row of a read of eventColumns to buf.
-func appendRows(buf []eventstore.Event, rows *sql.Rows, err error) ([]eventstore.Event, error) {
-	if err != nil {
-		return buf, err
-	}
-	return appendScanned(buf, rows)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	return appendScanned(nil, rows, err)
 }
 
 const readStreamQuery = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version LIMIT $3`
@@ -463,7 +451,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint
 			after = last.StreamVersion
 		}
 		rows, err := s.readStream.QueryContext(ctx, stream, int64(after), s.opts.PageSize)
-		return appendRows(buf, rows, err)
+		return appendScanned(buf, rows, err)
 	}, endOfData)
 }
 
@@ -526,10 +514,10 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) pageFunc {
 		args[0] = int64(pos)
 		if !filtered {
 			rows, err := s.logPage.QueryContext(ctx, args...)
-			return appendRows(buf, rows, err)
+			return appendScanned(buf, rows, err)
 		}
 		rows, err := s.db.QueryContext(ctx, q, args...)
-		return appendRows(buf, rows, err)
+		return appendScanned(buf, rows, err)
 	}
 }
 

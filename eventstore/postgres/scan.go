@@ -256,15 +256,15 @@ func (s *Store) scanPage(ctx context.Context, after, upTo int64, buf []eventstor
 		return buf, err
 	}
 	rows, err := tx.QueryContext(ctx, scanPageQuery, after, upTo, scanPage)
-	if err != nil {
-		return buf, err
-	}
-	return appendScanned(buf, rows)
+	return appendScanned(buf, rows, err)
 }
 
 // appendScanned appends the events of every row of a read of eventColumns to buf, and closes
-// rows.
-func appendScanned(buf []eventstore.Event, rows *sql.Rows) ([]eventstore.Event, error) {
+// rows; err is the query's, returned as it is.
+func appendScanned(buf []eventstore.Event, rows *sql.Rows, err error) ([]eventstore.Event, error) {
+	if err != nil {
+		return buf, err
+	}
 	defer rows.Close()
 	var r scanRow
 	dest := r.dest()
