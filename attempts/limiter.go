@@ -17,6 +17,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idlog/idlog/internal/sqlitebusy"
 	"github.com/idlog/idlog/internal/stmtcache"
 	"github.com/idlog/idlog/migrations"
 )
@@ -27,8 +28,8 @@ const sweepEvery = time.Minute
 // Options configure New.
 type Options struct {
 	// DB is the event store's database, with the attempt tables (migrations 00070). On SQLite it
-	// must be a writable pool whose write transactions take the lock at BEGIN and wait for it
-	// (projections.OpenSQLite opens one); the event store's own pool is read-only.
+	// must be a writable pool (projections.OpenSQLite opens one); the event store's own pool is
+	// read-only.
 	DB      *sqlx.DB
 	Dialect migrations.Dialect
 	// Metrics receives idlog_attempts_total{kind,outcome}; nil registers nothing.
@@ -137,7 +138,10 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 	}
 	args = append(args, nowUS, nowUS)
 	var counted []countedRow
-	if err := l.stmts.SelectContext(ctx, nil, &counted, l.q(query), args...); err != nil {
+	if err := l.write(ctx, func(tx *sqlx.Tx) error {
+		counted = counted[:0] // a try again on SQLite starts over
+		return l.stmts.SelectContext(ctx, tx, &counted, l.q(query), args...)
+	}); err != nil {
 		return 0, fmt.Errorf("attempts: count: %w", err)
 	}
 	var wait time.Duration
@@ -166,12 +170,15 @@ func (l *Limiter) Try(ctx context.Context, now time.Time, counters ...Counter) (
 		l.attempts.WithLabelValues(k, OutcomeThrottled).Inc()
 	}
 	// A statement each: one row locked at a time, so none waits on another in a cycle.
-	for _, c := range cs {
-		if _, err := l.stmts.ExecContext(ctx, nil, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key); err != nil {
-			return 0, fmt.Errorf("attempts: give back a refused %s attempt: %w", c.Kind, err)
+	err := l.write(ctx, func(tx *sqlx.Tx) error {
+		for _, c := range cs {
+			if _, err := l.stmts.ExecContext(ctx, tx, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key); err != nil {
+				return fmt.Errorf("attempts: give back a refused %s attempt: %w", c.Kind, err)
+			}
 		}
-	}
-	return wait, nil
+		return nil
+	})
+	return wait, err
 }
 
 // countedRow is a counter as Try's statement left it.
@@ -194,31 +201,40 @@ const asyncCommit = `, set_config('synchronous_commit', 'off', true) AS async`
 // Done ends an attempt Try admitted, at now. A failed attempt counts as a failure from now on
 // (and shows in the metrics); any other (the secret was right, or never checked) is forgotten.
 func (l *Limiter) Done(ctx context.Context, now time.Time, failed bool, counters ...Counter) error {
-	for _, c := range sorted(counters) {
-		var err error
-		if failed {
+	cs := sorted(counters)
+	if failed {
+		for _, c := range cs {
 			l.attempts.WithLabelValues(c.Kind, OutcomeFailed).Inc()
-			_, err = l.stmts.ExecContext(ctx, nil, l.q(`UPDATE attempt_counters SET failures = failures + 1,
-				pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END, last_failure = ?, expires_at = ? WHERE key = ?`),
-				now.UnixMicro(), now.Add(c.Policy.Forget).UnixMicro(), c.key)
-		} else {
-			_, err = l.stmts.ExecContext(ctx, nil, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key)
-		}
-		if err != nil {
-			return fmt.Errorf("attempts: end a %s attempt: %w", c.Kind, err)
 		}
 	}
-	return nil
+	return l.write(ctx, func(tx *sqlx.Tx) error {
+		for _, c := range cs {
+			var err error
+			if failed {
+				_, err = l.stmts.ExecContext(ctx, tx, l.q(`UPDATE attempt_counters SET failures = failures + 1,
+					pending = CASE WHEN pending > 0 THEN pending - 1 ELSE 0 END, last_failure = ?, expires_at = ? WHERE key = ?`),
+					now.UnixMicro(), now.Add(c.Policy.Forget).UnixMicro(), c.key)
+			} else {
+				_, err = l.stmts.ExecContext(ctx, tx, l.q(`UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`), c.key)
+			}
+			if err != nil {
+				return fmt.Errorf("attempts: end a %s attempt: %w", c.Kind, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Reset starts the counters again from zero: the owner proved the secret.
 func (l *Limiter) Reset(ctx context.Context, counters ...Counter) error {
-	for _, c := range sorted(counters) {
-		if _, err := l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_counters WHERE key = ?`), c.key); err != nil {
-			return fmt.Errorf("attempts: reset a %s counter: %w", c.Kind, err)
+	return l.write(ctx, func(tx *sqlx.Tx) error {
+		for _, c := range sorted(counters) {
+			if _, err := l.stmts.ExecContext(ctx, tx, l.q(`DELETE FROM attempt_counters WHERE key = ?`), c.key); err != nil {
+				return fmt.Errorf("attempts: reset a %s counter: %w", c.Kind, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Succeeded ends the attempts of a proven secret at once, in one transaction (on PostgreSQL one
@@ -248,27 +264,25 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 		}
 		return nil
 	}
-	tx, err := l.db.BeginTxx(ctx, nil)
+	err := l.write(ctx, func(tx *sqlx.Tx) error {
+		for i, k := range keys {
+			q := `UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`
+			if del[i] {
+				q = `DELETE FROM attempt_counters WHERE key = ?`
+			}
+			if _, err := l.stmts.ExecContext(ctx, tx, q, k); err != nil {
+				return err
+			}
+		}
+		if mark != nil {
+			if _, err := l.stmts.ExecContext(ctx, tx, `INSERT INTO attempt_marks (key, until) VALUES (?, ?)
+				ON CONFLICT (key) DO UPDATE SET until = excluded.until`, mark, until.UnixMicro()); err != nil {
+				return fmt.Errorf("trust: %w", err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("attempts: begin: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	for i, k := range keys {
-		q := `UPDATE attempt_counters SET pending = pending - 1 WHERE key = ? AND pending > 0`
-		if del[i] {
-			q = `DELETE FROM attempt_counters WHERE key = ?`
-		}
-		if _, err := l.stmts.ExecContext(ctx, tx, q, k); err != nil {
-			return fmt.Errorf("attempts: end a proven attempt: %w", err)
-		}
-	}
-	if mark != nil {
-		if _, err := l.stmts.ExecContext(ctx, tx, `INSERT INTO attempt_marks (key, until) VALUES (?, ?)
-			ON CONFLICT (key) DO UPDATE SET until = excluded.until`, mark, until.UnixMicro()); err != nil {
-			return fmt.Errorf("attempts: trust: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("attempts: end a proven attempt: %w", err)
 	}
 	return nil
@@ -276,8 +290,11 @@ func (l *Limiter) Succeeded(ctx context.Context, done, reset []Counter, trust st
 
 // Trust marks key as trusted until then (a later mark replaces an earlier one).
 func (l *Limiter) Trust(ctx context.Context, key string, until time.Time) error {
-	_, err := l.db.ExecContext(ctx, l.q(`INSERT INTO attempt_marks (key, until) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET until = excluded.until`), hashKey(key), until.UnixMicro())
+	err := l.write(ctx, func(tx *sqlx.Tx) error {
+		_, err := l.stmts.ExecContext(ctx, tx, l.q(`INSERT INTO attempt_marks (key, until) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET until = excluded.until`), hashKey(key), until.UnixMicro())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("attempts: trust: %w", err)
 	}
@@ -305,6 +322,23 @@ func (l *Limiter) sweep(ctx context.Context, now time.Time) {
 		return
 	}
 	us := now.UnixMicro()
-	_, _ = l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_counters WHERE expires_at < ?`), us)
-	_, _ = l.db.ExecContext(ctx, l.q(`DELETE FROM attempt_marks WHERE until < ?`), us)
+	_ = l.write(ctx, func(tx *sqlx.Tx) error {
+		_, err := l.stmts.ExecContext(ctx, tx, l.q(`DELETE FROM attempt_counters WHERE expires_at < ?`), us)
+		if err == nil {
+			_, err = l.stmts.ExecContext(ctx, tx, l.q(`DELETE FROM attempt_marks WHERE until < ?`), us)
+		}
+		return err
+	})
+}
+
+// write runs f, which writes through tx, in a transaction of its own on SQLite: one that waits
+// for the file's lock a fraction of a millisecond at a time (package sqlitebusy), and runs f
+// again from the start if it lost the lock midway. SQLite's busy handler slept a millisecond and
+// more each time the event store's writer or a projector held the lock, on every sign-in. On
+// PostgreSQL tx is nil: each statement commits on its own, as a row lock is all it waits for.
+func (l *Limiter) write(ctx context.Context, f func(tx *sqlx.Tx) error) error {
+	if l.dialect == migrations.Postgres {
+		return f(nil)
+	}
+	return sqlitebusy.InTx(ctx, l.db, sqlitebusy.Timeout, f)
 }

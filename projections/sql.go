@@ -3,7 +3,6 @@ package projections
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,8 +11,9 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"modernc.org/sqlite" // registers the "sqlite" driver
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/idlog/idlog/internal/sqlitebusy"
 	"github.com/idlog/idlog/migrations"
 )
 
@@ -101,7 +101,7 @@ const maxParams = 30000
 
 // SQLiteBusyTimeout is how long a write transaction on SQLite waits for the file's write lock
 // (held by the event store's writer, or by another projector) before it fails.
-const SQLiteBusyTimeout = 30 * time.Second
+const SQLiteBusyTimeout = sqlitebusy.Timeout
 
 // OpenSQLite opens the read models' connection pool on the SQLite file that holds the event log.
 // The event store's own pool is read-only, so projections write through this one. Write
@@ -143,51 +143,27 @@ func OpenSQLite(ctx context.Context, path string) (*sqlx.DB, error) {
 }
 
 // beginWrite starts a write transaction. On SQLite it takes the file's write lock at BEGIN and,
-// while the event store's writer (another connection) holds it, retries every few hundred
-// microseconds instead of leaving the wait to SQLite's busy handler, which sleeps up to 25 ms a
-// turn. It gives up after SQLiteBusyTimeout, like the busy handler would. done returns the
-// connection to the pool; call it after the transaction ends.
+// while another connection (the event store's writer, the attempt limiter) holds it, tries again
+// after a pause of a fraction of a millisecond (package sqlitebusy) instead of leaving the wait to
+// SQLite's busy handler, which sleeps up to 25 ms a turn. It gives up after SQLiteBusyTimeout,
+// like the busy handler would. done returns the connection to the pool; call it after the
+// transaction ends.
 func beginWrite(ctx context.Context, db *sqlx.DB, d dialect) (tx *sqlx.Tx, done func(), err error) {
 	if migrations.Dialect(d) != migrations.SQLite {
 		tx, err := db.BeginTxx(ctx, nil)
 		return tx, func() {}, err
 	}
-	conn, err := db.Connx(ctx)
+	conn, done, err := sqlitebusy.Conn(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The connection goes back to the pool with the pool's busy timeout, for the queries.
-	done = func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", SQLiteBusyTimeout.Milliseconds()))
-		_ = conn.Close()
-	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+	err = sqlitebusy.Retry(ctx, SQLiteBusyTimeout, func() (err error) {
+		tx, err = conn.BeginTxx(ctx, nil)
+		return err
+	})
+	if err != nil {
 		done()
 		return nil, nil, err
 	}
-	deadline := time.Now().Add(SQLiteBusyTimeout)
-	wait := 100 * time.Microsecond
-	for {
-		tx, err := conn.BeginTxx(ctx, nil)
-		if err == nil {
-			return tx, done, nil
-		}
-		var se *sqlite.Error
-		if !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
-			done()
-			return nil, nil, err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			done()
-			return nil, nil, ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 2*time.Millisecond)
-	}
+	return tx, done, nil
 }
-
-// sqliteBusy is SQLITE_BUSY, the primary result code of a lock held by another connection.
-const sqliteBusy = 5

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/internal/sqlitebusy"
 	"github.com/idlog/idlog/lease"
 	"github.com/idlog/idlog/migrations"
 )
@@ -42,6 +43,12 @@ type writer struct {
 
 func newWriter(ctx context.Context, conn *sql.Conn) (*writer, error) {
 	w := &writer{conn: conn}
+	// Every statement of the writer but BEGIN runs with the lock held; commitBatch waits at BEGIN
+	// (package sqlitebusy) rather than in SQLite's busy handler.
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("turn the busy handler off: %w", err)
+	}
 	for _, p := range []struct {
 		st  **sql.Stmt
 		sql string
@@ -146,7 +153,13 @@ func (w *writer) commitBatch(batch []*writeRequest) bool {
 			r.done <- err
 		}
 	}
-	if _, err := w.begin.ExecContext(ctx); err != nil {
+	// The lock is taken at BEGIN. While another connection holds it, try again a fraction of a
+	// millisecond later (newWriter turned the busy handler off): the others (projectors, the
+	// attempt limiter) hold it for less than that, and the busy handler slept 1 ms and more.
+	if err := sqlitebusy.Retry(ctx, busyTimeoutMS*time.Millisecond, func() error {
+		_, err := w.begin.ExecContext(ctx)
+		return err
+	}); err != nil {
 		failAll(fmt.Errorf("eventstore/sqlite: begin: %w", err))
 		return false
 	}
