@@ -47,6 +47,30 @@ func holdLock(t *testing.T, path string) (release func()) {
 	}
 }
 
+// lockedFile returns a pool on a new file whose write lock another connection holds until the
+// test ends.
+func lockedFile(t *testing.T, busyMS int) *sqlx.DB {
+	t.Helper()
+	path := newFile(t)
+	db := open(t, path, busyMS)
+	t.Cleanup(holdLock(t, path))
+	return db
+}
+
+func insertMine(tx *sqlx.Tx) error {
+	_, err := tx.Exec(`INSERT INTO rows (v) VALUES ('mine')`)
+	return err
+}
+
+func queryInt(t *testing.T, db *sqlx.DB, q string) int {
+	t.Helper()
+	var n int
+	if err := db.Get(&n, q); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func newFile(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "busy.db")
@@ -67,8 +91,7 @@ func TestInTxWaitsForTheLockAndRunsAgain(t *testing.T) {
 	go func() {
 		done <- sqlitebusy.InTx(t.Context(), db, 10*time.Second, func(tx *sqlx.Tx) error {
 			runs.Add(1)
-			_, err := tx.Exec(`INSERT INTO rows (v) VALUES ('mine')`)
-			return err
+			return insertMine(tx)
 		})
 	}()
 	time.Sleep(20 * time.Millisecond) // let it find the lock taken
@@ -81,11 +104,7 @@ func TestInTxWaitsForTheLockAndRunsAgain(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	var mine int
-	if err := db.Get(&mine, `SELECT count(*) FROM rows WHERE v = 'mine'`); err != nil {
-		t.Fatal(err)
-	}
-	if mine != 1 {
+	if mine := queryInt(t, db, `SELECT count(*) FROM rows WHERE v = 'mine'`); mine != 1 {
 		t.Errorf("%d rows written, want 1", mine)
 	}
 	// txlock immediate: each try that found the lock taken failed at BEGIN, before f.
@@ -111,8 +130,7 @@ func TestInTxRunsADeferredTransactionAgain(t *testing.T) {
 			if runs.Add(1) == 2 {
 				time.AfterFunc(0, release) // the lock comes free while it waits
 			}
-			_, err := tx.Exec(`INSERT INTO rows (v) VALUES ('mine')`)
-			return err
+			return insertMine(tx)
 		})
 	}()
 	if err := <-done; err != nil {
@@ -121,11 +139,7 @@ func TestInTxRunsADeferredTransactionAgain(t *testing.T) {
 	if n := runs.Load(); n < 2 {
 		t.Errorf("f ran %d times, want it run again after losing the lock", n)
 	}
-	var mine int
-	if err := db.Get(&mine, `SELECT count(*) FROM rows WHERE v = 'mine'`); err != nil {
-		t.Fatal(err)
-	}
-	if mine != 1 {
+	if mine := queryInt(t, db, `SELECT count(*) FROM rows WHERE v = 'mine'`); mine != 1 {
 		t.Errorf("%d rows written, want 1", mine)
 	}
 }
@@ -133,32 +147,18 @@ func TestInTxRunsADeferredTransactionAgain(t *testing.T) {
 // A lock held past the timeout fails the transaction with SQLite's busy error; the connection goes
 // back to the pool with the busy timeout it had.
 func TestInTxGivesUpAfterTheTimeout(t *testing.T) {
-	path := newFile(t)
-	db := open(t, path, 4321)
-	release := holdLock(t, path)
-	defer release()
-	err := sqlitebusy.InTx(t.Context(), db, 30*time.Millisecond, func(tx *sqlx.Tx) error {
-		_, err := tx.Exec(`INSERT INTO rows (v) VALUES ('mine')`)
-		return err
-	})
-	if !sqlitebusy.Is(err) {
+	db := lockedFile(t, 4321)
+	if err := sqlitebusy.InTx(t.Context(), db, 30*time.Millisecond, insertMine); !sqlitebusy.Is(err) {
 		t.Fatalf("InTx with the lock held = %v, want SQLITE_BUSY", err)
 	}
-	var ms int
-	if err := db.Get(&ms, `PRAGMA busy_timeout`); err != nil {
-		t.Fatal(err)
-	}
-	if ms != 4321 {
+	if ms := queryInt(t, db, `PRAGMA busy_timeout`); ms != 4321 {
 		t.Errorf("busy_timeout after InTx = %d, want 4321", ms)
 	}
 }
 
 // The caller's context ends the wait.
 func TestRetryEndsWithTheContext(t *testing.T) {
-	path := newFile(t)
-	db := open(t, path, 0)
-	release := holdLock(t, path)
-	defer release()
+	db := lockedFile(t, 0)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
 	defer cancel()
 	err := sqlitebusy.InTx(ctx, db, time.Minute, func(tx *sqlx.Tx) error { return nil })
