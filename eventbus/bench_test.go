@@ -247,27 +247,17 @@ func publishSignedRaw(b *testing.B, js jetstream.JetStream, msgs []*nats.Msg) ti
 	return took
 }
 
-// resetStream deletes the stream and makes it anew, configured as the relay configures
-// IDLOG_EVENTS.
-// only leaves the server with one stream of the benchmark, name, new and empty: each phase
-// publishes into a server that holds none of the other phases' messages. The relay, last, found
-// the baselines' 2 × 600,000 messages and their duplicate-detection ids still held, where the raw
-// baseline, first, had found an empty server.
+// only leaves the server with one stream of the benchmark, name, new, empty and configured as
+// the relay configures IDLOG_EVENTS: each phase publishes into a server that holds none of the
+// other phases' messages. The relay, last, found the baselines' 2 × 600,000 messages and their
+// duplicate-detection ids still held, where the raw baseline, first, had found an empty server.
 func only(b *testing.B, js jetstream.JetStream, name, subjects string) {
 	b.Helper()
+	ctx := context.Background()
 	for _, s := range []string{"RAW", "SRAW", eventbus.EventsStream} {
-		if err := js.DeleteStream(context.Background(), s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			b.Fatal(err)
 		}
-	}
-	resetStream(b, js, name, subjects)
-}
-
-func resetStream(b *testing.B, js jetstream.JetStream, name, subjects string) {
-	b.Helper()
-	ctx := context.Background()
-	if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		b.Fatal(err)
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: name, Subjects: []string{subjects}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,

@@ -2,7 +2,7 @@
 //
 // While another connection holds the lock, the busy handler sleeps 1, 2, 5, 10, 15, 20 ms and
 // more before each new try. In idlog that other connection is nearly always one of the
-// process's own (the event store's writer, a projectors' commit, the attempt limiter), and each
+// process's own (the event store's writer, a projector's commit, the attempt limiter), and each
 // holds the lock for well under a millisecond: a request that lost the lock to one of them slept
 // a millisecond or more for it. At 4 clients, a quarter of a SQLite sign-in's time was the
 // limiter's two statements asleep there. Here a connection whose busy handler is off tries again
