@@ -913,7 +913,7 @@ func (r *Runtime) commitGroup(ctx context.Context, reqs []*commitReq) error {
 	for i, req := range reqs {
 		ctxs[i] = req.ctx
 	}
-	if err := lease.CheckAll(ctxs, tx, r.o.Dialect); err != nil {
+	if err := lease.CheckAll(ctxs, r.stmts.In(tx), r.o.Dialect); err != nil {
 		return err
 	}
 	if err := r.advanceAll(ctx, tx, reqs); err != nil {
@@ -1002,7 +1002,7 @@ func (r *Runtime) advance(req *commitReq, tx *sqlx.Tx) error {
 	// takes no lock before it writes, and holds a Postgres transaction id, which holds back every
 	// follower of the log (see eventstore/postgres), only for its writes and commit.
 	// Under a lease, only the owner's batches commit: a stalled owner that wakes up is refused.
-	if err := lease.Check(ctx, tx, r.o.Dialect); err != nil {
+	if err := lease.Check(ctx, r.stmts.In(tx), r.o.Dialect); err != nil {
 		return err
 	}
 	advance := r.q.advance

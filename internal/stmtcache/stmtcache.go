@@ -152,6 +152,35 @@ func (c *Cache) GetContext(ctx context.Context, tx *sqlx.Tx, dest any, query str
 	return sqlx.GetContext(ctx, c.queryer(tx), dest, query, args...)
 }
 
+// Queries runs statements in one transaction through a cache, for callers that take an
+// interface of database/sql's methods rather than a cache (lease.Check, lease.CheckAll).
+type Queries struct {
+	c  *Cache
+	tx *sqlx.Tx
+}
+
+// In returns tx's statements through c (tx nil: the handle's).
+func (c *Cache) In(tx *sqlx.Tx) Queries { return Queries{c, tx} }
+
+// QueryRowContext runs query, prepared when it can, as sql.Tx.QueryRowContext does.
+func (q Queries) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := q.c.on(ctx, q.tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	if q.tx != nil {
+		return q.tx.QueryRowContext(ctx, query, args...)
+	}
+	return q.c.db.QueryRowContext(ctx, query, args...)
+}
+
+// QueryContext runs query, prepared when it can, as sql.Tx.QueryContext does.
+func (q Queries) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := q.c.on(ctx, q.tx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.c.queryer(q.tx).QueryContext(ctx, query, args...)
+}
+
 // Close closes the cached statements; the cache then runs every statement unprepared.
 func (c *Cache) Close() {
 	if c == nil {

@@ -134,7 +134,8 @@ func TestNoSecondConnectionInATransaction(t *testing.T) {
 }
 
 // On PostgreSQL a cached statement is prepared on the server once per connection, and then costs
-// one round trip where lib/pq spends two on a statement with arguments: in a transaction and out.
+// one round trip where lib/pq spends two on a statement with arguments: in a transaction and out,
+// through the cache's methods and through Queries.
 func TestCachedStatementsSaveARoundTrip(t *testing.T) {
 	dsn := os.Getenv("IDLOG_TEST_DATABASE_URL")
 	if dsn == "" {
@@ -172,10 +173,20 @@ func TestCachedStatementsSaveARoundTrip(t *testing.T) {
 			return err
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-		for range 3 {
-			if err := c.GetContext(ctx, tx, &got, q, 2); err != nil {
-				return err
-			}
+		if err := c.GetContext(ctx, tx, &got, q, 2); err != nil {
+			return err
+		}
+		// The same through Queries, as lease.Check runs it.
+		if err := c.In(tx).QueryRowContext(ctx, q, 3).Scan(&got); err != nil || got != 4 {
+			return fmt.Errorf("QueryRowContext: %d, %v", got, err)
+		}
+		rows, err := c.In(tx).QueryContext(ctx, q, 4)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if !rows.Next() || rows.Scan(&got) != nil || got != 5 || rows.Next() {
+			return fmt.Errorf("QueryContext: %d, %v", got, rows.Err())
 		}
 		return tx.Commit()
 	})
