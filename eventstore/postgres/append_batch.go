@@ -80,12 +80,7 @@ func (s *Store) AppendBatch(ctx context.Context, batch []eventstore.Append) ([]e
 		return nil, s.importError(err)
 	}
 	if len(results) > 0 {
-		last := results[len(results)-1].LastPosition
-		raiseTo(&s.lastAppended, last)
-		s.appended.Notify()
-		if s.opts.Replicas {
-			s.notifyAppended(last)
-		}
+		s.committed(results[len(results)-1].LastPosition)
 	}
 	return results, nil
 }

@@ -26,59 +26,66 @@ var benchMeta = eventstore.Metadata{ActorUID: "ID1234567890", ActorRole: "member
 // BenchmarkAppendVsRaw compares the store's append with its baseline in one run, interleaved
 // in blocks so machine noise hits both alike. One op is one event appended through the store
 // (one append, a new stream, expected: no stream) plus the same row inserted straight into a
-// table of the same shape and indexes, one autocommit INSERT each.
+// table of the same shape and indexes, one autocommit INSERT each. With replicas=true the store
+// tells other processes of its appends (Options.Replicas), as idlog serve's does.
 func BenchmarkAppendVsRaw(b *testing.B) {
-	for _, writers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			dsn := eventstoretest.PostgresSchema(b)
-			s := open(b, postgres.Options{DSN: dsn})
-			defer s.Close()
-			db, err := sql.Open("postgres", dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			db.SetMaxOpenConns(16)
-			db.SetMaxIdleConns(16)
-			// The same shape, constraints and indexes as the store's own table.
-			if _, err := db.Exec(`CREATE TABLE raw_events (LIKE events INCLUDING ALL);
-				CREATE SEQUENCE raw_events_seq OWNED BY raw_events.position;
-				ALTER TABLE raw_events ALTER position SET DEFAULT nextval('raw_events_seq'),
-					ALTER recorded_at SET DEFAULT now()`); err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			run := uuid.NewString()[:8]
-			appendOne := func(i int64) error {
-				_, err := s.Append(ctx, eventstore.Append{
-					Stream: fmt.Sprintf("user-%s-%d", run, i), Expected: eventstore.NoStream,
-					Events: []eventstore.NewEvent{{Type: "UserRegistered", SchemaVersion: 1, Data: benchData, Metadata: benchMeta}},
-				})
-				return err
-			}
-			insertOne := func(i int64) error {
-				id, _ := uuid.NewV7()
-				meta, _ := json.Marshal(benchMeta) // the store encodes metadata per append too
-				_, err := db.Exec(`INSERT INTO raw_events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
-					VALUES ($1, $2, 1, 'UserRegistered', 1, $3, $4)`, id, fmt.Sprintf("user-%s-%d", run, i), string(benchData), string(meta))
-				return err
-			}
-			var appendTime, rawTime time.Duration
-			const block = 250
-			b.ResetTimer()
-			for done := 0; done < b.N; done += block {
-				n := min(block, b.N-done)
-				appendTime += timed(b, writers, n, appendOne)
-				rawTime += timed(b, writers, n, insertOne)
-			}
-			b.StopTimer()
-			appendRate := float64(b.N) / appendTime.Seconds()
-			rawRate := float64(b.N) / rawTime.Seconds()
-			b.ReportMetric(appendRate, "append-events/s")
-			b.ReportMetric(rawRate, "raw-events/s")
-			b.ReportMetric(100*appendRate/rawRate, "%-of-raw")
-		})
+	for _, replicas := range []bool{false, true} {
+		for _, writers := range []int{1, 8} {
+			b.Run(fmt.Sprintf("replicas=%v/writers=%d", replicas, writers), func(b *testing.B) {
+				appendVsRaw(b, replicas, writers)
+			})
+		}
 	}
+}
+
+func appendVsRaw(b *testing.B, replicas bool, writers int) {
+	dsn := eventstoretest.PostgresSchema(b)
+	s := open(b, postgres.Options{DSN: dsn, Replicas: replicas})
+	defer s.Close()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	// The same shape, constraints and indexes as the store's own table.
+	if _, err := db.Exec(`CREATE TABLE raw_events (LIKE events INCLUDING ALL);
+		CREATE SEQUENCE raw_events_seq OWNED BY raw_events.position;
+		ALTER TABLE raw_events ALTER position SET DEFAULT nextval('raw_events_seq'),
+			ALTER recorded_at SET DEFAULT now()`); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	run := uuid.NewString()[:8]
+	appendOne := func(i int64) error {
+		_, err := s.Append(ctx, eventstore.Append{
+			Stream: fmt.Sprintf("user-%s-%d", run, i), Expected: eventstore.NoStream,
+			Events: []eventstore.NewEvent{{Type: "UserRegistered", SchemaVersion: 1, Data: benchData, Metadata: benchMeta}},
+		})
+		return err
+	}
+	insertOne := func(i int64) error {
+		id, _ := uuid.NewV7()
+		meta, _ := json.Marshal(benchMeta) // the store encodes metadata per append too
+		_, err := db.Exec(`INSERT INTO raw_events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata)
+			VALUES ($1, $2, 1, 'UserRegistered', 1, $3, $4)`, id, fmt.Sprintf("user-%s-%d", run, i), string(benchData), string(meta))
+		return err
+	}
+	var appendTime, rawTime time.Duration
+	const block = 250
+	b.ResetTimer()
+	for done := 0; done < b.N; done += block {
+		n := min(block, b.N-done)
+		appendTime += timed(b, writers, n, appendOne)
+		rawTime += timed(b, writers, n, insertOne)
+	}
+	b.StopTimer()
+	appendRate := float64(b.N) / appendTime.Seconds()
+	rawRate := float64(b.N) / rawTime.Seconds()
+	b.ReportMetric(appendRate, "append-events/s")
+	b.ReportMetric(rawRate, "raw-events/s")
+	b.ReportMetric(100*appendRate/rawRate, "%-of-raw")
 }
 
 var opSeq atomic.Int64

@@ -11,12 +11,50 @@ import (
 // appendedChannel is the NOTIFY channel of appends, for Options.Replicas.
 const appendedChannel = "idlog_appended"
 
-// notifyAppended tells the other processes on this database that an append committed at pos.
-// It runs after the append's own commit, so a listener that wakes finds the events.
-func (s *Store) notifyAppended(pos uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, _ = s.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, appendedChannel, strconv.FormatUint(pos, 10))
+// committed is told of every append through this store once it committed, up to pos: it wakes
+// this process's subscribers at once and, with Replicas, the notifier.
+func (s *Store) committed(pos uint64) {
+	raiseTo(&s.lastAppended, pos)
+	s.appended.Notify()
+	if s.opts.Replicas {
+		raiseTo(&s.toNotify, pos)
+		select {
+		case s.notify <- struct{}{}:
+		default: // already woken: it will send the newest position
+		}
+	}
+}
+
+// notifier tells the other processes on this database of this one's appends, after they
+// committed, until the store closes: one notification at a time, of the newest position
+// appended, so appends that commit while one is sent share the next. Its statement commits
+// without waiting for the disk: a notification lost in a crash costs a listener at most one
+// watchHead interval, as one lost on the way does.
+//
+// Sending it inside each append's transaction (pg_notify in the append's statement) cost much
+// more: PostgreSQL serializes the commits of notifying transactions on a lock it holds until
+// their commit is flushed, so concurrent appends could no longer share a WAL flush. With
+// pgbench, eight clients appending: 1,645-1,949 appends/s notifying in the transaction against
+// 2,698-3,689 without.
+func (s *Store) notifier() {
+	const q = `SELECT pg_notify($1, $2), set_config('synchronous_commit', 'off', true)`
+	var sent uint64
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.notify:
+		}
+		pos := s.toNotify.Load()
+		if pos <= sent {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if _, err := s.stmts.ExecContext(ctx, nil, q, appendedChannel, strconv.FormatUint(pos, 10)); err == nil {
+			sent = pos
+		}
+		cancel()
+	}
 }
 
 // Progressed returns a channel closed at the next notification on Options.ProgressChannel, from

@@ -95,7 +95,10 @@ type Store struct {
 	closed atomic.Bool
 	done   chan struct{}
 
-	appended   eventstore.Signal // rung after every append: wakes subscribers
+	appended eventstore.Signal // rung after every append: wakes subscribers
+	// notify wakes the notifier (Options.Replicas): an append committed up to toNotify.
+	notify     chan struct{}
+	toNotify   atomic.Uint64
 	progressed eventstore.Signal // rung at every notification of projection progress
 	// lastAppended is the highest position appended through this store (or, with Replicas, by
 	// any process: notifications and watchHead raise it). A follower that has not
@@ -158,13 +161,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the log read: %w", err)
 	}
-	s := &Store{db: db, opts: o, done: make(chan struct{}), readStream: readStream, logPage: logPage, stmts: stmtcache.New(db)}
+	s := &Store{db: db, opts: o, done: make(chan struct{}), notify: make(chan struct{}, 1), readStream: readStream, logPage: logPage, stmts: stmtcache.New(db)}
 	if o.Replicas {
 		if err := s.listen(); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("postgres: listen to %s: %w", Redact(o.DSN), err)
 		}
 		go s.watchHead()
+		go s.notifier()
 	}
 	return s, nil
 }
@@ -249,7 +253,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 		// The user's new data key in the same statement (migration 00230).
 		args = append([]any{a.DataKey.UID, a.DataKey.Wrapped}, args...)
 	}
-	q := appendQueries[keyed][s.opts.Replicas]
+	q := appendQueries[keyed]
 
 	for attempt := 0; ; attempt++ {
 		var r appendRow
@@ -260,8 +264,7 @@ func (s *Store) Append(ctx context.Context, a eventstore.Append) (eventstore.App
 		}
 		if err == nil {
 			res := r.result()
-			raiseTo(&s.lastAppended, res.LastPosition)
-			s.appended.Notify()
+			s.committed(res.LastPosition)
 			return res, nil
 		}
 		if isDataKeyTaken(err) {
@@ -521,21 +524,18 @@ func (s *Store) globalPage(after uint64, f eventstore.Filter) pageFunc {
 	}
 }
 
-// The append statements, by whether they store a data key and whether they notify the other
-// processes (Options.Replicas). A notifying one does it in the same statement: PostgreSQL
-// delivers the notification once the append commits, and a failed append sends none.
+// The append statements, by whether they store a data key. With Options.Replicas the other
+// processes hear of an append after it committed, from the store's notifier (notify.go): a
+// notification inside the append's own transaction would hold PostgreSQL's lock on the
+// notification queue through the append's WAL flush, one committing append at a time.
 const (
 	appendQuery = `SELECT first_version, last_version, first_position, last_position, recorded_at
 		FROM idlog_append($1, $2, $3::uuid[], $4, $5::int[], $6, $7, $8, $9)`
 	appendKeyedQuery = `SELECT first_version, last_version, first_position, last_position, recorded_at
 		FROM idlog_append_keyed($1, $2, $3, $4, $5::uuid[], $6, $7::int[], $8, $9, $10, $11)`
-	notifyClause = `) AS a CROSS JOIN LATERAL pg_notify('` + appendedChannel + `', a.last_position::text) AS n`
 )
 
-var appendQueries = map[bool]map[bool]string{
-	false: {false: appendQuery, true: `SELECT a.* FROM (` + appendQuery + notifyClause},
-	true:  {false: appendKeyedQuery, true: `SELECT a.* FROM (` + appendKeyedQuery + notifyClause},
-}
+var appendQueries = map[bool]string{false: appendQuery, true: appendKeyedQuery}
 
 // globalPageQuery reads a page of the unfiltered global log.
 const globalPageQuery = `SELECT ` + eventColumns + ` FROM idlog_global_page($1, $2) AS events`
