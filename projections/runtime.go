@@ -1114,13 +1114,15 @@ func newQueries(d dialect) queries {
 		// checkpoint, and the projector applies them again; it saves a WAL flush per batch, which
 		// live (small) batches feel most. Set here, it costs no round trip of its own.
 		q.advance += ` RETURNING set_config('synchronous_commit', 'off', true)`
-		// Replicas waiting for this projector's progress (see WaitFor) are told at the commit.
-		q.advanceNotify = q.advance + `, pg_notify('` + ProgressChannel + `', name)`
+		// Replicas waiting for this projector's progress (see WaitFor) are told at the commit:
+		// once per transaction, whatever the number of projectors in it, as PostgreSQL sends a
+		// transaction's identical notifications as one (listeners read the checkpoints anyway).
+		q.advanceNotify = q.advance + `, pg_notify('` + ProgressChannel + `', '')`
 		q.advanceAll = `UPDATE projection_checkpoints c SET position = v.to_, updated_at = $1, last_error = NULL, last_error_at = NULL
 			FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v(name, gen, from_, to_)
 			WHERE c.name = v.name AND c.generation = v.gen AND c.position = v.from_ AND NOT c.retired
 			RETURNING set_config('synchronous_commit', 'off', true)`
-		q.advanceAllNotify = q.advanceAll + `, pg_notify('` + ProgressChannel + `', c.name)`
+		q.advanceAllNotify = q.advanceAll + `, pg_notify('` + ProgressChannel + `', '')`
 	}
 	return q
 }

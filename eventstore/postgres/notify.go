@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -27,7 +28,9 @@ func (s *Store) committed(pos uint64) {
 
 // notifier tells the other processes on this database of this one's appends, after they
 // committed, until the store closes: one notification at a time, of the newest position
-// appended, so appends that commit while one is sent share the next. Its statement commits
+// appended, so appends that commit while one is sent share the next. It names this store
+// (instance), whose own listener then ignores it: woken again, every subscriber of this process
+// would read the log once more for nothing. Its statement commits
 // without waiting for the disk: a notification lost in a crash costs a listener at most one
 // watchHead interval, as one lost on the way does.
 //
@@ -50,7 +53,7 @@ func (s *Store) notifier() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if _, err := s.stmts.ExecContext(ctx, nil, q, appendedChannel, strconv.FormatUint(pos, 10)); err == nil {
+		if _, err := s.stmts.ExecContext(ctx, nil, q, appendedChannel, strconv.FormatUint(pos, 10)+" "+s.instance); err == nil {
 			sent = pos
 		}
 		cancel()
@@ -88,7 +91,12 @@ func (s *Store) listen() error {
 					continue
 				}
 				if n != nil {
-					if pos, err := strconv.ParseUint(n.Extra, 10, 64); err == nil {
+					// "<position> <instance>"; a bare position from an older idlog.
+					p, from, _ := strings.Cut(n.Extra, " ")
+					if from == s.instance {
+						continue // this store's own append: its subscribers were woken at the commit
+					}
+					if pos, err := strconv.ParseUint(p, 10, 64); err == nil {
 						raiseTo(&s.lastAppended, pos)
 					}
 				}

@@ -10,6 +10,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
@@ -95,11 +96,12 @@ type Store struct {
 	closed atomic.Bool
 	done   chan struct{}
 
-	appended eventstore.Signal // rung after every append: wakes subscribers
-	// notify wakes the notifier (Options.Replicas): an append committed up to toNotify.
-	notify     chan struct{}
-	toNotify   atomic.Uint64
+	appended   eventstore.Signal // rung after every append: wakes subscribers
 	progressed eventstore.Signal // rung at every notification of projection progress
+	// notify wakes the notifier (Options.Replicas): an append committed up to toNotify.
+	notify   chan struct{}
+	toNotify atomic.Uint64
+	instance string // names this store in its notifications
 	// lastAppended is the highest position appended through this store (or, with Replicas, by
 	// any process: notifications and watchHead raise it). A follower that has not
 	// read up to it yet, though woken, is held back by the read horizon (an older transaction
@@ -161,7 +163,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: prepare the log read: %w", err)
 	}
-	s := &Store{db: db, opts: o, done: make(chan struct{}), notify: make(chan struct{}, 1), readStream: readStream, logPage: logPage, stmts: stmtcache.New(db)}
+	s := &Store{db: db, opts: o, done: make(chan struct{}), notify: make(chan struct{}, 1), instance: rand.Text(),
+		readStream: readStream, logPage: logPage, stmts: stmtcache.New(db)}
 	if o.Replicas {
 		if err := s.listen(); err != nil {
 			db.Close()
