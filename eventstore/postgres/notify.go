@@ -30,9 +30,9 @@ func (s *Store) committed(pos uint64) {
 // committed, until the store closes: one notification at a time, of the newest position
 // appended, so appends that commit while one is sent share the next. It names this store
 // (instance), whose own listener then ignores it: woken again, every subscriber of this process
-// would read the log once more for nothing. Its statement commits
-// without waiting for the disk: a notification lost in a crash costs a listener at most one
-// watchHead interval, as one lost on the way does.
+// would read the log once more for nothing. Its statement commits without waiting for the disk,
+// and a failed one is not sent again: a notification lost costs a listener at most one
+// watchHead interval, however it was lost.
 //
 // Sending it inside each append's transaction (pg_notify in the append's statement) cost much
 // more: PostgreSQL serializes the commits of notifying transactions on a lock it holds until
