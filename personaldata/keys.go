@@ -28,7 +28,8 @@ var ErrErased = errors.New("personaldata: the user's personal data is erased")
 type Keys struct {
 	db      *sqlx.DB
 	dialect migrations.Dialect
-	wrap    *auth.Sealer
+	wrap    *auth.Sealer // opens keys stored wrapped (before seeds, see newKey)
+	seeds   []byte       // keys the derivation of data keys from their seeds
 	ttl     time.Duration
 
 	mu    sync.Mutex
@@ -67,7 +68,59 @@ func NewKeys(db *sqlx.DB, dialect migrations.Dialect, secret []byte) (*Keys, err
 	if err != nil {
 		return nil, err
 	}
-	return &Keys{db: db, dialect: dialect, wrap: wrap, ttl: CacheTTL, cache: map[string]cachedKey{}}, nil
+	return &Keys{db: db, dialect: dialect, wrap: wrap, seeds: derive(secret, "data key seeds"), ttl: CacheTTL, cache: map[string]cachedKey{}}, nil
+}
+
+// seedForm starts a stored key that is a seed (see newKey); a wrapped key starts with
+// auth.Sealer's format version, 1.
+const seedForm = 2
+
+// seedBytes is the size of a data key's seed: 128 bits, which the server's secret key alone
+// does not give back.
+const seedBytes = 16
+
+// checkBytes is the size of the check value stored after a seed.
+const checkBytes = 4
+
+// newKey makes a new data key for the user and the form it is stored in: seedForm, a random
+// 128-bit seed and a 32-bit check value. The key is HMAC-SHA-256, keyed with a key derived from
+// the server's secret key, of the user id and the seed: as with a wrapped key, reading the data
+// takes both the stored seed and the server's secret, destroying the seed destroys the key, and a
+// seed copied to another user gives another key. 21 bytes instead of a wrapped key's 61: on
+// SQLite the key lives in the row of the user's stream, whose size cost sealed registrations
+// about 3% of their throughput with 8 writers.
+func (k *Keys) newKey(uid string) (*auth.Sealer, []byte, error) {
+	stored := make([]byte, 1+seedBytes, 1+seedBytes+checkBytes)
+	stored[0] = seedForm
+	rand.Read(stored[1:])
+	key, check := k.fromSeed(uid, stored[1:])
+	s, err := auth.NewSealer(key)
+	return s, append(stored, check...), err
+}
+
+// fromSeed derives the data key of the user from seed, and the seed's check value.
+func (k *Keys) fromSeed(uid string, seed []byte) (key, check []byte) {
+	m := hmac.New(sha256.New, k.seeds)
+	m.Write([]byte("key\x00" + uid + "\x00"))
+	m.Write(seed)
+	key = m.Sum(nil)
+	m.Reset()
+	m.Write([]byte("check\x00" + uid + "\x00"))
+	m.Write(seed)
+	return key, m.Sum(nil)[:checkBytes]
+}
+
+// openStored returns the data key of the user from its stored form: a seed, or a key wrapped
+// with the server's secret key (stored before seeds).
+func (k *Keys) openStored(uid string, stored []byte) ([]byte, error) {
+	if len(stored) == 1+seedBytes+checkBytes && stored[0] == seedForm {
+		key, check := k.fromSeed(uid, stored[1:1+seedBytes])
+		if !hmac.Equal(check, stored[1+seedBytes:]) {
+			return nil, errors.New("personaldata: the check value of the seed does not match")
+		}
+		return key, nil
+	}
+	return k.wrap.Open(stored, []byte(uid))
 }
 
 func (k *Keys) cached(uid string) (cachedKey, bool) {
@@ -101,19 +154,16 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 		return c.sealer, nil
 	}
 	if create {
-		key := make([]byte, auth.KeySize)
-		rand.Read(key)
-		wrapped := k.wrap.Seal(key, []byte(uid))
-		res, err := k.insert(ctx, uid, wrapped)
+		s, stored, err := k.newKey(uid)
+		if err != nil {
+			return nil, err
+		}
+		res, err := k.insert(ctx, uid, stored)
 		if err != nil {
 			return nil, fmt.Errorf("personaldata: create the data key of %s: %w", uid, err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 1 {
 			// Ours is the key: no need to read it back.
-			s, err := auth.NewSealer(key)
-			if err != nil {
-				return nil, err
-			}
 			k.remember(uid, cachedKey{sealer: s, known: true})
 			return s, nil
 		}
@@ -130,7 +180,7 @@ func (k *Keys) forKey(ctx context.Context, uid string, create bool) (*auth.Seale
 		k.remember(uid, cachedKey{known: true})
 		return nil, ErrErased
 	}
-	key, err := k.wrap.Open(wrapped, []byte(uid))
+	key, err := k.openStored(uid, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("personaldata: unwrap the data key of %s (another server secret key?): %w", uid, err)
 	}
@@ -182,13 +232,11 @@ func (k *Keys) forAppend(ctx context.Context, uid string, fresh bool) (*auth.Sea
 			return s, nil, err
 		}
 	}
-	key := make([]byte, auth.KeySize)
-	rand.Read(key)
-	s, err := auth.NewSealer(key)
+	s, stored, err := k.newKey(uid)
 	if err != nil {
 		return nil, nil, err
 	}
-	return s, &eventstore.DataKey{UID: uid, Wrapped: k.wrap.Seal(key, []byte(uid))}, nil
+	return s, &eventstore.DataKey{UID: uid, Wrapped: stored}, nil
 }
 
 // keep caches a new key once the append that stored it has committed.
