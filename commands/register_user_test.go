@@ -1,7 +1,9 @@
 package commands_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +12,8 @@ import (
 	"github.com/idlog/idlog/auth"
 	"github.com/idlog/idlog/commands"
 	"github.com/idlog/idlog/domain"
+	"github.com/idlog/idlog/eventstore"
+	"github.com/idlog/idlog/eventstore/sqlite"
 )
 
 func TestRegisterUser(t *testing.T) {
@@ -151,5 +155,50 @@ func TestRegisterUserIdempotent(t *testing.T) {
 	wg.Wait()
 	if len(errs) > 0 || len(uids) != 1 {
 		t.Errorf("concurrent retries: uids %v, errors %v; want one uid", uids, errs)
+	}
+}
+
+// drawingStore is a store that draws new users' ids itself, as personaldata.Store does on
+// PostgreSQL (it stores their data keys ahead), and records the ids given back.
+type drawingStore struct {
+	*sqlite.Store
+	mu    sync.Mutex
+	drawn []domain.UserID
+	back  []domain.UserID
+}
+
+func (d *drawingStore) NewUserID(context.Context) domain.UserID {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	uid := domain.UserID(fmt.Sprintf("ID%010X", 0xD0000+len(d.drawn)))
+	d.drawn = append(d.drawn, uid)
+	return uid
+}
+
+func (d *drawingStore) UnusedUserID(uid domain.UserID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.back = append(d.back, uid)
+}
+
+// A sign-up takes its id from a store that draws them, and gives it back when it is refused with
+// nothing stored (a username taken in the append); an id whose sign-up was stored is kept.
+func TestRegisterUserDrawsItsIDFromTheStore(t *testing.T) {
+	t.Parallel()
+	d := &drawingStore{}
+	e := newEnvOver(t, commands.Config{}, func(s *sqlite.Store) eventstore.Store { d.Store = s; return d })
+	r := e.register(t, "drawn@example.com", "drawn")
+	if len(d.drawn) != 1 || r.Account.UID != string(d.drawn[0]) || len(d.back) != 0 {
+		t.Fatalf("registered %s; drawn %v, given back %v", r.Account.UID, d.drawn, d.back)
+	}
+	_, err := e.app.Commands.RegisterUser.Handle(t.Context(), commands.RegisterUser{Email: "other@example.com", Username: "Drawn", Password: strongPassword})
+	if !errors.Is(err, commands.ErrUsernameTaken) {
+		t.Fatalf("a taken username: %v, want ErrUsernameTaken", err)
+	}
+	if len(d.drawn) != 2 || !slices.Equal(d.back, d.drawn[1:]) {
+		t.Fatalf("after a refused sign-up: drawn %v, given back %v, want the second given back", d.drawn, d.back)
+	}
+	for ev, err := range e.store.ReadStream(t.Context(), d.drawn[1].Stream(), 0) {
+		t.Fatalf("the refused sign-up's stream holds %v (%v)", ev.Type, err)
 	}
 }

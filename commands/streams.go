@@ -383,15 +383,25 @@ func (s *UserStreams) create(ctx context.Context, command string, meta Meta, bui
 	if o, ok, err := s.replay(ctx, idem); ok || err != nil {
 		return o, err
 	}
+	ids, _ := s.store.(UserIDSource)
 	for attempt := 1; ; attempt++ {
-		var random [5]byte
-		rand.Read(random[:]) // never fails (crypto/rand, Go 1.24+)
-		uid := domain.NewUserID(random)
+		var uid domain.UserID
+		if ids != nil {
+			uid = ids.NewUserID(ctx)
+		} else {
+			var random [5]byte
+			rand.Read(random[:]) // never fails (crypto/rand, Go 1.24+)
+			uid = domain.NewUserID(random)
+		}
 		u, c, err := build(uid)
 		if err != nil {
+			if ids != nil {
+				ids.UnusedUserID(uid)
+			}
 			return outcome{}, err
 		}
 		res, err := s.append(ctx, uid.Stream(), eventstore.NoStream, c, c.metadata(meta, u), idem)
+		var taken *eventstore.KeyTakenError
 		switch {
 		case err == nil:
 			return outcome{user: u, result: res}, nil
@@ -400,9 +410,20 @@ func (s *UserStreams) create(ctx context.Context, command string, meta Meta, bui
 				return outcome{}, &ConflictError{Stream: uid.Stream(), Attempts: attempt}
 			}
 		default:
+			if ids != nil && errors.As(err, &taken) {
+				ids.UnusedUserID(uid) // refused whole: nothing of it is stored
+			}
 			return s.replayOr(ctx, idem, err)
 		}
 	}
+}
+
+// UserIDSource is an event store that draws new users' ids itself: personaldata.Store, which
+// stores their data keys ahead, so a registration writes none.
+// An id whose registration was refused with nothing stored is given back.
+type UserIDSource interface {
+	NewUserID(context.Context) domain.UserID
+	UnusedUserID(domain.UserID)
 }
 
 // replay reports whether the command's idempotency key was used before, and then the current

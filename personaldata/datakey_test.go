@@ -1,6 +1,7 @@
 package personaldata_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -333,5 +334,134 @@ func TestSQLiteKeyKeptBeforeStreamKeys(t *testing.T) {
 	var left int
 	if err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM personal_data_keys WHERE wrapped IS NOT NULL`).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("%d wrapped keys left (%v)", left, err)
+	}
+}
+
+// dataKeyRecorder passes appends on to a store that keeps data keys, recording the keys they
+// carry.
+type dataKeyRecorder struct {
+	eventstore.Store
+	mu      sync.Mutex
+	carried []string
+}
+
+func (r *dataKeyRecorder) Append(ctx context.Context, a eventstore.Append) (eventstore.AppendResult, error) {
+	if a.DataKey != nil {
+		r.mu.Lock()
+		r.carried = append(r.carried, a.DataKey.UID)
+		r.mu.Unlock()
+	}
+	return r.Store.Append(ctx, a)
+}
+
+func (r *dataKeyRecorder) KeepsDataKeys() bool { return true }
+
+// On PostgreSQL a new user's id comes with their data key stored already, so the registration's
+// append carries none; the key opens in other processes and is destroyed by an erasure like any
+// other. An id given back is drawn again. SQLite stores no key ahead (the registration keeps it in
+// the stream's row, which it writes anyway).
+func TestNewUserIDsComeWithTheirKeysStored(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			rec := &dataKeyRecorder{Store: b.store}
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			p := wrapWith(t, backend{rec, b.db, b.dialect}, secret)
+			ahead := b.dialect == migrations.Postgres
+			seen := map[domain.UserID]bool{}
+			var ids []domain.UserID
+			for range 100 {
+				uid := p.NewUserID(ctx)
+				if _, err := domain.ParseUserID(string(uid)); err != nil || seen[uid] {
+					t.Fatalf("drew %q (%v), seen before: %v", uid, err, seen[uid])
+				}
+				seen[uid] = true
+				ids = append(ids, uid)
+				if rows, _ := keyRows(t, b, uid); rows != map[bool]int{true: 1, false: 0}[ahead] {
+					t.Fatalf("a drawn id has %d key rows, want them stored ahead: %v", rows, ahead)
+				}
+			}
+			uid := ids[0]
+			if _, err := p.Append(ctx, register(uid, "ahead@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			if carried := len(rec.carried); ahead && carried != 0 || !ahead && carried != 1 {
+				t.Fatalf("the registration carried %d data keys", carried)
+			}
+			if rows, _ := keyRows(t, b, uid); rows != 1 {
+				t.Fatalf("the registered user has %d key rows, want 1", rows)
+			}
+			stored := only(t, b.store.ReadStream(ctx, uid.Stream(), 0))
+			if strings.Contains(string(stored.Data), "ahead@example.com") {
+				t.Fatalf("stored in plain: %s", stored.Data)
+			}
+			// A process of the same deployment that never saw the id opens the registration.
+			if got := only(t, wrapWith(t, b, secret).ReadStream(ctx, uid.Stream(), 0)); !strings.Contains(string(got.Data), `"ahead@example.com"`) {
+				t.Fatalf("another process reads %s", got.Data)
+			}
+			if err := p.Erase(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			if got := only(t, wrapWith(t, b, secret).ReadStream(ctx, uid.Stream(), 0)); strings.Contains(string(got.Data), "ahead@") || !strings.Contains(string(got.Data), domain.Erased) {
+				t.Fatalf("after the erasure another process reads %s", got.Data)
+			}
+			if rows, erased := keyRows(t, b, uid); rows != 1 || erased != 1 {
+				t.Fatalf("after the erasure: %d key rows, %d erased", rows, erased)
+			}
+			if ahead {
+				p.UnusedUserID(ids[1])
+				if again := p.NewUserID(ctx); again != ids[1] {
+					t.Fatalf("after giving back %s drew %s", ids[1], again)
+				}
+			}
+		})
+	}
+}
+
+// A batch of keys stored ahead (PostgreSQL) skips the ids that are someone's already (40-bit ids
+// collide): a user with a key, an erased one, and one whose events were written before sealing
+// existed, without a key. Their keys stay as they were.
+func TestKeysAheadSkipTakenIDs(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		if name != "postgres" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			b := open(t)
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			s := wrapWith(t, b, secret)
+			keyed, erased, keyless, free := newUID(), newUID(), newUID(), newUID()
+			if _, err := s.Append(ctx, register(keyed, strings.ToLower(string(keyed))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Keys().Erase(ctx, string(erased)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.store.Append(ctx, register(keyless, strings.ToLower(string(keyless))+"@example.com")); err != nil {
+				t.Fatal(err)
+			}
+			before := only(t, s.ReadStream(ctx, keyed.Stream(), 0))
+			stored, err := s.Keys().StoreAheadFor(ctx, []string{string(keyed), string(erased), string(keyless), string(free)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(stored) != 1 || stored[0] != string(free) {
+				t.Fatalf("stored ahead %v, want only %s", stored, free)
+			}
+			if rows, _ := keyRows(t, b, keyless); rows != 0 {
+				t.Fatalf("the keyless user got %d key rows", rows)
+			}
+			if after := only(t, wrapWith(t, b, secret).ReadStream(ctx, keyed.Stream(), 0)); string(after.Data) != string(before.Data) {
+				t.Fatalf("the keyed user's registration reads %s, was %s", after.Data, before.Data)
+			}
+		})
 	}
 }

@@ -34,6 +34,7 @@ type Keys struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedKey
+	ahead ahead // new users' ids with their keys stored (ahead.go)
 }
 
 type cachedKey struct {
@@ -137,6 +138,11 @@ func (k *Keys) cached(uid string) (cachedKey, bool) {
 func (k *Keys) remember(uid string, c cachedKey) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.rememberLocked(uid, c)
+}
+
+// rememberLocked is remember with k.mu held.
+func (k *Keys) rememberLocked(uid string, c cachedKey) {
 	if len(k.cache) >= maxCached {
 		k.cache = map[string]cachedKey{}
 	}

@@ -498,3 +498,10 @@ func (s *Store) KeepsOutbox() bool {
 	k, ok := s.inner.(eventstore.OutboxKeeper)
 	return ok && k.KeepsOutbox()
 }
+
+// NewUserID returns the id of a new user, its data key stored already on PostgreSQL
+// (Keys.NewUserID): commands draw new users' ids from the store when it can.
+func (s *Store) NewUserID(ctx context.Context) domain.UserID { return s.keys.NewUserID(ctx) }
+
+// UnusedUserID gives back an id NewUserID returned whose registration stored nothing.
+func (s *Store) UnusedUserID(uid domain.UserID) { s.keys.UnusedUserID(uid) }

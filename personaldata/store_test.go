@@ -367,6 +367,9 @@ func sealingRatio(b *testing.B, open func(testing.TB) backend, registrations boo
 	appendOne := func(k, i int) eventstore.Append {
 		if registrations {
 			uid := newUID()
+			if k == 1 {
+				uid = sealed.NewUserID(ctx) // as commands draw a new user's id
+			}
 			return register(uid, strings.ToLower(string(uid))+"@example.com")
 		}
 		uid := users[k][i%100]
