@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash"
 	"sync"
 	"time"
 
@@ -29,7 +30,7 @@ type Keys struct {
 	db      *sqlx.DB
 	dialect migrations.Dialect
 	wrap    *auth.Sealer // opens keys stored wrapped (before seeds, see newKey)
-	seeds   []byte       // keys the derivation of data keys from their seeds
+	seeds   sync.Pool    // of HMAC-SHA-256 keyed to derive data keys from their seeds, reset after use
 	ttl     time.Duration
 
 	mu    sync.Mutex
@@ -69,7 +70,10 @@ func NewKeys(db *sqlx.DB, dialect migrations.Dialect, secret []byte) (*Keys, err
 	if err != nil {
 		return nil, err
 	}
-	return &Keys{db: db, dialect: dialect, wrap: wrap, seeds: derive(secret, "data key seeds"), ttl: CacheTTL, cache: map[string]cachedKey{}}, nil
+	k := &Keys{db: db, dialect: dialect, wrap: wrap, ttl: CacheTTL, cache: map[string]cachedKey{}}
+	seedKey := derive(secret, "data key seeds")
+	k.seeds.New = func() any { return hmac.New(sha256.New, seedKey) }
+	return k, nil
 }
 
 // seedForm starts a stored key that is a seed (see newKey); a wrapped key starts with
@@ -101,14 +105,16 @@ func (k *Keys) newKey(uid string) (*auth.Sealer, []byte, error) {
 
 // fromSeed derives the data key of the user from seed, and the seed's check value.
 func (k *Keys) fromSeed(uid string, seed []byte) (key, check []byte) {
-	m := hmac.New(sha256.New, k.seeds)
-	m.Write([]byte("key\x00" + uid + "\x00"))
-	m.Write(seed)
-	key = m.Sum(nil)
-	m.Reset()
-	m.Write([]byte("check\x00" + uid + "\x00"))
-	m.Write(seed)
-	return key, m.Sum(nil)[:checkBytes]
+	m := k.seeds.Get().(hash.Hash)
+	defer k.seeds.Put(m)
+	out := make([]byte, 0, 2*sha256.Size)
+	for _, label := range []string{"key\x00", "check\x00"} {
+		m.Reset() // back to its keyed state
+		m.Write([]byte(label + uid + "\x00"))
+		m.Write(seed)
+		out = m.Sum(out)
+	}
+	return out[:sha256.Size:sha256.Size], out[sha256.Size : sha256.Size+checkBytes]
 }
 
 // openStored returns the data key of the user from its stored form: a seed, or a key wrapped
