@@ -259,11 +259,23 @@ func only(b *testing.B, js jetstream.JetStream, name, subjects string) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: name, Subjects: []string{subjects}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
-		Discard: jetstream.DiscardOld, MaxMsgs: -1, MaxBytes: -1, Duplicates: 2 * time.Minute,
-	}); err != nil {
-		b.Fatal(err)
+	// The server may still be removing the files of the stream of the same name just deleted:
+	// it then refuses the new one with a generic creation error (code 10049, "error creating
+	// store for stream"), as it did once in CI. Try again for up to a second.
+	for attempt := 0; ; attempt++ {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: name, Subjects: []string{subjects}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Discard: jetstream.DiscardOld, MaxMsgs: -1, MaxBytes: -1, Duplicates: 2 * time.Minute,
+		})
+		var apiErr *jetstream.APIError
+		if err != nil && errors.As(err, &apiErr) && apiErr.ErrorCode == 10049 && attempt < 20 {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		return
 	}
 }
 
