@@ -383,21 +383,15 @@ func (s *UserStreams) create(ctx context.Context, command string, meta Meta, bui
 	if o, ok, err := s.replay(ctx, idem); ok || err != nil {
 		return o, err
 	}
-	ids, _ := s.store.(UserIDSource)
+	ids, ok := s.store.(UserIDSource)
+	if !ok {
+		ids = randomUserIDs{}
+	}
 	for attempt := 1; ; attempt++ {
-		var uid domain.UserID
-		if ids != nil {
-			uid = ids.NewUserID(ctx)
-		} else {
-			var random [5]byte
-			rand.Read(random[:]) // never fails (crypto/rand, Go 1.24+)
-			uid = domain.NewUserID(random)
-		}
+		uid := ids.NewUserID(ctx)
 		u, c, err := build(uid)
 		if err != nil {
-			if ids != nil {
-				ids.UnusedUserID(uid)
-			}
+			ids.UnusedUserID(uid)
 			return outcome{}, err
 		}
 		res, err := s.append(ctx, uid.Stream(), eventstore.NoStream, c, c.metadata(meta, u), idem)
@@ -410,7 +404,7 @@ func (s *UserStreams) create(ctx context.Context, command string, meta Meta, bui
 				return outcome{}, &ConflictError{Stream: uid.Stream(), Attempts: attempt}
 			}
 		default:
-			if ids != nil && errors.As(err, &taken) {
+			if errors.As(err, &taken) {
 				ids.UnusedUserID(uid) // refused whole: nothing of it is stored
 			}
 			return s.replayOr(ctx, idem, err)
@@ -425,6 +419,17 @@ type UserIDSource interface {
 	NewUserID(context.Context) domain.UserID
 	UnusedUserID(domain.UserID)
 }
+
+// randomUserIDs draws the ids of a store that draws none: from crypto/rand, nothing kept.
+type randomUserIDs struct{}
+
+func (randomUserIDs) NewUserID(context.Context) domain.UserID {
+	var random [5]byte
+	rand.Read(random[:]) // never fails (crypto/rand, Go 1.24+)
+	return domain.NewUserID(random)
+}
+
+func (randomUserIDs) UnusedUserID(domain.UserID) {}
 
 // replay reports whether the command's idempotency key was used before, and then the current
 // state of the user it was used on.
